@@ -1,0 +1,43 @@
+//! Wire types shared by the `perfmon` extension and the local `sandbox`.
+//!
+//! Everything here is pure: types, parsers and encoders, no I/O. Because the sandbox and the
+//! extension both use these types, a wrong field name would fool both; so every type is tested
+//! against raw JSON samples as AWS documents them (`protocol/tests/fixtures/`).
+//!
+//! # Layout
+//! * [`extensions`]: Extensions API (register, event/next, init/exit error), paths and headers.
+//! * [`runtime`]: Runtime API paths and headers (used by the sandbox to host a function).
+//! * [`telemetry`]: Telemetry API subscription and events, decoded record by record.
+//! * [`time`]: ISO-8601 (millisecond, UTC) timestamps as used by the Telemetry API.
+//! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
+
+pub mod cloudwatch;
+pub mod extensions;
+pub mod runtime;
+pub mod telemetry;
+pub mod time;
+
+/// Error body of every Lambda local API (`{"errorMessage": "...", "errorType": "..."}`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    #[serde(rename = "errorMessage")]
+    pub error_message: String,
+    #[serde(rename = "errorType")]
+    pub error_type: String,
+    #[serde(
+        rename = "stackTrace",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stack_trace: Option<Vec<String>>,
+}
+
+impl ErrorBody {
+    pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error_message: message.into(),
+            error_type: error_type.into(),
+            stack_trace: None,
+        }
+    }
+}
