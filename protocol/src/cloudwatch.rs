@@ -71,10 +71,7 @@ pub struct Dimension {
 
 impl Dimension {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-        }
+        Self { name: name.into(), value: value.into() }
     }
 }
 
@@ -103,11 +100,7 @@ pub struct MetricDatum {
     pub timestamp_ms: Option<i64>,
     #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    #[serde(
-        rename = "StatisticValues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatisticValues", default, skip_serializing_if = "Option::is_none")]
     pub statistic_values: Option<StatisticSet>,
     #[serde(rename = "Values", default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<f64>,
@@ -115,11 +108,7 @@ pub struct MetricDatum {
     pub counts: Vec<f64>,
     #[serde(rename = "Unit", default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    #[serde(
-        rename = "StorageResolution",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StorageResolution", default, skip_serializing_if = "Option::is_none")]
     pub storage_resolution: Option<i32>,
 }
 
@@ -130,11 +119,7 @@ impl MetricDatum {
             return s.sample_count;
         }
         if !self.values.is_empty() {
-            return if self.counts.is_empty() {
-                self.values.len() as f64
-            } else {
-                self.counts.iter().sum()
-            };
+            return if self.counts.is_empty() { self.values.len() as f64 } else { self.counts.iter().sum() };
         }
         if self.value.is_some() {
             1.0

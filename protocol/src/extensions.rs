@@ -165,10 +165,7 @@ mod tests {
             Ok(NextEvent::Invoke(e)) => {
                 assert_eq!(e.deadline_ms, 1_676_051_234_567);
                 assert_eq!(e.request_id, "3da1f2dc-3222-475e-9205-e2e6c6318895");
-                assert_eq!(
-                    e.tracing.map(|t| t.kind),
-                    Some("X-Amzn-Trace-Id".to_owned())
-                );
+                assert_eq!(e.tracing.map(|t| t.kind), Some("X-Amzn-Trace-Id".to_owned()));
             }
             other => panic!("{other:?}"),
         }
@@ -176,11 +173,8 @@ mod tests {
 
     #[test]
     fn invoke_without_tracing() {
-        let raw =
-            r#"{"eventType":"INVOKE","deadlineMs":1,"requestId":"r","invokedFunctionArn":"a"}"#;
-        assert!(
-            matches!(NextEvent::from_json(raw.as_bytes()), Ok(NextEvent::Invoke(e)) if e.tracing.is_none())
-        );
+        let raw = r#"{"eventType":"INVOKE","deadlineMs":1,"requestId":"r","invokedFunctionArn":"a"}"#;
+        assert!(matches!(NextEvent::from_json(raw.as_bytes()), Ok(NextEvent::Invoke(e)) if e.tracing.is_none()));
     }
 
     #[test]
@@ -191,9 +185,7 @@ mod tests {
             ("TIMEOUT", ShutdownReason::Timeout),
             ("failure", ShutdownReason::Failure),
         ] {
-            let body = format!(
-                r#"{{"eventType":"SHUTDOWN","shutdownReason":"{raw}","deadlineMs":1676051236567}}"#
-            );
+            let body = format!(r#"{{"eventType":"SHUTDOWN","shutdownReason":"{raw}","deadlineMs":1676051236567}}"#);
             match NextEvent::from_json(body.as_bytes()) {
                 Ok(NextEvent::Shutdown(e)) => assert_eq!(e.shutdown_reason, want),
                 other => panic!("{other:?}"),
@@ -203,16 +195,12 @@ mod tests {
             shutdown_reason: ShutdownReason::Spindown,
             deadline_ms: 5,
         }));
-        assert_eq!(
-            out.ok().as_deref(),
-            Some(r#"{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":5}"#)
-        );
+        assert_eq!(out.ok().as_deref(), Some(r#"{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":5}"#));
     }
 
     #[test]
     fn register_bodies() {
-        let req: RegisterRequest =
-            serde_json::from_str(r#"{"events":["INVOKE","SHUTDOWN"]}"#).unwrap_or_default();
+        let req: RegisterRequest = serde_json::from_str(r#"{"events":["INVOKE","SHUTDOWN"]}"#).unwrap_or_default();
         assert_eq!(req.events, vec![EventType::Invoke, EventType::Shutdown]);
         assert!(serde_json::from_str::<RegisterRequest>(r#"{"events":["BOGUS"]}"#).is_err());
         let resp: Result<RegisterResponse, _> = serde_json::from_str(
@@ -223,14 +211,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [
-            "",
-            "{",
-            "null",
-            "[]",
-            r#"{"eventType":"INVOKE"}"#,
-            r#"{"eventType":"RESTORE"}"#,
-        ] {
+        for bad in ["", "{", "null", "[]", r#"{"eventType":"INVOKE"}"#, r#"{"eventType":"RESTORE"}"#] {
             assert!(NextEvent::from_json(bad.as_bytes()).is_err(), "{bad}");
         }
     }

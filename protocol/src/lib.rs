@@ -24,20 +24,12 @@ pub struct ErrorBody {
     pub error_message: String,
     #[serde(rename = "errorType")]
     pub error_type: String,
-    #[serde(
-        rename = "stackTrace",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stackTrace", default, skip_serializing_if = "Option::is_none")]
     pub stack_trace: Option<Vec<String>>,
 }
 
 impl ErrorBody {
     pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            error_message: message.into(),
-            error_type: error_type.into(),
-            stack_trace: None,
-        }
+        Self { error_message: message.into(), error_type: error_type.into(), stack_trace: None }
     }
 }

@@ -49,17 +49,8 @@ mod tests {
             parse_invocation_path("/2018-06-01/runtime/invocation/abc/error"),
             Some(InvocationPost::Error("abc"))
         );
-        assert_eq!(
-            parse_invocation_path("/2018-06-01/runtime/invocation/next"),
-            None
-        );
-        assert_eq!(
-            parse_invocation_path("/2018-06-01/runtime/invocation//response"),
-            None
-        );
-        assert_eq!(
-            parse_invocation_path("/2018-06-01/runtime/invocation/abc/other"),
-            None
-        );
+        assert_eq!(parse_invocation_path("/2018-06-01/runtime/invocation/next"), None);
+        assert_eq!(parse_invocation_path("/2018-06-01/runtime/invocation//response"), None);
+        assert_eq!(parse_invocation_path("/2018-06-01/runtime/invocation/abc/other"), None);
     }
 }

@@ -42,9 +42,7 @@ impl Buffering {
     /// Checks every present value against Lambda's ranges; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         let check = |name: &str, v: Option<u32>, (lo, hi): (u32, u32)| match v {
-            Some(v) if v < lo || v > hi => {
-                Err(format!("{name} must be between {lo} and {hi}, got {v}"))
-            }
+            Some(v) if v < lo || v > hi => Err(format!("{name} must be between {lo} and {hi}, got {v}")),
             _ => Ok(()),
         };
         check("buffering.maxItems", self.max_items, MAX_ITEMS_RANGE)?;
@@ -85,13 +83,7 @@ pub struct SubscribeRequest {
 
 impl SubscribeRequest {
     /// An HTTP subscription to `http://sandbox.localdomain:{port}{path}`.
-    pub fn http(
-        schema_version: &str,
-        types: &[&str],
-        buffering: Buffering,
-        port: u16,
-        path: &str,
-    ) -> Self {
+    pub fn http(schema_version: &str, types: &[&str], buffering: Buffering, port: u16, path: &str) -> Self {
         Self {
             schema_version: schema_version.to_owned(),
             types: types.iter().map(|t| (*t).to_owned()).collect(),
@@ -107,19 +99,12 @@ impl SubscribeRequest {
     /// Validates as Lambda does (answered with 400 `ValidationError`).
     pub fn validate(&self) -> Result<(), String> {
         if !SCHEMA_VERSIONS.contains(&self.schema_version.as_str()) {
-            return Err(format!(
-                "schemaVersion {:?} is not supported",
-                self.schema_version
-            ));
+            return Err(format!("schemaVersion {:?} is not supported", self.schema_version));
         }
         if self.types.is_empty() {
             return Err("types must not be empty".to_owned());
         }
-        if let Some(t) = self
-            .types
-            .iter()
-            .find(|t| !matches!(t.as_str(), "platform" | "function" | "extension"))
-        {
+        if let Some(t) = self.types.iter().find(|t| !matches!(t.as_str(), "platform" | "function" | "extension")) {
             return Err(format!("unknown telemetry type {t:?}"));
         }
         if let Some(b) = &self.buffering {
@@ -127,18 +112,10 @@ impl SubscribeRequest {
         }
         match self.destination.protocol.as_str() {
             "HTTP" => {
-                let uri = self
-                    .destination
-                    .uri
-                    .as_deref()
-                    .ok_or("destination.URI is required for HTTP")?;
+                let uri = self.destination.uri.as_deref().ok_or("destination.URI is required for HTTP")?;
                 parse_listener_uri(uri).map(|_| ())
             }
-            "TCP" => self
-                .destination
-                .port
-                .map(|_| ())
-                .ok_or_else(|| "destination.port is required for TCP".to_owned()),
+            "TCP" => self.destination.port.map(|_| ()).ok_or_else(|| "destination.port is required for TCP".to_owned()),
             other => Err(format!("destination.protocol {other:?} is not supported")),
         }
     }
@@ -146,24 +123,16 @@ impl SubscribeRequest {
 
 /// Splits `http://sandbox.localdomain:PORT[/path]` into port and path; other hosts are refused.
 pub fn parse_listener_uri(uri: &str) -> Result<(u16, String), String> {
-    let rest = uri
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("destination.URI {uri:?} must start with http://"))?;
+    let rest = uri.strip_prefix("http://").ok_or_else(|| format!("destination.URI {uri:?} must start with http://"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = authority
-        .rsplit_once(':')
-        .ok_or_else(|| format!("destination.URI {uri:?} has no port"))?;
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| format!("destination.URI {uri:?} has no port"))?;
     if host != LISTENER_HOST && host != "sandbox" {
-        return Err(format!(
-            "destination.URI host must be {LISTENER_HOST}, got {host:?}"
-        ));
+        return Err(format!("destination.URI host must be {LISTENER_HOST}, got {host:?}"));
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("destination.URI {uri:?} has an invalid port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("destination.URI {uri:?} has an invalid port"))?;
     if port == 0 || port == 9001 {
         return Err(format!("destination.URI port {port} is reserved"));
     }
@@ -175,9 +144,7 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     if v.is_finite() && v >= 0.0 && v <= u64::MAX as f64 {
         Ok(v.round() as u64)
     } else {
-        Err(D::Error::custom(format!(
-            "expected a non-negative integer, got {v}"
-        )))
+        Err(D::Error::custom(format!("expected a non-negative integer, got {v}")))
     }
 }
 
@@ -185,9 +152,7 @@ fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
     match Option::<f64>::deserialize(d)? {
         None => Ok(None),
         Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v.round() as u64)),
-        Some(v) => Err(D::Error::custom(format!(
-            "expected a non-negative integer, got {v}"
-        ))),
+        Some(v) => Err(D::Error::custom(format!("expected a non-negative integer, got {v}"))),
     }
 }
 
@@ -294,23 +259,11 @@ pub struct InitStart {
     #[serde(rename = "initializationType")]
     pub initialization_type: InitType,
     pub phase: InitPhase,
-    #[serde(
-        rename = "functionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "functionName", default, skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
-    #[serde(
-        rename = "functionVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "functionVersion", default, skip_serializing_if = "Option::is_none")]
     pub function_version: Option<String>,
-    #[serde(
-        rename = "instanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(
         rename = "instanceMaxMemory",
@@ -319,17 +272,9 @@ pub struct InitStart {
         deserialize_with = "lenient_opt_u64"
     )]
     pub instance_max_memory: Option<u64>,
-    #[serde(
-        rename = "runtimeVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runtimeVersion", default, skip_serializing_if = "Option::is_none")]
     pub runtime_version: Option<String>,
-    #[serde(
-        rename = "runtimeVersionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runtimeVersionArn", default, skip_serializing_if = "Option::is_none")]
     pub runtime_version_arn: Option<String>,
 }
 
@@ -374,17 +319,9 @@ pub struct InitReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreStart {
-    #[serde(
-        rename = "functionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "functionName", default, skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
-    #[serde(
-        rename = "functionVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "functionVersion", default, skip_serializing_if = "Option::is_none")]
     pub function_version: Option<String>,
 }
 
@@ -469,17 +406,9 @@ pub struct ReportMetrics {
         deserialize_with = "lenient_opt_u64"
     )]
     pub max_memory_used_mb: Option<u64>,
-    #[serde(
-        rename = "initDurationMs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "initDurationMs", default, skip_serializing_if = "Option::is_none")]
     pub init_duration_ms: Option<f64>,
-    #[serde(
-        rename = "restoreDurationMs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "restoreDurationMs", default, skip_serializing_if = "Option::is_none")]
     pub restore_duration_ms: Option<f64>,
 }
 
@@ -614,10 +543,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(time_epoch_ms: i64, record: Record) -> Self {
-        Self {
-            time: crate::time::format_iso_ms(time_epoch_ms),
-            record,
-        }
+        Self { time: crate::time::format_iso_ms(time_epoch_ms), record }
     }
     /// `time` as epoch ms, if it parses.
     pub fn time_ms(&self) -> Option<i64> {
@@ -684,10 +610,7 @@ const KNOWN_TYPES: [&str; 14] = [
 /// Decodes a batch as Lambda POSTs it, record by record.
 pub fn decode_batch(body: &[u8]) -> Result<Decoded, BatchError> {
     let elements: Vec<&RawValue> = serde_json::from_slice(body)?;
-    let mut out = Decoded {
-        events: Vec::with_capacity(elements.len()),
-        skipped: Vec::new(),
-    };
+    let mut out = Decoded { events: Vec::with_capacity(elements.len()), skipped: Vec::new() };
     for (index, raw) in elements.into_iter().enumerate() {
         match decode_event(raw) {
             Ok(ev) => out.events.push(ev),
@@ -699,47 +622,30 @@ pub fn decode_batch(body: &[u8]) -> Result<Decoded, BatchError> {
 
 /// Decodes one element of a batch.
 pub fn decode_event(raw: &RawValue) -> Result<Event, SkipReason> {
-    let ev: RawEvent<'_> =
-        serde_json::from_str(raw.get()).map_err(|e| SkipReason::NotAnEvent(e.to_string()))?;
+    let ev: RawEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| SkipReason::NotAnEvent(e.to_string()))?;
     let kind = ev.kind.as_str();
     if !KNOWN_TYPES.contains(&kind) {
         return Err(SkipReason::UnknownType(ev.kind));
     }
     let r = ev.record.get();
-    let malformed = |e: serde_json::Error| SkipReason::Malformed {
-        type_name: ev.kind.clone(),
-        error: e.to_string(),
-    };
+    let malformed = |e: serde_json::Error| SkipReason::Malformed { type_name: ev.kind.clone(), error: e.to_string() };
     let record = match kind {
         "platform.initStart" => Record::InitStart(serde_json::from_str(r).map_err(malformed)?),
-        "platform.initRuntimeDone" => {
-            Record::InitRuntimeDone(serde_json::from_str(r).map_err(malformed)?)
-        }
+        "platform.initRuntimeDone" => Record::InitRuntimeDone(serde_json::from_str(r).map_err(malformed)?),
         "platform.initReport" => Record::InitReport(serde_json::from_str(r).map_err(malformed)?),
-        "platform.restoreStart" => {
-            Record::RestoreStart(serde_json::from_str(r).map_err(malformed)?)
-        }
-        "platform.restoreRuntimeDone" => {
-            Record::RestoreRuntimeDone(serde_json::from_str(r).map_err(malformed)?)
-        }
-        "platform.restoreReport" => {
-            Record::RestoreReport(serde_json::from_str(r).map_err(malformed)?)
-        }
+        "platform.restoreStart" => Record::RestoreStart(serde_json::from_str(r).map_err(malformed)?),
+        "platform.restoreRuntimeDone" => Record::RestoreRuntimeDone(serde_json::from_str(r).map_err(malformed)?),
+        "platform.restoreReport" => Record::RestoreReport(serde_json::from_str(r).map_err(malformed)?),
         "platform.start" => Record::Start(serde_json::from_str(r).map_err(malformed)?),
         "platform.runtimeDone" => Record::RuntimeDone(serde_json::from_str(r).map_err(malformed)?),
         "platform.report" => Record::Report(serde_json::from_str(r).map_err(malformed)?),
         "platform.extension" => Record::Extension(serde_json::from_str(r).map_err(malformed)?),
-        "platform.telemetrySubscription" => {
-            Record::TelemetrySubscription(serde_json::from_str(r).map_err(malformed)?)
-        }
+        "platform.telemetrySubscription" => Record::TelemetrySubscription(serde_json::from_str(r).map_err(malformed)?),
         "platform.logsDropped" => Record::LogsDropped(serde_json::from_str(r).map_err(malformed)?),
         "function" => Record::FunctionLog(serde_json::from_str(r).map_err(malformed)?),
         _ => Record::ExtensionLog(serde_json::from_str(r).map_err(malformed)?),
     };
-    Ok(Event {
-        time: ev.time,
-        record,
-    })
+    Ok(Event { time: ev.time, record })
 }
 
 /// Encodes events as the JSON array Lambda POSTs.

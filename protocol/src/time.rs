@@ -35,11 +35,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn parse_iso_ms(s: &str) -> Result<i64, TimeError> {
     let err = || TimeError(s.to_owned());
     let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b'T' && b[10] != b't' && b[10] != b' ')
-    {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
         return Err(err());
     }
     if b[13] != b':' || b[16] != b':' {
@@ -101,38 +97,18 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for ms in [
-            0i64,
-            1_767_225_600_000,
-            1_768_471_200_101,
-            951_782_400_999,
-            -1,
-        ] {
-            assert_eq!(
-                parse_iso_ms(&format_iso_ms(ms)),
-                Ok(ms),
-                "{}",
-                format_iso_ms(ms)
-            );
+        for ms in [0i64, 1_767_225_600_000, 1_768_471_200_101, 951_782_400_999, -1] {
+            assert_eq!(parse_iso_ms(&format_iso_ms(ms)), Ok(ms), "{}", format_iso_ms(ms));
         }
         assert_eq!(format_iso_ms(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
     }
 
     #[test]
     fn parses_documented_forms() {
-        assert_eq!(
-            parse_iso_ms("2026-01-15T10:00:00.101Z"),
-            Ok(1_768_471_200_101)
-        );
+        assert_eq!(parse_iso_ms("2026-01-15T10:00:00.101Z"), Ok(1_768_471_200_101));
         assert_eq!(parse_iso_ms("2026-01-15T10:00:00Z"), Ok(1_768_471_200_000));
-        assert_eq!(
-            parse_iso_ms("2026-01-15T10:00:00.1011234Z"),
-            Ok(1_768_471_200_101)
-        );
-        assert_eq!(
-            parse_iso_ms("2026-01-15T10:00:00.5+00:00"),
-            Ok(1_768_471_200_500)
-        );
+        assert_eq!(parse_iso_ms("2026-01-15T10:00:00.1011234Z"), Ok(1_768_471_200_101));
+        assert_eq!(parse_iso_ms("2026-01-15T10:00:00.5+00:00"), Ok(1_768_471_200_500));
     }
 
     #[test]
