@@ -9,9 +9,11 @@
 //! * [`runtime`]: Runtime API paths and headers (used by the sandbox to host a function).
 //! * [`telemetry`]: Telemetry API subscription and events, decoded record by record.
 //! * [`time`]: ISO-8601 (millisecond, UTC) timestamps as used by the Telemetry API.
+//! * [`contract`]: names, env vars, ports and defaults of `perfmon-interface.md`.
 //! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
 
 pub mod cloudwatch;
+pub mod contract;
 pub mod extensions;
 pub mod runtime;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Embedded CloudWatch endpoint (PutMetricData, ListMetrics, GetMetricStatistics).
