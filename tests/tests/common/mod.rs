@@ -1,0 +1,316 @@
+//! Helpers shared by every end-to-end test file (`mod common;`).
+//!
+//! - where things are: [`workspace_root`], [`target_dir`], [`bin_path`], [`python`];
+//! - what to run as a function: [`rust_function`], [`python_function`] ([`RuntimeSpec`]);
+//! - what to run as extensions: [`extensions_dir`] (a temp dir laid out like `/opt/extensions`);
+//! - a second CloudWatch: [`Moto`] (`moto_server` on a free loopback port, killed by PID on drop);
+//! - small tools: [`free_port`], [`percentile_exact`], [`TempDir`], [`wait_until`].
+//!
+//! Binaries are not built here: `make test` builds them first (`cargo build --workspace --bins` and
+//! `scripts/build-crate-examples.sh`); a missing one fails the test with the command to run.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The workspace root (the directory holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| tests_dir.to_path_buf())
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (at run time, else at build time) or `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    let configured = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from));
+    match configured {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The profile directory the running test binary was built into (`<target>/debug` normally), found from
+/// the test executable's own path (`<target>/<profile>/deps/<test>-<hash>`).
+fn own_profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    deps.parent().map(Path::to_path_buf)
+}
+
+/// Directories searched for binaries, in order.
+fn bin_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = own_profile_dir() {
+        dirs.push(dir);
+    }
+    let debug = target_dir().join("debug");
+    if !dirs.contains(&debug) {
+        dirs.push(debug);
+    }
+    dirs
+}
+
+/// The path of a built executable: a workspace binary (`perfmon`, `perfmon-sandbox`, `sample-function`,
+/// `noop-extension`) or one of the `lambda-extension` crate's README examples (`simple`, `logs`,
+/// `telemetry`, built by `scripts/build-crate-examples.sh`). Panics with the command to run if missing.
+pub fn bin_path(name: &str) -> PathBuf {
+    let dirs = bin_dirs();
+    for dir in &dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    let how = match name {
+        "simple" | "logs" | "telemetry" => "run `make build` (or `scripts/build-crate-examples.sh`)",
+        _ => "run `cargo build --workspace --bins` (or `make build`)",
+    };
+    panic!("binary `{name}` not found in {dirs:?}: {how} before the tests");
+}
+
+/// The test virtualenv's Python (`<root>/.venv/bin/python`). Panics with the command to run if missing.
+pub fn python() -> PathBuf {
+    let path = workspace_root().join(".venv/bin/python");
+    assert!(path.exists(), "{} not found: run `make venv` (creates .venv from requirements-test.txt)", path.display());
+    path
+}
+
+/// A binary of the test virtualenv (`moto_server`, `cfn-lint`, ...).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = workspace_root().join(".venv/bin").join(name);
+    assert!(path.exists(), "{} not found: run `make venv` (creates .venv from requirements-test.txt)", path.display());
+    path
+}
+
+/// How to start a function's runtime process; convert it to the sandbox's `RuntimeCommand`.
+#[derive(Debug, Clone)]
+pub struct RuntimeSpec {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its working directory (`None`: inherit).
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables the runtime needs (on top of the Lambda ones the sandbox sets).
+    pub env: Vec<(String, String)>,
+}
+
+/// The Rust sample function (`fixtures/rust-function`, binary `sample-function`).
+pub fn rust_function() -> RuntimeSpec {
+    RuntimeSpec { program: bin_path("sample-function"), args: Vec::new(), cwd: None, env: Vec::new() }
+}
+
+/// The Python sample function: `.venv/bin/python -m awslambdaric handler.handler` in `fixtures/python`.
+/// Note: awslambdaric 4.2.2 segfaults if the `/next` response has no `Content-Type` header.
+pub fn python_function() -> RuntimeSpec {
+    RuntimeSpec {
+        program: python(),
+        args: vec!["-m".into(), "awslambdaric".into(), "handler.handler".into()],
+        cwd: Some(workspace_root().join("fixtures/python")),
+        env: vec![("PYTHONUNBUFFERED".into(), "1".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
+    }
+}
+
+/// A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0 and released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")).port()
+}
+
+/// The exact nearest-rank percentile (`p` in 0..=100) of `values`: the smallest value such that at
+/// least p % of the values are less than or equal to it. Panics on an empty slice or a bad `p`.
+pub fn percentile_exact(values: &[f64], p: f64) -> f64 {
+    assert!(!values.is_empty(), "percentile of no values");
+    assert!((0.0..=100.0).contains(&p), "percentile {p} outside 0..=100");
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A directory removed (with its contents) on drop. Created under Cargo's per-target temp dir
+/// (`<target>/tmp`), on the same file system as the binaries so they can be hard-linked.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A new empty directory whose name starts with `prefix`.
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A temp dir laid out like `/opt/extensions`: each `(name, executable)` is placed there under `name`
+/// with mode 755 (hard-linked when possible, else copied: a hard link is never open for writing, so
+/// exec cannot hit ETXTBSY). Removed on drop. Pass `&[]` for a function without extensions.
+pub fn extensions_dir(extensions: &[(&str, &Path)]) -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("extensions");
+    for (name, source) in extensions {
+        assert!(source.is_file(), "extension `{name}`: {} is not a file", source.display());
+        let dest = dir.path().join(name);
+        if std::fs::hard_link(source, &dest).is_err() {
+            std::fs::copy(source, &dest)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", source.display(), dest.display()));
+        }
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod 755 {}: {e}", dest.display()));
+    }
+    dir
+}
+
+/// `moto_server` (from the test venv) on a free loopback port: a second, independent CloudWatch
+/// endpoint (counts and sums only: it computes no percentiles). Killed by PID on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Moto {
+    /// How long moto may take to answer its first request (it imports boto and its backends).
+    pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Starts moto_server and waits until it answers HTTP. Panics (with its log) if it does not.
+    pub fn start() -> Moto {
+        let server = venv_bin("moto_server");
+        let mut last_error = String::new();
+        for _attempt in 0..3 {
+            let dir = TempDir::new("moto");
+            let log = dir.path().join("moto.log");
+            let port = free_port();
+            let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+            let log_err = log_file.try_clone().unwrap_or_else(|e| panic!("dup moto log: {e}"));
+            let child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", server.display()));
+            let mut moto = Moto { child: Some(child), port, log, _dir: dir };
+            match moto.wait_ready() {
+                Ok(()) => return moto,
+                Err(e) => {
+                    last_error = format!("{e}; log:\n{}", moto.log_text());
+                    moto.stop();
+                }
+            }
+        }
+        panic!("moto_server did not start: {last_error}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let start = Instant::now();
+        while start.elapsed() < Self::START_TIMEOUT {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("moto_server exited early ({status})"));
+                }
+            }
+            if http_status(self.port, "/moto-api/").is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no answer on port {} within {:?}", self.port, Self::START_TIMEOUT))
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The environment a client (perfmon, boto3) needs to send to this moto.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), self.endpoint_url()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+
+    /// What moto printed so far (its request log).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills moto now (SIGKILL to its PID) and reaps it; later requests to it fail. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `GET path` to 127.0.0.1:port and returns the status code, if anything answered.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?;
+    let mut parts = line.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
