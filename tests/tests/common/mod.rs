@@ -1,7 +1,7 @@
 //! Helpers shared by every end-to-end test file (`mod common;`).
 //!
 //! - where things are: [`workspace_root`], [`target_dir`], [`bin_path`], [`python`];
-//! - what to run as a function: [`rust_function`], [`python_function`] ([`RuntimeSpec`]);
+//! - what to run as a function: [`rust_function`], [`python_function`], [`node_function`] ([`RuntimeSpec`]);
 //! - what to run as extensions: [`extensions_dir`] (a temp dir laid out like `/opt/extensions`);
 //! - a second CloudWatch: [`Moto`] (`moto_server` on a free loopback port, killed by PID on drop);
 //! - small tools: [`free_port`], [`percentile_exact`], [`TempDir`], [`wait_until`].
@@ -111,7 +111,7 @@ pub fn rust_function() -> RuntimeSpec {
 }
 
 /// The Python sample function: `.venv/bin/python -m awslambdaric handler.handler` in `fixtures/python`.
-/// Note: awslambdaric 4.2.2 segfaults if the `/next` response has no `Content-Type` header.
+/// Note: awslambdaric 4.2.2 (like aws-lambda-ric 4.0.2) segfaults if `/next` answers without `Content-Type`.
 pub fn python_function() -> RuntimeSpec {
     RuntimeSpec {
         program: python(),
@@ -119,6 +119,26 @@ pub fn python_function() -> RuntimeSpec {
         cwd: Some(workspace_root().join("fixtures/python")),
         env: vec![("PYTHONUNBUFFERED".into(), "1".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
     }
+}
+
+/// The Node.js sample function: `node fixtures/node/node_modules/aws-lambda-ric/index.mjs` in `fixtures/node`
+/// with `_HANDLER=handler.handler` and `LAMBDA_TASK_ROOT` (aws-lambda-ric reads those, not argv). Panics with
+/// the command to run if `make node` has not installed the runtime client.
+pub fn node_function() -> RuntimeSpec {
+    let dir = workspace_root().join("fixtures/node");
+    let ric = dir.join("node_modules/aws-lambda-ric/index.mjs");
+    assert!(ric.is_file(), "{} not found: run `make node` (needs node, npm and cmake)", ric.display());
+    RuntimeSpec {
+        program: PathBuf::from("node"),
+        args: vec![ric.display().to_string()],
+        cwd: Some(dir.clone()),
+        env: vec![("_HANDLER".into(), "handler.handler".into()), ("LAMBDA_TASK_ROOT".into(), dir.display().to_string())],
+    }
+}
+
+/// Whether the Node.js fixture is installed (`make node`; `make test` does it when `node` is on PATH).
+pub fn node_available() -> bool {
+    workspace_root().join("fixtures/node/node_modules/aws-lambda-ric/rapid-client.node").is_file()
 }
 
 /// A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0 and released).
