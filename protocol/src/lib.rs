@@ -11,11 +11,15 @@
 //! * [`time`]: ISO-8601 (millisecond, UTC) timestamps as used by the Telemetry API.
 //! * [`contract`]: names, env vars, ports and defaults of `perfmon-interface.md`.
 //! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
+//! * [`custom`]: the custom-metric HTTP API (`/v1/metrics`, `/v1/operations`): validation and answers.
+//! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
 
 pub mod cloudwatch;
 pub mod contract;
+pub mod custom;
 pub mod extensions;
 pub mod runtime;
+pub mod statsd;
 pub mod telemetry;
 pub mod time;
 
