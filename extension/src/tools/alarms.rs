@@ -1,0 +1,668 @@
+//! `perfmon alarms`: CloudWatch alarms on the metrics perfmon emits, as PutMetricAlarm inputs
+//! (JSON) or as a CloudFormation template.
+//!
+//! Defaults suit an interactive backend (a chat or HTTP API: a user waits on every invoke).
+
+use std::fmt;
+
+use perfmon_protocol::contract::metric;
+use serde_json::{json, Map, Value};
+
+use super::metric::{MetricRef, Scope};
+
+/// Who gets woken up: each severity has its own SNS topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 2] = [Severity::Critical, Severity::Warning];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "critical" => Some(Severity::Critical),
+            "warning" => Some(Severity::Warning),
+            _ => None,
+        }
+    }
+
+    /// CloudFormation parameter holding this severity's SNS topic ARN.
+    pub fn parameter(self) -> &'static str {
+        match self {
+            Severity::Critical => "CriticalTopicArn",
+            Severity::Warning => "WarningTopicArn",
+        }
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            Severity::Critical => "HasCriticalTopic",
+            Severity::Warning => "HasWarningTopic",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of alarm `perfmon alarms` generates; the flag prefix is [`Kind::key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ColdStarts,
+    DurationP99,
+    ErrorRate,
+    Timeouts,
+    Memory,
+    Cost,
+    OperationDuration,
+    OperationErrorRate,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::ColdStarts,
+        Kind::DurationP99,
+        Kind::ErrorRate,
+        Kind::Timeouts,
+        Kind::Memory,
+        Kind::Cost,
+        Kind::OperationDuration,
+        Kind::OperationErrorRate,
+    ];
+
+    /// Flag prefix (`--cold-starts-threshold`) and alarm name suffix.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::ColdStarts => "cold-starts",
+            Kind::DurationP99 => "duration-p99",
+            Kind::ErrorRate => "error-rate",
+            Kind::Timeouts => "timeouts",
+            Kind::Memory => "memory",
+            Kind::Cost => "cost",
+            Kind::OperationDuration => "operation-duration-p99",
+            Kind::OperationErrorRate => "operation-error-rate",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Kind::ALL.into_iter().find(|k| k.key() == text)
+    }
+
+    pub fn is_operation(self) -> bool {
+        matches!(self, Kind::OperationDuration | Kind::OperationErrorRate)
+    }
+
+    /// Unit of the threshold, for help texts and descriptions.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Kind::ColdStarts | Kind::Timeouts => "count",
+            Kind::DurationP99 | Kind::OperationDuration => "ms",
+            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory => "%",
+            Kind::Cost => "USD",
+        }
+    }
+
+    pub fn comparison(self) -> Comparison {
+        match self {
+            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
+            Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
+        }
+    }
+
+    /// The defaults, for an interactive (chat or HTTP API) backend.
+    pub fn default_spec(self) -> AlarmSpec {
+        let spec = |threshold, period, evaluation_periods, datapoints, severity| AlarmSpec {
+            threshold,
+            period,
+            evaluation_periods,
+            datapoints,
+            severity,
+        };
+        match self {
+            // A burst of cold starts: users see multi-second first replies.
+            Kind::ColdStarts => spec(10.0, 300, 1, 1, Severity::Warning),
+            // Users wait on every reply: p99 over 3 s for 15 minutes.
+            Kind::DurationP99 => spec(3000.0, 300, 3, 3, Severity::Warning),
+            // 5 % of invocations failing in 3 of the last 5 minutes.
+            Kind::ErrorRate => spec(5.0, 60, 5, 3, Severity::Critical),
+            // Any timeout: an API client got no answer.
+            Kind::Timeouts => spec(1.0, 300, 1, 1, Severity::Critical),
+            // Memory at or above 80 % of the memory size: close to an out-of-memory kill.
+            Kind::Memory => spec(80.0, 300, 1, 1, Severity::Warning),
+            // A runaway loop or a traffic spike: more than 1 USD of compute in one hour.
+            Kind::Cost => spec(1.0, 3600, 1, 1, Severity::Warning),
+            Kind::OperationDuration => spec(1000.0, 300, 3, 3, Severity::Warning),
+            Kind::OperationErrorRate => spec(5.0, 60, 5, 3, Severity::Warning),
+        }
+    }
+
+    /// What the alarm watches, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Kind::ColdStarts => "cold starts per period (Sum of ColdStart)",
+            Kind::DurationP99 => "p99 of Duration",
+            Kind::ErrorRate => "error rate, metric math 100 * Errors / Invocations",
+            Kind::Timeouts => "timeouts per period (Sum of Timeouts)",
+            Kind::Memory => "memory utilization (Maximum of MemoryUtilization)",
+            Kind::Cost => "estimated cost per period (Sum of EstimatedCost)",
+            Kind::OperationDuration => "p99 of OperationDuration, per --operation",
+            Kind::OperationErrorRate => "100 * OperationErrors / OperationCount, per --operation",
+        }
+    }
+}
+
+/// `>` or `>=` the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Above,
+    AtOrAbove,
+}
+
+impl Comparison {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Above => "GreaterThanThreshold",
+            Comparison::AtOrAbove => "GreaterThanOrEqualToThreshold",
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Above => ">",
+            Comparison::AtOrAbove => ">=",
+        }
+    }
+}
+
+/// Threshold, period and severity of one kind of alarm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlarmSpec {
+    pub threshold: f64,
+    /// Seconds: 10, 30 or a multiple of 60.
+    pub period: u32,
+    pub evaluation_periods: u32,
+    /// Breaching periods out of `evaluation_periods` that set off the alarm.
+    pub datapoints: u32,
+    pub severity: Severity,
+}
+
+impl AlarmSpec {
+    /// CloudWatch's rules for PutMetricAlarm, checked before anything is printed.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.period == 10 || self.period == 30 || self.period.is_multiple_of(60)) {
+            return Err(format!("period {} s: must be 10, 30 or a multiple of 60", self.period));
+        }
+        if u64::from(self.period) * u64::from(self.evaluation_periods) > 86_400 {
+            return Err(format!(
+                "period {} s x {} evaluation periods is more than one day",
+                self.period, self.evaluation_periods
+            ));
+        }
+        if self.datapoints > self.evaluation_periods {
+            return Err(format!(
+                "{} datapoints to alarm out of {} evaluation periods",
+                self.datapoints, self.evaluation_periods
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything `alarms` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmOptions {
+    pub scope: Scope,
+    pub operations: Vec<String>,
+    /// Alarm names are `{prefix}-{function}-{kind}`.
+    pub name_prefix: String,
+    /// Indexed like [`Kind::ALL`].
+    pub specs: [AlarmSpec; 8],
+    /// Per-operation threshold overrides: (kind, operation, threshold).
+    pub operation_thresholds: Vec<(Kind, String, f64)>,
+    pub disabled: Vec<Kind>,
+}
+
+impl AlarmOptions {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            operations: Vec::new(),
+            name_prefix: "perfmon".into(),
+            specs: Kind::ALL.map(Kind::default_spec),
+            operation_thresholds: Vec::new(),
+            disabled: Vec::new(),
+        }
+    }
+
+    pub fn spec(&self, kind: Kind) -> &AlarmSpec {
+        &self.specs[kind as usize]
+    }
+
+    pub fn spec_mut(&mut self, kind: Kind) -> &mut AlarmSpec {
+        &mut self.specs[kind as usize]
+    }
+}
+
+/// How the alarm's value is computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// One metric and one statistic (`Sum`, `Maximum`, or a percentile `p99`).
+    Metric { metric: MetricRef, stat: &'static str },
+    /// Metric math over named inputs: `(id, metric, stat)`.
+    Math { expression: String, label: String, inputs: Vec<(&'static str, MetricRef, &'static str)> },
+}
+
+/// One alarm, independent of the output format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarm {
+    pub kind: Kind,
+    /// For operation alarms.
+    pub operation: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub condition: Condition,
+    pub spec: AlarmSpec,
+}
+
+impl Alarm {
+    pub fn comparison(&self) -> Comparison {
+        self.kind.comparison()
+    }
+}
+
+/// The alarms, in a fixed order: function-level first, then per operation.
+pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
+    let s = &opts.scope;
+    let mut out = Vec::new();
+    for kind in Kind::ALL.into_iter().filter(|k| !opts.disabled.contains(k)) {
+        if kind.is_operation() {
+            continue;
+        }
+        let condition = match kind {
+            Kind::ColdStarts => Condition::Metric { metric: s.platform(metric::COLD_START), stat: "Sum" },
+            Kind::DurationP99 => Condition::Metric { metric: s.platform(metric::DURATION), stat: "p99" },
+            Kind::ErrorRate => Condition::Math {
+                expression: "100 * errors / invocations".into(),
+                label: "error rate (%)".into(),
+                inputs: vec![
+                    ("errors", s.platform(metric::ERRORS), "Sum"),
+                    ("invocations", s.platform(metric::INVOCATIONS), "Sum"),
+                ],
+            },
+            Kind::Timeouts => Condition::Metric { metric: s.platform(metric::TIMEOUTS), stat: "Sum" },
+            Kind::Memory => Condition::Metric { metric: s.platform(metric::MEMORY_UTILIZATION), stat: "Maximum" },
+            Kind::Cost => Condition::Metric { metric: s.platform(metric::ESTIMATED_COST), stat: "Sum" },
+            Kind::OperationDuration | Kind::OperationErrorRate => continue,
+        };
+        let spec = *opts.spec(kind);
+        out.push(Alarm {
+            kind,
+            operation: None,
+            name: format!("{}-{}-{}", opts.name_prefix, s.function, kind.key()),
+            description: describe(kind, None, &s.function, &spec),
+            condition,
+            spec,
+        });
+    }
+    for op in &opts.operations {
+        for kind in [Kind::OperationDuration, Kind::OperationErrorRate] {
+            if opts.disabled.contains(&kind) {
+                continue;
+            }
+            let mut spec = *opts.spec(kind);
+            if let Some((_, _, t)) = opts.operation_thresholds.iter().rev().find(|(k, o, _)| *k == kind && o == op) {
+                spec.threshold = *t;
+            }
+            let condition = match kind {
+                Kind::OperationDuration => {
+                    Condition::Metric { metric: s.operation(metric::OPERATION_DURATION, op), stat: "p99" }
+                }
+                _ => Condition::Math {
+                    expression: "100 * errors / count".into(),
+                    label: format!("{op} error rate (%)"),
+                    inputs: vec![
+                        ("errors", s.operation(metric::OPERATION_ERRORS, op), "Sum"),
+                        ("count", s.operation(metric::OPERATION_COUNT, op), "Sum"),
+                    ],
+                },
+            };
+            let suffix = kind.key().trim_start_matches("operation-");
+            out.push(Alarm {
+                kind,
+                operation: Some(op.clone()),
+                name: format!("{}-{}-{}-{}", opts.name_prefix, s.function, op, suffix),
+                description: describe(kind, Some(op), &s.function, &spec),
+                condition,
+                spec,
+            });
+        }
+    }
+    out
+}
+
+fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> String {
+    let what = match kind {
+        Kind::ColdStarts => "cold starts".to_string(),
+        Kind::DurationP99 => "p99 duration".to_string(),
+        Kind::ErrorRate => "error rate".to_string(),
+        Kind::Timeouts => "timeouts".to_string(),
+        Kind::Memory => "memory utilization".to_string(),
+        Kind::Cost => "estimated cost".to_string(),
+        Kind::OperationDuration => format!("operation {} p99 duration", op.unwrap_or_default()),
+        Kind::OperationErrorRate => format!("operation {} error rate", op.unwrap_or_default()),
+    };
+    let unit = match kind.unit() {
+        "count" => String::new(),
+        u => format!(" {u}"),
+    };
+    format!(
+        "[{}] {} of Lambda function {} {} {}{} in {} of {} periods of {} s (perfmon)",
+        spec.severity,
+        what,
+        function,
+        kind.comparison().symbol(),
+        fmt_number(spec.threshold),
+        unit,
+        spec.datapoints,
+        spec.evaluation_periods,
+        spec.period
+    )
+}
+
+/// `3000` rather than `3000.0`, `0.5` as is.
+pub fn fmt_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Number as JSON: an integer when it is one (so goldens read `3000`, not `3000.0`).
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
+/// SNS topic ARNs per severity (JSON output), or the defaults of the template parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topics {
+    pub critical: Option<String>,
+    pub warning: Option<String>,
+}
+
+impl Topics {
+    pub fn get(&self, severity: Severity) -> Option<&str> {
+        match severity {
+            Severity::Critical => self.critical.as_deref(),
+            Severity::Warning => self.warning.as_deref(),
+        }
+    }
+}
+
+/// The fields PutMetricAlarm and `AWS::CloudWatch::Alarm` share (same names in both).
+fn common_fields(alarm: &Alarm) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("AlarmName".into(), json!(alarm.name));
+    m.insert("AlarmDescription".into(), json!(alarm.description));
+    match &alarm.condition {
+        Condition::Metric { metric, stat } => {
+            m.extend(metric.metric_json());
+            if stat.starts_with('p') {
+                m.insert("ExtendedStatistic".into(), json!(stat));
+            } else {
+                m.insert("Statistic".into(), json!(stat));
+            }
+            m.insert("Period".into(), json!(alarm.spec.period));
+        }
+        Condition::Math { expression, label, inputs } => {
+            let mut queries: Vec<Value> = inputs
+                .iter()
+                .map(|(id, metric, stat)| {
+                    json!({
+                        "Id": id,
+                        "MetricStat": {"Metric": Value::Object(metric.metric_json()), "Period": alarm.spec.period, "Stat": stat},
+                        "ReturnData": false,
+                    })
+                })
+                .collect();
+            queries.push(json!({"Id": "rate", "Expression": expression, "Label": label, "ReturnData": true}));
+            m.insert("Metrics".into(), Value::Array(queries));
+        }
+    }
+    m.insert("EvaluationPeriods".into(), json!(alarm.spec.evaluation_periods));
+    m.insert("DatapointsToAlarm".into(), json!(alarm.spec.datapoints));
+    m.insert("Threshold".into(), number(alarm.spec.threshold));
+    m.insert("ComparisonOperator".into(), json!(alarm.comparison().as_str()));
+    m.insert("TreatMissingData".into(), json!("notBreaching"));
+    m
+}
+
+fn tags(alarm: &Alarm) -> Value {
+    json!([{"Key": "perfmon:severity", "Value": alarm.spec.severity.as_str()}])
+}
+
+/// A list of PutMetricAlarm inputs: `put_metric_alarm(**alarm)` accepts each as it is.
+pub fn render_json(alarms: &[Alarm], topics: &Topics) -> Value {
+    alarms
+        .iter()
+        .map(|alarm| {
+            let mut m = common_fields(alarm);
+            if let Some(topic) = topics.get(alarm.spec.severity) {
+                m.insert("AlarmActions".into(), json!([topic]));
+                m.insert("OKActions".into(), json!([topic]));
+            }
+            m.insert("Tags".into(), tags(alarm));
+            Value::Object(m)
+        })
+        .collect()
+}
+
+/// A CloudFormation template: one SNS topic parameter per severity in use (empty: no actions),
+/// one `AWS::CloudWatch::Alarm` per alarm.
+pub fn render_cloudformation(alarms: &[Alarm], topics: &Topics, function: &str) -> Value {
+    let mut parameters = Map::new();
+    let mut conditions = Map::new();
+    for severity in Severity::ALL {
+        if !alarms.iter().any(|a| a.spec.severity == severity) {
+            continue;
+        }
+        parameters.insert(
+            severity.parameter().into(),
+            json!({
+                "Type": "String",
+                "Default": topics.get(severity).unwrap_or(""),
+                "Description": format!("ARN of the SNS topic notified by the {severity} alarms (empty: no notification)"),
+            }),
+        );
+        conditions.insert(
+            severity.condition().into(),
+            json!({"Fn::Not": [{"Fn::Equals": [{"Ref": severity.parameter()}, ""]}]}),
+        );
+    }
+    let mut resources = Map::new();
+    for alarm in alarms {
+        let mut props = common_fields(alarm);
+        let severity = alarm.spec.severity;
+        let actions =
+            json!({"Fn::If": [severity.condition(), [{"Ref": severity.parameter()}], {"Ref": "AWS::NoValue"}]});
+        props.insert("AlarmActions".into(), actions.clone());
+        props.insert("OKActions".into(), actions);
+        props.insert("Tags".into(), tags(alarm));
+        let id = unique_id(&resources, &logical_id(alarm));
+        resources.insert(id, json!({"Type": "AWS::CloudWatch::Alarm", "Properties": props}));
+    }
+    let mut template = Map::new();
+    template.insert("AWSTemplateFormatVersion".into(), json!("2010-09-09"));
+    template.insert(
+        "Description".into(),
+        json!(format!("perfmon alarms for the Lambda function {function} (generated by `perfmon alarms`)")),
+    );
+    if !parameters.is_empty() {
+        template.insert("Parameters".into(), Value::Object(parameters));
+        template.insert("Conditions".into(), Value::Object(conditions));
+    }
+    template.insert("Resources".into(), Value::Object(resources));
+    Value::Object(template)
+}
+
+/// `ColdStartsAlarm`, `OpChatMessageProcessingErrorRateAlarm`: alphanumeric, as CloudFormation wants.
+fn logical_id(alarm: &Alarm) -> String {
+    let kind = camel(alarm.kind.key().trim_start_matches("operation-"));
+    match &alarm.operation {
+        Some(op) => format!("Op{}{}Alarm", camel(op), kind),
+        None => format!("{kind}Alarm"),
+    }
+}
+
+fn camel(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next().map(|c| c.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+fn unique_id(taken: &Map<String, Value>, id: &str) -> String {
+    let id: String = id.chars().take(240).collect();
+    if !taken.contains_key(&id) {
+        return id;
+    }
+    (2..).map(|n| format!("{id}{n}")).find(|c| !taken.contains_key(c)).unwrap_or(id)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn opts() -> AlarmOptions {
+        let mut o =
+            AlarmOptions::new(Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![] });
+        o.operations = vec!["db.query".into(), "llm".into()];
+        o
+    }
+
+    #[test]
+    fn default_alarms_and_order() {
+        let names: Vec<String> = alarms(&opts()).into_iter().map(|a| a.name).collect();
+        assert_eq!(
+            names,
+            [
+                "perfmon-chat-cold-starts",
+                "perfmon-chat-duration-p99",
+                "perfmon-chat-error-rate",
+                "perfmon-chat-timeouts",
+                "perfmon-chat-memory",
+                "perfmon-chat-cost",
+                "perfmon-chat-db.query-duration-p99",
+                "perfmon-chat-db.query-error-rate",
+                "perfmon-chat-llm-duration-p99",
+                "perfmon-chat-llm-error-rate",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_as_documented() {
+        for kind in Kind::ALL {
+            kind.default_spec().check().unwrap();
+        }
+        let memory = Kind::Memory.default_spec();
+        assert_eq!((memory.threshold, kind_cmp(Kind::Memory)), (80.0, "GreaterThanOrEqualToThreshold"));
+        assert_eq!(Kind::ColdStarts.default_spec().period, 300);
+        assert_eq!(Kind::Cost.default_spec().period, 3600);
+    }
+
+    fn kind_cmp(k: Kind) -> &'static str {
+        k.comparison().as_str()
+    }
+
+    #[test]
+    fn spec_checks() {
+        let ok = Kind::ColdStarts.default_spec();
+        assert!(AlarmSpec { period: 45, ..ok }.check().is_err());
+        assert!(AlarmSpec { period: 10, ..ok }.check().is_ok());
+        assert!(AlarmSpec { period: 3600, evaluation_periods: 25, datapoints: 1, ..ok }.check().is_err());
+        assert!(AlarmSpec { evaluation_periods: 2, datapoints: 3, ..ok }.check().is_err());
+    }
+
+    #[test]
+    fn json_shape() {
+        let topics = Topics { critical: Some("arn:aws:sns:us-east-1:123456789012:crit".into()), warning: None };
+        let out = render_json(&alarms(&opts()), &topics);
+        let list = out.as_array().unwrap();
+        let p99 = &list[1];
+        assert_eq!(p99["ExtendedStatistic"], "p99");
+        assert!(p99.get("Statistic").is_none());
+        assert_eq!(p99["Threshold"], 3000);
+        assert!(p99.get("AlarmActions").is_none(), "warning has no topic");
+        let rate = &list[2];
+        assert!(rate.get("MetricName").is_none() && rate.get("Period").is_none());
+        assert_eq!(rate["AlarmActions"][0], "arn:aws:sns:us-east-1:123456789012:crit");
+        let metrics = rate["Metrics"].as_array().unwrap();
+        assert_eq!(metrics[0]["MetricStat"]["Metric"]["MetricName"], "Errors");
+        assert_eq!(metrics[1]["MetricStat"]["Metric"]["MetricName"], "Invocations");
+        assert_eq!(metrics[2]["Expression"], "100 * errors / invocations");
+        assert_eq!(metrics.iter().filter(|m| m["ReturnData"] == true).count(), 1);
+        let op_rate = &list[7];
+        let dims = &op_rate["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"];
+        assert_eq!(
+            dims,
+            &json!([{"Name": "FunctionName", "Value": "chat"}, {"Name": "Operation", "Value": "db.query"}])
+        );
+    }
+
+    #[test]
+    fn overrides_and_disabling() {
+        let mut o = opts();
+        o.spec_mut(Kind::Memory).threshold = 90.0;
+        o.spec_mut(Kind::Memory).severity = Severity::Critical;
+        o.spec_mut(Kind::OperationDuration).threshold = 500.0;
+        o.operation_thresholds.push((Kind::OperationDuration, "llm".into(), 8000.0));
+        o.disabled = vec![Kind::Cost, Kind::OperationErrorRate];
+        let list = alarms(&o);
+        assert!(list.iter().all(|a| a.kind != Kind::Cost && a.kind != Kind::OperationErrorRate));
+        let find = |name: &str| list.iter().find(|a| a.name == name).unwrap();
+        assert_eq!(find("perfmon-chat-memory").spec.threshold, 90.0);
+        assert!(find("perfmon-chat-memory").description.starts_with("[critical] memory utilization"));
+        assert_eq!(find("perfmon-chat-db.query-duration-p99").spec.threshold, 500.0);
+        assert_eq!(find("perfmon-chat-llm-duration-p99").spec.threshold, 8000.0);
+    }
+
+    #[test]
+    fn cloudformation_parameters_and_ids() {
+        let mut o = opts();
+        o.operations.push("db query".into()); // same logical id as `db.query`
+        let cfn = render_cloudformation(&alarms(&o), &Topics::default(), "chat");
+        let params = cfn["Parameters"].as_object().unwrap();
+        assert_eq!(params.len(), 2);
+        assert_eq!(params["CriticalTopicArn"]["Default"], "");
+        let res = cfn["Resources"].as_object().unwrap();
+        assert_eq!(res.len(), 12);
+        assert!(res.contains_key("OpDbQueryDurationP99Alarm") && res.contains_key("OpDbQueryDurationP99Alarm2"));
+        assert!(res.keys().all(|k| k.chars().all(|c| c.is_ascii_alphanumeric())));
+        assert_eq!(res["ColdStartsAlarm"]["Properties"]["AlarmActions"]["Fn::If"][0], "HasWarningTopic");
+        // Only warning alarms: no critical parameter (cfn-lint flags unused parameters).
+        o.disabled = vec![Kind::ErrorRate, Kind::Timeouts];
+        let cfn = render_cloudformation(&alarms(&o), &Topics::default(), "chat");
+        assert!(cfn["Parameters"].get("CriticalTopicArn").is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! A small hand-written command-line parser (`--flag value`, `--flag=value`, `-h`, `-V`).
+//!
+//! The binary is the extension too, so it stays small: no clap.
+
+use std::collections::VecDeque;
+
+use super::UsageError;
+
+/// One command-line item.
+#[derive(Debug, PartialEq)]
+pub enum Arg {
+    /// `--name` or `--name=value` (`-h` is `help`, `-V` is `version`).
+    Flag(String, Option<String>),
+    /// Anything not starting with `-`.
+    Positional(String),
+}
+
+/// Walks the arguments after the subcommand.
+pub struct Parser {
+    args: VecDeque<String>,
+}
+
+impl Parser {
+    pub fn new(args: impl IntoIterator<Item = String>) -> Self {
+        Self { args: args.into_iter().collect() }
+    }
+
+    /// The next item, or `None` at the end.
+    pub fn next_arg(&mut self) -> Result<Option<Arg>, UsageError> {
+        let Some(arg) = self.args.pop_front() else { return Ok(None) };
+        if let Some(long) = arg.strip_prefix("--") {
+            if long.is_empty() {
+                return Err(UsageError::Unexpected(arg));
+            }
+            return Ok(Some(match long.split_once('=') {
+                Some((name, value)) => Arg::Flag(name.to_string(), Some(value.to_string())),
+                None => Arg::Flag(long.to_string(), None),
+            }));
+        }
+        match arg.as_str() {
+            "-h" => Ok(Some(Arg::Flag("help".into(), None))),
+            "-V" => Ok(Some(Arg::Flag("version".into(), None))),
+            s if s.starts_with('-') && s.len() > 1 => Err(UsageError::UnknownFlag(arg)),
+            _ => Ok(Some(Arg::Positional(arg))),
+        }
+    }
+
+    /// The value of `--flag`: the inline `=value`, or the next argument.
+    pub fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, UsageError> {
+        if let Some(v) = inline {
+            return Ok(v);
+        }
+        match self.args.pop_front() {
+            Some(v) if !v.starts_with("--") => Ok(v),
+            Some(v) => {
+                self.args.push_front(v);
+                Err(UsageError::MissingValue(flag.to_string()))
+            }
+            None => Err(UsageError::MissingValue(flag.to_string())),
+        }
+    }
+}
+
+/// Rejects a value on a flag that takes none (`--help=x`).
+pub fn no_value(flag: &str, inline: Option<String>) -> Result<(), UsageError> {
+    match inline {
+        Some(v) => Err(UsageError::invalid(flag, &v, "this option takes no value")),
+        None => Ok(()),
+    }
+}
+
+pub fn parse_f64(flag: &str, text: &str) -> Result<f64, UsageError> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(UsageError::invalid(flag, text, "expected a non-negative number")),
+    }
+}
+
+pub fn parse_u32(flag: &str, text: &str) -> Result<u32, UsageError> {
+    match text.trim().parse::<u32>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(UsageError::invalid(flag, text, "expected a positive integer")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parser(args: &[&str]) -> Parser {
+        Parser::new(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_values_and_positionals() {
+        let mut p = parser(&["--function", "f", "--namespace=NS", "-h", "x", "--", "-q"]);
+        let Some(Arg::Flag(name, inline)) = p.next_arg().unwrap() else { panic!() };
+        assert_eq!((name.as_str(), p.value("function", inline).unwrap().as_str()), ("function", "f"));
+        let Some(Arg::Flag(name, inline)) = p.next_arg().unwrap() else { panic!() };
+        assert_eq!((name.as_str(), p.value("namespace", inline).unwrap().as_str()), ("namespace", "NS"));
+        assert_eq!(p.next_arg().unwrap(), Some(Arg::Flag("help".into(), None)));
+        assert_eq!(p.next_arg().unwrap(), Some(Arg::Positional("x".into())));
+        assert!(p.next_arg().is_err());
+        assert!(p.next_arg().is_err());
+        assert_eq!(p.next_arg().unwrap(), None);
+    }
+
+    #[test]
+    fn missing_values() {
+        let mut p = parser(&["--function"]);
+        let Some(Arg::Flag(_, inline)) = p.next_arg().unwrap() else { panic!() };
+        assert!(matches!(p.value("function", inline), Err(UsageError::MissingValue(_))));
+        let mut p = parser(&["--function", "--namespace", "x"]);
+        let Some(Arg::Flag(_, inline)) = p.next_arg().unwrap() else { panic!() };
+        assert!(p.value("function", inline).is_err());
+        assert_eq!(p.next_arg().unwrap(), Some(Arg::Flag("namespace".into(), None)));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_f64("t", "2.5").unwrap(), 2.5);
+        for bad in ["-1", "NaN", "inf", "x", ""] {
+            assert!(parse_f64("t", bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_u32("p", "60").unwrap(), 60);
+        for bad in ["0", "-1", "1.5", "x"] {
+            assert!(parse_u32("p", bad).is_err(), "{bad}");
+        }
+    }
+}

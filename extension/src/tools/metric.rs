@@ -1,0 +1,198 @@
+//! Metric references: which CloudWatch series a dashboard widget or an alarm points at.
+//!
+//! CloudWatch matches a metric by namespace, name and the *exact* set of dimensions, so every
+//! reference here carries exactly the dimensions perfmon emits (contract §3 and §4):
+//! `FunctionName`, then the user's `PERFMON_DIMENSIONS` (given to the tools with `--dimension`),
+//! then, on operation metrics, `Operation`.
+
+use perfmon_protocol::{
+    cloudwatch::{MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN},
+    contract::dimension,
+};
+use serde_json::{json, Map, Value};
+
+use super::UsageError;
+
+/// The series of one function: namespace, function name and the extra dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    pub namespace: String,
+    pub function: String,
+    /// `PERFMON_DIMENSIONS` of the function, in order.
+    pub dimensions: Vec<(String, String)>,
+}
+
+/// One CloudWatch metric: namespace, name and dimensions (in the order perfmon emits them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRef {
+    pub namespace: String,
+    pub name: &'static str,
+    pub dimensions: Vec<(String, String)>,
+}
+
+impl Scope {
+    /// Checks the names against CloudWatch's limits (digest §4.1), so a bad flag fails here and not
+    /// at deploy time. `operation_dimensions` is how many dimensions operation metrics add (1).
+    pub fn validate(&self) -> Result<(), UsageError> {
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.len() > MAX_NAME_LEN || ns.starts_with(':') || ns.starts_with("AWS/") {
+            return Err(UsageError::invalid("namespace", ns, "1-255 characters, not starting with `:` or `AWS/`"));
+        }
+        if !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+            return Err(UsageError::invalid("namespace", ns, "printable ASCII only"));
+        }
+        check_value("function", &self.function)?;
+        // FunctionName + the extras + Operation (on operation metrics).
+        if self.dimensions.len() + 2 > MAX_DIMENSIONS {
+            return Err(UsageError::invalid(
+                "dimension",
+                &self.dimensions.len().to_string(),
+                "at most 28 extra dimensions (CloudWatch allows 30 with FunctionName and Operation)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A platform metric of contract §3 (and the function-level custom metrics).
+    pub fn platform(&self, name: &'static str) -> MetricRef {
+        let mut dimensions = Vec::with_capacity(self.dimensions.len() + 1);
+        dimensions.push((dimension::FUNCTION_NAME.to_string(), self.function.clone()));
+        dimensions.extend(self.dimensions.iter().cloned());
+        MetricRef { namespace: self.namespace.clone(), name, dimensions }
+    }
+
+    /// An operation metric of contract §4 (`OperationDuration`, `OperationCount`, `OperationErrors`
+    /// without `ErrorType`).
+    pub fn operation(&self, name: &'static str, operation: &str) -> MetricRef {
+        let mut metric = self.platform(name);
+        metric.dimensions.push((dimension::OPERATION.to_string(), operation.to_string()));
+        metric
+    }
+}
+
+/// Parses `K=V` (or several, comma-separated: the syntax of `PERFMON_DIMENSIONS`).
+pub fn parse_dimensions(flag: &str, text: &str) -> Result<Vec<(String, String)>, UsageError> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, value)) = part.split_once('=') else {
+            return Err(UsageError::invalid(flag, text, "expected NAME=VALUE"));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(UsageError::invalid(flag, text, "a dimension name has 1-255 characters"));
+        }
+        if name == dimension::FUNCTION_NAME || name == dimension::OPERATION || name == dimension::ERROR_TYPE {
+            return Err(UsageError::invalid(flag, text, "this dimension is set by perfmon itself"));
+        }
+        check_value(flag, value)?;
+        out.push((name.to_string(), value.to_string()));
+    }
+    if out.is_empty() {
+        return Err(UsageError::invalid(flag, text, "expected NAME=VALUE"));
+    }
+    Ok(out)
+}
+
+fn check_value(flag: &str, value: &str) -> Result<(), UsageError> {
+    if value.is_empty() || value.len() > MAX_DIMENSION_VALUE_LEN || value.chars().any(char::is_control) {
+        return Err(UsageError::invalid(flag, value, "1-1024 characters, no control characters"));
+    }
+    Ok(())
+}
+
+/// Adds `name` to `names` unless it is there already (dimension names must be unique).
+pub fn push_unique(
+    names: &mut Vec<(String, String)>,
+    new: Vec<(String, String)>,
+    flag: &str,
+) -> Result<(), UsageError> {
+    for (name, value) in new {
+        if names.iter().any(|(n, _)| *n == name) {
+            return Err(UsageError::invalid(flag, &format!("{name}={value}"), "dimension given twice"));
+        }
+        names.push((name, value));
+    }
+    Ok(())
+}
+
+impl MetricRef {
+    /// A row of a dashboard metric widget: `[namespace, name, dim, value, ..., {options}]`.
+    pub fn dashboard_row(&self, options: Value) -> Value {
+        let mut row = vec![json!(self.namespace), json!(self.name)];
+        for (name, value) in &self.dimensions {
+            row.push(json!(name));
+            row.push(json!(value));
+        }
+        if options.as_object().is_some_and(|o| !o.is_empty()) {
+            row.push(options);
+        }
+        Value::Array(row)
+    }
+
+    /// `[{"Name": .., "Value": ..}, ...]` as PutMetricAlarm and CloudFormation want them.
+    pub fn dimensions_json(&self) -> Value {
+        self.dimensions.iter().map(|(name, value)| json!({"Name": name, "Value": value})).collect()
+    }
+
+    /// `{"Namespace", "MetricName", "Dimensions"}` (the `Metric` of a `MetricStat`).
+    pub fn metric_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("Namespace".into(), json!(self.namespace));
+        m.insert("MetricName".into(), json!(self.name));
+        m.insert("Dimensions".into(), self.dimensions_json());
+        m
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use perfmon_protocol::contract::metric;
+
+    fn scope() -> Scope {
+        Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![("Env".into(), "prod".into())] }
+    }
+
+    #[test]
+    fn platform_and_operation_dimensions() {
+        let s = scope();
+        assert_eq!(
+            s.platform(metric::DURATION).dimensions,
+            vec![("FunctionName".to_string(), "chat".to_string()), ("Env".into(), "prod".into())]
+        );
+        let op = s.operation(metric::OPERATION_COUNT, "db");
+        assert_eq!(op.dimensions.last().unwrap(), &("Operation".to_string(), "db".to_string()));
+        assert_eq!(op.dimensions.len(), 3);
+        assert_eq!(
+            op.dashboard_row(json!({"stat": "Sum"})),
+            json!(["Perfmon", "OperationCount", "FunctionName", "chat", "Env", "prod", "Operation", "db", {"stat": "Sum"}])
+        );
+    }
+
+    #[test]
+    fn dimension_parsing() {
+        assert_eq!(
+            parse_dimensions("dimension", "Environment=prod, Service=chat").unwrap(),
+            vec![("Environment".to_string(), "prod".to_string()), ("Service".into(), "chat".into())]
+        );
+        assert!(parse_dimensions("dimension", "novalue").is_err());
+        assert!(parse_dimensions("dimension", "=x").is_err());
+        assert!(parse_dimensions("dimension", "FunctionName=x").is_err());
+        assert!(parse_dimensions("dimension", "A=").is_err());
+        let mut dims = vec![];
+        push_unique(&mut dims, parse_dimensions("d", "A=1").unwrap(), "d").unwrap();
+        assert!(push_unique(&mut dims, parse_dimensions("d", "A=2").unwrap(), "d").is_err());
+    }
+
+    #[test]
+    fn scope_validation() {
+        assert!(scope().validate().is_ok());
+        for ns in ["", ":x", "AWS/Lambda"] {
+            let s = Scope { namespace: ns.into(), ..scope() };
+            assert!(s.validate().is_err(), "{ns}");
+        }
+        let s = Scope { dimensions: (0..29).map(|i| (format!("D{i}"), "v".into())).collect(), ..scope() };
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,674 @@
+//! The tools in the extension's binary: `perfmon dashboard` and `perfmon alarms`.
+//!
+//! They print CloudWatch dashboards and alarms generated from the same metric and dimension names
+//! the extension emits (`perfmon_protocol::contract`), so the two never drift apart. They are pure:
+//! arguments in, JSON on stdout, no network.
+//!
+//! # Layout
+//! * [`args`]: the hand-written argument parser.
+//! * [`metric`]: metric references with exactly the dimensions perfmon emits.
+//! * [`dashboard`]: [`dashboard::dashboard_body`] and its CloudFormation wrapper.
+//! * [`alarms`]: [`alarms::alarms`] and the JSON / CloudFormation renderers.
+
+pub mod alarms;
+pub mod args;
+pub mod dashboard;
+mod golden;
+pub mod metric;
+
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+};
+
+use perfmon_protocol::contract::defaults;
+use serde_json::Value;
+
+use self::{
+    alarms::{AlarmOptions, Kind, Severity, Topics},
+    args::{no_value, parse_f64, parse_u32, Arg, Parser},
+    dashboard::{DashboardOptions, STACK_REGION},
+    metric::{parse_dimensions, push_unique, Scope},
+};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A command line that cannot be run (exit code 2).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum UsageError {
+    #[error("unknown command `{0}`")]
+    UnknownCommand(String),
+    #[error("unknown option `{0}`")]
+    UnknownFlag(String),
+    #[error("unexpected argument `{0}`")]
+    Unexpected(String),
+    #[error("option `--{0}` needs a value")]
+    MissingValue(String),
+    #[error("missing required option `--{0}`")]
+    Missing(&'static str),
+    #[error("invalid value `{value}` for `--{flag}`: {reason}")]
+    InvalidValue { flag: String, value: String, reason: String },
+}
+
+impl UsageError {
+    pub fn invalid(flag: &str, value: &str, reason: &str) -> Self {
+        UsageError::InvalidValue { flag: flag.into(), value: value.into(), reason: reason.into() }
+    }
+}
+
+/// Output format of a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    CloudFormation,
+}
+
+impl Format {
+    fn parse(flag: &str, text: &str) -> Result<Self, UsageError> {
+        match text {
+            "json" => Ok(Format::Json),
+            "cloudformation" | "cfn" => Ok(Format::CloudFormation),
+            _ => Err(UsageError::invalid(flag, text, "expected `json` or `cloudformation`")),
+        }
+    }
+}
+
+/// What a command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// Print this text to stdout and succeed.
+    Print(String),
+    Dashboard {
+        options: DashboardOptions,
+        format: Format,
+        name: String,
+    },
+    Alarms {
+        options: Box<AlarmOptions>,
+        format: Format,
+        topics: Topics,
+    },
+}
+
+/// Entry point for `perfmon <args>` (the arguments after the program name).
+pub fn run(args: Vec<String>) -> ExitCode {
+    let command = parse(args, |k| std::env::var(k).ok());
+    let text = match command {
+        Ok(command) => render(&command),
+        Err((err, help_hint)) => {
+            let mut stderr = io::stderr().lock();
+            // Nothing sensible to do if stderr itself is gone.
+            let _ = writeln!(stderr, "perfmon: {err}\n{help_hint}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "perfmon: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The text a command prints (with a final newline).
+pub fn render(command: &Command) -> String {
+    let value: Value = match command {
+        Command::Print(text) => return text.clone(),
+        Command::Dashboard { options, format, name } => {
+            let body = dashboard::dashboard_body(options);
+            match format {
+                Format::Json => body,
+                Format::CloudFormation => dashboard::render_cloudformation(&body, name, &options.scope.function),
+            }
+        }
+        Command::Alarms { options, format, topics } => {
+            let list = alarms::alarms(options);
+            match format {
+                Format::Json => alarms::render_json(&list, topics),
+                Format::CloudFormation => alarms::render_cloudformation(&list, topics, &options.scope.function),
+            }
+        }
+    };
+    // Serializing a `Value` cannot fail; fall back to the compact form all the same.
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
+    text.push('\n');
+    text
+}
+
+/// Parses a whole command line; on error, also the hint to print under it.
+pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<Command, (UsageError, String)> {
+    let mut iter = args.into_iter();
+    let Some(first) = iter.next() else { return Ok(Command::Print(main_help())) };
+    let hint = |cmd: &str| format!("Run `perfmon {cmd}--help` for the options.");
+    match first.as_str() {
+        "-h" | "--help" => Ok(Command::Print(main_help())),
+        "-V" | "--version" => Ok(Command::Print(format!("perfmon {VERSION}\n"))),
+        "help" => match iter.next().as_deref() {
+            None => Ok(Command::Print(main_help())),
+            Some("dashboard") => Ok(Command::Print(dashboard_help())),
+            Some("alarms") => Ok(Command::Print(alarms_help())),
+            Some(other) => Err((UsageError::UnknownCommand(other.into()), hint(""))),
+        },
+        "dashboard" => parse_dashboard(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
+        "alarms" => parse_alarms(Parser::new(iter)).map_err(|e| (e, hint("alarms "))),
+        other if other.starts_with('-') => Err((UsageError::UnknownFlag(other.into()), hint(""))),
+        other => Err((UsageError::UnknownCommand(other.into()), hint(""))),
+    }
+}
+
+/// Flags shared by both tools; `Ok(false)` when `name` is not one of them.
+struct Common {
+    function: Option<String>,
+    namespace: String,
+    dimensions: Vec<(String, String)>,
+    operations: Vec<String>,
+    format: Option<Format>,
+}
+
+impl Common {
+    fn new() -> Self {
+        Self {
+            function: None,
+            namespace: defaults::NAMESPACE.into(),
+            dimensions: Vec::new(),
+            operations: Vec::new(),
+            format: None,
+        }
+    }
+
+    fn take(&mut self, p: &mut Parser, name: &str, inline: &mut Option<String>) -> Result<bool, UsageError> {
+        let value = |p: &mut Parser, inline: &mut Option<String>| p.value(name, inline.take());
+        match name {
+            "function" => self.function = Some(value(p, inline)?),
+            "namespace" => self.namespace = value(p, inline)?,
+            "dimension" => {
+                let v = value(p, inline)?;
+                push_unique(&mut self.dimensions, parse_dimensions(name, &v)?, name)?;
+            }
+            "operation" => {
+                let v = value(p, inline)?;
+                if v.is_empty() || v.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN {
+                    return Err(UsageError::invalid(name, &v, "1-1024 characters"));
+                }
+                if !self.operations.contains(&v) {
+                    self.operations.push(v);
+                }
+            }
+            "format" => self.format = Some(Format::parse(name, &value(p, inline)?)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn scope(&mut self) -> Result<Scope, UsageError> {
+        let function = self.function.take().ok_or(UsageError::Missing("function"))?;
+        let scope = Scope {
+            namespace: std::mem::take(&mut self.namespace),
+            function,
+            dimensions: std::mem::take(&mut self.dimensions),
+        };
+        scope.validate()?;
+        Ok(scope)
+    }
+}
+
+fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(dashboard_help()));
+            }
+            "region" => region = Some(p.value(&flag, inline)?),
+            "period" => {
+                let v = p.value(&flag, inline)?;
+                period = parse_u32(&flag, &v)?;
+                if !(period == 1 || period == 5 || period == 10 || period == 30 || period.is_multiple_of(60)) {
+                    return Err(UsageError::invalid(&flag, &v, "1, 5, 10, 30 or a multiple of 60"));
+                }
+            }
+            "memory-mb" => memory_mb = Some(parse_u32(&flag, &p.value(&flag, inline)?)?),
+            "name" => {
+                let v = p.value(&flag, inline)?;
+                if !dashboard::valid_dashboard_name(&v) {
+                    return Err(UsageError::invalid(&flag, &v, "letters, digits, `-` and `_` only, at most 255"));
+                }
+                name = Some(v);
+            }
+            _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
+        }
+    }
+    let format = common.format.unwrap_or(Format::Json);
+    let scope = common.scope()?;
+    let region = match (region, format) {
+        (Some(r), _) => r,
+        (None, Format::CloudFormation) => STACK_REGION.to_string(),
+        (None, Format::Json) => default_region(env),
+    };
+    let name = name.unwrap_or_else(|| dashboard::default_dashboard_name(&scope.function));
+    let options = DashboardOptions { scope, operations: common.operations, region, period, memory_mb };
+    Ok(Command::Dashboard { options, format, name })
+}
+
+fn default_region(env: &dyn Fn(&str) -> Option<String>) -> String {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| env(k).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "us-east-1".to_string())
+}
+
+fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let mut topics = Topics::default();
+    // The scope is only known at the end; collect the rest into a template first.
+    let mut options =
+        AlarmOptions::new(Scope { namespace: String::new(), function: String::new(), dimensions: Vec::new() });
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(alarms_help()));
+            }
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters"));
+                }
+                options.name_prefix = v;
+            }
+            "critical-topic" => topics.critical = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "warning-topic" => topics.warning = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "disable" => {
+                let v = p.value(&flag, inline)?;
+                let kind = Kind::parse(&v).ok_or_else(|| UsageError::invalid(&flag, &v, &kind_list()))?;
+                options.disabled.push(kind);
+            }
+            _ => {
+                let Some((kind, field)) = kind_flag(&flag) else {
+                    return Err(UsageError::UnknownFlag(format!("--{flag}")));
+                };
+                let v = p.value(&flag, inline)?;
+                match field {
+                    "threshold" => match v.split_once('=') {
+                        Some((op, t)) if kind.is_operation() => {
+                            options.operation_thresholds.push((kind, op.to_string(), parse_f64(&flag, t)?));
+                        }
+                        _ => options.spec_mut(kind).threshold = parse_f64(&flag, &v)?,
+                    },
+                    "period" => options.spec_mut(kind).period = parse_u32(&flag, &v)?,
+                    "evaluation-periods" => options.spec_mut(kind).evaluation_periods = parse_u32(&flag, &v)?,
+                    "datapoints" => options.spec_mut(kind).datapoints = parse_u32(&flag, &v)?,
+                    _ => {
+                        options.spec_mut(kind).severity = Severity::parse(&v)
+                            .ok_or_else(|| UsageError::invalid(&flag, &v, "expected `critical` or `warning`"))?
+                    }
+                }
+            }
+        }
+    }
+    for kind in Kind::ALL {
+        options
+            .spec(kind)
+            .check()
+            .map_err(|reason| UsageError::invalid(&format!("{}-period", kind.key()), "", &reason))?;
+    }
+    for (kind, op, _) in &options.operation_thresholds {
+        if !common.operations.contains(op) {
+            return Err(UsageError::invalid(
+                &format!("{}-threshold", kind.key()),
+                op,
+                "no such --operation (give --operation first or as well)",
+            ));
+        }
+    }
+    let format = common.format.unwrap_or(Format::CloudFormation);
+    options.scope = common.scope()?;
+    options.operations = common.operations;
+    Ok(Command::Alarms { options: Box::new(options), format, topics })
+}
+
+const KIND_FIELDS: [&str; 5] = ["threshold", "period", "evaluation-periods", "datapoints", "severity"];
+
+/// `cold-starts-threshold` → (ColdStarts, "threshold").
+fn kind_flag(flag: &str) -> Option<(Kind, &'static str)> {
+    for kind in Kind::ALL {
+        if let Some(rest) = flag.strip_prefix(kind.key()).and_then(|r| r.strip_prefix('-')) {
+            if let Some(field) = KIND_FIELDS.iter().find(|f| **f == rest) {
+                return Some((kind, field));
+            }
+        }
+    }
+    None
+}
+
+fn kind_list() -> String {
+    let keys: Vec<&str> = Kind::ALL.iter().map(|k| k.key()).collect();
+    format!("expected one of {}", keys.join(", "))
+}
+
+fn topic(flag: &str, arn: String) -> Result<String, UsageError> {
+    if arn.starts_with("arn:") && arn.split(':').count() >= 6 && !arn.chars().any(char::is_whitespace) {
+        Ok(arn)
+    } else {
+        Err(UsageError::invalid(flag, &arn, "expected an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"))
+    }
+}
+
+fn main_help() -> String {
+    format!(
+        "perfmon {VERSION}: performance metrics for AWS Lambda functions, as an external extension
+
+USAGE:
+    perfmon                       run as the Lambda extension (Lambda starts it from /opt/extensions)
+    perfmon dashboard [OPTIONS]   print a CloudWatch dashboard for a function
+    perfmon alarms [OPTIONS]      print CloudWatch alarms for a function
+    perfmon help [COMMAND]        print this text, or a command's options
+    perfmon --version             print the version
+
+The dashboard and the alarms reference the metric names and dimensions the extension emits.
+The tools only print JSON to stdout; they never touch the network.
+"
+    )
+}
+
+const COMMON_HELP: &str = "    --function NAME          the Lambda function (the FunctionName dimension); required
+    --namespace NS           CloudWatch namespace, as PERFMON_NAMESPACE [default: Perfmon]
+    --dimension K=V[,K=V]    the function's PERFMON_DIMENSIONS; repeatable [default: none]
+                             (CloudWatch matches the exact dimension set: give the same ones)
+    --operation NAME         a custom operation (POST /v1/operations); repeatable [default: none]
+                             (references use FunctionName, the --dimension values and Operation;
+                             operations posted with their own extra dimensions are other series)
+";
+
+fn dashboard_help() -> String {
+    format!(
+        "perfmon dashboard: print a CloudWatch dashboard for a function
+
+Duration p50/p90/p99, invocations and cold starts, init duration, max memory used against the
+memory size, errors, timeouts and out-of-memory, estimated cost, and per operation its duration
+percentiles and error rate (metric math 100 * OperationErrors / OperationCount).
+
+USAGE:
+    perfmon dashboard --function NAME [OPTIONS]
+    aws cloudwatch put-dashboard --dashboard-name perfmon-NAME \\
+        --dashboard-body \"$(perfmon dashboard --function NAME)\"
+
+OPTIONS:
+{COMMON_HELP}    --format FORMAT          json (the dashboard body) or cloudformation (a template with one
+                             AWS::CloudWatch::Dashboard) [default: json]
+    --region REGION          region of the metrics [default: $AWS_REGION, else $AWS_DEFAULT_REGION,
+                             else us-east-1; with --format cloudformation: the stack's region]
+    --period SECONDS         period of the graphs [default: 60]
+    --memory-mb MB           the function's memory size, drawn on the memory graph [default: none]
+    --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
+    -h, --help               print this text
+"
+    )
+}
+
+fn alarms_help() -> String {
+    let mut table = String::new();
+    for kind in Kind::ALL {
+        let s = kind.default_spec();
+        let unit = if kind.unit() == "count" { String::new() } else { format!(" {}", kind.unit()) };
+        table.push_str(&format!(
+            "    {:<24} {}\n    {:<24} default: {} {}{}, period {} s, {} of {} periods, {}\n",
+            kind.key(),
+            kind.summary(),
+            "",
+            match kind.comparison() {
+                alarms::Comparison::Above => ">",
+                alarms::Comparison::AtOrAbove => ">=",
+            },
+            alarms::fmt_number(s.threshold),
+            unit,
+            s.period,
+            s.datapoints,
+            s.evaluation_periods,
+            s.severity
+        ));
+    }
+    format!(
+        "perfmon alarms: print CloudWatch alarms for a function
+
+The defaults suit an interactive backend, a chat or HTTP API where a user waits on every invoke:
+any timeout or 5 % errors is critical; slow replies, cold-start bursts, memory pressure and cost
+are warnings. Each severity notifies its own SNS topic.
+
+USAGE:
+    perfmon alarms --function NAME [OPTIONS] > alarms.json
+    aws cloudformation deploy --template-file alarms.json --stack-name perfmon-alarms-NAME \\
+        --parameter-overrides CriticalTopicArn=arn:aws:sns:... WarningTopicArn=arn:aws:sns:...
+
+OPTIONS:
+{COMMON_HELP}    --format FORMAT          cloudformation (a template: parameters CriticalTopicArn and
+                             WarningTopicArn, empty for no notification, and AWS::CloudWatch::Alarm
+                             resources) or json (a list of PutMetricAlarm inputs) [default: cloudformation]
+    --critical-topic ARN     SNS topic of the critical alarms (the template parameter's default)
+                             [default: none]
+    --warning-topic ARN      SNS topic of the warning alarms [default: none]
+    --name-prefix PREFIX     alarm names are PREFIX-FUNCTION-ALARM [default: perfmon]
+    --disable ALARM          leave an alarm out; repeatable [default: none]
+    --ALARM-threshold N      threshold of ALARM; for the operation alarms also OP=N, for one operation
+    --ALARM-period SECONDS   period: 10, 30 or a multiple of 60
+    --ALARM-evaluation-periods N
+                             periods evaluated
+    --ALARM-datapoints N     breaching periods out of those that set off the alarm
+    --ALARM-severity S       critical or warning
+    -h, --help               print this text
+
+ALARMS (ALARM above) and their defaults:
+{table}
+Every alarm treats missing data as not breaching (no invocations, no alarm).
+"
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &str) -> Result<Command, UsageError> {
+        parse(args.split_whitespace().map(String::from).collect(), |_| None).map_err(|(e, _)| e)
+    }
+
+    fn alarms_of(args: &str) -> (AlarmOptions, Format, Topics) {
+        match cmd(args).unwrap() {
+            Command::Alarms { options, format, topics } => (*options, format, topics),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_level() {
+        assert!(matches!(cmd("").unwrap(), Command::Print(t) if t.contains("perfmon dashboard")));
+        assert!(matches!(cmd("--help").unwrap(), Command::Print(t) if t.contains("perfmon alarms")));
+        assert_eq!(cmd("--version").unwrap(), Command::Print(format!("perfmon {VERSION}\n")));
+        assert_eq!(cmd("-V").unwrap(), Command::Print(format!("perfmon {VERSION}\n")));
+        assert!(matches!(cmd("help alarms").unwrap(), Command::Print(t) if t.contains("--critical-topic")));
+        assert_eq!(cmd("frobnicate"), Err(UsageError::UnknownCommand("frobnicate".into())));
+        assert_eq!(cmd("--frob"), Err(UsageError::UnknownFlag("--frob".into())));
+    }
+
+    #[test]
+    fn dashboard_defaults() {
+        let Command::Dashboard { options, format, name } = cmd("dashboard --function chat").unwrap() else { panic!() };
+        assert_eq!(format, Format::Json);
+        assert_eq!(name, "perfmon-chat");
+        assert_eq!(options.scope.namespace, "Perfmon");
+        assert_eq!(options.region, "us-east-1");
+        assert_eq!(options.period, 60);
+        assert!(options.operations.is_empty() && options.memory_mb.is_none());
+        let env = |k: &str| (k == "AWS_DEFAULT_REGION").then(|| "eu-west-3".to_string());
+        let Ok(Command::Dashboard { options, .. }) = parse(vec!["dashboard".into(), "--function=f".into()], env) else {
+            panic!()
+        };
+        assert_eq!(options.region, "eu-west-3");
+        let Command::Dashboard { options, .. } = cmd("dashboard --function f --format cloudformation").unwrap() else {
+            panic!()
+        };
+        assert_eq!(options.region, STACK_REGION);
+    }
+
+    #[test]
+    fn dashboard_flags() {
+        let c = cmd("dashboard --function f --namespace NS --dimension Env=prod --dimension Service=chat,Team=x \
+                     --operation a --operation b --operation a --region eu-west-1 --period 300 --memory-mb 512 \
+                     --name mine --format cloudformation")
+        .unwrap();
+        let Command::Dashboard { options, format, name } = c else { panic!() };
+        assert_eq!(format, Format::CloudFormation);
+        assert_eq!(name, "mine");
+        assert_eq!(options.scope.namespace, "NS");
+        assert_eq!(options.scope.dimensions.len(), 3);
+        assert_eq!(options.operations, ["a", "b"]);
+        assert_eq!((options.region.as_str(), options.period, options.memory_mb), ("eu-west-1", 300, Some(512)));
+    }
+
+    #[test]
+    fn dashboard_errors() {
+        assert_eq!(cmd("dashboard"), Err(UsageError::Missing("function")));
+        assert!(matches!(cmd("dashboard --function"), Err(UsageError::MissingValue(_))));
+        assert!(matches!(cmd("dashboard --function f --period 45"), Err(UsageError::InvalidValue { .. })));
+        assert!(matches!(cmd("dashboard --function f --format yaml"), Err(UsageError::InvalidValue { .. })));
+        assert!(matches!(cmd("dashboard --function f --namespace AWS/Lambda"), Err(UsageError::InvalidValue { .. })));
+        assert!(matches!(cmd("dashboard --function f --name a.b"), Err(UsageError::InvalidValue { .. })));
+        assert!(matches!(
+            cmd("dashboard --function f --dimension A=1 --dimension A=2"),
+            Err(UsageError::InvalidValue { .. })
+        ));
+        assert!(matches!(cmd("dashboard --function f --cold-starts-threshold 1"), Err(UsageError::UnknownFlag(_))));
+        assert!(matches!(cmd("dashboard --function f extra"), Err(UsageError::Unexpected(_))));
+        assert!(matches!(cmd("dashboard --help=x"), Err(UsageError::InvalidValue { .. })));
+        assert!(matches!(cmd("dashboard --help").unwrap(), Command::Print(_)));
+    }
+
+    #[test]
+    fn alarms_defaults() {
+        let (o, format, topics) = alarms_of("alarms --function chat");
+        assert_eq!(format, Format::CloudFormation);
+        assert_eq!(topics, Topics::default());
+        assert_eq!(o.name_prefix, "perfmon");
+        assert_eq!(o.specs, Kind::ALL.map(Kind::default_spec));
+        assert!(o.disabled.is_empty() && o.operations.is_empty());
+    }
+
+    #[test]
+    fn alarms_every_flag() {
+        let (o, format, topics) = alarms_of(
+            "alarms --function chat --format json --name-prefix team --operation llm \
+             --critical-topic arn:aws:sns:us-east-1:123456789012:crit --warning-topic arn:aws:sns:us-east-1:123456789012:warn \
+             --cold-starts-threshold 20 --cold-starts-period 600 --cold-starts-evaluation-periods 2 --cold-starts-datapoints 2 \
+             --cold-starts-severity critical --duration-p99-threshold 800 --error-rate-threshold 1.5 --timeouts-period 60 \
+             --memory-threshold 90 --cost-threshold 0.25 --operation-duration-p99-threshold 200 \
+             --operation-duration-p99-threshold llm=9000 --operation-error-rate-threshold 10 --disable cost",
+        );
+        assert_eq!(format, Format::Json);
+        assert_eq!(o.name_prefix, "team");
+        assert_eq!(topics.critical.as_deref(), Some("arn:aws:sns:us-east-1:123456789012:crit"));
+        assert_eq!(topics.warning.as_deref(), Some("arn:aws:sns:us-east-1:123456789012:warn"));
+        let cs = o.spec(Kind::ColdStarts);
+        assert_eq!((cs.threshold, cs.period, cs.evaluation_periods, cs.datapoints), (20.0, 600, 2, 2));
+        assert_eq!(cs.severity, Severity::Critical);
+        assert_eq!(o.spec(Kind::DurationP99).threshold, 800.0);
+        assert_eq!(o.spec(Kind::ErrorRate).threshold, 1.5);
+        assert_eq!(o.spec(Kind::Timeouts).period, 60);
+        assert_eq!(o.spec(Kind::Memory).threshold, 90.0);
+        assert_eq!(o.spec(Kind::Cost).threshold, 0.25);
+        assert_eq!(o.spec(Kind::OperationDuration).threshold, 200.0);
+        assert_eq!(o.operation_thresholds, vec![(Kind::OperationDuration, "llm".to_string(), 9000.0)]);
+        assert_eq!(o.spec(Kind::OperationErrorRate).threshold, 10.0);
+        assert_eq!(o.disabled, vec![Kind::Cost]);
+    }
+
+    #[test]
+    fn alarms_errors() {
+        let invalid = |args: &str| matches!(cmd(args), Err(UsageError::InvalidValue { .. }));
+        assert!(invalid("alarms --function f --cold-starts-period 45"));
+        assert!(invalid("alarms --function f --cost-period 3600 --cost-evaluation-periods 48"));
+        assert!(invalid("alarms --function f --error-rate-datapoints 6"));
+        assert!(invalid("alarms --function f --memory-severity page"));
+        assert!(invalid("alarms --function f --memory-threshold -1"));
+        assert!(invalid("alarms --function f --critical-topic my-topic"));
+        assert!(invalid("alarms --function f --disable everything"));
+        assert!(invalid("alarms --function f --operation-duration-p99-threshold nope=5"));
+        assert!(invalid("alarms --function f --duration-p99-threshold x=5"));
+        assert!(matches!(cmd("alarms --function f --memory-colour red"), Err(UsageError::UnknownFlag(_))));
+        assert!(matches!(cmd("alarms --function f --region x"), Err(UsageError::UnknownFlag(_))));
+        assert_eq!(cmd("alarms --format json"), Err(UsageError::Missing("function")));
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_default() {
+        let help = alarms_help();
+        for flag in [
+            "--function",
+            "--namespace",
+            "--dimension",
+            "--operation",
+            "--format",
+            "--critical-topic",
+            "--warning-topic",
+            "--name-prefix",
+            "--disable",
+            "-threshold",
+            "-period",
+            "-evaluation-periods",
+            "-datapoints",
+            "-severity",
+            "--help",
+        ] {
+            assert!(help.contains(flag), "{flag}");
+        }
+        for kind in Kind::ALL {
+            assert!(help.contains(kind.key()), "{}", kind.key());
+        }
+        assert!(help.contains("default: >= 80 %, period 300 s"), "{help}");
+        assert!(help.contains("chat or HTTP API"));
+        let help = dashboard_help();
+        for flag in [
+            "--function",
+            "--namespace",
+            "--dimension",
+            "--operation",
+            "--format",
+            "--region",
+            "--period",
+            "--memory-mb",
+            "--name",
+            "--help",
+        ] {
+            assert!(help.contains(flag), "{flag}");
+        }
+        assert_eq!(help.matches("[default:").count(), 8);
+    }
+
+    #[test]
+    fn render_ends_with_newline_and_parses() {
+        let c = cmd("alarms --function chat --format json").unwrap();
+        let text = render(&c);
+        assert!(text.ends_with("}\n]\n"));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 6);
+    }
+}

@@ -1,0 +1,189 @@
+//! The generated dashboards and alarms are accepted by the tools users deploy them with:
+//! `cfn-lint` for the CloudFormation output, boto3's PutMetricAlarm / PutDashboard (against
+//! moto_server) for the JSON output. Each check also runs on a deliberately broken input, to show
+//! it can fail.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+/// `perfmon ARGS`, which must succeed; its stdout.
+fn perfmon(args: &[&str]) -> String {
+    let out = Command::new(common::bin_path("perfmon"))
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const OPERATIONS: [&str; 6] = [
+    "--dimension",
+    "Environment=prod,Service=chat",
+    "--operation",
+    "chat_message_processing",
+    "--operation",
+    "llm.call",
+];
+
+fn cfn_lint(dir: &common::TempDir, name: &str, template: &str) -> Output {
+    let path = dir.path().join(name);
+    std::fs::write(&path, template).unwrap();
+    Command::new(common::venv_bin("cfn-lint")).arg(&path).output().unwrap()
+}
+
+#[test]
+fn cloudformation_output_passes_cfn_lint() {
+    let dir = common::TempDir::new("tools-cfn");
+    let with_ops =
+        |base: &[&str]| -> Vec<String> { base.iter().chain(OPERATIONS.iter()).map(|s| s.to_string()).collect() };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "dashboard.json",
+            vec![
+                "dashboard".into(),
+                "--function".into(),
+                "chat-api".into(),
+                "--format".into(),
+                "cloudformation".into(),
+            ],
+        ),
+        (
+            "dashboard-ops.json",
+            with_ops(&["dashboard", "--function", "chat-api", "--format", "cloudformation", "--memory-mb", "1024"]),
+        ),
+        ("alarms.json", vec!["alarms".into(), "--function".into(), "chat-api".into()]),
+        (
+            "alarms-ops.json",
+            with_ops(&[
+                "alarms",
+                "--function",
+                "chat-api",
+                "--critical-topic",
+                "arn:aws:sns:us-east-1:123456789012:perfmon-critical",
+                "--operation-error-rate-severity",
+                "critical",
+            ]),
+        ),
+        (
+            "alarms-warning-only.json",
+            vec![
+                "alarms".into(),
+                "--function".into(),
+                "f".into(),
+                "--disable".into(),
+                "error-rate".into(),
+                "--disable".into(),
+                "timeouts".into(),
+            ],
+        ),
+    ];
+    for (name, args) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let template = perfmon(&args);
+        let out = cfn_lint(&dir, name, &template);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "cfn-lint {name} (perfmon {}): exit {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The control: cfn-lint does look at these resources.
+    let mut template: Value = serde_json::from_str(&perfmon(&["alarms", "--function", "f"])).unwrap();
+    template["Resources"]["MemoryAlarm"]["Properties"]["ComparisonOperator"] = json!("Bigger");
+    template["Resources"]["CostAlarm"]["Properties"]["Perod"] = json!(3600);
+    let out = cfn_lint(&dir, "broken.json", &template.to_string());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("Bigger") && text.contains("Perod"), "{text}");
+}
+
+/// Puts every alarm with `put_metric_alarm(**alarm)` and the dashboard with `put_dashboard`,
+/// then prints what `describe_alarms` and `get_dashboard` return.
+const PUT_SCRIPT: &str = r#"
+import json, sys
+import boto3
+alarms_path, dashboard_path, dashboard_name = sys.argv[1:4]
+cw = boto3.client("cloudwatch")
+for alarm in json.load(open(alarms_path)):
+    cw.put_metric_alarm(**alarm)
+put = cw.put_dashboard(DashboardName=dashboard_name, DashboardBody=open(dashboard_path).read())
+got = cw.get_dashboard(DashboardName=dashboard_name)
+print(json.dumps({
+    "alarms": cw.describe_alarms()["MetricAlarms"],
+    "validation": put.get("DashboardValidationMessages", []),
+    "body": json.loads(got["DashboardBody"]),
+}, default=str))
+"#;
+
+fn put(moto: &common::Moto, dir: &common::TempDir, alarms: &str, dashboard: &str, name: &str) -> Output {
+    let (a, d) = (dir.path().join(format!("{name}-alarms.json")), dir.path().join(format!("{name}-dashboard.json")));
+    std::fs::write(&a, alarms).unwrap();
+    std::fs::write(&d, dashboard).unwrap();
+    Command::new(common::python())
+        .args(["-c", PUT_SCRIPT])
+        .arg(&a)
+        .arg(&d)
+        .arg(name)
+        .envs(moto.client_env())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn json_output_is_accepted_by_put_metric_alarm_and_put_dashboard() {
+    let moto = common::Moto::start();
+    let dir = common::TempDir::new("tools-moto");
+    let mut expected_names = Vec::new();
+    for (i, extra) in [&[][..], &OPERATIONS[..]].iter().enumerate() {
+        let name = format!("perfmon-case{i}");
+        let mut a = vec!["alarms", "--function", "chat-api", "--format", "json", "--name-prefix", &name];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--warning-topic", "arn:aws:sns:us-east-1:123456789012:perfmon-warning"]);
+        let alarms = perfmon(&a);
+        let mut d = vec!["dashboard", "--function", "chat-api", "--memory-mb", "512"];
+        d.extend_from_slice(extra);
+        let dashboard = perfmon(&d);
+
+        let out = put(&moto, &dir, &alarms, &dashboard, &name);
+        assert!(out.status.success(), "boto3 refused {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+        let sent: Vec<Value> = serde_json::from_str(&alarms).unwrap();
+        expected_names.extend(sent.iter().map(|a| a["AlarmName"].as_str().unwrap().to_string()));
+        let stored = got["alarms"].as_array().unwrap();
+        for alarm in &sent {
+            let back = stored.iter().find(|s| s["AlarmName"] == alarm["AlarmName"]).unwrap();
+            assert_eq!(back["Threshold"].as_f64(), alarm["Threshold"].as_f64());
+            assert_eq!(back["ComparisonOperator"], alarm["ComparisonOperator"]);
+            assert_eq!(back["EvaluationPeriods"], alarm["EvaluationPeriods"]);
+            assert_eq!(back.get("MetricName"), alarm.get("MetricName"));
+            assert_eq!(back.get("ExtendedStatistic"), alarm.get("ExtendedStatistic"));
+            let queries = |a: &Value| a["Metrics"].as_array().map_or(0, Vec::len);
+            assert_eq!(queries(back), queries(alarm));
+            let severity = &alarm["Tags"][0]["Value"];
+            let actions = back["AlarmActions"].as_array().unwrap();
+            assert_eq!(actions.len(), usize::from(severity == "warning"), "{}", alarm["AlarmName"]);
+        }
+        assert_eq!(got["validation"], json!([]));
+        assert_eq!(got["body"], serde_json::from_str::<Value>(&dashboard).unwrap());
+    }
+    assert_eq!(expected_names.len(), 6 + 6 + 2 * 2);
+
+    // The control: boto3 rejects a field PutMetricAlarm does not have.
+    let mut alarms: Vec<Value> =
+        serde_json::from_str(&perfmon(&["alarms", "--function", "f", "--format", "json"])).unwrap();
+    alarms[0]["Severity"] = json!("critical");
+    let out = put(&moto, &dir, &serde_json::to_string(&alarms).unwrap(), "{\"widgets\": []}", "control");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Severity"));
+}
