@@ -1,1 +1,162 @@
 //! Embedded CloudWatch endpoint (PutMetricData, ListMetrics, GetMetricStatistics).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), perfmon_sandbox::cloudwatch::CloudWatchError> {
+//! use perfmon_sandbox::cloudwatch::CloudWatch;
+//! let cw = CloudWatch::start().await?;              // 127.0.0.1:0
+//! let url = cw.endpoint_url();                      // AWS_ENDPOINT_URL_CLOUDWATCH for the extension
+//! // ... run things that send PutMetricData ...
+//! let stats = cw.store().statistics("Perfmon", "Duration", &[]);
+//! let p99 = stats.and_then(|s| s.percentile(99.0));
+//! let log = cw.requests();                          // count, bytes, rejected (with their CloudWatch error)
+//! # Ok(()) }
+//! ```
+//!
+//! Protocols, all on `POST /`:
+//! * **awsQuery** (form body, `Action=...`): what `aws-sdk-cloudwatch` 1.99.0 sends; XML responses
+//!   (`<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/">`, errors as
+//!   `<ErrorResponse><Error><Type>Sender</Type><Code>..</Code><Message>..</Message></Error><RequestId>..`).
+//! * **AWS JSON 1.0** (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`): what boto3 ≥ 1.42.7 sends;
+//!   errors with `__type` and `x-amzn-query-error: <Code>;Sender`.
+//! * **RPC v2 CBOR** (`/service/GraniteServiceVersion20100801/operation/<Op>`, SDK ≥ 1.100.0): **not
+//!   implemented**, answered with 404 and a plain-text explanation.
+//!
+//! `Content-Encoding: gzip` bodies are accepted (the SDK compresses bodies ≥ 10 KiB). The wire body is
+//! limited to [`MAX_REQUEST_BYTES`](perfmon_protocol::cloudwatch::MAX_REQUEST_BYTES) (413 above).
+//! PutMetricData is validated with CloudWatch's limits (`perfmon_protocol::cloudwatch::validate`);
+//! signatures are not checked (any credentials work).
+
+mod server;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use perfmon_protocol::cloudwatch::read::MetricId;
+pub use perfmon_protocol::cloudwatch::stats::MetricStatistics;
+pub use server::MAX_DECODED_BYTES;
+pub use store::{Protocol, RequestLog, RequestRecord, Store, StoredDatum};
+
+use server::Shared;
+
+/// A fault to inject (for retry tests). Throttle/ServerError apply to the next `n` PutMetricData
+/// requests that decode; `Refuse` drops every connection unanswered until the fault is cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// HTTP 400, code `Throttling`, message `Rate exceeded` (the SDKs retry it).
+    Throttle { n: u32 },
+    /// HTTP 500, code `InternalServiceError`.
+    ServerError { n: u32 },
+    /// Close connections without an answer.
+    Refuse,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudWatchError {
+    #[error("cannot bind the CloudWatch endpoint on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running embedded CloudWatch endpoint. Stops (and closes its connections) when dropped.
+pub struct CloudWatch {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl CloudWatch {
+    /// Starts on `127.0.0.1:0` (a free loopback port).
+    pub async fn start() -> Result<Self, CloudWatchError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> Result<Self, CloudWatchError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| CloudWatchError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(|source| CloudWatchError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            store: Store::default(),
+            fault: Mutex::new(Fault::None),
+            seq: AtomicU64::new(0),
+            id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        tracing::debug!(%local, "embedded CloudWatch listening");
+        Ok(Self { addr: local, shared, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: set it as `AWS_ENDPOINT_URL_CLOUDWATCH` (or the SDK's `endpoint_url`).
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The datums received and the request log (shared; clones see later requests too).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// A snapshot of the request log (same as `store().requests()`).
+    pub fn requests(&self) -> RequestLog {
+        self.shared.store.requests()
+    }
+
+    /// Injects a fault (replacing the previous one); `Fault::None` clears it.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fault;
+    }
+
+    /// The fault still pending (`Throttle { n }` counts down as requests consume it).
+    pub fn fault(&self) -> Fault {
+        *self.shared.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for CloudWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // Connection tasks live in the set: aborting this loop drops the set, which aborts them all.
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "CloudWatch accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                if shared.refusing() {
+                    drop(stream);
+                    continue;
+                }
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| server::handle(shared.clone(), req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                        tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}

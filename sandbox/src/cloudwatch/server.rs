@@ -1,0 +1,285 @@
+//! The HTTP side of the embedded CloudWatch: routing by protocol, gzip, faults, responses.
+//! Decoding, validation and evaluation are the pure functions of `perfmon_protocol::cloudwatch`.
+
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use perfmon_protocol::cloudwatch::{
+    self as cw, json, query, read, CwError, ErrorCode, CBOR_PATH_PREFIX, JSON_TARGET_PREFIX, MAX_REQUEST_BYTES,
+};
+
+use super::store::{Protocol, RequestRecord, Store};
+use super::Fault;
+
+/// Largest body accepted after gzip decompression (a guard against gzip bombs; CloudWatch's own
+/// limit applies to the wire size, [`MAX_REQUEST_BYTES`]).
+pub const MAX_DECODED_BYTES: usize = 40 * 1024 * 1024;
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub fault: Mutex<Fault>,
+    pub seq: AtomicU64,
+    pub id_base: u64,
+}
+
+impl Shared {
+    /// Whether connections are to be dropped unanswered.
+    pub fn refusing(&self) -> bool {
+        matches!(*self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Fault::Refuse)
+    }
+
+    /// Consumes one injected PutMetricData fault, if any.
+    fn take_fault(&self) -> Option<CwError> {
+        let mut f = self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *f {
+            Fault::Throttle { n } if *n > 0 => {
+                *n -= 1;
+                Some(CwError::new(ErrorCode::Throttling, "Rate exceeded"))
+            }
+            Fault::ServerError { n } if *n > 0 => {
+                *n -= 1;
+                Some(CwError::new(ErrorCode::InternalServiceError, "Internal service error (injected fault)."))
+            }
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// Why a request could not be handled at the HTTP level.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    #[error("connection refused by injected fault")]
+    Refused,
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    error: Option<CwError>,
+    datums: usize,
+}
+
+fn error_reply(protocol: Protocol, e: CwError, request_id: &str) -> Reply {
+    let body = match protocol {
+        Protocol::Json => json::encode_error(&e),
+        _ => read::xml_error(&e, request_id),
+    };
+    let content_type = if protocol == Protocol::Json { json::CONTENT_TYPE } else { "text/xml" };
+    Reply { status: e.code.http_status(), content_type, body, error: Some(e), datums: 0 }
+}
+
+fn ok_reply(protocol: Protocol, body: String, datums: usize) -> Reply {
+    let content_type = if protocol == Protocol::Json { json::CONTENT_TYPE } else { "text/xml" };
+    Reply { status: 200, content_type, body, error: None, datums }
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, CwError> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::GzDecoder::new(body).take(MAX_DECODED_BYTES as u64 + 1);
+    dec.read_to_end(&mut out).map_err(|e| {
+        CwError::invalid_value(format!("The request body is not valid gzip (Content-Encoding: gzip): {e}."))
+    })?;
+    if out.len() > MAX_DECODED_BYTES {
+        return Err(CwError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("The decompressed request body exceeds {MAX_DECODED_BYTES} bytes."),
+        ));
+    }
+    Ok(out)
+}
+
+/// Serves one HTTP request. Returns `Err` only to drop the connection (fault `Refuse`).
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, HttpError> {
+    if shared.refusing() {
+        return Err(HttpError::Refused);
+    }
+    let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let request_id = request_id(shared.id_base, seq);
+    let arrival_ms = now_ms();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let gzip = parts
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("gzip")));
+
+    let protocol = if path.starts_with(CBOR_PATH_PREFIX) {
+        Protocol::Cbor
+    } else if path != "/" {
+        Protocol::Unknown
+    } else if target.is_some() {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    let mut operation = match (protocol, &target) {
+        (Protocol::Json, Some(t)) => Some(t.strip_prefix(JSON_TARGET_PREFIX).unwrap_or(t).to_owned()),
+        (Protocol::Cbor, _) => Some(path[CBOR_PATH_PREFIX.len()..].to_owned()),
+        _ => None,
+    };
+
+    // The body: wire size limit first (CloudWatch: 1 MB per POST), then gzip.
+    let wire: Result<Bytes, CwError> = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(CwError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("Request size exceeded {MAX_REQUEST_BYTES} bytes ({e})."),
+        )),
+    };
+    let bytes = wire.as_ref().map(Bytes::len).unwrap_or(MAX_REQUEST_BYTES + 1);
+    let decoded: Result<Vec<u8>, CwError> = match wire {
+        Ok(b) if gzip => gunzip(&b),
+        Ok(_) if parts.method == Method::GET => Ok(parts.uri.query().unwrap_or_default().as_bytes().to_vec()),
+        Ok(b) => Ok(b.to_vec()),
+        Err(e) => Err(e),
+    };
+    let decoded_bytes = decoded.as_ref().map(Vec::len).unwrap_or(0);
+
+    let reply = match (protocol, decoded) {
+        (Protocol::Cbor, _) => Reply {
+            status: 404,
+            content_type: "text/plain",
+            body: "This embedded CloudWatch does not implement RPC-v2-CBOR (aws-sdk-cloudwatch >= 1.100.0). \
+                   Use awsQuery (pin aws-sdk-cloudwatch = \"=1.99.0\") or AWS JSON (boto3)."
+                .to_owned(),
+            error: Some(CwError::new(ErrorCode::InvalidAction, "RPC-v2-CBOR is not supported")),
+            datums: 0,
+        },
+        (Protocol::Unknown, _) => Reply {
+            status: 404,
+            content_type: "text/plain",
+            body: format!("No such path {path}: the CloudWatch endpoint serves POST / (awsQuery or AWS JSON)."),
+            error: Some(CwError::new(ErrorCode::InvalidAction, format!("unknown path {path}"))),
+            datums: 0,
+        },
+        (_, Err(e)) => error_reply(protocol, e, &request_id),
+        (_, Ok(_))
+            if !(parts.method == Method::POST || (parts.method == Method::GET && protocol == Protocol::Query)) =>
+        {
+            error_reply(
+                protocol,
+                CwError::new(ErrorCode::InvalidAction, format!("Method {} is not supported; use POST.", parts.method)),
+                &request_id,
+            )
+        }
+        (Protocol::Json, Ok(body)) => match target.as_deref().and_then(|t| t.strip_prefix(JSON_TARGET_PREFIX)) {
+            None => error_reply(
+                protocol,
+                CwError::new(
+                    ErrorCode::InvalidAction,
+                    format!("X-Amz-Target {:?} does not name a CloudWatch operation.", target.unwrap_or_default()),
+                ),
+                &request_id,
+            ),
+            Some(op) => match json::decode_request(op, &body) {
+                Ok(r) => execute(&shared, protocol, r, &request_id, arrival_ms, seq),
+                Err(e) => error_reply(protocol, e, &request_id),
+            },
+        },
+        (_, Ok(body)) => {
+            if operation.is_none() {
+                operation = query::Form::parse(&body).ok().and_then(|f| f.get("Action").map(str::to_owned));
+            }
+            match query::decode_request(&body) {
+                Ok(r) => execute(&shared, protocol, r, &request_id, arrival_ms, seq),
+                Err(e) => error_reply(protocol, e.into(), &request_id),
+            }
+        }
+    };
+
+    tracing::debug!(seq, ?protocol, ?operation, bytes, status = reply.status, error = ?reply.error, "cloudwatch request");
+    shared.store.record(RequestRecord {
+        seq,
+        request_id: request_id.clone(),
+        protocol,
+        operation,
+        bytes,
+        decoded_bytes,
+        gzip,
+        status: reply.status,
+        error: reply.error.clone(),
+        datums: reply.datums,
+        arrival_ms,
+    });
+
+    let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let (Protocol::Json, Some(e)) = (protocol, &reply.error) {
+        if let Ok(v) = HeaderValue::from_str(&json::query_error_header(e)) {
+            h.insert("x-amzn-query-error", v);
+        }
+    }
+    Ok(resp)
+}
+
+fn execute(
+    shared: &Shared,
+    protocol: Protocol,
+    req: cw::Request,
+    request_id: &str,
+    arrival_ms: i64,
+    seq: u64,
+) -> Reply {
+    let encode_ok = |xml: String, json: String, datums| {
+        ok_reply(protocol, if protocol == Protocol::Json { json } else { xml }, datums)
+    };
+    match req {
+        cw::Request::PutMetricData(put) => {
+            if let Some(e) = shared.take_fault() {
+                return error_reply(protocol, e, request_id);
+            }
+            if let Err(e) = cw::validate(&put, arrival_ms) {
+                return error_reply(protocol, e, request_id);
+            }
+            let n = put.metric_data.len();
+            shared.store.insert(&put.namespace, put.metric_data, arrival_ms, seq);
+            encode_ok(read::xml_put_metric_data(request_id), json::encode_put_metric_data(), n)
+        }
+        cw::Request::ListMetrics(input) => match shared.store.list(&input) {
+            Ok(out) => encode_ok(read::xml_list_metrics(&out, request_id), json::encode_list_metrics(&out), 0),
+            Err(e) => error_reply(protocol, e, request_id),
+        },
+        cw::Request::GetMetricStatistics(input) => match input.validate() {
+            Ok(()) => {
+                let out = shared.store.get_metric_statistics(&input);
+                encode_ok(
+                    read::xml_get_metric_statistics(&out, request_id),
+                    json::encode_get_metric_statistics(&out),
+                    0,
+                )
+            }
+            Err(e) => error_reply(protocol, e, request_id),
+        },
+    }
+}
+
+/// A request id shaped like CloudWatch's (a UUID), unique per endpoint and request.
+fn request_id(base: u64, seq: u64) -> String {
+    let a = base ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        (a & 0xfff) as u16,
+        (seq >> 48) as u16 & 0xfff,
+        seq & 0xffff_ffff_ffff
+    )
+}
