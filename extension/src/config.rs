@@ -1,0 +1,380 @@
+//! Configuration from the function's environment variables (contract §2).
+//!
+//! [`Config::from_lookup`] reads through an injected lookup so tests never touch the process
+//! environment. A value that does not parse never stops the extension: it becomes a
+//! [`ConfigWarning`] naming the variable and the value, and the documented default is used
+//! (users remember extensions that crashed sandboxes over a typo).
+
+use std::time::Duration;
+
+use perfmon_protocol::cloudwatch::{MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN};
+use perfmon_protocol::contract::{defaults, env};
+use perfmon_protocol::extensions::RUNTIME_API_ENV;
+
+/// Where flushed metrics go (`PERFMON_SINK`). Defaults to [`defaults::SINK`] (`cloudwatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// PutMetricData.
+    CloudWatch,
+    /// Embedded Metric Format lines on stdout.
+    Emf,
+    /// Both of the above, for every flush.
+    Both,
+}
+
+impl Sink {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cloudwatch" => Some(Self::CloudWatch),
+            "emf" => Some(Self::Emf),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+    /// Whether PutMetricData is used.
+    pub fn cloudwatch(self) -> bool {
+        matches!(self, Self::CloudWatch | Self::Both)
+    }
+    /// Whether EMF lines are written on every flush.
+    pub fn emf(self) -> bool {
+        matches!(self, Self::Emf | Self::Both)
+    }
+}
+
+/// When to flush (`PERFMON_FLUSH`). Defaults to [`defaults::FLUSH`] (`adaptive`). See [`crate::flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    Adaptive,
+    Background,
+    End,
+    Shutdown,
+}
+
+impl FlushPolicy {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "adaptive" => Some(Self::Adaptive),
+            "background" => Some(Self::Background),
+            "end" => Some(Self::End),
+            "shutdown" => Some(Self::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+/// Function name used when neither `AWS_LAMBDA_FUNCTION_NAME` nor the register response has one.
+pub const UNKNOWN_FUNCTION: &str = "unknown";
+
+/// The extension's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `PERFMON_NAMESPACE`. Defaults to [`defaults::NAMESPACE`].
+    pub namespace: String,
+    /// `PERFMON_DIMENSIONS`, in the order given. Defaults to none.
+    pub dimensions: Vec<(String, String)>,
+    /// `AWS_LAMBDA_FUNCTION_NAME` (the `FunctionName` dimension), when set.
+    pub function_name: Option<String>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, MB, when set (reports carry it too).
+    pub memory_mb: Option<u64>,
+    pub sink: Sink,
+    pub flush: FlushPolicy,
+    /// `PERFMON_FLUSH_INTERVAL_S`. Defaults to [`defaults::FLUSH_INTERVAL_S`]; fractions accepted.
+    pub flush_interval: Duration,
+    /// `PERFMON_HTTP_PORT`. Defaults to [`defaults::HTTP_PORT`].
+    pub http_port: u16,
+    /// `PERFMON_STATSD_PORT`; `None` when set to `0` (off). Defaults to [`defaults::STATSD_PORT`].
+    pub statsd_port: Option<u16>,
+    /// `PERFMON_TELEMETRY_PORT`. Defaults to [`defaults::TELEMETRY_PORT`]. `0` picks a free port
+    /// (perfmon subscribes with the port it got), which is what parallel tests use.
+    pub telemetry_port: u16,
+    /// `PERFMON_PRICE_GB_S`. Defaults to the us-east-1 price of this binary's architecture.
+    pub price_gb_s: f64,
+    /// `PERFMON_LOG` (a `tracing` filter). Defaults to [`defaults::LOG`]; validated by [`crate::logging`].
+    pub log: String,
+    /// `AWS_LAMBDA_RUNTIME_API` (`host:port`), when set.
+    pub runtime_api: Option<String>,
+}
+
+/// A setting that could not be used; the default was used instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+    /// What was used instead.
+    pub using: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?} ignored: {}; using {}", self.variable, self.value, self.reason, self.using)
+    }
+}
+
+/// Price per GB-second for the architecture this binary was built for.
+pub fn default_price_gb_s() -> f64 {
+    if cfg!(target_arch = "aarch64") {
+        defaults::PRICE_GB_S_ARM64
+    } else {
+        defaults::PRICE_GB_S_X86_64
+    }
+}
+
+impl Config {
+    /// Reads every setting through `lookup`; never fails.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> (Config, Vec<ConfigWarning>) {
+        let mut warnings = Vec::new();
+        let mut warn = |variable: &'static str, value: &str, reason: String, using: String| {
+            warnings.push(ConfigWarning { variable, value: value.to_owned(), reason, using })
+        };
+        // Empty values count as unset, as with most Lambda settings.
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let namespace = match get(env::NAMESPACE) {
+            None => defaults::NAMESPACE.to_owned(),
+            Some(v) => match validate_namespace(&v) {
+                Ok(()) => v,
+                Err(reason) => {
+                    warn(env::NAMESPACE, &v, reason, defaults::NAMESPACE.to_owned());
+                    defaults::NAMESPACE.to_owned()
+                }
+            },
+        };
+
+        let mut dimensions = Vec::new();
+        if let Some(v) = get(env::DIMENSIONS) {
+            match parse_dimensions(&v) {
+                Ok(d) => dimensions = d,
+                Err(reason) => warn(env::DIMENSIONS, &v, reason, "no extra dimensions".to_owned()),
+            }
+        }
+
+        let sink = match get(env::SINK) {
+            None => Sink::CloudWatch,
+            Some(v) => Sink::parse(&v).unwrap_or_else(|| {
+                warn(env::SINK, &v, "expected cloudwatch, emf or both".to_owned(), defaults::SINK.to_owned());
+                Sink::CloudWatch
+            }),
+        };
+        let flush = match get(env::FLUSH) {
+            None => FlushPolicy::Adaptive,
+            Some(v) => FlushPolicy::parse(&v).unwrap_or_else(|| {
+                warn(
+                    env::FLUSH,
+                    &v,
+                    "expected adaptive, background, end or shutdown".to_owned(),
+                    defaults::FLUSH.to_owned(),
+                );
+                FlushPolicy::Adaptive
+            }),
+        };
+        let default_interval = Duration::from_secs(defaults::FLUSH_INTERVAL_S);
+        let flush_interval = match get(env::FLUSH_INTERVAL_S) {
+            None => default_interval,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Duration::from_secs_f64(s),
+                _ => {
+                    warn(
+                        env::FLUSH_INTERVAL_S,
+                        &v,
+                        "expected a number of seconds between 0 and 86400".to_owned(),
+                        format!("{}", defaults::FLUSH_INTERVAL_S),
+                    );
+                    default_interval
+                }
+            },
+        };
+
+        let mut port = |variable: &'static str, default: u16, zero_ok: bool| -> u16 {
+            match get(variable) {
+                None => default,
+                Some(v) => match v.trim().parse::<u16>() {
+                    Ok(0) if zero_ok => 0,
+                    Ok(p) if p != 0 && p != 9001 => p,
+                    _ => {
+                        let what = if zero_ok { "a port 0-65535 (not 9001)" } else { "a port 1-65535 (not 9001)" };
+                        warn(variable, &v, format!("expected {what}"), default.to_string());
+                        default
+                    }
+                },
+            }
+        };
+        let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT, false);
+        let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT, true)).filter(|p| *p != 0);
+        let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT, true);
+
+        let price_gb_s = match get(env::PRICE_GB_S) {
+            None => default_price_gb_s(),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(p) if p.is_finite() && p >= 0.0 => p,
+                _ => {
+                    warn(
+                        env::PRICE_GB_S,
+                        &v,
+                        "expected a non-negative number of dollars per GB-second".to_owned(),
+                        default_price_gb_s().to_string(),
+                    );
+                    default_price_gb_s()
+                }
+            },
+        };
+
+        let memory_mb = get(env::FUNCTION_MEMORY_SIZE).and_then(|v| v.trim().parse::<u64>().ok()).filter(|m| *m > 0);
+        let cfg = Config {
+            namespace,
+            dimensions,
+            function_name: get(env::FUNCTION_NAME),
+            memory_mb,
+            sink,
+            flush,
+            flush_interval,
+            http_port,
+            statsd_port,
+            telemetry_port,
+            price_gb_s,
+            log: get(env::LOG).unwrap_or_else(|| defaults::LOG.to_owned()),
+            runtime_api: get(RUNTIME_API_ENV),
+        };
+        (cfg, warnings)
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> (Config, Vec<ConfigWarning>) {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+fn validate_namespace(ns: &str) -> Result<(), String> {
+    if ns.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if ns.starts_with(':') {
+        return Err("must not start with ':'".to_owned());
+    }
+    if ns.starts_with("AWS/") {
+        return Err("the AWS/ prefix is reserved".to_owned());
+    }
+    if !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+        return Err("must be printable ASCII".to_owned());
+    }
+    Ok(())
+}
+
+/// Parses `Name=Value,Name2=Value2`. Names are trimmed; `FunctionName` is reserved (it is always
+/// the function's name); at most 29 entries, so that `FunctionName` fits the 30-dimension limit.
+pub fn parse_dimensions(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not Name=Value"))?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || value.is_empty() {
+            return Err(format!("{part:?} has an empty name or value"));
+        }
+        if name.len() > MAX_NAME_LEN || value.len() > MAX_DIMENSION_VALUE_LEN {
+            return Err(format!("{part:?} is too long"));
+        }
+        if name == perfmon_protocol::contract::dimension::FUNCTION_NAME {
+            return Err("FunctionName is set by perfmon".to_owned());
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("{name:?} appears twice"));
+        }
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    if out.len() > MAX_DIMENSIONS - 1 {
+        return Err(format!("more than {} dimensions", MAX_DIMENSIONS - 1));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> (Config, Vec<ConfigWarning>) {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let (c, w) = cfg(&[]);
+        assert!(w.is_empty());
+        assert_eq!(c.namespace, "Perfmon");
+        assert_eq!(c.sink, Sink::CloudWatch);
+        assert_eq!(c.flush, FlushPolicy::Adaptive);
+        assert_eq!(c.flush_interval, Duration::from_secs(60));
+        assert_eq!((c.http_port, c.statsd_port, c.telemetry_port), (4280, Some(8125), 4281));
+        assert_eq!(c.price_gb_s, default_price_gb_s());
+        assert_eq!(c.log, "warn");
+        assert!(c.dimensions.is_empty() && c.function_name.is_none() && c.runtime_api.is_none());
+    }
+
+    #[test]
+    fn good_values_are_used() {
+        let (c, w) = cfg(&[
+            ("PERFMON_NAMESPACE", "My/App"),
+            ("PERFMON_DIMENSIONS", "Environment=prod, Service=chat"),
+            ("PERFMON_SINK", "Both"),
+            ("PERFMON_FLUSH", "end"),
+            ("PERFMON_FLUSH_INTERVAL_S", "0.5"),
+            ("PERFMON_HTTP_PORT", "5000"),
+            ("PERFMON_STATSD_PORT", "0"),
+            ("PERFMON_TELEMETRY_PORT", "0"),
+            ("PERFMON_PRICE_GB_S", "0.00002"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "fn"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.namespace, "My/App");
+        assert_eq!(c.dimensions, vec![("Environment".into(), "prod".into()), ("Service".into(), "chat".into())]);
+        assert_eq!((c.sink, c.flush), (Sink::Both, FlushPolicy::End));
+        assert_eq!(c.flush_interval, Duration::from_millis(500));
+        assert_eq!((c.http_port, c.statsd_port, c.telemetry_port), (5000, None, 0));
+        assert_eq!(c.price_gb_s, 0.00002);
+        assert_eq!(c.function_name.as_deref(), Some("fn"));
+        assert_eq!(c.memory_mb, Some(256));
+        assert_eq!(c.runtime_api.as_deref(), Some("127.0.0.1:9001"));
+    }
+
+    #[test]
+    fn bad_values_warn_with_variable_and_value_and_fall_back() {
+        let table: &[(&str, &str)] = &[
+            ("PERFMON_NAMESPACE", "AWS/Lambda"),
+            ("PERFMON_NAMESPACE", ":x"),
+            ("PERFMON_DIMENSIONS", "Environment"),
+            ("PERFMON_DIMENSIONS", "FunctionName=x"),
+            ("PERFMON_DIMENSIONS", "A=1,A=2"),
+            ("PERFMON_SINK", "kinesis"),
+            ("PERFMON_FLUSH", "sometimes"),
+            ("PERFMON_FLUSH_INTERVAL_S", "-1"),
+            ("PERFMON_FLUSH_INTERVAL_S", "NaN"),
+            ("PERFMON_HTTP_PORT", "0"),
+            ("PERFMON_HTTP_PORT", "70000"),
+            ("PERFMON_STATSD_PORT", "udp"),
+            ("PERFMON_TELEMETRY_PORT", "9001"),
+            ("PERFMON_PRICE_GB_S", "cheap"),
+        ];
+        let (default, _) = cfg(&[]);
+        for (var, val) in table {
+            let (c, w) = cfg(&[(var, val)]);
+            assert_eq!(w.len(), 1, "{var}={val}: {w:?}");
+            assert_eq!(w[0].variable, *var);
+            assert_eq!(w[0].value, *val);
+            let line = w[0].to_string();
+            assert!(line.contains(var) && line.contains(val), "{line}");
+            assert_eq!(c, default, "{var}={val} must fall back to the default");
+        }
+    }
+
+    #[test]
+    fn too_many_dimensions() {
+        let many: Vec<String> = (0..30).map(|i| format!("D{i}=v")).collect();
+        assert!(parse_dimensions(&many.join(",")).is_err());
+        assert_eq!(parse_dimensions(&many[..29].join(",")).map(|d| d.len()), Ok(29));
+        assert_eq!(parse_dimensions(" , "), Ok(vec![]));
+    }
+}

@@ -1,0 +1,327 @@
+//! PutMetricData through `aws-sdk-cloudwatch` 1.99.0 (awsQuery; see README "Design notes").
+//!
+//! * The client (and TLS, credentials, endpoint resolution) is built on first use, through a
+//!   `OnceCell`: nothing of it runs during Init. [`CloudWatchSink::warm`] may build it concurrently
+//!   at the start of an invoke, so that it is ready when the flush comes.
+//! * The endpoint comes from `AWS_ENDPOINT_URL_CLOUDWATCH` / `AWS_ENDPOINT_URL` as the SDK reads
+//!   them; the region from the usual chain, else `us-east-1`.
+//! * Requests carry at most 1 000 datums and stay under 1 MB of awsQuery body ([`batches`], sized
+//!   with [`encode_query`], the same encoding the SDK uses).
+//! * Throttling, 5xx and transport errors are retried by the SDK's standard retry strategy
+//!   (exponential backoff with jitter, 25 ms to 1 s, 3 attempts); what still fails is handed back
+//!   to the caller to keep for the next flush (or to write as EMF at SHUTDOWN).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudwatch::config::http::HttpResponse;
+use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{self as cw, StandardUnit};
+use aws_sdk_cloudwatch::Client;
+use perfmon_protocol::cloudwatch::{
+    encode_query, MetricDatum, PutMetricData, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES,
+};
+use tokio::sync::{watch, OnceCell};
+use tokio::time::Instant;
+
+/// Body budget per request: 10 % under CloudWatch's 1 MB for float-formatting differences.
+pub const REQUEST_BYTES_BUDGET: usize = MAX_REQUEST_BYTES / 10 * 9;
+/// Region when none is configured (Lambda always sets `AWS_REGION`).
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// A request is not started with less time than this left before the deadline.
+pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(30);
+
+/// Splits datums into requests of at most 1 000 datums and [`REQUEST_BYTES_BUDGET`] bytes.
+pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum>> {
+    let header = encode_query(&PutMetricData { namespace: namespace.to_owned(), metric_data: Vec::new() }).len();
+    let mut out: Vec<Vec<MetricDatum>> = Vec::new();
+    let mut cur: Vec<MetricDatum> = Vec::new();
+    let mut cur_bytes = header;
+    for d in datums {
+        let mut one = PutMetricData { namespace: String::new(), metric_data: vec![d] };
+        let body = encode_query(&one);
+        // Index digits grow from "1" to "1000": 3 more bytes per parameter.
+        let size = body.len() + 3 * body.matches('&').count();
+        let Some(d) = one.metric_data.pop() else { continue };
+        if !cur.is_empty() && (cur.len() >= MAX_DATUMS_PER_REQUEST || cur_bytes + size > REQUEST_BYTES_BUDGET) {
+            out.push(std::mem::take(&mut cur));
+            cur_bytes = header;
+        }
+        cur_bytes += size;
+        cur.push(d);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Converts our datum to the SDK's.
+pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
+    let mut b = cw::MetricDatum::builder().metric_name(&d.metric_name).set_dimensions(Some(
+        d.dimensions.iter().map(|x| cw::Dimension::builder().name(&x.name).value(&x.value).build()).collect(),
+    ));
+    if let Some(ts) = d.timestamp_ms {
+        b = b.timestamp(DateTime::from_millis(ts));
+    }
+    if let Some(v) = d.value {
+        b = b.value(v);
+    }
+    if let Some(s) = &d.statistic_values {
+        b = b.statistic_values(
+            cw::StatisticSet::builder()
+                .sample_count(s.sample_count)
+                .sum(s.sum)
+                .minimum(s.minimum)
+                .maximum(s.maximum)
+                .build(),
+        );
+    }
+    if !d.values.is_empty() {
+        b = b.set_values(Some(d.values.clone()));
+        if !d.counts.is_empty() {
+            b = b.set_counts(Some(d.counts.clone()));
+        }
+    }
+    if let Some(u) = &d.unit {
+        b = b.unit(StandardUnit::from(u.as_str()));
+    }
+    if let Some(r) = d.storage_resolution {
+        b = b.storage_resolution(r);
+    }
+    b.build()
+}
+
+/// How one request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttling, 5xx, transport: worth retrying later.
+    Retryable(String),
+    /// CloudWatch refused the request as invalid (400 other than throttling).
+    Rejected(String),
+}
+
+/// What a [`CloudWatchSink::put`] did.
+#[derive(Debug, Default)]
+pub struct PutOutcome {
+    pub sent: usize,
+    pub requests: usize,
+    pub failed_requests: usize,
+    /// Not sent, worth retrying (including requests not started for lack of time).
+    pub failed: Vec<MetricDatum>,
+    /// Refused by CloudWatch as invalid.
+    pub rejected: Vec<MetricDatum>,
+    /// Request still running at the deadline: CloudWatch may or may not have them.
+    pub unknown: Vec<MetricDatum>,
+    pub last_error: Option<String>,
+}
+
+/// The PutMetricData sink.
+#[derive(Debug)]
+pub struct CloudWatchSink {
+    namespace: String,
+    client: OnceCell<Client>,
+}
+
+impl CloudWatchSink {
+    pub fn new(namespace: &str) -> Self {
+        Self { namespace: namespace.to_owned(), client: OnceCell::new() }
+    }
+
+    /// The client, built on first use.
+    pub async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let started = Instant::now();
+                let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
+                let conf = aws_config::defaults(BehaviorVersion::latest())
+                    .region(region)
+                    .retry_config(
+                        RetryConfig::standard()
+                            .with_max_attempts(3)
+                            .with_initial_backoff(Duration::from_millis(25))
+                            .with_max_backoff(Duration::from_secs(1)),
+                    )
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(1))
+                            .operation_attempt_timeout(Duration::from_secs(3))
+                            .operation_timeout(Duration::from_secs(6))
+                            .build(),
+                    )
+                    .load()
+                    .await;
+                let client = Client::new(&conf);
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "CloudWatch client built");
+                client
+            })
+            .await
+    }
+
+    /// Builds the client in the background if it is not built yet.
+    pub fn warm(self: &Arc<Self>) {
+        if self.client.initialized() {
+            return;
+        }
+        let me = Arc::clone(self);
+        crate::spawn_logged("cloudwatch-client", async move {
+            me.client().await;
+        });
+    }
+
+    async fn send(&self, batch: &[MetricDatum]) -> Result<(), Failure> {
+        let client = self.client().await;
+        let data: Vec<cw::MetricDatum> = batch.iter().map(to_sdk).collect();
+        match client.put_metric_data().namespace(&self.namespace).set_metric_data(Some(data)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Sends `datums`, starting no request with less than [`MIN_REQUEST_TIME`] left and abandoning
+    /// one still running at the deadline. The deadline is the earlier of `deadline` and the
+    /// `cutoff` (which SHUTDOWN may bring forward while a background flush runs).
+    pub async fn put(
+        &self,
+        datums: Vec<MetricDatum>,
+        deadline: Instant,
+        cutoff: &mut watch::Receiver<Option<Instant>>,
+    ) -> PutOutcome {
+        let mut out = PutOutcome::default();
+        let mut queue = batches(&self.namespace, datums).into_iter();
+        let effective = |rx: &watch::Receiver<Option<Instant>>| match *rx.borrow() {
+            Some(c) => c.min(deadline),
+            None => deadline,
+        };
+        while let Some(batch) = queue.next() {
+            if Instant::now() + MIN_REQUEST_TIME > effective(cutoff) {
+                out.failed.extend(batch);
+                out.failed.extend(queue.by_ref().flatten());
+                out.last_error.get_or_insert_with(|| "no time left before the deadline".to_owned());
+                break;
+            }
+            out.requests += 1;
+            let result = {
+                let send = self.send(&batch);
+                tokio::pin!(send);
+                let mut watching = true;
+                loop {
+                    let until = effective(cutoff);
+                    tokio::select! {
+                        r = &mut send => break Some(r),
+                        _ = tokio::time::sleep_until(until) => break None,
+                        changed = cutoff.changed(), if watching => watching = changed.is_ok(),
+                    }
+                }
+            };
+            match result {
+                Some(Ok(())) => out.sent += batch.len(),
+                Some(Err(Failure::Retryable(e))) => {
+                    out.failed_requests += 1;
+                    out.last_error = Some(e);
+                    out.failed.extend(batch);
+                    // CloudWatch is unreachable or throttling: the rest would fail the same way.
+                    out.failed.extend(queue.by_ref().flatten());
+                }
+                Some(Err(Failure::Rejected(e))) => {
+                    out.failed_requests += 1;
+                    out.last_error = Some(e);
+                    out.rejected.extend(batch);
+                }
+                None => {
+                    out.failed_requests += 1;
+                    out.last_error = Some("request still running at the deadline".to_owned());
+                    out.unknown.extend(batch);
+                    out.failed.extend(queue.by_ref().flatten());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn classify(e: &SdkError<PutMetricDataError, HttpResponse>) -> Failure {
+    let text = format!("{}", DisplayErrorContext(e));
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            let throttled = matches!(
+                code,
+                "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "LimitExceededException"
+            );
+            let server = se.raw().status().as_u16() >= 500;
+            if throttled || server {
+                Failure::Retryable(text)
+            } else {
+                Failure::Rejected(text)
+            }
+        }
+        _ => Failure::Retryable(text),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use perfmon_protocol::cloudwatch::{Dimension, StatisticSet};
+
+    fn datum(i: usize, values: usize) -> MetricDatum {
+        MetricDatum {
+            metric_name: format!("Metric{i}"),
+            dimensions: vec![Dimension::new("FunctionName", "a-function-with-a-long-name")],
+            timestamp_ms: Some(1_767_225_600_000),
+            values: (0..values).map(|v| 1.0 + v as f64 * 0.123_456_789).collect(),
+            counts: (0..values).map(|c| (c % 7 + 1) as f64).collect(),
+            unit: Some("Milliseconds".into()),
+            ..MetricDatum::default()
+        }
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes_and_keep_everything() {
+        for (n, values) in [(2_500, 0), (2_500, 1), (400, 150), (1, 150), (0, 0)] {
+            let ds: Vec<MetricDatum> = (0..n).map(|i| datum(i, values)).collect();
+            let bs = batches("Perfmon", ds.clone());
+            assert_eq!(bs.iter().map(Vec::len).sum::<usize>(), n);
+            let flat: Vec<MetricDatum> = bs.iter().flatten().cloned().collect();
+            assert_eq!(flat, ds, "order and content kept");
+            for b in &bs {
+                assert!(b.len() <= 1000);
+                let size = encode_query(&PutMetricData { namespace: "Perfmon".into(), metric_data: b.clone() }).len();
+                assert!(size <= MAX_REQUEST_BYTES, "{size}");
+            }
+            if n == 400 {
+                assert!(bs.len() > 1, "400 full histograms exceed 1 MB");
+            }
+        }
+    }
+
+    #[test]
+    fn converts_every_field() {
+        let mut d = datum(1, 3);
+        d.storage_resolution = Some(1);
+        let s = to_sdk(&d);
+        assert_eq!(s.metric_name(), Some("Metric1"));
+        assert_eq!(s.values(), &[1.0, 1.123_456_789, 1.246_913_578]);
+        assert_eq!(s.counts(), &[1.0, 2.0, 3.0]);
+        assert_eq!(s.unit(), Some(&StandardUnit::Milliseconds));
+        assert_eq!(s.storage_resolution(), Some(1));
+        assert_eq!(s.timestamp().map(|t| t.to_millis().unwrap()), Some(1_767_225_600_000));
+        let c = MetricDatum {
+            metric_name: "Invocations".into(),
+            statistic_values: Some(StatisticSet { sample_count: 5.0, sum: 5.0, minimum: 1.0, maximum: 1.0 }),
+            unit: Some("Count".into()),
+            ..MetricDatum::default()
+        };
+        let s = to_sdk(&c);
+        assert_eq!(s.statistic_values().map(|v| v.sum()), Some(Some(5.0)));
+        assert!(s.values().is_empty());
+    }
+}

@@ -1,0 +1,241 @@
+//! Flushing: takes what the aggregator holds and sends it to the configured sinks.
+//!
+//! * `cloudwatch`: PutMetricData ([`cloudwatch`]). A request that fails is kept for the next flush
+//!   (bounded, see [`crate::state::MAX_RETRY_DATUMS`]); what does not fit, what CloudWatch refuses
+//!   as invalid, and — at SHUTDOWN — everything not acknowledged before the deadline is written as
+//!   EMF instead, so nothing is lost silently.
+//! * `emf`: EMF lines on stdout ([`emf`]).
+//! * `both`: every flush writes EMF and sends PutMetricData; the retry backlog is for CloudWatch
+//!   only (its datums already went out as EMF), so the fallback never writes a datum twice.
+//!
+//! "Nothing sent twice": a datum acknowledged by PutMetricData is never written as EMF, and a datum
+//! written as EMF is never sent again. The one ambiguous case is a request still running when the
+//! SHUTDOWN deadline comes: it is written as EMF (a possible duplicate rather than a loss), counted
+//! in `cloudwatch_datums_unknown_outcome` and logged.
+
+pub mod cloudwatch;
+pub mod emf;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use perfmon_protocol::cloudwatch::MetricDatum;
+use tokio::time::Instant;
+
+use crate::config::Sink;
+use crate::state::{now_ms, FlushReport, Shared};
+use cloudwatch::CloudWatchSink;
+
+/// Time kept, before the SHUTDOWN deadline, for writing the EMF fallback and exiting.
+pub const FINAL_EMF_MARGIN: Duration = Duration::from_millis(150);
+/// Longest a flush before SHUTDOWN may spend on CloudWatch.
+pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
+
+/// What started a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// At invoke start, concurrently with the function.
+    Background,
+    /// After `platform.runtimeDone`, before `/next`.
+    End,
+    /// At SHUTDOWN.
+    Final,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Background => "background",
+            Self::End => "end",
+            Self::Final => "shutdown",
+        }
+    }
+}
+
+/// Sends what is held to the sinks; one flush at a time.
+#[derive(Debug)]
+pub struct Flusher {
+    sink: Sink,
+    namespace: String,
+    shared: Arc<Shared>,
+    cloudwatch: Option<Arc<CloudWatchSink>>,
+    serial: tokio::sync::Mutex<()>,
+    /// A deadline every running flush must respect (set at SHUTDOWN).
+    cutoff: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+/// Clears the in-flight mark when a flush ends, even by a panic.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().flush.in_flight = false;
+    }
+}
+
+impl Flusher {
+    pub fn new(sink: Sink, namespace: &str, shared: Arc<Shared>) -> Self {
+        let cloudwatch = sink.cloudwatch().then(|| Arc::new(CloudWatchSink::new(namespace)));
+        Self {
+            sink,
+            namespace: namespace.to_owned(),
+            shared,
+            cloudwatch,
+            serial: tokio::sync::Mutex::new(()),
+            cutoff: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// Brings every running and future CloudWatch request's deadline forward to `at`: a request
+    /// still running then is abandoned and its datums are kept (SHUTDOWN writes them as EMF).
+    pub fn cut_off_at(&self, at: Instant) {
+        self.cutoff.send_replace(Some(at));
+    }
+
+    /// Waits for a running flush to end, at most until `deadline`; returns whether it ended.
+    pub async fn idle(&self, deadline: Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.serial.lock()).await.is_ok()
+    }
+
+    /// Builds the CloudWatch client in the background, if CloudWatch is a sink.
+    pub fn warm(&self) {
+        if let Some(cw) = &self.cloudwatch {
+            cw.warm();
+        }
+    }
+
+    /// Marks a flush as running (for the flush decision) before it is spawned.
+    pub fn mark_in_flight(&self) {
+        self.shared.lock().flush.in_flight = true;
+    }
+
+    /// Flushes everything held; CloudWatch requests are not started after `deadline`.
+    pub async fn flush(&self, trigger: Trigger, deadline: Instant) -> FlushReport {
+        let _serial = self.serial.lock().await;
+        let started = Instant::now();
+        let at_ms = now_ms();
+        {
+            let mut g = self.shared.lock();
+            g.flush.in_flight = true;
+            g.flush.last_flush_ms = at_ms;
+        }
+        let _in_flight = InFlight(&self.shared);
+        let mut cutoff = self.cutoff.subscribe();
+        let (fresh, retry) = self.shared.take_for_flush();
+        let datums = fresh.len() + retry.len();
+        let mut emf_out: Vec<MetricDatum> = Vec::new();
+        let mut fallback: Vec<MetricDatum> = Vec::new();
+        let mut report = FlushReport {
+            at_ms,
+            trigger: trigger.as_str(),
+            datums,
+            cloudwatch_sent: 0,
+            cloudwatch_failed: 0,
+            emf_written: 0,
+            elapsed_ms: 0,
+            error: None,
+        };
+        if self.sink.emf() {
+            emf_out.extend(fresh.iter().cloned());
+        }
+        let (mut sent, mut requests, mut failed_requests, mut rejected_n, mut unknown_n) = (0, 0, 0, 0, 0);
+        if let Some(cw) = &self.cloudwatch {
+            let mut to_send = retry;
+            to_send.extend(fresh);
+            if !to_send.is_empty() {
+                let out = cw.put(to_send, deadline, &mut cutoff).await;
+                sent = out.sent;
+                requests = out.requests;
+                failed_requests = out.failed_requests;
+                rejected_n = out.rejected.len();
+                unknown_n = out.unknown.len();
+                report.cloudwatch_sent = out.sent;
+                report.cloudwatch_failed = out.failed.len() + out.rejected.len() + out.unknown.len();
+                if let Some(e) = &out.last_error {
+                    tracing::warn!(
+                        trigger = trigger.as_str(),
+                        failed = report.cloudwatch_failed,
+                        error = %e,
+                        "PutMetricData failed"
+                    );
+                    report.error = Some(e.clone());
+                }
+                if !out.rejected.is_empty() {
+                    tracing::error!(
+                        datums = out.rejected.len(),
+                        "CloudWatch refused datums as invalid; writing them as EMF"
+                    );
+                }
+                if !out.unknown.is_empty() {
+                    tracing::warn!(
+                        datums = out.unknown.len(),
+                        "PutMetricData still running at the deadline; writing its datums as EMF too (they may appear twice)"
+                    );
+                }
+                let mut not_sent = out.failed;
+                not_sent.extend(out.unknown);
+                if trigger == Trigger::Final {
+                    fallback.extend(not_sent);
+                } else {
+                    fallback.extend(self.shared.keep_for_retry(not_sent));
+                }
+                fallback.extend(out.rejected);
+            }
+        }
+        // With `both`, every datum already went out as EMF in the flush that drained it.
+        let fallback_n = if self.sink.emf() { 0 } else { fallback.len() };
+        if !self.sink.emf() && !fallback.is_empty() {
+            tracing::warn!(
+                datums = fallback.len(),
+                trigger = trigger.as_str(),
+                "writing datums as EMF instead of PutMetricData"
+            );
+            emf_out.extend(fallback);
+        }
+        let mut emf_lines = 0;
+        let mut emf_dropped = 0;
+        let mut emf_datums = 0;
+        if !emf_out.is_empty() {
+            let batch = emf::encode(&self.namespace, &emf_out);
+            emf_lines = batch.lines.len();
+            emf_dropped = batch.dropped;
+            emf_datums = batch.datums;
+            if batch.dropped > 0 {
+                tracing::warn!(
+                    datums = batch.dropped,
+                    "datums named like one of their dimensions cannot be written as EMF"
+                );
+            }
+            if let Err(e) = emf::write_lines(&batch.lines) {
+                tracing::error!(error = %e, "cannot write EMF to stdout");
+                report.error = Some(format!("stdout: {e}"));
+            }
+        }
+        report.emf_written = emf_datums;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        {
+            let mut g = self.shared.lock();
+            let s = &mut g.sinks;
+            s.flushes += 1;
+            s.cloudwatch_datums_sent += sent as u64;
+            s.cloudwatch_requests += requests as u64;
+            s.cloudwatch_requests_failed += failed_requests as u64;
+            s.cloudwatch_datums_rejected += rejected_n as u64;
+            s.cloudwatch_datums_unknown_outcome += unknown_n as u64;
+            s.emf_datums += emf_datums as u64;
+            s.emf_fallback_datums += fallback_n as u64;
+            s.emf_lines += emf_lines as u64;
+            s.emf_datums_dropped += emf_dropped as u64;
+            g.last_flush = Some(report.clone());
+        }
+        tracing::debug!(
+            trigger = trigger.as_str(),
+            datums,
+            sent,
+            emf = emf_datums,
+            elapsed_ms = report.elapsed_ms,
+            "flushed"
+        );
+        report
+    }
+}

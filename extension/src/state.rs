@@ -1,0 +1,343 @@
+//! State shared by the lifecycle loop, the telemetry listener, the flusher and (later) the
+//! custom-metric listeners: the aggregator, the platform-metric tracker, the flush bookkeeping and
+//! the counters of what perfmon received, dropped, sent and failed to send.
+//!
+//! Everything sits behind one `std::sync::Mutex`: every operation under it is short and
+//! synchronous, and the lock is never held across an `.await`. A poisoned lock (a panic while it
+//! was held) is recovered rather than propagated: losing the process would cost the user's invoke.
+//! Telemetry progress is published on a `watch` channel so that the lifecycle can wait for
+//! `platform.runtimeDone` / `platform.report` without polling.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use perfmon_protocol::cloudwatch::MetricDatum;
+use perfmon_protocol::contract::dimension;
+use perfmon_protocol::telemetry::{Decoded, Record, SkipReason};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::aggregate::{Aggregator, Limits, MetricSample, RecordError};
+use crate::config::{Config, UNKNOWN_FUNCTION};
+use crate::flush::FlushState;
+use crate::platform::{Platform, PlatformSettings};
+
+/// Datums kept for the next flush after a failed PutMetricData. Defaults to 20 000; what does not
+/// fit goes out as EMF at once (never dropped silently).
+pub const MAX_RETRY_DATUMS: usize = 20_000;
+/// Distinct unknown telemetry types logged at `warn` (later ones at `debug`), so a new record type
+/// produces one line, not one per batch.
+const MAX_LOGGED_UNKNOWN_TYPES: usize = 16;
+
+/// Wall-clock time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Lifecycle phase, as reported in `/v1/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Init,
+    Ready,
+    ShuttingDown,
+}
+
+/// Telemetry API intake counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TelemetryCounters {
+    /// POSTs received.
+    pub batches: u64,
+    /// Bodies that were not a JSON array (answered 200 anyway).
+    pub invalid_batches: u64,
+    /// Records decoded.
+    pub records: u64,
+    /// Records skipped, by reason (`unknown_type`, `malformed`, `not_an_event`).
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Records skipped, by unknown `type` (at most a few distinct names).
+    pub skipped_types: BTreeMap<String, u64>,
+    /// Records Lambda itself reported as dropped (`platform.logsDropped`).
+    pub lambda_dropped_records: u64,
+}
+
+/// Sink counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SinkCounters {
+    pub flushes: u64,
+    /// Datums acknowledged by PutMetricData.
+    pub cloudwatch_datums_sent: u64,
+    pub cloudwatch_requests: u64,
+    pub cloudwatch_requests_failed: u64,
+    /// Datums CloudWatch refused as invalid (HTTP 400 other than throttling): dropped, logged.
+    pub cloudwatch_datums_rejected: u64,
+    /// Datums whose request timed out at the SHUTDOWN deadline: written as EMF too, so they may
+    /// appear twice rather than not at all.
+    pub cloudwatch_datums_unknown_outcome: u64,
+    /// Datums written as EMF (sink `emf`/`both`, and the fallback).
+    pub emf_datums: u64,
+    /// Datums written as EMF because PutMetricData could not take them (fallback).
+    pub emf_fallback_datums: u64,
+    pub emf_lines: u64,
+    /// Datums that could not be expressed as EMF (a metric named like a dimension).
+    pub emf_datums_dropped: u64,
+}
+
+/// Result of the last flush, as reported in `/v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlushReport {
+    pub at_ms: i64,
+    pub trigger: &'static str,
+    pub datums: usize,
+    pub cloudwatch_sent: usize,
+    pub cloudwatch_failed: usize,
+    pub emf_written: usize,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/health` body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    pub state: Phase,
+    pub samples_held: u64,
+    pub series_held: usize,
+    pub retry_datums_held: usize,
+    pub samples_recorded: u64,
+    pub samples_invalid: u64,
+    pub samples_dropped: BTreeMap<&'static str, u64>,
+    pub telemetry: TelemetryCounters,
+    pub sinks: SinkCounters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_flush: Option<FlushReport>,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub struct Inner {
+    pub phase: Phase,
+    pub agg: Aggregator,
+    pub platform: Platform,
+    pub flush: FlushState,
+    /// Datums a failed PutMetricData left for the next flush (CloudWatch only: with `both` they
+    /// already went out as EMF).
+    pub retry: Vec<MetricDatum>,
+    pub telemetry: TelemetryCounters,
+    pub sinks: SinkCounters,
+    pub last_flush: Option<FlushReport>,
+}
+
+/// The shared state handle (wrap it in an `Arc`).
+#[derive(Debug)]
+pub struct Shared {
+    inner: Mutex<Inner>,
+    progress: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// `function_name`: `AWS_LAMBDA_FUNCTION_NAME`, else the register response's.
+    pub fn new(cfg: &Config, function_name: Option<&str>, limits: Limits, now_ms: i64) -> Self {
+        let name = cfg.function_name.as_deref().or(function_name).unwrap_or(UNKNOWN_FUNCTION);
+        let mut defaults = vec![(dimension::FUNCTION_NAME.to_owned(), name.to_owned())];
+        defaults.extend(cfg.dimensions.iter().cloned());
+        let inner = Inner {
+            phase: Phase::Init,
+            agg: Aggregator::new(limits, defaults),
+            platform: Platform::new(PlatformSettings { price_gb_s: cfg.price_gb_s, memory_mb: cfg.memory_mb }),
+            flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false },
+            retry: Vec::new(),
+            telemetry: TelemetryCounters::default(),
+            sinks: SinkCounters::default(),
+            last_flush: None,
+        };
+        Self { inner: Mutex::new(inner), progress: watch::channel(0).0 }
+    }
+
+    /// Locks the state (recovering from a poisoned lock). Never hold the guard across `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a custom or platform sample now (see [`Aggregator::record`]).
+    pub fn record(&self, sample: MetricSample) -> Result<usize, RecordError> {
+        self.record_at(sample, now_ms())
+    }
+
+    /// Records a sample, with `now_ms` bounding its timestamp.
+    pub fn record_at(&self, sample: MetricSample, now_ms: i64) -> Result<usize, RecordError> {
+        let r = self.lock().agg.record(sample, now_ms);
+        if let Err(e @ RecordError::Dropped { .. }) = &r {
+            tracing::debug!(error = %e, "sample dropped");
+        }
+        r
+    }
+
+    /// Receiver notified after every telemetry batch (for waits on runtimeDone/report).
+    pub fn subscribe_progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
+    /// An INVOKE event arrived.
+    pub fn on_invoke(&self, request_id: &str, now_ms: i64) {
+        let mut g = self.lock();
+        g.phase = Phase::Ready;
+        let samples = g.platform.on_invoke(request_id, now_ms);
+        record_all(&mut g, samples, now_ms);
+    }
+
+    /// A decoded telemetry batch arrived.
+    pub fn on_telemetry(&self, decoded: &Decoded, now_ms: i64) {
+        {
+            let mut g = self.lock();
+            g.telemetry.batches += 1;
+            g.telemetry.records += decoded.events.len() as u64;
+            for s in &decoded.skipped {
+                let (key, ty) = match &s.reason {
+                    SkipReason::UnknownType(t) => ("unknown_type", Some(t.as_str())),
+                    SkipReason::Malformed { type_name, .. } => ("malformed", Some(type_name.as_str())),
+                    SkipReason::NotAnEvent(_) => ("not_an_event", None),
+                };
+                *g.telemetry.skipped.entry(key).or_default() += 1;
+                if let Some(t) = ty {
+                    let known = g.telemetry.skipped_types.contains_key(t);
+                    if known || g.telemetry.skipped_types.len() < MAX_LOGGED_UNKNOWN_TYPES {
+                        *g.telemetry.skipped_types.entry(t.to_owned()).or_default() += 1;
+                    }
+                    if !known && g.telemetry.skipped_types.len() <= MAX_LOGGED_UNKNOWN_TYPES {
+                        tracing::info!(
+                            record_type = t,
+                            reason = key,
+                            "telemetry record skipped (counted; the rest of the batch is kept)"
+                        );
+                    } else {
+                        tracing::debug!(record_type = t, reason = key, "telemetry record skipped");
+                    }
+                } else {
+                    tracing::debug!(reason = ?s.reason, "telemetry element skipped");
+                }
+            }
+            for ev in &decoded.events {
+                if let Record::LogsDropped(d) = &ev.record {
+                    g.telemetry.lambda_dropped_records += d.dropped_records;
+                    tracing::warn!(records = d.dropped_records, reason = %d.reason, "Lambda dropped telemetry records");
+                }
+                let samples = g.platform.on_event(ev);
+                record_all(&mut g, samples, now_ms);
+            }
+        }
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// A body that was not a JSON array arrived on the telemetry listener.
+    pub fn on_invalid_telemetry(&self) {
+        self.lock().telemetry.invalid_batches += 1;
+    }
+
+    /// Closes invokes whose report did not arrive (at SHUTDOWN).
+    pub fn finish_pending(&self, now_ms: i64) {
+        let mut g = self.lock();
+        let samples = g.platform.finish_pending(now_ms);
+        record_all(&mut g, samples, now_ms);
+    }
+
+    /// Takes what a flush sends: `(new datums, datums to retry on CloudWatch)`.
+    pub fn take_for_flush(&self) -> (Vec<MetricDatum>, Vec<MetricDatum>) {
+        let mut g = self.lock();
+        let fresh = g.agg.drain();
+        let retry = std::mem::take(&mut g.retry);
+        (fresh, retry)
+    }
+
+    /// Keeps `failed` for the next flush; returns what does not fit [`MAX_RETRY_DATUMS`].
+    pub fn keep_for_retry(&self, mut failed: Vec<MetricDatum>) -> Vec<MetricDatum> {
+        let mut g = self.lock();
+        let room = MAX_RETRY_DATUMS.saturating_sub(g.retry.len());
+        let overflow = if failed.len() > room { failed.split_off(room) } else { Vec::new() };
+        g.retry.append(&mut failed);
+        overflow
+    }
+
+    pub fn health(&self) -> Health {
+        let g = self.lock();
+        Health {
+            state: g.phase,
+            samples_held: g.agg.samples_held(),
+            series_held: g.agg.series_held(),
+            retry_datums_held: g.retry.len(),
+            samples_recorded: g.agg.stats().values_recorded,
+            samples_invalid: g.agg.stats().values_invalid,
+            samples_dropped: g.agg.stats().values_dropped.clone(),
+            telemetry: g.telemetry.clone(),
+            sinks: g.sinks.clone(),
+            last_flush: g.last_flush.clone(),
+        }
+    }
+}
+
+fn record_all(g: &mut Inner, samples: Vec<MetricSample>, now_ms: i64) {
+    let mut reasons = BTreeSet::new();
+    for s in samples {
+        if let Err(e) = g.agg.record(s, now_ms) {
+            reasons.insert(e.to_string());
+        }
+    }
+    for r in reasons {
+        tracing::warn!(error = %r, "platform sample not recorded");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use perfmon_protocol::telemetry::decode_batch;
+
+    fn shared() -> Shared {
+        let (cfg, _) = Config::from_lookup(|k| (k == "PERFMON_DIMENSIONS").then(|| "Env=test".to_owned()));
+        Shared::new(&cfg, Some("from-register"), Limits::default(), now_ms())
+    }
+
+    #[test]
+    fn batch_with_unknown_and_restore_records_keeps_the_rest() {
+        let s = shared();
+        let body = r#"[
+          {"time":"2026-01-15T10:00:00.000Z","type":"platform.initStart","record":{"initializationType":"on-demand","phase":"init"}},
+          {"time":"2026-01-15T10:00:00.010Z","type":"platform.restoreStart","record":{"functionName":"f","functionVersion":"1"}},
+          {"time":"2026-01-15T10:00:00.020Z","type":"platform.futureThing","record":{"x":1}},
+          {"time":"2026-01-15T10:00:00.030Z","type":"platform.runtimeDone","record":{"requestId":"a","status":"success"}},
+          {"time":"2026-01-15T10:00:00.040Z","type":"platform.report","record":{"requestId":"a","status":"success","metrics":{"durationMs":"oops"}}},
+          17
+        ]"#;
+        let mut rx = s.subscribe_progress();
+        let decoded = decode_batch(body.as_bytes()).unwrap();
+        let now = perfmon_protocol::time::parse_iso_ms("2026-01-15T10:00:01.000Z").unwrap();
+        s.on_telemetry(&decoded, now);
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        let h = s.health();
+        assert_eq!(h.telemetry.batches, 1);
+        assert_eq!(h.telemetry.records, 3, "initStart, restoreStart (modelled) and runtimeDone");
+        assert_eq!(h.telemetry.skipped.get("unknown_type"), Some(&1));
+        assert_eq!(h.telemetry.skipped.get("malformed"), Some(&1));
+        assert_eq!(h.telemetry.skipped.get("not_an_event"), Some(&1));
+        assert_eq!(h.telemetry.skipped_types.get("platform.futureThing"), Some(&1));
+        assert!(s.lock().platform.runtime_done_seen("a"));
+        let (fresh, retry) = s.take_for_flush();
+        assert!(retry.is_empty());
+        let cold = fresh.iter().find(|d| d.metric_name == "ColdStart").unwrap();
+        assert_eq!(cold.statistic_values.map(|v| v.sum), Some(1.0));
+        let dims: Vec<&str> = cold.dimensions.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(dims, vec!["test", "from-register"]);
+        serde_json::to_string(&s.health()).unwrap();
+    }
+
+    #[test]
+    fn retry_backlog_is_bounded() {
+        let s = shared();
+        let over = s.keep_for_retry(vec![MetricDatum::default(); MAX_RETRY_DATUMS + 3]);
+        assert_eq!(over.len(), 3);
+        assert_eq!(s.health().retry_datums_held, MAX_RETRY_DATUMS);
+        let (_, retry) = s.take_for_flush();
+        assert_eq!(retry.len(), MAX_RETRY_DATUMS);
+    }
+}
