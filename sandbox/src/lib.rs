@@ -1,6 +1,239 @@
-//! A local AWS Lambda environment for tests and the demo.
+//! A local AWS Lambda execution environment for tests, benchmarks and the demo.
 //!
-//! Serves the Runtime, Extensions and Telemetry APIs on one loopback port, runs a function's runtime
-//! and its external extensions as real processes, and embeds a CloudWatch endpoint.
+//! One loopback port (exported to every process as `AWS_LAMBDA_RUNTIME_API`) serves the Runtime
+//! API, the Extensions API, the Telemetry API and the legacy Logs API. The function's runtime and
+//! every file of the extensions directory run as real processes; the sandbox follows Lambda's
+//! Init order, freezes everything (SIGSTOP, and no telemetry delivery) while all processes are
+//! parked in `/next`, reports invokes through `platform.*` telemetry, and shuts down (or resets
+//! after a timeout or a crash) as Lambda does. Spec: `lambda-and-cloudwatch.md` §1, §2, §6.2, §8.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), perfmon_sandbox::SandboxError> {
+//! use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+//! let cfg = SandboxConfig::new("my-fn", RuntimeCommand::new("target/debug/sample-function"))
+//!     .extensions_dir("/tmp/extensions");
+//! let mut sb = Sandbox::start(cfg).await?;
+//! let out = sb.invoke(serde_json::json!({"sleep_ms": 5})).await?;
+//! let down = sb.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of §6.2.
+//! * `api/`: the HTTP handlers (`extensions`, `runtime`, `telemetry`).
+//! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
+//! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
+//! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
+//! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
+//! * [`cloudwatch`]: the embedded CloudWatch endpoint (owned by the cloudwatch engineer).
+//! * [`cli`]: the `perfmon-sandbox` binary.
 
+mod api;
+mod batching;
+mod billing;
+pub mod cli;
+mod cli_cloudwatch;
 pub mod cloudwatch;
+pub mod config;
+mod delivery;
+mod env;
+mod legacy;
+mod lifecycle;
+mod platform;
+mod process;
+pub mod records;
+mod state;
+pub mod stats;
+mod sys;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perfmon_protocol::extensions::{NextEvent, ShutdownReason};
+use perfmon_protocol::telemetry::{Event, Report};
+use tokio::task::JoinHandle;
+
+pub use config::{RuntimeCommand, SandboxConfig};
+pub use records::{
+    DeliveredBatch, DeliveredNext, ExtensionShutdown, InitOutcome, InvokeOutcome, LogLine, Refusal, RuntimeDelivery,
+    ShutdownOutcome,
+};
+pub use stats::ExtensionStats;
+
+use state::{Inner, Phase};
+use sys::Signal;
+
+/// Errors of the sandbox's own operation (a function's failure is an [`InvokeOutcome`], not this).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot bind the sandbox API port on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("the sandbox is shut down")]
+    ShutDown,
+    #[error("the sandbox is busy (another init, invoke or shutdown is running)")]
+    Busy,
+    #[error("invalid payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+/// One execution environment of one function.
+pub struct Sandbox {
+    inner: Arc<Inner>,
+    server: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Binds `127.0.0.1:0` and serves the APIs. Nothing runs until the first invoke (or [`Self::init`]).
+    pub async fn start(cfg: SandboxConfig) -> Result<Self, SandboxError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(SandboxError::Bind)?;
+        let addr: SocketAddr = listener.local_addr().map_err(SandboxError::Bind)?;
+        let inner = Arc::new(Inner::new(cfg, addr));
+        let server = tokio::spawn(api::serve(inner.clone(), listener));
+        Ok(Self { inner, server })
+    }
+
+    /// `host:port` of the APIs (the value of `AWS_LAMBDA_RUNTIME_API`).
+    pub fn runtime_api(&self) -> String {
+        self.inner.addr.to_string()
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// Runs Init now (otherwise the first invoke does). An Init that fails resets the environment.
+    pub async fn init(&mut self) -> Result<InitOutcome, SandboxError> {
+        match self.inner.lock().phase {
+            Phase::Uninit => {}
+            Phase::Down => return Err(SandboxError::ShutDown),
+            _ => return Err(SandboxError::Busy),
+        }
+        Ok(lifecycle::init(&self.inner).await)
+    }
+
+    /// Invokes the function with a JSON payload (cold init first when needed). Returns when the
+    /// invoke is complete: the runtime answered, every extension called `/next` (or the timeout /
+    /// a crash ended it and the environment was reset), and `platform.report` was produced.
+    pub async fn invoke(&mut self, payload: serde_json::Value) -> Result<InvokeOutcome, SandboxError> {
+        self.invoke_raw(serde_json::to_vec(&payload)?).await
+    }
+
+    pub async fn invoke_raw(&mut self, payload: Vec<u8>) -> Result<InvokeOutcome, SandboxError> {
+        match self.inner.lock().phase {
+            Phase::Down => return Err(SandboxError::ShutDown),
+            Phase::Uninit | Phase::Ready => {}
+            _ => return Err(SandboxError::Busy),
+        }
+        lifecycle::invoke(&self.inner, payload).await.ok_or(SandboxError::Busy)
+    }
+
+    /// Shuts the environment down (reason `spindown`). Afterwards only the records remain.
+    pub async fn shutdown(&mut self) -> Result<ShutdownOutcome, SandboxError> {
+        match self.inner.lock().phase {
+            Phase::Down => return Err(SandboxError::ShutDown),
+            Phase::Uninit | Phase::Ready => {}
+            _ => return Err(SandboxError::Busy),
+        }
+        Ok(lifecycle::shutdown_sequence(&self.inner, ShutdownReason::Spindown, true).await)
+    }
+
+    /// Every `platform.report` produced, in order (ground truth, delivered or not).
+    pub fn reports(&self) -> Vec<Report> {
+        self.inner.lock().reports.clone()
+    }
+
+    /// Every telemetry event produced, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.inner.lock().events.clone()
+    }
+
+    /// Every line the runtime and the extensions printed.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.inner.lock().logs.clone()
+    }
+
+    /// Events delivered (2xx) to the subscription of extension `name`, in delivery order.
+    pub fn telemetry_delivered(&self, name: &str) -> Vec<Event> {
+        self.inner.lock().delivered.iter().filter(|(n, _)| n == name).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Batches delivered (2xx) to the subscription of extension `name`, in order.
+    pub fn telemetry_batches(&self, name: &str) -> Vec<DeliveredBatch> {
+        self.inner.lock().batches.iter().filter(|b| b.subscriber == name).cloned().collect()
+    }
+
+    /// Waits until `pred` holds for the events delivered to `name`, or `timeout` passes; returns them.
+    pub async fn wait_delivered(&self, name: &str, timeout: Duration, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        let _ = self
+            .inner
+            .wait_until(Some(deadline), |st| {
+                let ev: Vec<Event> = st.delivered.iter().filter(|(n, _)| n == name).map(|(_, e)| e.clone()).collect();
+                pred(&ev).then_some(())
+            })
+            .await;
+        self.telemetry_delivered(name)
+    }
+
+    /// Events handed to extension `name` by `/event/next`, in order (all generations).
+    pub fn next_events(&self, name: &str) -> Vec<NextEvent> {
+        self.inner.lock().next_events.iter().filter(|d| d.extension == name).map(|d| d.event.clone()).collect()
+    }
+
+    /// Invokes handed to the runtime by `/runtime/invocation/next`, in order.
+    pub fn runtime_deliveries(&self) -> Vec<RuntimeDelivery> {
+        self.inner.lock().runtime_deliveries.clone()
+    }
+
+    /// API calls refused with 4xx, in order.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.inner.lock().refusals.clone()
+    }
+
+    /// Every shutdown sequence run so far: resets (`timeout`/`failure`) and the final one.
+    pub fn shutdowns(&self) -> Vec<ShutdownOutcome> {
+        self.inner.lock().shutdowns.clone()
+    }
+
+    /// Per-extension figures: every finished generation, then the current one.
+    pub fn extension_stats(&self) -> Vec<ExtensionStats> {
+        let st = self.inner.lock();
+        let mut out = st.finished_stats.clone();
+        if !out.iter().any(|s| s.generation == st.generation) {
+            out.extend(lifecycle::current_stats(&st));
+        }
+        out
+    }
+
+    /// Whether the environment is frozen (every process parked in `/next`, delivery paused).
+    pub fn is_frozen(&self) -> bool {
+        self.inner.lock().frozen
+    }
+
+    /// Live processes of the current environment: (`runtime` | `extension:<name>`, pid).
+    pub fn pids(&self) -> Vec<(String, i32)> {
+        self.inner.lock().live_procs().map(|p| (p.role.source(), p.pid)).collect()
+    }
+
+    /// Sum of the live processes' peak RSS in MB (what `maxMemoryUsedMB` reports).
+    pub fn max_memory_used_mb(&self) -> u64 {
+        platform::max_memory_used_mb(&self.inner.lock())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let st = self.inner.lock();
+        for p in st.procs.iter().filter(|p| p.alive()) {
+            p.signal(Signal::Cont);
+            p.signal(Signal::Kill);
+        }
+        drop(st);
+        self.server.abort();
+        let tasks = self.inner.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for t in tasks {
+            t.abort();
+        }
+    }
+}

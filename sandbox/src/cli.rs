@@ -1,0 +1,269 @@
+//! The `perfmon-sandbox` command line: `run` inits a sandbox, sends N invokes, shuts down, and
+//! prints a summary (invokes, statuses, per-extension figures; `--json` for machines).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use perfmon_protocol::telemetry::Status;
+use serde_json::{json, Value};
+
+use crate::stats::percentile;
+use crate::{RuntimeCommand, Sandbox, SandboxConfig};
+
+const USAGE: &str = "\
+usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--function-name NAME] [--memory-mb MB]
+                           [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
+                           [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
+                           [-- RUNTIME-ARGS ...]
+
+Runs init, then N invokes (the first is cold; it uses --cold-payload when given), then a shutdown,
+and prints what happened: invokes and statuses, per-extension figures (exec->register,
+exec->first next, per-invoke overhead p50/p99, peak RSS, exited before the shutdown deadline).
+--cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
+extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
+Log level: PERFMON_SANDBOX_LOG (tracing filter, default warn).";
+
+#[derive(Debug, Default)]
+struct Args {
+    runtime: Option<PathBuf>,
+    runtime_args: Vec<String>,
+    extensions: Option<PathBuf>,
+    function_name: String,
+    memory_mb: u64,
+    timeout_ms: u64,
+    invokes: usize,
+    payload: Value,
+    cold_payload: Option<Value>,
+    env: Vec<(String, String)>,
+    cloudwatch: Option<String>,
+    sigstop: bool,
+    json: bool,
+}
+
+fn parse(args: Vec<String>) -> Result<Args, String> {
+    let mut it = args.into_iter();
+    match it.next().as_deref() {
+        Some("run") => {}
+        Some("-h" | "--help") | None => return Err(USAGE.to_owned()),
+        Some(other) => return Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+    let mut a = Args {
+        function_name: "sandbox-function".to_owned(),
+        memory_mb: 128,
+        timeout_ms: 3000,
+        invokes: 1,
+        payload: json!({}),
+        sigstop: true,
+        ..Args::default()
+    };
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--runtime" => a.runtime = Some(PathBuf::from(value("--runtime")?)),
+            "--extensions" => a.extensions = Some(PathBuf::from(value("--extensions")?)),
+            "--function-name" => a.function_name = value("--function-name")?,
+            "--memory-mb" => a.memory_mb = number(&value("--memory-mb")?, "--memory-mb")?,
+            "--timeout-ms" => a.timeout_ms = number(&value("--timeout-ms")?, "--timeout-ms")?,
+            "--invokes" => a.invokes = number(&value("--invokes")?, "--invokes")? as usize,
+            "--payload" => a.payload = json_value(&value("--payload")?, "--payload")?,
+            "--cold-payload" => a.cold_payload = Some(json_value(&value("--cold-payload")?, "--cold-payload")?),
+            "--env" => {
+                let kv = value("--env")?;
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env expects K=V, got {kv:?}"))?;
+                a.env.push((k.to_owned(), v.to_owned()));
+            }
+            "--cloudwatch" => a.cloudwatch = Some(value("--cloudwatch")?),
+            "--no-sigstop" => a.sigstop = false,
+            "--json" => a.json = true,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "--" => {
+                a.runtime_args.extend(it.by_ref());
+            }
+            other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
+        }
+    }
+    if a.runtime.is_none() {
+        return Err(format!("--runtime is required\n{USAGE}"));
+    }
+    Ok(a)
+}
+
+fn number(s: &str, name: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| format!("{name}: not a number: {s:?}"))
+}
+
+fn json_value(s: &str, name: &str) -> Result<Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("{name}: invalid JSON: {e}"))
+}
+
+/// Entry point of the binary.
+pub fn main(args: Vec<String>) -> ExitCode {
+    let filter = std::env::var("PERFMON_SANDBOX_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = match parse(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("perfmon-sandbox: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("perfmon-sandbox: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(a: Args) -> Result<ExitCode, String> {
+    let runtime = a.runtime.clone().ok_or("--runtime is required")?;
+    let mut cfg = SandboxConfig::new(&a.function_name, RuntimeCommand::new(runtime).args(a.runtime_args.clone()))
+        .memory_mb(a.memory_mb)
+        .timeout(Duration::from_millis(a.timeout_ms))
+        .freeze_with_sigstop(a.sigstop);
+    if let Some(dir) = &a.extensions {
+        cfg = cfg.extensions_dir(dir);
+    }
+    let cloudwatch = match a.cloudwatch.as_deref() {
+        None => None,
+        Some("embedded") => Some(crate::cli_cloudwatch::start().await?),
+        Some(url) => {
+            cfg = cfg.env("AWS_ENDPOINT_URL_CLOUDWATCH", url);
+            None
+        }
+    };
+    if let Some(cw) = &cloudwatch {
+        cfg = cfg.env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url());
+    }
+    for (k, v) in &a.env {
+        cfg = cfg.env(k, v);
+    }
+    let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
+    let mut invokes = Vec::new();
+    for i in 0..a.invokes {
+        let payload = match (&a.cold_payload, i) {
+            (Some(p), 0) => p.clone(),
+            _ => a.payload.clone(),
+        };
+        invokes.push(sb.invoke(payload).await.map_err(|e| e.to_string())?);
+    }
+    let down = sb.shutdown().await.map_err(|e| e.to_string())?;
+    let stats = sb.extension_stats();
+    let reports = sb.reports();
+    let failed = invokes.iter().filter(|o| o.status != Status::Success).count();
+
+    if a.json {
+        let out = json!({
+            "function": a.function_name,
+            "invokes": invokes.iter().map(|o| json!({
+                "requestId": o.request_id, "status": o.status.as_str(), "errorType": o.error_type,
+                "durationMs": o.duration_ms, "runtimeDurationMs": o.runtime_duration_ms, "cold": o.cold,
+                "initDurationMs": o.init_duration_ms, "reset": o.reset,
+            })).collect::<Vec<_>>(),
+            "reports": reports,
+            "extensions": stats,
+            "shutdown": {
+                "reason": down.reason.as_str(), "durationMs": down.duration_ms, "extensions": down.extensions,
+                "undelivered": down.undelivered,
+            },
+            "cloudwatch": cloudwatch.as_ref().map(crate::cli_cloudwatch::summary_json),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print_summary(&a, &invokes, &reports, &stats, &down);
+        if let Some(cw) = &cloudwatch {
+            println!();
+            print!("{}", crate::cli_cloudwatch::table(cw));
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn print_summary(
+    a: &Args,
+    invokes: &[crate::InvokeOutcome],
+    reports: &[perfmon_protocol::telemetry::Report],
+    stats: &[crate::ExtensionStats],
+    down: &crate::ShutdownOutcome,
+) {
+    println!(
+        "function {} ({} MB, timeout {} ms): {} invokes",
+        a.function_name,
+        a.memory_mb,
+        a.timeout_ms,
+        invokes.len()
+    );
+    let mut by_status: Vec<(String, usize)> = Vec::new();
+    for o in invokes {
+        let key = match &o.error_type {
+            Some(t) => format!("{} ({t})", o.status.as_str()),
+            None => o.status.as_str().to_owned(),
+        };
+        match by_status.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => by_status.push((key, 1)),
+        }
+    }
+    for (k, n) in &by_status {
+        println!("  {k}: {n}");
+    }
+    if let Some(cold) = invokes.iter().find(|o| o.cold) {
+        println!("  cold start: init {} ms, first invoke {:.2} ms", fmt_ms(cold.init_duration_ms), cold.duration_ms);
+    }
+    let warm: Vec<f64> = invokes.iter().filter(|o| !o.cold).map(|o| o.duration_ms).collect();
+    if !warm.is_empty() {
+        println!(
+            "  warm durationMs: p50 {} p99 {} (n={})",
+            fmt_ms(percentile(&warm, 50.0)),
+            fmt_ms(percentile(&warm, 99.0)),
+            warm.len()
+        );
+    }
+    if let Some(r) = reports.last() {
+        println!(
+            "  last report: durationMs {:.2}, billedDurationMs {}, maxMemoryUsedMB {}",
+            r.metrics.duration_ms,
+            r.metrics.billed_duration_ms.unwrap_or(0),
+            r.metrics.max_memory_used_mb.unwrap_or(0)
+        );
+    }
+    println!();
+    println!(
+        "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>15}",
+        "extension", "gen", "exec->reg ms", "exec->next ms", "ovh p50 ms", "ovh p99 ms", "peak KB", "before deadline"
+    );
+    for s in stats {
+        println!(
+            "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>15}",
+            s.name,
+            s.generation,
+            fmt_ms(s.exec_to_register_ms),
+            fmt_ms(s.exec_to_first_next_ms),
+            fmt_ms(s.overhead_p50_ms),
+            fmt_ms(s.overhead_p99_ms),
+            s.peak_rss_kb.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+            s.exited_before_deadline.map_or_else(|| "-".to_owned(), |b| if b { "yes" } else { "no" }.to_owned()),
+        );
+    }
+    println!();
+    println!("shutdown ({}): {:.1} ms", down.reason.as_str(), down.duration_ms);
+    for (name, n) in &down.undelivered {
+        println!("  {n} telemetry events never delivered to {name}");
+    }
+}

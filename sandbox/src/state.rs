@@ -1,0 +1,371 @@
+//! The shared state of a sandbox: one `std::sync::Mutex` (never held across `.await`) and one
+//! `Notify` that every change wakes. The lifecycle, the API handlers, the process watchers and the
+//! delivery tasks all read and write it; waits are "check a condition, else sleep until a change".
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use perfmon_protocol::extensions::{EventType, NextEvent};
+use perfmon_protocol::telemetry::{Event, Record, Report, TraceContext};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::batching::Limits;
+use crate::config::SandboxConfig;
+use crate::records::{DeliveredNext, LogLine, Refusal, RuntimeDelivery, ShutdownOutcome};
+use crate::sys::{self, Signal};
+
+/// Epoch milliseconds now (telemetry `time`, `deadlineMs`).
+pub(crate) fn epoch_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Milliseconds between two instants, as a float (0 when `b` is before `a`).
+pub(crate) fn ms_between(a: Instant, b: Instant) -> f64 {
+    b.saturating_duration_since(a).as_secs_f64() * 1000.0
+}
+
+/// Epoch ms of a past instant, given a reference pair taken together.
+pub(crate) fn epoch_of(at: Instant, ref_instant: Instant, ref_epoch_ms: i64) -> i64 {
+    if at >= ref_instant {
+        ref_epoch_ms + (at - ref_instant).as_millis() as i64
+    } else {
+        ref_epoch_ms - (ref_instant - at).as_millis() as i64
+    }
+}
+
+pub(crate) struct Inner {
+    pub cfg: SandboxConfig,
+    pub addr: SocketAddr,
+    state: Mutex<State>,
+    pub changed: Notify,
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    pub fn new(cfg: SandboxConfig, addr: SocketAddr) -> Self {
+        Self { cfg, addr, state: Mutex::new(State::default()), changed: Notify::new(), tasks: Mutex::new(Vec::new()) }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes every waiter to re-check its condition.
+    pub fn touch(&self) {
+        self.changed.notify_waiters();
+    }
+
+    pub fn keep_task(&self, task: JoinHandle<()>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Waits until `f` returns `Some`, re-checking on every change; `None` once `deadline` passed.
+    pub async fn wait_until<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = f(&mut self.lock()) {
+                return Some(v);
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d.into(), notified).await.is_err() {
+                        return f(&mut self.lock());
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Phase {
+    /// No processes: the next invoke inits.
+    #[default]
+    Uninit,
+    Init,
+    /// Initialized, every process parked in `/next` (frozen).
+    Ready,
+    Invoking,
+    ShuttingDown,
+    /// `shutdown()` done: nothing more runs.
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    Runtime,
+    Extension(String),
+}
+
+impl Role {
+    pub fn source(&self) -> String {
+        match self {
+            Self::Runtime => "runtime".to_owned(),
+            Self::Extension(n) => format!("extension:{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub max_rss_kb: u64,
+    pub at: Instant,
+}
+
+pub(crate) struct Proc {
+    pub generation: u32,
+    pub role: Role,
+    pub pid: i32,
+    pub spawned_at: Instant,
+    pub exit: Option<Exit>,
+    /// The sandbox sent SIGKILL (deadline, or not registered for SHUTDOWN).
+    pub killed: bool,
+    /// stdout and stderr readers finished (every line captured).
+    pub streams_open: u8,
+}
+
+impl Proc {
+    pub fn alive(&self) -> bool {
+        self.exit.is_none()
+    }
+    pub fn signal(&self, s: Signal) {
+        if self.alive() {
+            sys::signal_group(self.pid, s);
+        }
+    }
+}
+
+/// One extension of the current generation: an external process (registered or not yet) or an
+/// internal extension (registered under a name that is no file in the directory).
+#[derive(Default)]
+pub(crate) struct Ext {
+    pub name: String,
+    pub external: bool,
+    pub proc_idx: Option<usize>,
+    pub exec_at: Option<Instant>,
+    pub id: Option<String>,
+    pub events: Vec<EventType>,
+    pub registered_at: Option<Instant>,
+    pub first_next_at: Option<Instant>,
+    pub parked: Option<oneshot::Sender<NextEvent>>,
+    pub pending: Option<NextEvent>,
+    /// Got an INVOKE and has not called `/next` since.
+    pub awaiting_next: bool,
+    pub invoke_next_at: Option<Instant>,
+    pub overheads_ms: Vec<f64>,
+    pub shutdown_sent_at: Option<Instant>,
+    pub subscribed: Option<usize>,
+}
+
+impl Ext {
+    pub fn is_parked(&self) -> bool {
+        self.parked.as_ref().is_some_and(|t| !t.is_closed())
+    }
+    pub fn registered(&self) -> bool {
+        self.id.is_some()
+    }
+    pub fn wants(&self, e: EventType) -> bool {
+        self.events.contains(&e)
+    }
+    /// Hands `ev` to the parked `/next`, or keeps it for the next one.
+    pub fn give(&mut self, ev: NextEvent) {
+        let ev = match self.parked.take() {
+            Some(tx) => match tx.send(ev) {
+                Ok(()) => return,
+                Err(ev) => ev,
+            },
+            None => ev,
+        };
+        self.pending = Some(ev);
+    }
+}
+
+/// A request handed to the runtime's `/next`.
+pub(crate) type RuntimeSlot = oneshot::Sender<RuntimeDelivery>;
+
+#[derive(Default)]
+pub(crate) struct RuntimeSide {
+    pub proc_idx: Option<usize>,
+    pub exec_at: Option<Instant>,
+    pub parked: Option<RuntimeSlot>,
+    pub pending: Option<RuntimeDelivery>,
+    pub awaiting_next: bool,
+    pub init_error: Option<String>,
+}
+
+impl RuntimeSide {
+    pub fn is_parked(&self) -> bool {
+        self.parked.as_ref().is_some_and(|t| !t.is_closed())
+    }
+    pub fn give(&mut self, d: RuntimeDelivery) {
+        let d = match self.parked.take() {
+            Some(tx) => match tx.send(d) {
+                Ok(()) => return,
+                Err(d) => d,
+            },
+            None => d,
+        };
+        self.pending = Some(d);
+    }
+}
+
+/// What the runtime posted for the current invoke.
+#[derive(Debug, Clone)]
+pub(crate) enum Posted {
+    Response(Vec<u8>),
+    Error { error_type: String, body: Vec<u8> },
+}
+
+pub(crate) struct Invoke {
+    pub request_id: String,
+    pub dispatch_at: Instant,
+    pub tracing: Option<TraceContext>,
+    pub cold_init_ms: Option<f64>,
+    pub response_head_at: Option<Instant>,
+    pub response_end_at: Option<Instant>,
+    pub posted: Option<Posted>,
+    pub runtime_next_at: Option<Instant>,
+    pub runtime_done_emitted: bool,
+    pub runtime_duration_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubApi {
+    Telemetry,
+    /// Legacy Logs API (`/2020-08-15/logs`): legacy record shapes (§3).
+    Logs,
+}
+
+pub(crate) struct Queued {
+    pub event: Event,
+    pub json: String,
+    pub at: Instant,
+}
+
+pub(crate) struct Subscriber {
+    pub generation: u32,
+    pub ext_name: String,
+    pub api: SubApi,
+    pub types: Vec<String>,
+    pub limits: Limits,
+    pub port: u16,
+    pub path: String,
+    pub queue: VecDeque<Queued>,
+    pub closed: bool,
+    pub dropped_records: u64,
+    pub dropped_bytes: u64,
+}
+
+impl Subscriber {
+    fn wants(&self, ev: &Event) -> bool {
+        self.types.iter().any(|t| t == ev.record.stream())
+    }
+    /// Encodes and queues `ev` if this subscription wants it (legacy Logs subscribers get legacy shapes).
+    pub fn offer(&mut self, ev: &Event) {
+        if self.closed || !self.wants(ev) {
+            return;
+        }
+        let now = Instant::now();
+        match self.api {
+            SubApi::Telemetry => {
+                if let Ok(json) = serde_json::to_string(ev) {
+                    self.queue.push_back(Queued { event: ev.clone(), json, at: now });
+                }
+            }
+            SubApi::Logs => {
+                for json in [crate::legacy::encode(ev), crate::legacy::end_marker(ev)].into_iter().flatten() {
+                    self.queue.push_back(Queued { event: ev.clone(), json, at: now });
+                }
+            }
+        }
+    }
+}
+
+/// The first fatal error of the current generation (it resets the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fatal {
+    pub error_type: String,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub phase: Phase,
+    pub generation: u32,
+    pub registration_open: bool,
+    pub subscriptions_open: bool,
+    pub frozen: bool,
+    pub flush_all: bool,
+    pub exts: Vec<Ext>,
+    pub runtime: RuntimeSide,
+    pub procs: Vec<Proc>,
+    pub invoke: Option<Invoke>,
+    pub fatal: Option<Fatal>,
+    pub subs: Vec<Subscriber>,
+    pub init_events: Vec<Event>,
+    pub in_init: bool,
+    pub events: Vec<Event>,
+    pub reports: Vec<Report>,
+    pub logs: Vec<LogLine>,
+    pub delivered: Vec<(String, Event)>,
+    pub batches: Vec<crate::records::DeliveredBatch>,
+    pub refusals: Vec<Refusal>,
+    pub next_events: Vec<DeliveredNext>,
+    pub runtime_deliveries: Vec<RuntimeDelivery>,
+    pub shutdowns: Vec<ShutdownOutcome>,
+    pub finished_stats: Vec<crate::stats::ExtensionStats>,
+}
+
+impl State {
+    /// Emits a telemetry event now: recorded, and queued for every subscriber that wants it.
+    pub fn emit(&mut self, record: Record) {
+        self.emit_at(epoch_ms(), record);
+    }
+
+    pub fn emit_at(&mut self, time_ms: i64, record: Record) {
+        let ev = Event::new(time_ms, record);
+        if let Record::Report(r) = &ev.record {
+            self.reports.push(r.clone());
+        }
+        let generation = self.generation;
+        for sub in self.subs.iter_mut().filter(|s| s.generation == generation) {
+            sub.offer(&ev);
+        }
+        if self.in_init {
+            self.init_events.push(ev.clone());
+        }
+        self.events.push(ev);
+    }
+
+    pub fn ext_by_id(&self, id: &str) -> Option<usize> {
+        self.exts.iter().position(|e| e.id.as_deref() == Some(id))
+    }
+
+    pub fn live_procs(&self) -> impl Iterator<Item = &Proc> {
+        let generation = self.generation;
+        self.procs.iter().filter(move |p| p.generation == generation && p.alive())
+    }
+
+    pub fn signal_all(&self, s: Signal) {
+        for p in self.live_procs() {
+            p.signal(s);
+        }
+    }
+
+    pub fn proc_of(&self, idx: Option<usize>) -> Option<&Proc> {
+        idx.and_then(|i| self.procs.get(i))
+    }
+}
