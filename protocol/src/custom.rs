@@ -233,11 +233,17 @@ pub struct Response {
 
 impl Response {
     pub fn from_batch<T>(batch: &ParsedBatch<T>) -> Self {
-        let accepted = batch.entries.len();
-        if batch.rejected.is_empty() {
+        Response::counts(batch.entries.len(), batch.rejected.clone())
+    }
+
+    /// The answer for `accepted` entries kept and `rejected` ones (sorted by index): 202 when none
+    /// was rejected, else 400. For a caller that refuses more entries after parsing (e.g. for lack
+    /// of room).
+    pub fn counts(accepted: usize, rejected: Vec<Rejected>) -> Self {
+        if rejected.is_empty() {
             Response { status: 202, body: ResponseBody::Accepted { accepted } }
         } else {
-            Response { status: 400, body: ResponseBody::Partial { accepted, rejected: batch.rejected.clone() } }
+            Response { status: 400, body: ResponseBody::Partial { accepted, rejected } }
         }
     }
 
