@@ -184,3 +184,173 @@ async fn crate_examples_init_warm_invokes_and_shutdown() {
     assert!(noop.peak_rss_kb.unwrap() > 0);
     assert_eq!(noop.exited_before_deadline, Some(true));
 }
+
+/// A stdlib-only Python extension: registers for INVOKE and SHUTDOWN, and on `exit_on` (an event
+/// type) exits with code 0; exits 0 at SHUTDOWN.
+fn python_extension(dir: &std::path::Path, name: &str, exit_on: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(host, int(port))
+    c.request(method, path, body=None if body is None else json.dumps(body), headers=headers or {{}})
+    r = c.getresponse()
+    return r.status, r, r.read()
+_, r, _ = call("POST", "/2020-01-01/extension/register", {{"events": ["INVOKE", "SHUTDOWN"]}},
+               {{"Lambda-Extension-Name": os.path.basename(sys.argv[0])}})
+ext_id = r.getheader("Lambda-Extension-Identifier")
+while True:
+    _, _, data = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": ext_id}})
+    ev = json.loads(data)
+    print("got", ev["eventType"], flush=True)
+    if ev["eventType"] in ("{exit_on}", "SHUTDOWN"):
+        sys.exit(0)
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn shutdown_reasons(sb: &Sandbox, ext: &str) -> Vec<ShutdownReason> {
+    sb.next_events(ext)
+        .into_iter()
+        .filter_map(|e| match e {
+            NextEvent::Shutdown(s) => Some(s.shutdown_reason),
+            NextEvent::Invoke(_) => None,
+        })
+        .collect()
+}
+
+fn init_phases(sb: &Sandbox) -> Vec<String> {
+    sb.events()
+        .into_iter()
+        .filter_map(|e| match e.record {
+            Record::InitStart(s) => Some(s.phase),
+            _ => None,
+        })
+        .collect()
+}
+
+fn runtime_done_status(sb: &Sandbox, request_id: &str) -> (Status, Option<String>) {
+    sb.events()
+        .into_iter()
+        .find_map(|e| match e.record {
+            Record::RuntimeDone(d) if d.request_id == request_id => Some((d.status, d.error_type)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no runtimeDone for {request_id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_resets_the_environment_and_the_next_invoke_reinits() {
+    let dir = extensions_dir(&[("noop", &bin_path("noop-extension"))]);
+    let cfg = config("timeout-fn", &rust_function()).extensions_dir(dir.path()).timeout(Duration::from_millis(800));
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let first = sb.invoke(json!({})).await.unwrap();
+    assert_eq!(first.status, Status::Success);
+
+    let timed_out = sb.invoke(json!({"timeout": true})).await.unwrap();
+    assert_eq!(timed_out.status, Status::Timeout);
+    assert_eq!(timed_out.error_type.as_deref(), Some("Sandbox.Timeout"));
+    assert!(timed_out.reset);
+    assert!((800.0..1000.0).contains(&timed_out.duration_ms), "{timed_out:?}");
+    assert_eq!(runtime_done_status(&sb, &timed_out.request_id), (Status::Timeout, Some("Sandbox.Timeout".into())));
+    let report = report_json(&sb, &timed_out.request_id);
+    assert_eq!(report["record"]["status"], "timeout");
+    assert_eq!(report["record"]["errorType"], "Sandbox.Timeout");
+    assert_eq!(shutdown_reasons(&sb, "noop"), vec![ShutdownReason::Timeout]);
+    assert_eq!(sb.shutdowns()[0].reason, ShutdownReason::Timeout);
+    assert!(sb.pids().is_empty(), "every process of the old environment is gone");
+
+    let after = sb.invoke(json!({"n": 3})).await.unwrap();
+    assert_eq!(after.status, Status::Success);
+    assert!(after.cold, "a fresh init after the reset");
+    assert!(after.init_duration_ms.is_some());
+    assert_eq!(init_phases(&sb), vec!["init".to_owned(), "invoke".to_owned()]);
+    let gens: Vec<u32> = sb.extension_stats().iter().filter(|s| s.name == "noop").map(|s| s.generation).collect();
+    assert_eq!(gens, vec![1, 2]);
+    sb.shutdown().await.unwrap();
+    assert_eq!(shutdown_reasons(&sb, "noop"), vec![ShutdownReason::Timeout, ShutdownReason::Spindown]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_crash_and_handled_error() {
+    let dir = extensions_dir(&[("noop", &bin_path("noop-extension"))]);
+    let cfg = config("crash-fn", &rust_function()).extensions_dir(dir.path());
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+
+    // A handled function error is not a reset.
+    let failed = sb.invoke(json!({"fail": "boom"})).await.unwrap();
+    assert_eq!(failed.status, Status::Error);
+    assert!(failed.error_type.is_some());
+    assert!(!failed.reset);
+    assert!(String::from_utf8_lossy(&failed.response).contains("boom"));
+    assert_eq!(runtime_done_status(&sb, &failed.request_id).0, Status::Error);
+
+    let crashed = sb.invoke(json!({"crash": true})).await.unwrap();
+    assert_eq!(crashed.status, Status::Error);
+    assert_eq!(crashed.error_type.as_deref(), Some("Runtime.ExitError"));
+    assert!(crashed.reset);
+    assert_eq!(runtime_done_status(&sb, &crashed.request_id), (Status::Error, Some("Runtime.ExitError".into())));
+    assert_eq!(report_json(&sb, &crashed.request_id)["record"]["status"], "error");
+    assert_eq!(shutdown_reasons(&sb, "noop"), vec![ShutdownReason::Failure]);
+    assert!(sb.logs().iter().any(|l| l.source == "runtime" && l.line.contains("crashing on request")));
+
+    let after = sb.invoke(json!({})).await.unwrap();
+    assert_eq!((after.status, after.cold), (Status::Success, true));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_exit_zero_during_invoke_is_a_crash() {
+    let dir = extensions_dir(&[("noop", &bin_path("noop-extension"))]);
+    python_extension(dir.path(), "quitter", "INVOKE");
+    let cfg = config("ext-crash-fn", &rust_function()).extensions_dir(dir.path());
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let out = sb.invoke(json!({"n": 1})).await.unwrap();
+    assert_eq!(out.status, Status::Error, "{out:?}");
+    assert_eq!(out.error_type.as_deref(), Some("Extension.Crash"));
+    assert!(out.reset);
+    assert_eq!(report_json(&sb, &out.request_id)["record"]["errorType"], "Extension.Crash");
+    let reset = &sb.shutdowns()[0];
+    assert_eq!(reset.reason, ShutdownReason::Failure);
+    let quitter = reset.extensions.iter().find(|e| e.name == "quitter").unwrap();
+    assert_eq!(quitter.exit_code, Some(0), "exit code 0 and still a crash");
+    assert_eq!(shutdown_reasons(&sb, "noop"), vec![ShutdownReason::Failure]);
+    assert!(sb.logs().iter().any(|l| l.source == "extension:quitter" && l.line == "got INVOKE"));
+    // The next invoke re-inits (and the quitter crashes again).
+    let again = sb.invoke(json!({})).await.unwrap();
+    assert!(again.cold);
+    assert_eq!(again.error_type.as_deref(), Some("Extension.Crash"));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_runtime_client_with_the_crate_logs_api_example() {
+    let _guard = FIXED_PORTS.lock().await;
+    let dir = extensions_dir(&[("logs", &bin_path("logs")), ("noop", &bin_path("noop-extension"))]);
+    let cfg = config("python-fn", &common::python_function()).extensions_dir(dir.path()).handler("handler.handler");
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let mut outs = Vec::new();
+    for payload in [json!({"n": 0}), json!({"n": 1}), json!({"fail": "nope"}), json!({"n": 3})] {
+        outs.push(sb.invoke(payload).await.unwrap());
+    }
+    assert_eq!(outs[0].status, Status::Success, "{:?}\n{:?}", outs[0], sb.logs());
+    assert!(outs[0].cold && !outs[1].cold);
+    assert_eq!(outs[1].json().unwrap()["echo"]["n"], json!(1));
+    assert_eq!(outs[2].status, Status::Error);
+    assert!(!outs[2].reset);
+    assert_eq!(outs[3].status, Status::Success);
+    sb.shutdown().await.unwrap();
+    // The Logs API example accepted (2xx) legacy-shaped batches, the reports included.
+    let delivered = sb.telemetry_delivered("logs");
+    let types = types(&delivered);
+    assert!(types.contains(&"platform.start"), "{types:?}");
+    assert!(types.contains(&"function") || types.contains(&"platform.report"), "{types:?}");
+    let reports = delivered.iter().filter(|e| matches!(e.record, Record::Report(_))).count();
+    assert_eq!(reports, 4, "{types:?}");
+    assert!(sb.refusals().is_empty(), "{:?}", sb.refusals());
+}
