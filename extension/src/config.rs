@@ -80,7 +80,8 @@ pub struct Config {
     pub flush: FlushPolicy,
     /// `PERFMON_FLUSH_INTERVAL_S`. Defaults to [`defaults::FLUSH_INTERVAL_S`]; fractions accepted.
     pub flush_interval: Duration,
-    /// `PERFMON_HTTP_PORT`. Defaults to [`defaults::HTTP_PORT`].
+    /// `PERFMON_HTTP_PORT`. Defaults to [`defaults::HTTP_PORT`]. `0` is accepted (the listener's
+    /// owner decides what it means: a free port).
     pub http_port: u16,
     /// `PERFMON_STATSD_PORT`; `None` when set to `0` (off). Defaults to [`defaults::STATSD_PORT`].
     pub statsd_port: Option<u16>,
@@ -185,23 +186,22 @@ impl Config {
             },
         };
 
-        let mut port = |variable: &'static str, default: u16, zero_ok: bool| -> u16 {
+        let mut port = |variable: &'static str, default: u16| -> u16 {
             match get(variable) {
                 None => default,
                 Some(v) => match v.trim().parse::<u16>() {
-                    Ok(0) if zero_ok => 0,
+                    Ok(0) => 0,
                     Ok(p) if p != 0 && p != 9001 => p,
                     _ => {
-                        let what = if zero_ok { "a port 0-65535 (not 9001)" } else { "a port 1-65535 (not 9001)" };
-                        warn(variable, &v, format!("expected {what}"), default.to_string());
+                        warn(variable, &v, "expected a port 0-65535 (not 9001)".to_owned(), default.to_string());
                         default
                     }
                 },
             }
         };
-        let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT, false);
-        let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT, true)).filter(|p| *p != 0);
-        let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT, true);
+        let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT);
+        let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT)).filter(|p| *p != 0);
+        let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT);
 
         let price_gb_s = match get(env::PRICE_GB_S) {
             None => default_price_gb_s(),
@@ -352,7 +352,7 @@ mod tests {
             ("PERFMON_FLUSH", "sometimes"),
             ("PERFMON_FLUSH_INTERVAL_S", "-1"),
             ("PERFMON_FLUSH_INTERVAL_S", "NaN"),
-            ("PERFMON_HTTP_PORT", "0"),
+            ("PERFMON_HTTP_PORT", "9001"),
             ("PERFMON_HTTP_PORT", "70000"),
             ("PERFMON_STATSD_PORT", "udp"),
             ("PERFMON_TELEMETRY_PORT", "9001"),

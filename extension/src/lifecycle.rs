@@ -63,7 +63,7 @@ pub fn instant_at(deadline_ms: i64) -> Instant {
 /// Runs the extension until SHUTDOWN has been handled; returns the process exit code.
 pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     for w in &warnings {
-        tracing::warn!(variable = w.variable, value = %w.value, "{w}");
+        tracing::warn!("{w}");
     }
     let Some(addr) = cfg.runtime_api.clone() else {
         tracing::error!(
