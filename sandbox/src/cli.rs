@@ -12,7 +12,8 @@ use crate::stats::percentile;
 use crate::{RuntimeCommand, Sandbox, SandboxConfig};
 
 const USAGE: &str = "\
-usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--function-name NAME] [--memory-mb MB]
+usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PATH ...]
+                           [--function-name NAME] [--memory-mb MB]
                            [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
                            [-- RUNTIME-ARGS ...]
@@ -20,6 +21,7 @@ usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--function-name NAM
 Runs init, then N invokes (the first is cold; it uses --cold-payload when given), then a shutdown,
 and prints what happened: invokes and statuses, per-extension figures (exec->register,
 exec->first next, per-invoke overhead p50/p99, peak RSS, exited before the shutdown deadline).
+--extension NAME=PATH lays out a temporary extensions directory (symlinks) instead of --extensions.
 --cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
 extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
 Log level: PERFMON_SANDBOX_LOG (tracing filter, default warn).";
@@ -29,6 +31,7 @@ struct Args {
     runtime: Option<PathBuf>,
     runtime_args: Vec<String>,
     extensions: Option<PathBuf>,
+    extension_files: Vec<(String, PathBuf)>,
     function_name: String,
     memory_mb: u64,
     timeout_ms: u64,
@@ -62,6 +65,11 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         match flag.as_str() {
             "--runtime" => a.runtime = Some(PathBuf::from(value("--runtime")?)),
             "--extensions" => a.extensions = Some(PathBuf::from(value("--extensions")?)),
+            "--extension" => {
+                let kv = value("--extension")?;
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--extension expects NAME=PATH, got {kv:?}"))?;
+                a.extension_files.push((k.to_owned(), PathBuf::from(v)));
+            }
             "--function-name" => a.function_name = value("--function-name")?,
             "--memory-mb" => a.memory_mb = number(&value("--memory-mb")?, "--memory-mb")?,
             "--timeout-ms" => a.timeout_ms = number(&value("--timeout-ms")?, "--timeout-ms")?,
@@ -87,6 +95,31 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         return Err(format!("--runtime is required\n{USAGE}"));
     }
     Ok(a)
+}
+
+/// A temporary directory laid out like `/opt/extensions` (symlinks), removed on drop.
+struct ExtensionsLayout(PathBuf);
+
+impl ExtensionsLayout {
+    fn new(files: &[(String, PathBuf)]) -> Result<Self, String> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("perfmon-sandbox-ext-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let layout = Self(dir);
+        for (name, path) in files {
+            let target =
+                std::fs::canonicalize(path).map_err(|e| format!("extension {name}: {}: {e}", path.display()))?;
+            std::os::unix::fs::symlink(&target, layout.0.join(name))
+                .map_err(|e| format!("extension {name}: symlink: {e}"))?;
+        }
+        Ok(layout)
+    }
+}
+
+impl Drop for ExtensionsLayout {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn number(s: &str, name: &str) -> Result<u64, String> {
@@ -133,9 +166,19 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         .memory_mb(a.memory_mb)
         .timeout(Duration::from_millis(a.timeout_ms))
         .freeze_with_sigstop(a.sigstop);
-    if let Some(dir) = &a.extensions {
-        cfg = cfg.extensions_dir(dir);
-    }
+    let _layout = match (&a.extensions, a.extension_files.is_empty()) {
+        (Some(dir), true) => {
+            cfg = cfg.extensions_dir(dir);
+            None
+        }
+        (None, false) => {
+            let layout = ExtensionsLayout::new(&a.extension_files)?;
+            cfg = cfg.extensions_dir(&layout.0);
+            Some(layout)
+        }
+        (None, true) => None,
+        (Some(_), false) => return Err("use either --extensions DIR or --extension NAME=PATH".to_owned()),
+    };
     let cloudwatch = match a.cloudwatch.as_deref() {
         None => None,
         Some("embedded") => Some(crate::cli_cloudwatch::start().await?),

@@ -1,25 +1,139 @@
-//! The embedded CloudWatch part of the CLI: start it, and print what reached it as a table.
-//! Wired to `crate::cloudwatch::CloudWatch` once that lands (owned by the cloudwatch engineer).
+//! The embedded CloudWatch part of the CLI: start it, and print what reached it as a table (one
+//! row per metric: namespace, name, dimensions, samples, sum, min, max, average, p50, p99, unit).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-/// Placeholder handle until the embedded CloudWatch exists.
-pub(crate) struct Embedded;
+use crate::cloudwatch::CloudWatch;
 
-impl Embedded {
-    pub(crate) fn endpoint_url(&self) -> String {
-        String::new()
+pub(crate) async fn start() -> Result<CloudWatch, String> {
+    CloudWatch::start().await.map_err(|e| e.to_string())
+}
+
+struct Row {
+    namespace: String,
+    metric: String,
+    dimensions: String,
+    unit: String,
+    samples: f64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    avg: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+fn rows(cw: &CloudWatch) -> Vec<Row> {
+    let store = cw.store();
+    let all = store.all_datums();
+    store
+        .list_metrics(None)
+        .into_iter()
+        .filter_map(|id| {
+            let stats = store.statistics(&id.namespace, &id.metric_name, &id.dimensions)?;
+            let unit = all
+                .iter()
+                .find(|d| d.metric_id() == id)
+                .and_then(|d| d.datum.unit.clone())
+                .unwrap_or_else(|| "None".to_owned());
+            let dimensions =
+                id.dimensions.iter().map(|d| format!("{}={}", d.name, d.value)).collect::<Vec<_>>().join(",");
+            Some(Row {
+                namespace: id.namespace,
+                metric: id.metric_name,
+                dimensions,
+                unit,
+                samples: stats.sample_count,
+                sum: stats.sum,
+                min: stats.minimum,
+                max: stats.maximum,
+                avg: stats.average(),
+                p50: stats.percentile(50.0),
+                p99: stats.percentile(99.0),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn summary_json(cw: &CloudWatch) -> Value {
+    let requests = cw.requests();
+    json!({
+        "endpoint": cw.endpoint_url(),
+        "requests": requests.count(),
+        "bytes": requests.bytes(),
+        "rejected": requests.rejected().len(),
+        "metrics": rows(cw).into_iter().map(|r| json!({
+            "namespace": r.namespace, "metricName": r.metric, "dimensions": r.dimensions, "unit": r.unit,
+            "sampleCount": r.samples, "sum": r.sum, "minimum": r.min, "maximum": r.max, "average": r.avg,
+            "p50": r.p50, "p99": r.p99,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e12 {
+        format!("{v:.0}")
+    } else if v.abs() < 0.01 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
-pub(crate) async fn start() -> Result<Embedded, String> {
-    Err("--cloudwatch embedded: the embedded CloudWatch is not available in this build yet".to_owned())
-}
-
-pub(crate) fn summary_json(_cw: &Embedded) -> Value {
-    Value::Null
-}
-
-pub(crate) fn table(_cw: &Embedded) -> String {
-    String::new()
+pub(crate) fn table(cw: &CloudWatch) -> String {
+    let requests = cw.requests();
+    let rows = rows(cw);
+    let mut out = format!(
+        "embedded CloudWatch {}: {} requests ({} bytes, {} rejected), {} metrics\n",
+        cw.endpoint_url(),
+        requests.count(),
+        requests.bytes(),
+        requests.rejected().len(),
+        rows.len()
+    );
+    if rows.is_empty() {
+        return out;
+    }
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), num);
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.namespace.clone(),
+                r.metric.clone(),
+                r.dimensions.clone(),
+                num(r.samples),
+                num(r.sum),
+                num(r.min),
+                num(r.max),
+                num(r.avg),
+                format!("{} / {}", opt(r.p50), opt(r.p99)),
+                r.unit.clone(),
+            ]
+        })
+        .collect();
+    let header = ["namespace", "metric", "dimensions", "samples", "sum", "min", "max", "avg", "p50 / p99", "unit"];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |row: &[String]| {
+        let mut s = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i < 3 || i == 9 {
+                s.push_str(&format!("{c:<w$}  "));
+            } else {
+                s.push_str(&format!("{c:>w$}  "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    out.push_str(&line(&header.map(str::to_owned)));
+    out.push_str(&line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+    for row in &cells {
+        out.push_str(&line(row));
+    }
+    out
 }
