@@ -354,3 +354,48 @@ async fn python_runtime_client_with_the_crate_logs_api_example() {
     assert_eq!(reports, 4, "{types:?}");
     assert!(sb.refusals().is_empty(), "{:?}", sb.refusals());
 }
+
+/// Point 5 of the issue for the do-nothing extension (the floor perfmon is measured against):
+/// exec → register, exec → first `/next`, per-invoke overhead p50/p99, peak RSS, finished before the
+/// shutdown deadline. Printed as JSON (`cargo test -p perfmon-tests --test sandbox_lifecycle
+/// noop_extension_figures -- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_extension_figures() {
+    let dir = extensions_dir(&[("noop", &bin_path("noop-extension"))]);
+    let mut sb = Sandbox::start(config("noop-floor", &rust_function()).extensions_dir(dir.path())).await.unwrap();
+    let mut init_ms = 0.0;
+    for i in 0..51 {
+        let out = sb.invoke(json!({"n": i})).await.unwrap();
+        assert_eq!(out.status, Status::Success);
+        if i == 0 {
+            init_ms = out.init_duration_ms.unwrap();
+        }
+    }
+    let down = sb.shutdown().await.unwrap();
+    let stats = sb.extension_stats();
+    let noop = stats.iter().find(|s| s.name == "noop").unwrap();
+    let register = noop.exec_to_register_ms.unwrap();
+    let ready = noop.exec_to_first_next_ms.unwrap();
+    assert!(register > 0.0 && register <= ready && ready <= init_ms, "{noop:?} init {init_ms}");
+    assert_eq!(noop.overhead_ms.len(), 51);
+    assert!(noop.overhead_p50_ms.unwrap() <= noop.overhead_p99_ms.unwrap());
+    let rss = noop.peak_rss_kb.unwrap();
+    assert!((1_000..100_000).contains(&rss), "peak RSS {rss} kB");
+    assert_eq!(noop.exited_before_deadline, Some(true));
+    let shutdown = down.extensions.iter().find(|e| e.name == "noop").unwrap();
+    println!(
+        "{}",
+        json!({
+            "extension": "noop-extension (target/debug)",
+            "init_duration_ms": init_ms,
+            "exec_to_register_ms": register,
+            "exec_to_first_next_ms": ready,
+            "overhead_p50_ms": noop.overhead_p50_ms,
+            "overhead_p99_ms": noop.overhead_p99_ms,
+            "overhead_max_ms": noop.overhead_ms.iter().copied().fold(0.0, f64::max),
+            "peak_rss_kb": rss,
+            "exited_before_deadline": noop.exited_before_deadline,
+            "shutdown_to_exit_ms": shutdown.shutdown_to_exit_ms,
+        })
+    );
+}
