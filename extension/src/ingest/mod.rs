@@ -1,0 +1,370 @@
+//! Custom metrics from the function's own code: the HTTP API (contract §4, [`http`]) and the
+//! StatsD/DogStatsD listener (§5, [`statsd`]), both bound to 127.0.0.1 only.
+//!
+//! Loopback only, on purpose: these ports serve the function's process inside the same sandbox
+//! (unlike the Telemetry listener, which Lambda reaches as `sandbox.localdomain`), and nothing
+//! outside should be able to write metrics in the function's name.
+//!
+//! The listeners parse with [`perfmon_protocol::custom`] / [`perfmon_protocol::statsd`] and hand
+//! the valid entries to a [`SampleSink`] **at once**, under the sink's short lock: nothing is
+//! buffered here, so a sample belongs to whatever flush follows its arrival (the end-of-invoke
+//! flush of the invoke during which it arrived, or the next one for samples sent between invokes),
+//! and a flush never blocks a listener (the sink drains its state under the lock and sends
+//! without it). [`Ingest::drain_statsd`] lets the lifecycle pick up datagrams still waiting in the
+//! socket just before an end-of-invoke flush.
+//!
+//! A listener that cannot bind is logged (with the variable to change) and the rest keeps working
+//! ([`Ingest::http_addr`] / [`Ingest::statsd_addr`] are then `None`).
+//!
+//! Everything dropped here is counted by reason ([`IngestCounters::dropped`]) and merged into the
+//! `samples_dropped` of `GET /v1/health`, next to the sink's own reasons (what the sink refuses,
+//! e.g. over the series cap, it counts itself).
+//!
+//! Wiring (in `lifecycle::run`): [`Bound::bind`] before registering, [`Bound::serve`] with the
+//! shared state once it exists ([`shared`] implements [`SampleSink`] for it).
+
+pub mod http;
+pub mod shared;
+pub mod statsd;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use perfmon_protocol::contract::env;
+use perfmon_protocol::custom::{MetricEntry, Validator};
+use serde::Serialize;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+
+/// Where custom samples go: the extension's shared state (aggregator) in production, a vector in
+/// tests.
+pub trait SampleSink: Send + Sync + 'static {
+    /// Records `entries` that arrived together (one request or one datagram) at `now_ms`; an entry
+    /// without a timestamp is stamped `now_ms`. Returns the entries it could not keep, by index
+    /// into `entries` (the sink counts them in its own health; the listeners only log them and
+    /// answer them). Must be quick and must not wait for a flush.
+    fn record(&self, entries: Vec<MetricEntry>, now_ms: i64) -> Vec<Refusal>;
+
+    /// The extension's part of `GET /v1/health` (a JSON object: state, samples held, series held,
+    /// samples dropped by reason, last flush result).
+    fn health(&self) -> serde_json::Value;
+}
+
+/// An entry a [`SampleSink`] did not keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Index into the entries given to [`SampleSink::record`].
+    pub index: usize,
+    /// A stable snake_case name for the drop counters (`series_cap`, `invalid`, …).
+    pub reason: &'static str,
+    /// For the HTTP answer.
+    pub message: String,
+}
+
+/// What the listeners need to know.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `PERFMON_HTTP_PORT`; 0 picks a free port (tests).
+    pub http_port: u16,
+    /// `PERFMON_STATSD_PORT`; `None` = off (the variable set to 0), `Some(0)` picks a free port (tests).
+    pub statsd_port: Option<u16>,
+    /// Knows the default dimension names (`FunctionName` and `PERFMON_DIMENSIONS`).
+    pub validator: Validator,
+    /// The wall clock (epoch ms), injectable for tests.
+    pub clock: fn() -> i64,
+}
+
+impl IngestConfig {
+    /// `default_dimension_names`: `FunctionName` and the names of `PERFMON_DIMENSIONS`.
+    pub fn new<I, S>(http_port: u16, statsd_port: Option<u16>, default_dimension_names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        IngestConfig {
+            http_port,
+            statsd_port,
+            validator: Validator::new(default_dimension_names),
+            clock: system_now_ms,
+        }
+    }
+}
+
+/// Wall-clock time in epoch milliseconds.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// What the listeners received and dropped (part of `GET /v1/health`, under `ingest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestCounters {
+    /// `listening on 127.0.0.1:4280`, `off`, or `bind failed: …`.
+    pub http_listener: String,
+    pub statsd_listener: String,
+    /// HTTP answers by status.
+    pub http_responses: BTreeMap<u16, u64>,
+    /// Entries of `/v1/metrics` and `/v1/operations` kept.
+    pub http_entries_accepted: u64,
+    pub statsd_datagrams: u64,
+    pub statsd_lines_accepted: u64,
+    /// DogStatsD tags that could not become dimensions (valueless, invalid, repeated); their lines
+    /// were kept without them.
+    pub statsd_tags_skipped: u64,
+    /// Entries, lines and bodies dropped here or refused by the sink, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+/// Shared counters; one short lock per request or datagram.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<IngestCounters>,
+}
+
+impl Stats {
+    fn lock(&self) -> MutexGuard<'_, IngestCounters> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn snapshot(&self) -> IngestCounters {
+        self.lock().clone()
+    }
+
+    /// Adds `n` to the drop counter `reason`; logs the first drop of each reason at `warn`.
+    fn drop_n(&self, reason: &'static str, n: u64, detail: &dyn std::fmt::Display) {
+        if n == 0 {
+            return;
+        }
+        let first = {
+            let mut g = self.lock();
+            let c = g.dropped.entry(reason).or_default();
+            let first = *c == 0;
+            *c += n;
+            first
+        };
+        if first {
+            tracing::warn!(reason, %detail, "custom metric dropped (counted in /v1/health; further ones of this kind logged at debug)");
+        } else {
+            tracing::debug!(reason, %detail, "custom metric dropped");
+        }
+    }
+}
+
+/// The listeners' sockets, bound but not served yet.
+///
+/// perfmon binds them **before** registering: Lambda starts the runtime as soon as every extension
+/// has registered, and a function that posts a metric from its init code must find the port open.
+/// What arrives before [`Bound::serve`] waits in the kernel (TCP backlog, UDP receive buffer).
+pub struct Bound {
+    cfg: IngestConfig,
+    http: Option<TcpListener>,
+    statsd: Option<UdpSocket>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound").field("http", &self.http).field("statsd", &self.statsd).finish()
+    }
+}
+
+impl Bound {
+    /// Binds both listeners on 127.0.0.1. Never fails: a listener that cannot bind is logged
+    /// (naming the variable to change) and left off.
+    pub async fn bind(cfg: IngestConfig) -> Bound {
+        let stats = Arc::new(Stats::default());
+        let http = match TcpListener::bind((Ipv4Addr::LOCALHOST, cfg.http_port)).await {
+            Ok(listener) => {
+                stats.lock().http_listener = format!("listening on {}", fmt_addr(listener.local_addr().ok()));
+                Some(listener)
+            }
+            Err(error) => {
+                tracing::error!(port = cfg.http_port, variable = env::HTTP_PORT, %error,
+                    "custom-metric HTTP listener cannot bind; POST /v1/metrics is off, everything else keeps working");
+                stats.lock().http_listener = format!("bind failed on 127.0.0.1:{}: {error}", cfg.http_port);
+                None
+            }
+        };
+        let statsd = match cfg.statsd_port {
+            None => {
+                stats.lock().statsd_listener = String::from("off");
+                None
+            }
+            Some(port) => match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
+                Ok(socket) => {
+                    stats.lock().statsd_listener = format!("listening on {}", fmt_addr(socket.local_addr().ok()));
+                    Some(socket)
+                }
+                Err(error) => {
+                    tracing::error!(port, variable = env::STATSD_PORT, %error,
+                        "StatsD listener cannot bind; StatsD is off, everything else keeps working");
+                    stats.lock().statsd_listener = format!("bind failed on 127.0.0.1:{port}: {error}");
+                    None
+                }
+            },
+        };
+        Bound { cfg, http, statsd, stats }
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn statsd_addr(&self) -> Option<SocketAddr> {
+        self.statsd.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Serves the bound listeners on the current tokio runtime, recording into `sink`.
+    pub fn serve(self, sink: Arc<dyn SampleSink>) -> Ingest {
+        let Bound { cfg, http, statsd, stats } = self;
+        let mut tasks = Vec::new();
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
+        if let Some(listener) = http {
+            let ctx = Arc::new(http::Context {
+                sink: sink.clone(),
+                validator: cfg.validator.clone(),
+                clock: cfg.clock,
+                stats: stats.clone(),
+            });
+            tasks.push(tokio::spawn(http::serve(listener, ctx)));
+        }
+        let statsd = statsd.map(|socket| {
+            let receiver = Arc::new(statsd::Receiver {
+                socket,
+                sink,
+                validator: cfg.validator,
+                clock: cfg.clock,
+                stats: stats.clone(),
+            });
+            tasks.push(tokio::spawn(statsd::serve(receiver.clone())));
+            receiver
+        });
+        Ingest { http_addr, statsd_addr, stats, statsd, tasks }
+    }
+}
+
+/// The running listeners. Dropping it stops them.
+pub struct Ingest {
+    http_addr: Option<SocketAddr>,
+    statsd_addr: Option<SocketAddr>,
+    stats: Arc<Stats>,
+    statsd: Option<Arc<statsd::Receiver>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("http_addr", &self.http_addr).field("statsd_addr", &self.statsd_addr).finish()
+    }
+}
+
+impl Ingest {
+    /// [`Bound::bind`] then [`Bound::serve`].
+    pub async fn start(cfg: IngestConfig, sink: Arc<dyn SampleSink>) -> Ingest {
+        Bound::bind(cfg).await.serve(sink)
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    pub fn statsd_addr(&self) -> Option<SocketAddr> {
+        self.statsd_addr
+    }
+
+    pub fn counters(&self) -> IngestCounters {
+        self.stats.snapshot()
+    }
+
+    /// Records the datagrams already waiting in the StatsD socket, without waiting for more;
+    /// returns how many. Call it just before an end-of-invoke flush so that lines the function
+    /// sent right before returning go out with that invoke.
+    pub fn drain_statsd(&self) -> usize {
+        self.statsd.as_ref().map_or(0, |r| r.drain_now())
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn fmt_addr(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| String::from("?"), |a| a.to_string())
+}
+
+/// `GET /v1/health`: the sink's object plus `ingest` (these counters), with the drops counted here
+/// added to the sink's `samples_dropped`, so "dropped and why" is in one place.
+pub fn health_body(sink: &dyn SampleSink, counters: &IngestCounters) -> serde_json::Value {
+    let mut health = sink.health();
+    let serde_json::Value::Object(map) = &mut health else {
+        return serde_json::json!({ "extension": health, "ingest": counters });
+    };
+    let dropped = map.entry("samples_dropped").or_insert_with(|| serde_json::json!({}));
+    if let serde_json::Value::Object(dropped) = dropped {
+        for (reason, n) in &counters.dropped {
+            let total = dropped.get(*reason).and_then(serde_json::Value::as_u64).unwrap_or(0) + n;
+            dropped.insert((*reason).to_owned(), total.into());
+        }
+    }
+    map.insert(String::from("ingest"), serde_json::to_value(counters).unwrap_or_default());
+    health
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod testing {
+    //! A sink that keeps what it gets, refusing entries named `refuse-me`.
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub struct VecSink {
+        pub entries: Mutex<Vec<(MetricEntry, i64)>>,
+    }
+
+    impl VecSink {
+        pub fn take(&self) -> Vec<MetricEntry> {
+            self.entries.lock().unwrap().drain(..).map(|(e, _)| e).collect()
+        }
+    }
+
+    impl SampleSink for VecSink {
+        fn record(&self, entries: Vec<MetricEntry>, now_ms: i64) -> Vec<Refusal> {
+            let mut refused = Vec::new();
+            let mut g = self.entries.lock().unwrap();
+            for (index, e) in entries.into_iter().enumerate() {
+                if e.name == "refuse-me" {
+                    refused.push(Refusal { index, reason: "series_cap", message: String::from("series cap reached") });
+                } else {
+                    g.push((e, now_ms));
+                }
+            }
+            refused
+        }
+
+        fn health(&self) -> serde_json::Value {
+            serde_json::json!({
+                "state": "ready",
+                "samples_held": self.entries.lock().unwrap().len(),
+                "samples_dropped": {"series_cap": 1},
+            })
+        }
+    }
+
+    #[test]
+    fn health_merges_the_drops_of_both() {
+        let sink = VecSink::default();
+        let mut c = IngestCounters::default();
+        c.dropped.insert("series_cap", 2);
+        c.dropped.insert("statsd_bad_value", 3);
+        let h = health_body(&sink, &c);
+        assert_eq!(h["samples_dropped"]["series_cap"], 3);
+        assert_eq!(h["samples_dropped"]["statsd_bad_value"], 3);
+        assert_eq!(h["state"], "ready");
+        assert_eq!(h["ingest"]["dropped"]["statsd_bad_value"], 3);
+    }
+}

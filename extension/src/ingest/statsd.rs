@@ -1,0 +1,240 @@
+//! The StatsD/DogStatsD listener (contract §5) on UDP 127.0.0.1:`PERFMON_STATSD_PORT`.
+//!
+//! One task receives into a reused 64 KiB buffer (larger than any UDP datagram), parses with
+//! [`perfmon_protocol::statsd`] (borrowing, no allocation per line) and records each datagram's
+//! valid lines in one call to the sink. Malformed lines, unsupported types and timestamps outside
+//! CloudWatch's window are counted as dropped by reason; they never stop the other lines.
+//!
+//! Sample rates (`|@r`): a counter's value is scaled by 1/r; a distribution's value is recorded
+//! round(1/r) times (at most [`MAX_REPLICAS`]), because the aggregator takes plain values, not
+//! weighted ones: so count, sum and percentiles estimate the unsampled stream (exactly when 1/r is
+//! an integer). A gauge ignores the rate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use perfmon_protocol::cloudwatch::Dimension;
+use perfmon_protocol::custom::{self, Kind, MetricEntry, Resolution, Validator};
+use perfmon_protocol::statsd::{parse_datagram_with, Line};
+use tokio::net::UdpSocket;
+
+use super::{SampleSink, Stats};
+
+/// Receive buffer: the largest UDP payload fits.
+pub const BUFFER_BYTES: usize = 65_536;
+/// Most copies of one distribution value a sample rate can ask for (rate 0.001).
+pub const MAX_REPLICAS: usize = 1_000;
+
+/// The socket and what a datagram needs.
+pub struct Receiver {
+    pub socket: UdpSocket,
+    pub sink: Arc<dyn SampleSink>,
+    pub validator: Validator,
+    pub clock: fn() -> i64,
+    pub stats: Arc<Stats>,
+}
+
+/// Receive loop. Errors (e.g. ICMP-induced ones) are logged and the loop goes on after a pause.
+pub async fn serve(receiver: Arc<Receiver>) {
+    let mut buf = vec![0u8; BUFFER_BYTES];
+    loop {
+        match receiver.socket.recv_from(&mut buf).await {
+            Ok((n, _)) => receiver.datagram(buf.get(..n).unwrap_or_default()),
+            Err(error) => {
+                tracing::warn!(%error, "StatsD listener: receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+impl Receiver {
+    /// Records the datagrams already queued on the socket without waiting; returns how many.
+    pub fn drain_now(&self) -> usize {
+        let mut buf = vec![0u8; BUFFER_BYTES];
+        let mut n = 0;
+        while let Ok((len, _)) = self.socket.try_recv_from(&mut buf) {
+            self.datagram(buf.get(..len).unwrap_or_default());
+            n += 1;
+        }
+        n
+    }
+
+    /// Handles one datagram.
+    pub fn datagram(&self, bytes: &[u8]) {
+        let now_ms = (self.clock)();
+        let mut entries = Vec::new();
+        let mut skipped_tags = 0;
+        for line in parse_datagram_with(bytes, &self.validator) {
+            match line {
+                Ok(line) => {
+                    skipped_tags += line.skipped_tags as u64;
+                    if let Some(ts) = line.timestamp_ms {
+                        if let Err(e) = custom::check_timestamp(ts, now_ms) {
+                            self.stats.drop_n("statsd_timestamp_out_of_window", 1, &e);
+                            continue;
+                        }
+                    }
+                    entries.push(entry(&line));
+                }
+                Err(e) => self.stats.drop_n(e.reason(), 1, &e),
+            }
+        }
+        let kept = entries.len();
+        let refused = if entries.is_empty() { Vec::new() } else { self.sink.record(entries, now_ms) };
+        for r in &refused {
+            tracing::debug!(reason = r.reason, message = %r.message, "StatsD line not kept by the aggregator");
+        }
+        let mut g = self.stats.lock();
+        g.statsd_datagrams += 1;
+        g.statsd_lines_accepted += (kept - refused.len()) as u64;
+        g.statsd_tags_skipped += skipped_tags;
+    }
+}
+
+/// The metric entry of a line, the sample rate applied (see the module doc).
+pub fn entry(line: &Line<'_>) -> MetricEntry {
+    let values: Vec<f64> = match line.kind {
+        Kind::Distribution if line.sample_rate < 1.0 => {
+            let copies = (line.weight().round() as usize).clamp(1, MAX_REPLICAS);
+            line.values().flat_map(|v| std::iter::repeat_n(v, copies)).collect()
+        }
+        _ => line.samples().map(|(v, _)| v).collect(),
+    };
+    let mut dimensions: Vec<Dimension> = line.dimensions().map(|(n, v)| Dimension::new(n, v)).collect();
+    dimensions.sort();
+    MetricEntry {
+        name: line.name.to_owned(),
+        values,
+        unit: line.unit,
+        kind: line.kind,
+        dimensions,
+        timestamp_ms: line.timestamp_ms,
+        resolution: Resolution::Standard,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::testing::VecSink;
+    use super::super::{Ingest, IngestConfig};
+    use super::*;
+    use perfmon_protocol::statsd::parse_datagram;
+
+    fn now() -> i64 {
+        1_767_225_600_000
+    }
+
+    fn one(line: &str) -> MetricEntry {
+        entry(&parse_datagram(line.as_bytes()).next().unwrap().unwrap())
+    }
+
+    #[test]
+    fn sample_rates_scale_counters_and_replicate_distributions() {
+        let c = one("hits:3|c|@0.1");
+        assert_eq!((c.kind, c.values.len()), (Kind::Counter, 1));
+        assert!((c.values[0] - 30.0).abs() < 1e-9);
+        let d = one("lat:4:8|ms|@0.25|#route:/a,env:prod");
+        assert_eq!((d.kind, d.unit), (Kind::Distribution, "Milliseconds"));
+        assert_eq!(d.values, [4.0, 4.0, 4.0, 4.0, 8.0, 8.0, 8.0, 8.0]);
+        assert_eq!(d.dimensions, [Dimension::new("env", "prod"), Dimension::new("route", "/a")]);
+        assert_eq!(one("g:7|g|@0.5").values, [7.0]);
+        assert_eq!(one("tiny:1|d|@0.00001").values.len(), MAX_REPLICAS);
+        assert_eq!(one("t:1|h|@0.3").values.len(), 3);
+    }
+
+    async fn send(addr: std::net::SocketAddr, datagrams: &[&[u8]]) {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for d in datagrams {
+            client.send_to(d, addr).await.unwrap();
+        }
+    }
+
+    /// Waits until `cond` holds (the receive loop runs on another task).
+    async fn eventually(mut cond: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not met within 2 s");
+    }
+
+    #[tokio::test]
+    async fn datagrams_are_recorded_and_bad_lines_counted() {
+        let sink = Arc::new(VecSink::default());
+        let mut cfg = IngestConfig::new(0, Some(0), ["FunctionName"]);
+        cfg.clock = now;
+        let ingest = Ingest::start(cfg, sink.clone()).await;
+        let addr = ingest.statsd_addr().unwrap();
+        send(
+            addr,
+            &[
+                b"a:1|c\nb:2|g|#env:prod,bare\r\nbad line\nc:1|s\n",
+                b"\xff\xfe garbage",
+                b"refuse-me:1|c\nold:1|c|T1000\nd:5|ms\n",
+            ],
+        )
+        .await;
+        eventually(|| ingest.counters().statsd_datagrams == 3).await;
+        let got = sink.take();
+        let names: Vec<&str> = got.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "d"]);
+        assert_eq!(got[1].dimensions, [Dimension::new("env", "prod")]);
+        let c = ingest.counters();
+        assert_eq!(c.statsd_lines_accepted, 3);
+        assert_eq!(c.statsd_tags_skipped, 1);
+        assert_eq!(c.dropped.get("statsd_missing_value"), Some(&1));
+        assert_eq!(c.dropped.get("statsd_set_unsupported"), Some(&1));
+        assert_eq!(c.dropped.get("statsd_invalid_utf8"), Some(&1));
+        assert_eq!(c.dropped.get("statsd_timestamp_out_of_window"), Some(&1));
+        assert_eq!(c.dropped.get("series_cap"), None, "the sink counts its own refusals");
+        assert_eq!(c.http_listener.split(' ').next(), Some("listening"));
+    }
+
+    #[tokio::test]
+    async fn drain_now_takes_what_is_queued() {
+        let sink = Arc::new(VecSink::default());
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        // No receive loop: only drain_now reads the socket.
+        let r = Receiver { socket, sink: sink.clone(), validator: Validator::default(), clock: now, stats };
+        send(addr, &[b"x:1|c", b"y:2|c"]).await;
+        let mut drained = 0;
+        for _ in 0..100 {
+            drained += r.drain_now();
+            if drained == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(drained, 2);
+        assert_eq!(sink.take().len(), 2);
+        assert_eq!(r.drain_now(), 0, "nothing left, and no waiting");
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_cannot_bind_leaves_the_other_working() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_tcp = tcp.local_addr().unwrap().port();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let busy_udp = udp.local_addr().unwrap().port();
+
+        let sink = Arc::new(VecSink::default());
+        let ingest = Ingest::start(IngestConfig::new(busy_tcp, Some(0), ["FunctionName"]), sink.clone()).await;
+        assert!(ingest.http_addr().is_none());
+        assert!(ingest.counters().http_listener.starts_with("bind failed on 127.0.0.1:"));
+        send(ingest.statsd_addr().unwrap(), &[b"still:1|c"]).await;
+        eventually(|| ingest.counters().statsd_lines_accepted == 1).await;
+
+        let ingest2 = Ingest::start(IngestConfig::new(0, Some(busy_udp), ["FunctionName"]), sink).await;
+        assert!(ingest2.statsd_addr().is_none());
+        assert!(ingest2.http_addr().is_some());
+        assert!(ingest2.counters().statsd_listener.starts_with("bind failed"));
+        assert_eq!(ingest2.drain_statsd(), 0);
+        drop((tcp, udp));
+    }
+}
