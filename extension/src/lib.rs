@@ -32,6 +32,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod flush;
+pub mod ingest;
 pub mod lambda_api;
 pub mod lifecycle;
 pub mod logging;

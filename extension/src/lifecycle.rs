@@ -71,6 +71,9 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         );
         return 1;
     };
+    // Custom-metric listeners: bound before registering (Lambda starts the runtime once every
+    // extension has registered), served once the shared state exists. Bind failures are logged.
+    let ingest = crate::ingest::Bound::bind(crate::ingest::IngestConfig::from_config(&cfg)).await;
     let name = extension_name();
     let mut api = ExtensionsApi::new(&addr);
     let mut attempt = 0;
@@ -107,7 +110,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
             false
         }
     };
-    // The custom-metric listeners (HTTP, StatsD) start here, from `crate::ingest`, when present.
+    let _ingest = ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>);
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
     let ctx =
