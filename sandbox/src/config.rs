@@ -64,6 +64,7 @@ pub struct SandboxConfig {
     pub(crate) runtime_shutdown: Duration,
     pub(crate) bill_init: bool,
     pub(crate) tracing: bool,
+    pub(crate) delivery_give_up: Duration,
 }
 
 impl SandboxConfig {
@@ -86,6 +87,7 @@ impl SandboxConfig {
             runtime_shutdown: RUNTIME_SHUTDOWN_SHARE,
             bill_init: true,
             tracing: true,
+            delivery_give_up: Duration::from_secs(5),
         }
     }
     pub fn memory_mb(mut self, mb: u64) -> Self {
@@ -144,6 +146,12 @@ impl SandboxConfig {
     /// Whether invokes carry an X-Ray trace header (`Sampled=0`, as Lambda always sets one).
     pub fn tracing(mut self, on: bool) -> Self {
         self.tracing = on;
+        self
+    }
+    /// How long (unfrozen time) a telemetry batch is retried while its listener refuses connections
+    /// before it is dropped and a `platform.logsDropped` is queued (default 5 s).
+    pub fn delivery_give_up(mut self, after: Duration) -> Self {
+        self.delivery_give_up = after;
         self
     }
     pub fn function_name(&self) -> &str {

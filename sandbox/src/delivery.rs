@@ -16,9 +16,8 @@ use perfmon_protocol::telemetry::{Event, LogsDropped, Record, LISTENER_HOST};
 use crate::batching::{decide, Decision};
 use crate::state::{epoch_ms, Inner};
 
-/// Give up on a batch after this much (unfrozen) time of connection failures.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
-/// ... or after this many non-2xx answers.
+/// Give up on a batch after this many non-2xx answers (or `SandboxConfig::delivery_give_up` of
+/// unfrozen time of connection failures).
 const MAX_HTTP_FAILURES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
@@ -111,7 +110,7 @@ async fn send_batch(inner: &Inner, idx: usize, n: usize, conn: &mut Option<Conn>
                 e
             }
         };
-        if http_failures >= MAX_HTTP_FAILURES || failing_for >= GIVE_UP_AFTER {
+        if http_failures >= MAX_HTTP_FAILURES || failing_for >= inner.cfg.delivery_give_up {
             drop_batch(inner, idx, n, &last_error);
             return;
         }
@@ -125,15 +124,23 @@ fn drop_batch(inner: &Inner, idx: usize, n: usize, reason: &str) {
     let mut st = inner.lock();
     let Some(sub) = st.subs.get_mut(idx) else { return };
     let (mut records, mut bytes) = (0u64, 0u64);
+    let mut only_drop_notices = true;
     for _ in 0..n {
         if let Some(q) = sub.queue.pop_front() {
             records += 1;
             bytes += q.json.len() as u64;
+            only_drop_notices &= matches!(q.event.record, Record::LogsDropped(_));
         }
     }
     sub.dropped_records += records;
     sub.dropped_bytes += bytes;
     tracing::warn!(subscriber = %sub.ext_name, records, reason, "telemetry batch dropped");
+    if only_drop_notices {
+        // Do not chain notices about lost notices.
+        drop(st);
+        inner.touch();
+        return;
+    }
     let ev = Event::new(
         epoch_ms(),
         Record::LogsDropped(LogsDropped {

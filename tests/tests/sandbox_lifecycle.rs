@@ -399,3 +399,84 @@ async fn noop_extension_figures() {
         })
     );
 }
+
+/// A stdlib-only Python extension subscribing to `platform` telemetry on `$<port_var>`; its listener
+/// starts only after `listen_after` seconds (never when negative). Prints each batch's types.
+const LISTENER_EXT: &str = r#"#!/usr/bin/env python3
+import http.client, http.server, json, os, sys, threading, time
+PORT = int(os.environ[sys.argv[0].rsplit("/", 1)[1].upper().replace("-", "_") + "_PORT"])
+LISTEN_AFTER = float(os.environ.get("LISTEN_AFTER", "0")) if "late" in sys.argv[0] else -1
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(host, int(port))
+    c.request(method, path, body=None if body is None else json.dumps(body), headers=headers or {})
+    r = c.getresponse()
+    return r, r.read()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        print(json.dumps([e["type"] for e in batch]), flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+def serve():
+    time.sleep(LISTEN_AFTER)
+    http.server.ThreadingHTTPServer(("127.0.0.1", PORT), H).serve_forever()
+if LISTEN_AFTER >= 0:
+    threading.Thread(target=serve, daemon=True).start()
+r, _ = call("POST", "/2020-01-01/extension/register", {"events": ["INVOKE", "SHUTDOWN"]},
+            {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+me = {"Lambda-Extension-Identifier": r.getheader("Lambda-Extension-Identifier")}
+r, body = call("PUT", "/2022-07-01/telemetry", {"schemaVersion": "2022-12-13", "types": ["platform"],
+    "buffering": {"timeoutMs": 25}, "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:%d/t" % PORT}}, me)
+print("subscribe", r.status, flush=True)
+while True:
+    _, data = call("GET", "/2020-01-01/extension/event/next", headers=me)
+    if json.loads(data)["eventType"] == "SHUTDOWN":
+        time.sleep(0.2)
+        sys.exit(0)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_retries_until_the_listener_is_up_and_reports_drops() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = extensions_dir(&[]);
+    for name in ["late-listener", "dead-listener"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, LISTENER_EXT).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cfg = config("delivery-fn", &rust_function())
+        .extensions_dir(dir.path())
+        .env("LATE_LISTENER_PORT", common::free_port().to_string())
+        .env("DEAD_LISTENER_PORT", common::free_port().to_string())
+        .env("LISTEN_AFTER", "0.15")
+        .delivery_give_up(Duration::from_millis(700));
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    for payload in [json!({"sleep_ms": 800}), json!({"sleep_ms": 800})] {
+        assert_eq!(sb.invoke(payload).await.unwrap().status, Status::Success, "{:?}", sb.logs());
+    }
+    sb.shutdown().await.unwrap();
+    // The late listener was refused at first; the retries got everything through, init events included.
+    let late = types(&sb.telemetry_delivered("late-listener"));
+    assert_eq!(late.first(), Some(&"platform.initStart"), "{late:?}");
+    assert_eq!(late.iter().filter(|t| **t == "platform.report").count(), 2, "{late:?}");
+    let batches = sb.telemetry_batches("late-listener");
+    let init_start_ms = batches[0].events[0].time_ms().unwrap();
+    assert!(batches[0].delivered_at_ms - init_start_ms >= 100, "the first batch waited for the listener");
+    let printed: Vec<String> =
+        sb.logs().iter().filter(|l| l.source == "extension:late-listener").map(|l| l.line.clone()).collect();
+    assert!(printed.iter().any(|l| l.contains("platform.initStart")), "{printed:?}");
+    // The dead listener's batches were dropped, with a platform.logsDropped (never chained).
+    assert!(sb.telemetry_delivered("dead-listener").is_empty());
+    let dropped: Vec<_> = sb
+        .events()
+        .into_iter()
+        .filter_map(|e| if let Record::LogsDropped(d) = e.record { Some(d) } else { None })
+        .collect();
+    assert!(!dropped.is_empty());
+    assert!(dropped.iter().all(|d| d.dropped_records > 0 && d.reason.contains("could not send events")), "{dropped:?}");
+}
