@@ -48,18 +48,27 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	@test -f $(NODE_DIR)/node_modules/aws-lambda-ric/rapid-client.node || { echo "aws-lambda-ric: native client not built" >&2; exit 1; }
 	@touch $@
 
+# The custom-metric tests' Node.js function with a real StatsD client (hot-shots, pure JS: no native build).
+HOTSHOTS_DIR := fixtures/node-hotshots
+HOTSHOTS_STAMP := $(HOTSHOTS_DIR)/node_modules/.installed
+node: $(HOTSHOTS_STAMP)
+
+$(HOTSHOTS_STAMP): $(HOTSHOTS_DIR)/package.json $(HOTSHOTS_DIR)/package-lock.json
+	cd $(HOTSHOTS_DIR) && npm ci --omit=optional --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: build
 build: ## build every binary of the workspace and the lambda-extension crate's README examples
 	$(CARGO) build --workspace --bins
 	scripts/build-crate-examples.sh
 
 .PHONY: test
-test: venv $(if $(HAVE_NODE),node) build ## run all tests (prepares venv, Node fixture and binaries first)
-	$(CARGO) test --workspace
+test: venv $(if $(HAVE_NODE),node) build layer-check ## run all tests (prepares venv, Node fixture and binaries first)
+	$(CARGO) test --workspace --no-fail-fast
 
 .PHONY: nextest
 nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (one process per test), then the doctests
-	$(CARGO) nextest run --workspace
+	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
 .PHONY: demo
@@ -74,3 +83,33 @@ check: ## cargo fmt --check and clippy (all targets, warnings denied)
 .PHONY: fmt
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+# ---- the Lambda layer (layer engineer): layer-build/, tests/tests/layer_*.rs, README "Attach it" ----
+# Static musl binaries for x86_64 and arm64, cross-built with cargo-zigbuild (zig and cargo-zigbuild from
+# PyPI, pinned in layer-build/requirements.txt, installed into the layer-build/.tools venv).
+LAYER_DIR := $(or $(CARGO_TARGET_DIR),target)/layer
+LAYER_TOOLS := layer-build/.tools
+LAYER_TOOLS_STAMP := $(LAYER_TOOLS)/.installed
+LAYER_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+$(LAYER_TOOLS_STAMP): layer-build/requirements.txt
+	@missing=""; for t in zip:zip unzip:unzip file:file qemu-aarch64-static:qemu-user-static; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	  if [ -n "$$missing" ]; then $(call apt_install,$$missing); fi
+	@installed=$$(rustup target list --installed); for t in $(LAYER_TARGETS); do \
+	  grep -qx "$$t" <<<"$$installed" || rustup target add "$$t"; done
+	@if [ ! -x $(LAYER_TOOLS)/bin/python ]; then \
+	  $(PYTHON) -m venv $(LAYER_TOOLS) 2>/dev/null || { \
+	    rm -rf $(LAYER_TOOLS); $(call apt_install,python3-venv); $(PYTHON) -m venv $(LAYER_TOOLS); }; \
+	fi
+	$(LAYER_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r layer-build/requirements.txt
+	@touch $@
+
+.PHONY: layer
+layer: $(LAYER_TOOLS_STAMP) ## build the layer zips (static musl, x86_64 and arm64) into target/layer/
+	PATH="$(abspath $(LAYER_TOOLS))/bin:$$PATH" LAYER_DIR=$(LAYER_DIR) layer-build/build.sh
+
+.PHONY: layer-check
+layer-check: layer venv ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
+	LAYER_DIR=$(LAYER_DIR) layer-build/check.sh
+	$(CARGO) test -p perfmon-tests --test layer_e2e --test layer_template
