@@ -30,6 +30,17 @@ use cloudwatch::CloudWatchSink;
 pub const FINAL_EMF_MARGIN: Duration = Duration::from_millis(150);
 /// Longest a flush before SHUTDOWN may spend on CloudWatch.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
+/// After a failed PutMetricData, flushes before SHUTDOWN skip CloudWatch for this long, doubling
+/// with every further failure up to [`PAUSE_MAX`]: an outage must not add retries to every invoke.
+pub const PAUSE_MIN: Duration = Duration::from_secs(1);
+pub const PAUSE_MAX: Duration = Duration::from_secs(60);
+
+/// Consecutive CloudWatch failures and the pause they impose.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    paused_until: Option<Instant>,
+}
 
 /// What started a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +73,7 @@ pub struct Flusher {
     serial: tokio::sync::Mutex<()>,
     /// A deadline every running flush must respect (set at SHUTDOWN).
     cutoff: tokio::sync::watch::Sender<Option<Instant>>,
+    breaker: std::sync::Mutex<Breaker>,
 }
 
 /// Clears the in-flight mark when a flush ends, even by a panic.
@@ -83,6 +95,7 @@ impl Flusher {
             cloudwatch,
             serial: tokio::sync::Mutex::new(()),
             cutoff: tokio::sync::watch::channel(None).0,
+            breaker: std::sync::Mutex::new(Breaker::default()),
         }
     }
 
@@ -107,6 +120,50 @@ impl Flusher {
     /// Marks a flush as running (for the flush decision) before it is spawned.
     pub fn mark_in_flight(&self) {
         self.shared.lock().flush.in_flight = true;
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs a PutMetricData outcome sparingly (first failure, then every power of two) and
+    /// pauses CloudWatch after transport/throttling failures.
+    fn note_outcome(&self, trigger: Trigger, out: &cloudwatch::PutOutcome) {
+        if !out.rejected.is_empty() {
+            tracing::error!(
+                datums = out.rejected.len(),
+                error = out.last_error.as_deref().unwrap_or_default(),
+                "CloudWatch refused datums as invalid; writing them as EMF"
+            );
+        }
+        if !out.unknown.is_empty() && trigger == Trigger::Final {
+            tracing::warn!(
+                datums = out.unknown.len(),
+                "PutMetricData still running at the SHUTDOWN deadline; its datums go out as EMF too (they may appear twice)"
+            );
+        }
+        let mut b = self.breaker();
+        if out.failed.is_empty() && out.unknown.is_empty() {
+            if b.failures > 0 {
+                tracing::info!(failures = b.failures, "PutMetricData works again");
+            }
+            *b = Breaker::default();
+            return;
+        }
+        b.failures += 1;
+        let pause = PAUSE_MIN.saturating_mul(1 << (b.failures - 1).min(6)).min(PAUSE_MAX);
+        b.paused_until = Some(Instant::now() + pause);
+        if b.failures.is_power_of_two() || trigger == Trigger::Final {
+            tracing::warn!(
+                trigger = trigger.as_str(),
+                consecutive_failures = b.failures,
+                not_sent = out.failed.len() + out.unknown.len(),
+                error = out.last_error.as_deref().unwrap_or_default(),
+                "PutMetricData failed; datums kept"
+            );
+        } else {
+            tracing::debug!(consecutive_failures = b.failures, "PutMetricData failed again");
+        }
     }
 
     /// Flushes everything held; CloudWatch requests are not started after `deadline`.
@@ -142,7 +199,14 @@ impl Flusher {
         if let Some(cw) = &self.cloudwatch {
             let mut to_send = retry;
             to_send.extend(fresh);
-            if !to_send.is_empty() {
+            let paused =
+                trigger != Trigger::Final && self.breaker().paused_until.is_some_and(|until| Instant::now() < until);
+            if paused && !to_send.is_empty() {
+                tracing::debug!(datums = to_send.len(), "CloudWatch paused after failures; keeping datums");
+                report.cloudwatch_failed = to_send.len();
+                report.error = Some("CloudWatch paused after failures".to_owned());
+                fallback.extend(self.shared.keep_for_retry(to_send));
+            } else if !to_send.is_empty() {
                 let out = cw.put(to_send, deadline, &mut cutoff).await;
                 sent = out.sent;
                 requests = out.requests;
@@ -151,27 +215,8 @@ impl Flusher {
                 unknown_n = out.unknown.len();
                 report.cloudwatch_sent = out.sent;
                 report.cloudwatch_failed = out.failed.len() + out.rejected.len() + out.unknown.len();
-                if let Some(e) = &out.last_error {
-                    tracing::warn!(
-                        trigger = trigger.as_str(),
-                        failed = report.cloudwatch_failed,
-                        error = %e,
-                        "PutMetricData failed"
-                    );
-                    report.error = Some(e.clone());
-                }
-                if !out.rejected.is_empty() {
-                    tracing::error!(
-                        datums = out.rejected.len(),
-                        "CloudWatch refused datums as invalid; writing them as EMF"
-                    );
-                }
-                if !out.unknown.is_empty() {
-                    tracing::warn!(
-                        datums = out.unknown.len(),
-                        "PutMetricData still running at the deadline; writing its datums as EMF too (they may appear twice)"
-                    );
-                }
+                report.error = out.last_error.clone();
+                self.note_outcome(trigger, &out);
                 let mut not_sent = out.failed;
                 not_sent.extend(out.unknown);
                 if trigger == Trigger::Final {
