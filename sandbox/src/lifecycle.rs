@@ -206,6 +206,8 @@ fn launch_extensions(inner: &Arc<Inner>, xenv: &[(String, String)]) -> Gate {
         }
     };
     for (name, path) in list {
+        // Known before it runs: a fast extension may register before `spawn` returns.
+        inner.lock().exts.push(Ext { name: name.clone(), external: true, ..Ext::default() });
         let spawned = process::spawn(
             inner,
             Spawn { role: Role::Extension(name.clone()), program: &path, args: &[], cwd: None, env: xenv },
@@ -214,7 +216,10 @@ fn launch_extensions(inner: &Arc<Inner>, xenv: &[(String, String)]) -> Gate {
             Ok(idx) => {
                 let mut st = inner.lock();
                 let exec_at = st.procs.get(idx).map(|p| p.spawned_at);
-                st.exts.push(Ext { name, external: true, proc_idx: Some(idx), exec_at, ..Ext::default() });
+                if let Some(e) = st.exts.iter_mut().find(|e| e.name == name) {
+                    e.proc_idx = Some(idx);
+                    e.exec_at = exec_at;
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, extension = %name, "cannot start extension");
