@@ -129,11 +129,20 @@ pub fn node_function() -> RuntimeSpec {
     let ric = dir.join("node_modules/aws-lambda-ric/index.mjs");
     assert!(ric.is_file(), "{} not found: run `make node` (needs node, npm and cmake)", ric.display());
     RuntimeSpec {
-        program: PathBuf::from("node"),
+        program: find_in_path("node").unwrap_or_else(|| panic!("`node` is not on PATH (the Node.js fixture needs it)")),
         args: vec![ric.display().to_string()],
         cwd: Some(dir.clone()),
-        env: vec![("_HANDLER".into(), "handler.handler".into()), ("LAMBDA_TASK_ROOT".into(), dir.display().to_string())],
+        env: vec![
+            ("_HANDLER".into(), "handler.handler".into()),
+            ("LAMBDA_TASK_ROOT".into(), dir.display().to_string()),
+        ],
     }
+}
+
+/// The first executable file named `name` in the directories of `$PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 /// Whether the Node.js fixture is installed (`make node`; `make test` does it when `node` is on PATH).
