@@ -45,6 +45,9 @@ pub struct Context {
     pub flusher: Arc<Flusher>,
     /// Telemetry arrives (listener bound and subscription accepted): `AtEnd` may wait for it.
     pub telemetry: bool,
+    /// The custom-metric listeners: StatsD datagrams still queued are drained before the
+    /// end-of-invoke and final flushes (`None` in tests without listeners).
+    pub ingest: Option<Arc<crate::ingest::Ingest>>,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -110,11 +113,17 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
             false
         }
     };
-    let _ingest = ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>);
+    let ingest = Arc::new(ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>));
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
-    let ctx =
-        Context { policy: cfg.flush, interval_ms: cfg.flush_interval.as_millis() as i64, shared, flusher, telemetry };
+    let ctx = Context {
+        policy: cfg.flush,
+        interval_ms: cfg.flush_interval.as_millis() as i64,
+        shared,
+        flusher,
+        telemetry,
+        ingest: Some(ingest),
+    };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, "registered");
 
     loop {
@@ -179,6 +188,10 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     tracing::debug!(request_id = %inv.request_id, "no platform.runtimeDone before the invoke deadline");
                 }
             }
+            // StatsD lines the function sent just before returning go out with this invoke.
+            if let Some(ingest) = &ctx.ingest {
+                ingest.drain_statsd();
+            }
             let budget = (Instant::now() + FLUSH_BUDGET).min(invoke_deadline.max(Instant::now() + FINAL_EMF_MARGIN));
             ctx.flusher.flush(Trigger::End, budget).await;
         }
@@ -206,7 +219,10 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
     if !ctx.flusher.idle(flush_deadline).await {
         tracing::warn!("a flush was still running at the SHUTDOWN deadline");
     }
-    // 3. Final flush.
+    // 3. Final flush, with the StatsD datagrams still queued.
+    if let Some(ingest) = &ctx.ingest {
+        ingest.drain_statsd();
+    }
     let report = ctx.flusher.flush(Trigger::Final, flush_deadline).await;
     let health = ctx.shared.health();
     tracing::info!(
