@@ -7,8 +7,9 @@ PYTHON ?= python3
 CARGO ?= cargo
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
-NODE_DIR := fixtures/node
-NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+# Every Node.js fixture (a fixtures/* directory with a package-lock.json), installed with npm ci.
+NODE_FIXTURES := $(patsubst %/package-lock.json,%,$(wildcard fixtures/*/package-lock.json))
+NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_FIXTURES))
 # Root runs apt-get directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The Node.js fixture is prepared by `make test` only where node is installed.
@@ -39,22 +40,14 @@ $(VENV_STAMP): requirements-test.txt
 	@touch $@
 
 .PHONY: node
-node: $(NODE_STAMP) ## install the Node.js fixture's runtime client (npm aws-lambda-ric, built natively: needs cmake)
+node: $(NODE_STAMPS) ## install the Node.js fixtures (npm ci; aws-lambda-ric is built natively and needs cmake)
 
-$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	@$(call ensure_tool,cmake,cmake)
-	@$(call ensure_tool,g++,g++)
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
-	@test -f $(NODE_DIR)/node_modules/aws-lambda-ric/rapid-client.node || { echo "aws-lambda-ric: native client not built" >&2; exit 1; }
-	@touch $@
-
-# The custom-metric tests' Node.js function with a real StatsD client (hot-shots, pure JS: no native build).
-HOTSHOTS_DIR := fixtures/node-hotshots
-HOTSHOTS_STAMP := $(HOTSHOTS_DIR)/node_modules/.installed
-node: $(HOTSHOTS_STAMP)
-
-$(HOTSHOTS_STAMP): $(HOTSHOTS_DIR)/package.json $(HOTSHOTS_DIR)/package-lock.json
-	cd $(HOTSHOTS_DIR) && npm ci --omit=optional --no-audit --no-fund --loglevel=error
+fixtures/%/node_modules/.installed: fixtures/%/package.json fixtures/%/package-lock.json
+	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
+	  $(call ensure_tool,cmake,cmake); $(call ensure_tool,g++,g++); fi
+	cd fixtures/$* && npm ci --no-audit --no-fund --loglevel=error
+	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
+	  test -f fixtures/$*/node_modules/aws-lambda-ric/rapid-client.node || { echo "aws-lambda-ric: native client not built" >&2; exit 1; }; fi
 	@touch $@
 
 .PHONY: build
