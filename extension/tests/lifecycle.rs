@@ -365,6 +365,20 @@ async fn bad_settings_warn_and_default() {
 }
 
 #[tokio::test]
+async fn a_busy_telemetry_port_is_logged_and_another_is_used() {
+    let fake = Fake::start().await;
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let child = spawn_perfmon(&fake, &[("PERFMON_SINK", "emf"), ("PERFMON_TELEMETRY_PORT", &port)]);
+    let run = play(&fake, child, &[(3.0, "success"), (4.0, "success")], 1000).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert_ne!(fake.telemetry_port().to_string(), port);
+    assert!(run.stderr.contains("cannot bind the telemetry listener; using a free port instead"), "{}", run.stderr);
+    assert_eq!(emf_values(&run.stdout)["Duration"].len(), 2);
+    drop(busy);
+}
+
+#[tokio::test]
 async fn without_runtime_api_exits_with_a_clear_message() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_perfmon")).env_clear().output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -179,12 +179,23 @@ fn check_platform_metrics(
 async fn fifty_invokes_to_the_embedded_cloudwatch() {
     let cw = CloudWatch::start().await.unwrap();
     let name = "perfmon-e2e-embedded";
-    let (cfg, _ext) = setup(name, &rust_function(), &[("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())]);
+    let env = [
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url()),
+        ("PERFMON_DIMENSIONS", "Environment=e2e,Team=perf".to_owned()),
+    ];
+    let (cfg, _ext) = setup(name, &rust_function(), &env);
     let mut sb = Sandbox::start(cfg).await.unwrap();
     invokes(&mut sb, 50).await;
     let down = sb.shutdown().await.unwrap();
     assert_clean_exit(&down, &perfmon_stderr(&sb));
-    check_platform_metrics(name, |m| stats(&cw, name, m), &reports(&sb), 50, true);
+    let dims = vec![
+        Dimension::new("FunctionName", name),
+        Dimension::new("Environment", "e2e"),
+        Dimension::new("Team", "perf"),
+    ];
+    let get = |m: &str| cw.store().statistics(NS, m, &dims).unwrap_or_else(|| panic!("no {m} with {dims:?}"));
+    check_platform_metrics(name, get, &reports(&sb), 50, true);
+    assert!(cw.store().statistics(NS, metric::INVOCATIONS, &fn_dims(name)).is_none(), "every datum has all dimensions");
     assert!(cw.requests().rejected().is_empty(), "{:?}", cw.requests().rejected());
     for d in cw.store().all_datums() {
         assert!(d.datum.values.len() <= 150, "at most 150 distinct values per datum");
