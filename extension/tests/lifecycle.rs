@@ -354,7 +354,7 @@ async fn bad_settings_warn_and_default() {
         &[
             ("PERFMON_SINK", "kinesis"),
             ("PERFMON_FLUSH_INTERVAL_S", "soon"),
-            ("PERFMON_LOG", "warn"),
+            ("PERFMON_LOG", "info[[["),
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
         ],
     );
@@ -362,6 +362,7 @@ async fn bad_settings_warn_and_default() {
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stderr.contains("PERFMON_SINK=\"kinesis\""), "{}", run.stderr);
     assert!(run.stderr.contains("PERFMON_FLUSH_INTERVAL_S=\"soon\""), "{}", run.stderr);
+    assert!(run.stderr.contains("PERFMON_LOG=\"info[[[\""), "{}", run.stderr);
 }
 
 #[tokio::test]
