@@ -7,7 +7,7 @@
 //! The inputs come from the test process itself, between invokes (the sandbox's SIGSTOP freeze is
 //! off, so perfmon's listeners answer while it waits on `/next`); what they leave is flushed at the end
 //! of the next invoke.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::vec_init_then_push)]
 
 mod common;
 mod custom_support;
