@@ -39,7 +39,7 @@ pub async fn start(
     tune: impl FnOnce(SandboxConfig) -> SandboxConfig,
 ) -> Run {
     let (http_port, statsd_port) = (free_port(), free_udp_port());
-    let dir = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
+    let dir = extensions_dir(&[("perfmon", &perfmon_bin())]);
     let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
     if let Some(cwd) = &runtime.cwd {
         cmd = cmd.cwd(cwd);
@@ -63,6 +63,12 @@ pub async fn start(
     }
     let sb = Sandbox::start(tune(cfg)).await.unwrap();
     Run { sb, http_port, statsd_port, function: function.to_owned(), _extensions: dir }
+}
+
+/// The perfmon executable under test: `$PERFMON_BIN` if set (e.g. a release or layer build, to
+/// measure it), else the workspace's debug build.
+pub fn perfmon_bin() -> PathBuf {
+    std::env::var_os("PERFMON_BIN").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| bin_path("perfmon"))
 }
 
 /// A loopback UDP port that was free a moment ago.
