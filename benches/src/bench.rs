@@ -1,0 +1,529 @@
+//! The benchmark plan and its run: perfmon and the floor alternated (A B, then B A) over fresh
+//! sandboxes for the cold-start and per-invoke figures; perfmon alone for ingest and flush cost;
+//! then the figures and the budgets.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::results::{Better, Budget, CheckOn, Figure, Results, RunShape};
+use crate::runner::{self, Case, FlushRun, InvokeRun, Load, LoadRun, Setup, Side};
+
+pub const POLICIES: [&str; 4] = ["end", "background", "adaptive", "shutdown"];
+pub const SINKS: [&str; 3] = ["cloudwatch", "emf", "both"];
+pub const METRICS: [usize; 3] = [0, 10, 100];
+const MIB: f64 = 1024.0;
+
+/// How much to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: &'static str,
+    /// Rounds over the cases; each round runs every case once on each side.
+    pub rounds: usize,
+    pub invokes: usize,
+    pub cases: Vec<Case>,
+    pub load_window: Duration,
+    pub load_repeats: usize,
+    pub flush_repeats: usize,
+}
+
+impl Plan {
+    fn all_cases() -> Vec<Case> {
+        let mut v = Vec::new();
+        for policy in POLICIES {
+            for sink in SINKS {
+                for metrics in METRICS {
+                    v.push(Case { policy, sink, metrics });
+                }
+            }
+        }
+        v
+    }
+
+    /// Every case: about 10 minutes on 2 cores.
+    pub fn full() -> Plan {
+        Plan {
+            mode: "full",
+            rounds: 7,
+            invokes: 30,
+            cases: Self::all_cases(),
+            load_window: Duration::from_millis(1500),
+            load_repeats: 5,
+            flush_repeats: 5,
+        }
+    }
+
+    /// Every case, fewer rounds and shorter loads: the pre-merge check (about 4 minutes).
+    pub fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            rounds: 3,
+            invokes: 20,
+            cases: Self::all_cases(),
+            load_window: Duration::from_millis(1000),
+            load_repeats: 3,
+            flush_repeats: 3,
+        }
+    }
+
+    /// For developing the harness: a handful of sandboxes.
+    pub fn smoke() -> Plan {
+        Plan {
+            mode: "smoke",
+            rounds: 1,
+            invokes: 10,
+            cases: vec![
+                Case { policy: "end", sink: "cloudwatch", metrics: 10 },
+                Case { policy: "background", sink: "emf", metrics: 100 },
+            ],
+            load_window: Duration::from_millis(500),
+            load_repeats: 1,
+            flush_repeats: 1,
+        }
+    }
+}
+
+/// Ingest loads, by figure id prefix.
+fn loads() -> Vec<(&'static str, &'static str, Load)> {
+    vec![
+        (
+            "http_1c_single_seq",
+            "HTTP, 1 keep-alive connection, 1 metric/request, request-response",
+            Load::Http { entries: 1, connections: 1, depth: 1 },
+        ),
+        (
+            "http_1c_single",
+            "HTTP, 1 keep-alive connection, 1 metric/request, 16 pipelined",
+            Load::Http { entries: 1, connections: 1, depth: 16 },
+        ),
+        (
+            "http_8c_single",
+            "HTTP, 8 keep-alive connections, 1 metric/request, request-response",
+            Load::Http { entries: 1, connections: 8, depth: 1 },
+        ),
+        (
+            "http_1c_array100",
+            "HTTP, 1 keep-alive connection, arrays of 100, request-response",
+            Load::Http { entries: 100, connections: 1, depth: 1 },
+        ),
+        (
+            "http_8c_array100",
+            "HTTP, 8 keep-alive connections, arrays of 100, request-response",
+            Load::Http { entries: 100, connections: 8, depth: 1 },
+        ),
+        ("statsd_20", "StatsD, 20 lines/datagram, one sender", Load::Statsd { lines: 20 }),
+    ]
+}
+
+/// Everything measured, before it becomes figures.
+#[derive(Debug, Default)]
+pub struct Raw {
+    pub invoke: BTreeMap<(Case, &'static str), Vec<InvokeRun>>,
+    pub loads: BTreeMap<&'static str, Vec<LoadRun>>,
+    pub flush: Vec<FlushRun>,
+    pub sizes: BTreeMap<&'static str, (u64, Option<u64>)>,
+    pub sandboxes: usize,
+    pub failures: usize,
+}
+
+fn progress(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+/// Runs the plan.
+pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<Raw, runner::RunError> {
+    let mut raw = Raw::default();
+    let started = Instant::now();
+    for round in 0..plan.rounds {
+        for (ci, case) in plan.cases.iter().enumerate() {
+            let order = if (round + ci) % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
+            for side in order {
+                let r = runner::invoke_run(setup, side, case, plan.invokes).await?;
+                raw.failures += r.failures;
+                raw.sandboxes += 1;
+                raw.invoke.entry((case.clone(), side.as_str())).or_default().push(r);
+            }
+        }
+        progress(&format!(
+            "round {}/{} done: {} sandboxes, {:.0} s",
+            round + 1,
+            plan.rounds,
+            raw.sandboxes,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    for rep in 0..plan.load_repeats {
+        for (id, _, load) in loads() {
+            let r = runner::load_run(setup, &load, plan.load_window).await?;
+            raw.sandboxes += 1;
+            raw.loads.entry(id).or_default().push(r);
+        }
+        progress(&format!("ingest {}/{} done, {:.0} s", rep + 1, plan.load_repeats, started.elapsed().as_secs_f64()));
+    }
+    for _ in 0..plan.flush_repeats {
+        raw.flush.push(runner::flush_run(setup).await?);
+        raw.sandboxes += 1;
+    }
+    progress(&format!("flush cost done, {:.0} s", started.elapsed().as_secs_f64()));
+    raw.sizes.insert("perfmon", crate::machine::sizes(&setup.perfmon, "perfmon", work)?);
+    raw.sizes.insert("floor", crate::machine::sizes(&setup.floor, "noop-extension", work)?);
+    Ok(raw)
+}
+
+fn collect(runs: &[InvokeRun], f: impl Fn(&InvokeRun) -> Option<f64>) -> Vec<f64> {
+    runs.iter().filter_map(f).collect()
+}
+
+fn warm(r: &InvokeRun) -> &[f64] {
+    r.overhead_ms.get(1..).unwrap_or_default()
+}
+
+fn per_1000(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64 * 1000.0)
+}
+
+/// Turns the raw measurements into figures and budgets.
+pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
+    let mut figs = Vec::new();
+    let side = |s: &'static str| -> Vec<&InvokeRun> {
+        raw.invoke.iter().filter(|((_, sd), _)| *sd == s).flat_map(|(_, v)| v.iter()).collect()
+    };
+    let (all_p, all_f) = (side("perfmon"), side("floor"));
+    let own = |v: &[&InvokeRun], f: &dyn Fn(&InvokeRun) -> Option<f64>| -> Vec<f64> {
+        v.iter().filter_map(|r| f(r)).collect()
+    };
+
+    figs.push(
+        Figure::new("exec_to_register_ms", "cold start", "exec → registration", "ms", Better::Lower)
+            .with(&own(&all_p, &|r| r.exec_to_register_ms), Some(&own(&all_f, &|r| r.exec_to_register_ms))),
+    );
+    figs.push(
+        Figure::new("exec_to_first_next_ms", "cold start", "exec → first /next", "ms", Better::Lower)
+            .with(&own(&all_p, &|r| r.exec_to_first_next_ms), Some(&own(&all_f, &|r| r.exec_to_first_next_ms))),
+    );
+
+    // Per-invoke overhead, per case: per sandbox p50/p99 of the warm invokes.
+    for case in &plan.cases {
+        let (Some(p), Some(f)) = (raw.invoke.get(&(case.clone(), "perfmon")), raw.invoke.get(&(case.clone(), "floor")))
+        else {
+            continue;
+        };
+        for (q, slack) in [(50.0, 0.1), (99.0, 0.3)] {
+            let pv = collect(p, |r| crate::stats::percentile(warm(r), q));
+            let fv = collect(f, |r| crate::stats::percentile(warm(r), q));
+            let slack = if case.policy == "end" { slack + 2.0 } else { slack };
+            figs.push(
+                Figure::new(
+                    &format!("overhead_p{q:.0}/{}", case.id()),
+                    "per-invoke overhead",
+                    &format!(
+                        "overhead p{q:.0}, {} flush, {} sink, {} metrics/invoke",
+                        case.policy, case.sink, case.metrics
+                    ),
+                    "ms",
+                    Better::Lower,
+                )
+                .with(&pv, Some(&fv))
+                .check(CheckOn::Delta, slack),
+            );
+        }
+        let pb = collect(p, |r| per_1000(&r.billed_ms));
+        let fb = collect(f, |r| per_1000(&r.billed_ms));
+        figs.push(
+            Figure::new(
+                &format!("billed_per_1000/{}", case.id()),
+                "billed duration",
+                &format!(
+                    "billed ms per 1 000 warm invokes, {} / {} / {} metrics",
+                    case.policy, case.sink, case.metrics
+                ),
+                "ms",
+                Better::Lower,
+            )
+            .with(&pb, Some(&fb))
+            .check(CheckOn::Delta, 150.0),
+        );
+        if case.sink != "emf" {
+            let n = plan.invokes as f64;
+            let calls = collect(p, |r| Some(r.put_metric_data as f64 * 1000.0 / n));
+            let bytes = collect(p, |r| Some(r.cloudwatch_bytes as f64 * 1000.0 / n / 1024.0));
+            figs.push(
+                Figure::new(
+                    &format!("put_calls_per_1000/{}", case.id()),
+                    "CloudWatch traffic",
+                    &format!(
+                        "PutMetricData calls per 1 000 invokes, {} / {} / {} metrics",
+                        case.policy, case.sink, case.metrics
+                    ),
+                    "calls",
+                    Better::Lower,
+                )
+                .with(&calls, None)
+                .check(CheckOn::Value, 1000.0 / n),
+            );
+            figs.push(
+                Figure::new(
+                    &format!("put_kib_per_1000/{}", case.id()),
+                    "CloudWatch traffic",
+                    &format!(
+                        "PutMetricData KiB per 1 000 invokes, {} / {} / {} metrics",
+                        case.policy, case.sink, case.metrics
+                    ),
+                    "KiB",
+                    Better::Lower,
+                )
+                .with(&bytes, None)
+                .check(CheckOn::Value, 4.0),
+            );
+        }
+    }
+
+    // Peak RSS: idle (no custom metrics) and under the custom-metric load (100 per invoke).
+    for (id, label, metrics) in [
+        ("peak_rss_idle_mib", "peak RSS, idle (0 metrics/invoke)", 0),
+        ("peak_rss_load_mib", "peak RSS, 100 metrics/invoke", 100),
+    ] {
+        let pick = |s: &'static str| -> Vec<f64> {
+            raw.invoke
+                .iter()
+                .filter(|((c, sd), _)| *sd == s && c.metrics == metrics)
+                .flat_map(|(_, v)| v.iter().filter_map(|r| r.peak_rss_kb.map(|k| k as f64 / MIB)))
+                .collect()
+        };
+        figs.push(Figure::new(id, "memory", label, "MiB", Better::Lower).with(&pick("perfmon"), Some(&pick("floor"))));
+    }
+
+    // Ingest.
+    for (id, label, load) in loads() {
+        let Some(runs) = raw.loads.get(id) else { continue };
+        let (unit_label, unit) = match load {
+            Load::Http { entries: 1, .. } => ("requests/s", "req/s"),
+            Load::Http { .. } => ("metrics/s", "metrics/s"),
+            Load::Statsd { .. } => ("lines/s", "lines/s"),
+        };
+        let rate: Vec<f64> = runs
+            .iter()
+            .map(|r| if matches!(load, Load::Http { entries: 1, .. }) { r.units_per_s } else { r.samples_per_s })
+            .collect();
+        figs.push(
+            Figure::new(&format!("{id}/rate"), "ingest", &format!("{label}: {unit_label}"), unit, Better::Higher)
+                .with(&rate, None),
+        );
+        let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ms_per_1000).collect();
+        figs.push(
+            Figure::new(
+                &format!("{id}/cpu"),
+                "ingest",
+                &format!("{label}: perfmon CPU per 1 000 samples"),
+                "ms",
+                Better::Lower,
+            )
+            .with(&cpu, None)
+            .check(CheckOn::Value, 0.02),
+        );
+        let rss: Vec<f64> = runs.iter().filter_map(|r| r.peak_rss_kb.map(|k| k as f64 / MIB)).collect();
+        figs.push(
+            Figure::new(&format!("{id}/rss"), "ingest", &format!("{label}: perfmon peak RSS"), "MiB", Better::Lower)
+                .with(&rss, None),
+        );
+        if matches!(load, Load::Statsd { .. }) {
+            let lost: Vec<f64> = runs.iter().map(|r| r.lost_fraction * 100.0).collect();
+            figs.push(
+                Figure::new(
+                    &format!("{id}/lost"),
+                    "ingest",
+                    &format!("{label}: lines sent but not counted (UDP drops)"),
+                    "%",
+                    Better::Lower,
+                )
+                .with(&lost, None)
+                .check(CheckOn::None, 0.0),
+            );
+        }
+    }
+
+    // Flush cost.
+    let fl = &raw.flush;
+    let fv = |f: &dyn Fn(&FlushRun) -> f64| -> Vec<f64> { fl.iter().map(f).collect() };
+    let series = format!("{} series × {} values", runner::FLUSH_SERIES, runner::FLUSH_VALUES);
+    figs.push(
+        Figure::new(
+            "flush_ms",
+            "flush",
+            &format!("flush of {series}: time (perfmon's own measure)"),
+            "ms",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.flush_elapsed_ms), None)
+        .check(CheckOn::Value, 3.0),
+    );
+    figs.push(
+        Figure::new(
+            "flush_invoke_overhead_ms",
+            "flush",
+            &format!("flush of {series}: runtime /next → perfmon /next"),
+            "ms",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.invoke_overhead_ms), None)
+        .check(CheckOn::Value, 5.0),
+    );
+    figs.push(
+        Figure::new(
+            "flush_peak_extra_mib",
+            "flush",
+            &format!("flush of {series}: peak RSS above RSS before"),
+            "MiB",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.peak_extra_kb as f64 / MIB), None)
+        .check(CheckOn::Value, 0.5),
+    );
+    figs.push(
+        Figure::new("flush_peak_mib", "flush", &format!("flush of {series}: peak RSS"), "MiB", Better::Lower)
+            .with(&fv(&|r| r.peak_kb as f64 / MIB), None)
+            .check(CheckOn::Value, 0.5),
+    );
+    figs.push(
+        Figure::new(
+            "flush_requests",
+            "flush",
+            &format!("flush of {series}: PutMetricData calls"),
+            "calls",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.requests as f64), None),
+    );
+    figs.push(
+        Figure::new(
+            "flush_kib",
+            "flush",
+            &format!("flush of {series}: bytes on the wire (gzip)"),
+            "KiB",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.bytes as f64 / 1024.0), None),
+    );
+    figs.push(
+        Figure::new(
+            "flush_decoded_kib",
+            "flush",
+            &format!("flush of {series}: awsQuery bytes before gzip"),
+            "KiB",
+            Better::Lower,
+        )
+        .with(&fv(&|r| r.decoded_bytes as f64 / 1024.0), None)
+        .check(CheckOn::None, 0.0),
+    );
+
+    // Sizes.
+    if let (Some(p), Some(f)) = (raw.sizes.get("perfmon"), raw.sizes.get("floor")) {
+        figs.push(
+            Figure::new("binary_mib", "size", "binary size", "MiB", Better::Lower)
+                .with(&[p.0 as f64 / MIB / MIB], Some(&[f.0 as f64 / MIB / MIB])),
+        );
+        if let (Some(pz), Some(fz)) = (p.1, f.1) {
+            figs.push(
+                Figure::new("zip_mib", "size", "zip size (extensions/<name>)", "MiB", Better::Lower)
+                    .with(&[pz as f64 / MIB / MIB], Some(&[fz as f64 / MIB / MIB])),
+            );
+        }
+    }
+    let budgets = budgets(&figs);
+    (figs, budgets)
+}
+
+fn med(figs: &[Figure], id: &str) -> Option<(f64, Option<f64>)> {
+    let f = figs.iter().find(|f| f.id == id)?;
+    Some((f.perfmon?.median, f.floor.map(|s| s.median)))
+}
+
+/// The budgets, evaluated.
+pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
+    let mut b = Vec::new();
+    if let Some(f) = figs.iter().find(|f| f.id == "exec_to_register_ms") {
+        if let Some(r) = f.ratio {
+            b.push(Budget::max("register_ratio", "exec → registration ≤ 1.2× floor", &f.id, r, 1.2));
+        }
+    }
+    if let Some((p, Some(fl))) = med(figs, "exec_to_first_next_ms") {
+        b.push(Budget::max(
+            "first_next_delta",
+            "exec → first /next ≤ floor + 2 ms",
+            "exec_to_first_next_ms",
+            p - fl,
+            2.0,
+        ));
+    }
+    // Overhead p99 without a flush: every case whose warm invokes do not flush (background and
+    // shutdown; adaptive with frequent invokes); the worst delta to the floor.
+    let worst = figs
+        .iter()
+        .filter(|f| f.id.starts_with("overhead_p99/") && !f.id.starts_with("overhead_p99/end/"))
+        .filter_map(|f| f.delta.map(|d| (d, f.id.clone())))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((d, id)) = worst {
+        let mut x =
+            Budget::max("overhead_p99_delta", "overhead p99 without flush ≤ floor + 0.2 ms (worst case)", &id, d, 0.2);
+        x.note = format!("worst of the background, adaptive and shutdown cases: {id}");
+        b.push(x);
+    }
+    let worst_rss = figs
+        .iter()
+        .filter(|f| f.id == "peak_rss_load_mib")
+        .filter_map(|f| f.perfmon.map(|s| s.max))
+        .fold(f64::NAN, f64::max);
+    if worst_rss.is_finite() {
+        let mut x = Budget::max(
+            "rss_load",
+            "peak RSS ≤ 10 MiB under 100 metrics/invoke (max)",
+            "peak_rss_load_mib",
+            worst_rss,
+            10.0,
+        );
+        x.note = "largest peak RSS over every sandbox with 100 custom metrics per invoke".to_owned();
+        b.push(x);
+    }
+    if let Some((p, _)) = med(figs, "http_1c_single/rate") {
+        b.push(Budget::min(
+            "http_single",
+            "HTTP ≥ 20 000 req/s, 1 connection, 1 metric (16 pipelined)",
+            "http_1c_single/rate",
+            p,
+            20_000.0,
+        ));
+    }
+    if let Some((p, _)) = med(figs, "http_1c_array100/rate") {
+        b.push(Budget::min(
+            "http_array",
+            "HTTP ≥ 200 000 metrics/s, 1 connection, arrays of 100",
+            "http_1c_array100/rate",
+            p,
+            200_000.0,
+        ));
+    }
+    if let Some((p, _)) = med(figs, "statsd_20/rate") {
+        b.push(Budget::min("statsd", "StatsD ≥ 500 000 lines/s, 20 lines/datagram", "statsd_20/rate", p, 500_000.0));
+    }
+    b
+}
+
+/// The run's shape for the results document.
+pub fn shape(plan: &Plan, raw: &Raw, started_unix: u64, duration: Duration, perfmon: &std::path::Path) -> RunShape {
+    RunShape {
+        mode: plan.mode.to_owned(),
+        rounds: plan.rounds,
+        invokes_per_sandbox: plan.invokes,
+        sandboxes: raw.sandboxes,
+        load_window_ms: plan.load_window.as_millis() as u64,
+        load_repeats: plan.load_repeats,
+        flush_repeats: plan.flush_repeats,
+        started_at_unix: started_unix,
+        duration_s: duration.as_secs_f64(),
+        perfmon_binary: perfmon.display().to_string(),
+    }
+}
+
+/// Puts it together.
+pub fn results(machine: crate::results::Machine, run: RunShape, figures: Vec<Figure>, budgets: Vec<Budget>) -> Results {
+    Results { schema: 1, machine, run, figures, budgets }
+}

@@ -1,0 +1,69 @@
+//! `bench-check`: compares a fresh run with the committed results. A figure regresses when its
+//! check value (ratio to the floor, delta to the floor, or perfmon's own value where no floor
+//! exists) is worse than the committed one by more than [`THRESHOLD`] (plus the figure's absolute
+//! slack, for timer resolution and rounding).
+
+use crate::results::{Better, CheckOn, Results};
+
+/// 20 %.
+pub const THRESHOLD: f64 = 0.20;
+
+/// The comparison of one figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub id: String,
+    pub on: CheckOn,
+    pub committed: f64,
+    pub fresh: f64,
+    /// Relative change in the bad direction (+0.3 = 30 % worse), for the report.
+    pub worse_by: f64,
+    pub regressed: bool,
+}
+
+/// Whether `fresh` is worse than `committed` by more than the threshold plus `slack`.
+pub fn regressed(better: Better, committed: f64, fresh: f64, slack: f64) -> bool {
+    match better {
+        Better::Lower => fresh > committed + committed.abs() * THRESHOLD + slack,
+        Better::Higher => fresh < committed - committed.abs() * THRESHOLD - slack,
+    }
+}
+
+/// Every figure present (with a check value) in both documents.
+pub fn compare(committed: &Results, fresh: &Results) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for f in &fresh.figures {
+        let Some(old) = committed.figure(&f.id) else { continue };
+        let (Some(a), Some(b)) = (old.check_value(), f.check_value()) else { continue };
+        if old.check != f.check || f.check == CheckOn::None {
+            continue;
+        }
+        let worse_by = match f.better {
+            Better::Lower => (b - a) / a.abs().max(1e-9),
+            Better::Higher => (a - b) / a.abs().max(1e-9),
+        };
+        out.push(Verdict {
+            id: f.id.clone(),
+            on: f.check,
+            committed: a,
+            fresh: b,
+            worse_by,
+            regressed: regressed(f.better, a, b, old.check_slack.max(f.check_slack)),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_both_directions() {
+        assert!(!regressed(Better::Lower, 1.0, 1.19, 0.0));
+        assert!(regressed(Better::Lower, 1.0, 1.21, 0.0));
+        assert!(!regressed(Better::Lower, 0.01, 0.05, 0.1), "within the absolute slack");
+        assert!(!regressed(Better::Higher, 100.0, 81.0, 0.0));
+        assert!(regressed(Better::Higher, 100.0, 79.0, 0.0));
+        assert!(!regressed(Better::Lower, 1.0, 0.5, 0.0), "better is never a regression");
+    }
+}

@@ -1,0 +1,252 @@
+//! The command line: `run` (make bench), `check` (make bench-check), `table` (print the tables of
+//! a results file).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::bench::{self, Plan};
+use crate::results::{self, Results};
+use crate::runner::Setup;
+
+const USAGE: &str = "\
+usage: perfmon-bench run   [--mode full|quick|smoke] [--out DIR] [--perfmon PATH] [--note TEXT]
+       perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
+       perfmon-bench table FILE
+
+run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
+       loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
+       and DIR/table.md (default DIR: benches/results) and prints the tables.
+check: a fresh run (default --mode quick) compared with FILE (default benches/results/bench.json):
+       exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
+Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
+`cargo build --release -p perfmon -p noop-extension -p sample-function`); --perfmon replaces
+perfmon's (e.g. a deliberately slowed build).";
+
+#[derive(Debug)]
+struct Args {
+    cmd: String,
+    mode: Option<String>,
+    out: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+    perfmon: Option<PathBuf>,
+    note: String,
+    file: Option<PathBuf>,
+}
+
+fn parse(args: Vec<String>) -> Result<Args, String> {
+    let mut it = args.into_iter();
+    let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
+    if !matches!(cmd.as_str(), "run" | "check" | "table") {
+        return Err(USAGE.to_owned());
+    }
+    let mut a = Args { cmd, mode: None, out: None, baseline: None, perfmon: None, note: String::new(), file: None };
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--mode" => a.mode = Some(value()?),
+            "--out" => a.out = Some(PathBuf::from(value()?)),
+            "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
+            "--perfmon" => a.perfmon = Some(PathBuf::from(value()?)),
+            "--note" => a.note = value()?,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
+                a.file = Some(PathBuf::from(other))
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
+        Some(d) if d.is_absolute() => d,
+        Some(d) => workspace_root().join(d),
+        None => workspace_root().join("target"),
+    }
+}
+
+fn plan(mode: &str) -> Result<Plan, String> {
+    match mode {
+        "full" => Ok(Plan::full()),
+        "quick" => Ok(Plan::quick()),
+        "smoke" => Ok(Plan::smoke()),
+        other => Err(format!("unknown mode {other:?} (full, quick, smoke)")),
+    }
+}
+
+/// Runs a plan end to end and returns the results document.
+fn measure(plan: &Plan, perfmon: Option<PathBuf>, note: String) -> Result<Results, String> {
+    let release = target_dir().join("release");
+    let perfmon = perfmon.unwrap_or_else(|| release.join("perfmon"));
+    let work = target_dir().join("tmp").join(format!("bench-{}", std::process::id()));
+    let setup = Setup::new(&perfmon, &release.join("noop-extension"), &release.join("sample-function"), &work)
+        .map_err(|e| e.to_string())?;
+    let load_before = crate::machine::load_average();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    if crate::machine::load_1min() > cores {
+        eprintln!("[bench] warning: load average {load_before} on {cores} cores: figures will be noisier (recorded)");
+    }
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let raw = rt.block_on(bench::run(plan, &setup, &work)).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&work);
+    let raw = raw?;
+    if raw.failures > 0 {
+        eprintln!("[bench] warning: {} invokes failed or had their metrics refused", raw.failures);
+    }
+    let (figures, budgets) = bench::figures(plan, &raw);
+    let machine = crate::machine::describe(load_before, note);
+    let shape = bench::shape(plan, &raw, started_unix, started.elapsed(), &perfmon);
+    Ok(bench::results(machine, shape, figures, budgets))
+}
+
+/// The per-invoke overhead as a matrix (rows policy/sink, columns metrics per invoke).
+pub fn overhead_matrix(r: &Results) -> String {
+    let mut out = String::from(
+        "| flush / sink | 0 metrics: p50 / p99 (Δ floor p99) | 10 metrics | 100 metrics |\n|---|---|---|---|\n",
+    );
+    for policy in bench::POLICIES {
+        for sink in bench::SINKS {
+            let mut row = format!("| {policy} / {sink} |");
+            for m in bench::METRICS {
+                let id = format!("{policy}/{sink}/{m}");
+                let p50 = r.figure(&format!("overhead_p50/{id}")).and_then(|f| f.perfmon);
+                let p99 = r.figure(&format!("overhead_p99/{id}"));
+                match (p50, p99.and_then(|f| f.perfmon), p99.and_then(|f| f.delta)) {
+                    (Some(a), Some(b), Some(d)) => {
+                        row.push_str(&format!(" {:.2} / {:.2} ms ({:+.2}) |", a.median, b.median, d))
+                    }
+                    _ => row.push_str(" – |"),
+                }
+            }
+            row.push('\n');
+            out.push_str(&row);
+        }
+    }
+    out
+}
+
+fn tables(r: &Results) -> String {
+    format!(
+        "Machine: {} × {}, kernel {}, {}, load average {} before → {} after, commit {}{}\n\
+         Run: {} mode, {} rounds × {} cases × 2 sides, {} invokes per sandbox, {} sandboxes in all, {:.0} s\n\n\
+         ### Budgets\n\n{}\n### Per-invoke overhead (runtime's /next → extension's /next; floor p99 is about 0)\n\n{}\n### All figures\n\n{}",
+        r.machine.nproc,
+        r.machine.cpu_model,
+        r.machine.kernel,
+        r.machine.rustc,
+        r.machine.load_before,
+        r.machine.load_after,
+        r.machine.git_commit,
+        if r.machine.note.is_empty() { String::new() } else { format!(" ({})", r.machine.note) },
+        r.run.mode,
+        r.run.rounds,
+        r.figures.iter().filter(|f| f.id.starts_with("overhead_p50/")).count(),
+        r.run.invokes_per_sandbox,
+        r.run.sandboxes,
+        r.run.duration_s,
+        results::budget_table(r),
+        overhead_matrix(r),
+        results::markdown_table(r)
+    )
+}
+
+fn write_outputs(r: &Results, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+    let w = |name: &str, body: &str| {
+        std::fs::write(dir.join(name), body).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    w("bench.json", &(json + "\n"))?;
+    w("bench.svg", &crate::chart::svg(r))?;
+    w("table.md", &tables(r))?;
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Results, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn check(committed: &Results, fresh: &Results) -> bool {
+    let verdicts = crate::check::compare(committed, fresh);
+    let mut bad = 0;
+    println!("| figure | on | committed | fresh | worse by | |\n|---|---|---|---|---|---|");
+    for v in &verdicts {
+        if v.regressed {
+            bad += 1;
+        }
+        println!(
+            "| {} | {:?} | {:.3} | {:.3} | {:+.0} % | {} |",
+            v.id,
+            v.on,
+            v.committed,
+            v.fresh,
+            v.worse_by * 100.0,
+            if v.regressed { "REGRESSED" } else { "ok" }
+        );
+    }
+    println!("\n{} figures compared, {} regressed by more than 20 %", verdicts.len(), bad);
+    bad == 0 && !verdicts.is_empty()
+}
+
+/// Entry point of the binary.
+pub fn main(args: Vec<String>) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PERFMON_BENCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .try_init();
+    let a = match parse(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match a.cmd.as_str() {
+        "table" => a.file.as_deref().ok_or_else(|| USAGE.to_owned()).and_then(load).map(|r| {
+            println!("{}", tables(&r));
+            true
+        }),
+        "run" => plan(a.mode.as_deref().unwrap_or("full")).and_then(|p| {
+            let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
+            let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
+            write_outputs(&r, &dir)?;
+            println!("{}", tables(&r));
+            println!("written: {}/bench.json, bench.svg, table.md", dir.display());
+            Ok(true)
+        }),
+        _ => plan(a.mode.as_deref().unwrap_or("quick")).and_then(|p| {
+            let baseline = a.baseline.clone().unwrap_or_else(|| workspace_root().join("benches/results/bench.json"));
+            let committed = load(&baseline)?;
+            let fresh = measure(&p, a.perfmon.clone(), a.note.clone())?;
+            let dir = a.out.clone().unwrap_or_else(|| target_dir().join("bench-check"));
+            write_outputs(&fresh, &dir)?;
+            println!("fresh run written to {}/bench.json", dir.display());
+            Ok(check(&committed, &fresh))
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(msg) => {
+            eprintln!("perfmon-bench: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

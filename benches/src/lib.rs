@@ -1,0 +1,21 @@
+//! perfmon's benchmarks: perfmon against the do-nothing floor (`fixtures/noop-extension`) in the
+//! local sandbox (`perfmon_sandbox`). `make bench` runs [`cli::run`] with `run`, `make bench-check`
+//! with `check`. README section "Benchmarks" explains the method and shows the committed results.
+//!
+//! * [`runner`]: one fresh sandbox per measurement (per-invoke runs, ingest loads, flush cost);
+//! * [`load`]: the load generators (keep-alive HTTP/1.1 over `TcpStream`, StatsD over UDP);
+//! * [`procfs`]: CPU time and memory of a process from `/proc`;
+//! * [`bench`]: the plan, the A/B alternation, figures and budgets;
+//! * [`results`], [`chart`], [`check`]: the JSON document, the SVG, the regression check;
+//! * [`stats`], [`machine`]: pure statistics; the machine description and the artefact sizes.
+
+pub mod bench;
+pub mod chart;
+pub mod check;
+pub mod cli;
+pub mod load;
+pub mod machine;
+pub mod procfs;
+pub mod results;
+pub mod runner;
+pub mod stats;

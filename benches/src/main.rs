@@ -1,0 +1,5 @@
+//! `perfmon-bench`: see `perfmon-bench --help` and the README section "Benchmarks".
+
+fn main() -> std::process::ExitCode {
+    perfmon_bench::cli::main(std::env::args().skip(1).collect())
+}

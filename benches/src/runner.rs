@@ -1,0 +1,446 @@
+//! Runs one fresh sandbox (perfmon or the floor as its only extension, the Rust sample function as
+//! the runtime) and collects what the sandbox measured: cold-start figures, per-invoke overhead,
+//! billed durations, peak RSS, and what reached the embedded CloudWatch.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use perfmon_protocol::telemetry::Status;
+use perfmon_sandbox::cloudwatch::CloudWatch;
+use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+/// Which extension a sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Perfmon,
+    Floor,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Perfmon => "perfmon",
+            Self::Floor => "floor",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] perfmon_sandbox::SandboxError),
+    #[error("embedded CloudWatch: {0}")]
+    CloudWatch(#[from] perfmon_sandbox::cloudwatch::CloudWatchError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("load: {0}")]
+    Load(#[from] crate::load::LoadError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The binaries and the extension directories (`perfmon` / `noop-extension` laid out like
+/// `/opt/extensions`, one directory per side).
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub perfmon: PathBuf,
+    pub floor: PathBuf,
+    pub function: PathBuf,
+    pub perfmon_dir: PathBuf,
+    pub floor_dir: PathBuf,
+}
+
+impl Setup {
+    /// Lays out `work/perfmon/perfmon` and `work/floor/noop-extension` as symlinks to the binaries.
+    pub fn new(perfmon: &Path, floor: &Path, function: &Path, work: &Path) -> Result<Setup, RunError> {
+        for (what, p) in [("perfmon", perfmon), ("floor", floor), ("sample function", function)] {
+            if !p.is_file() {
+                return Err(RunError::Other(format!(
+                    "{what}: {} not found; build first: cargo build --release -p perfmon -p noop-extension -p sample-function",
+                    p.display()
+                )));
+            }
+        }
+        let perfmon_dir = work.join("perfmon");
+        let floor_dir = work.join("floor");
+        for (dir, name, target) in [(&perfmon_dir, "perfmon", perfmon), (&floor_dir, "noop-extension", floor)] {
+            std::fs::create_dir_all(dir)?;
+            let link = dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(std::fs::canonicalize(target)?, &link)?;
+        }
+        Ok(Setup {
+            perfmon: perfmon.to_path_buf(),
+            floor: floor.to_path_buf(),
+            function: function.to_path_buf(),
+            perfmon_dir,
+            floor_dir,
+        })
+    }
+
+    fn dir(&self, side: Side) -> &Path {
+        match side {
+            Side::Perfmon => &self.perfmon_dir,
+            Side::Floor => &self.floor_dir,
+        }
+    }
+}
+
+/// A free loopback port (bound and released; a small race is acceptable for a benchmark).
+pub fn free_port() -> Result<u16, RunError> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// perfmon's settings in one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Case {
+    pub policy: &'static str,
+    pub sink: &'static str,
+    pub metrics: usize,
+}
+
+impl Case {
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.policy, self.sink, self.metrics)
+    }
+}
+
+/// Ports and endpoint of one sandbox.
+struct Env {
+    http_port: u16,
+    statsd_port: u16,
+    cloudwatch: CloudWatch,
+}
+
+async fn sandbox(setup: &Setup, side: Side, case: &Case, timeout: Duration) -> Result<(Sandbox, Env), RunError> {
+    let cloudwatch = CloudWatch::start().await?;
+    let env = Env { http_port: free_port()?, statsd_port: free_port()?, cloudwatch };
+    let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
+        .memory_mb(128)
+        .timeout(timeout)
+        .extensions_dir(setup.dir(side))
+        .env("PERFMON_SINK", case.sink)
+        .env("PERFMON_FLUSH", case.policy)
+        .env("PERFMON_HTTP_PORT", env.http_port.to_string())
+        .env("PERFMON_STATSD_PORT", env.statsd_port.to_string())
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", env.cloudwatch.endpoint_url());
+    Ok((Sandbox::start(cfg).await?, env))
+}
+
+/// The payload of invoke `i`: `metrics` custom metrics over 10 names, values varying per invoke.
+pub fn payload(metrics: usize, i: usize) -> Value {
+    if metrics == 0 {
+        return json!({});
+    }
+    let entries: Vec<Value> = (0..metrics)
+        .map(|k| {
+            let v = ((i * metrics + k) * 7919 % 10_000) as f64 / 10.0 + 0.5;
+            json!({"name": format!("bench.m{}", k % 10), "value": v, "unit": "Milliseconds"})
+        })
+        .collect();
+    json!({ "metrics": entries })
+}
+
+/// What one per-invoke sandbox measured.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeRun {
+    pub exec_to_register_ms: Option<f64>,
+    pub exec_to_first_next_ms: Option<f64>,
+    /// Per invoke, cold one first: the runtime's `/next` → the extension's `/next`.
+    pub overhead_ms: Vec<f64>,
+    /// Warm invokes: `billedDurationMs` and `durationMs` of `platform.report`.
+    pub billed_ms: Vec<f64>,
+    pub duration_ms: Vec<f64>,
+    pub peak_rss_kb: Option<u64>,
+    pub put_metric_data: usize,
+    pub cloudwatch_bytes: usize,
+    /// Invokes not `success`, or metrics not answered 202 (perfmon side).
+    pub failures: usize,
+    pub exited_before_deadline: bool,
+}
+
+/// One fresh sandbox: a cold invoke and `invokes - 1` warm ones with [`payload`], then shutdown.
+pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) -> Result<InvokeRun, RunError> {
+    let (mut sb, env) = sandbox(setup, side, case, Duration::from_secs(3)).await?;
+    let mut run = InvokeRun::default();
+    let mut warm_ids = Vec::new();
+    for i in 0..invokes {
+        let out = sb.invoke(payload(case.metrics, i)).await?;
+        let mut ok = out.status == Status::Success;
+        if side == Side::Perfmon && case.metrics > 0 {
+            let posted = out.json().and_then(|v| v.get("posted").cloned());
+            ok &= posted == Some(json!([202]));
+        }
+        run.failures += usize::from(!ok);
+        if !out.cold {
+            warm_ids.push(out.request_id);
+        }
+    }
+    let down = sb.shutdown().await?;
+    let name = match side {
+        Side::Perfmon => "perfmon",
+        Side::Floor => "noop-extension",
+    };
+    if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {
+        run.exec_to_register_ms = s.exec_to_register_ms;
+        run.exec_to_first_next_ms = s.exec_to_first_next_ms;
+        run.overhead_ms = s.overhead_ms;
+        run.peak_rss_kb = s.peak_rss_kb;
+    }
+    run.exited_before_deadline = down.extensions.iter().any(|e| e.name == name && e.exited_before_deadline);
+    for r in sb.reports().iter().filter(|r| warm_ids.contains(&r.request_id)) {
+        run.billed_ms.push(r.metrics.billed_duration_ms.unwrap_or(0) as f64);
+        run.duration_ms.push(r.metrics.duration_ms);
+    }
+    let log = env.cloudwatch.requests();
+    run.put_metric_data = log.put_metric_data().len();
+    run.cloudwatch_bytes = log.put_metric_data().iter().map(|r| r.bytes).sum();
+    Ok(run)
+}
+
+/// The pid of `name`'s process in a running sandbox.
+fn pid_of(sb: &Sandbox, name: &str) -> Option<i32> {
+    let source = format!("extension:{name}");
+    sb.pids().into_iter().find(|(s, _)| *s == source).map(|(_, p)| p)
+}
+
+/// A load applied to perfmon's listeners while the function sleeps.
+#[derive(Debug, Clone)]
+pub enum Load {
+    /// HTTP `POST /v1/metrics`: `entries` per body, on `connections` keep-alive connections with
+    /// `depth` requests in flight on each.
+    Http { entries: usize, connections: usize, depth: usize },
+    /// StatsD datagrams of `lines` lines each.
+    Statsd { lines: usize },
+}
+
+/// What one load run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadRun {
+    /// Requests (HTTP) or datagrams (StatsD) per second, generator side (answered requests).
+    pub units_per_s: f64,
+    /// Samples perfmon accepted per second (202 entries / StatsD lines counted by perfmon).
+    pub samples_per_s: f64,
+    /// perfmon's CPU time per 1 000 samples accepted, ms.
+    pub cpu_ms_per_1000: f64,
+    /// StatsD lines sent that perfmon did not count (UDP drops), fraction.
+    pub lost_fraction: f64,
+    pub peak_rss_kb: Option<u64>,
+    pub non_202: u64,
+}
+
+fn http_bodies(entries: usize) -> Vec<String> {
+    (0..64)
+        .map(|j| {
+            let one = |k: usize| {
+                let v = ((j * 131 + k * 7) % 997) as f64 / 10.0 + 0.1;
+                format!(r#"{{"name":"bench.http{}","value":{v},"unit":"Milliseconds"}}"#, k % 10)
+            };
+            if entries == 1 {
+                one(j)
+            } else {
+                format!("[{}]", (0..entries).map(one).collect::<Vec<_>>().join(","))
+            }
+        })
+        .collect()
+}
+
+fn statsd_datagrams(lines: usize) -> Vec<Vec<u8>> {
+    (0..64)
+        .map(|j| {
+            (0..lines)
+                .map(|k| {
+                    let v = ((j * 131 + k * 7) % 997) as f64 / 10.0 + 0.1;
+                    format!("bench.statsd{}:{v}|ms|#route:/r{}", k % 10, k % 5)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes()
+        })
+        .collect()
+}
+
+/// `GET /v1/health` on perfmon's HTTP port, as JSON.
+pub fn health(port: u16) -> Result<Value, RunError> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    serde_json::from_str(body).map_err(|e| RunError::Other(format!("health body: {e}: {body:?}")))
+}
+
+fn statsd_lines_counted(h: &Value) -> u64 {
+    h["ingest"]["statsd_lines_accepted"].as_u64().unwrap_or(0)
+}
+
+/// A perfmon sandbox whose function sleeps while `load` runs for `window` against its listeners.
+pub async fn load_run(setup: &Setup, load: &Load, window: Duration) -> Result<LoadRun, RunError> {
+    let case = Case { policy: "shutdown", sink: "emf", metrics: 0 };
+    let (mut sb, env) = sandbox(setup, Side::Perfmon, &case, Duration::from_secs(20)).await?;
+    sb.invoke(json!({})).await?; // init
+    let pid = pid_of(&sb, "perfmon").ok_or_else(|| RunError::Other("perfmon is not running".into()))?;
+    let sleep_ms = window.as_millis() as u64 + 1500;
+    let (http_port, statsd_port) = (env.http_port, env.statsd_port);
+    let load2 = load.clone();
+    let generator = tokio::task::spawn_blocking(move || -> Result<LoadRun, RunError> {
+        // The invoke thaws perfmon; give it a moment, then check it answers.
+        std::thread::sleep(Duration::from_millis(300));
+        let before = health(http_port)?;
+        let cpu0 = crate::procfs::cpu_ms(pid).unwrap_or(0.0);
+        let mut run = LoadRun::default();
+        let accepted_samples;
+        let elapsed;
+        match &load2 {
+            Load::Http { entries, connections, depth } => {
+                let reqs: Vec<Vec<u8>> = http_bodies(*entries)
+                    .iter()
+                    .map(|b| crate::load::post_request(http_port, "/v1/metrics", b))
+                    .collect();
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
+                let out = crate::load::http_parallel(addr, &reqs, *connections, *depth, window, 50_000_000)?;
+                elapsed = out.elapsed.as_secs_f64();
+                run.units_per_s = out.responses as f64 / elapsed;
+                run.non_202 = out.responses - out.accepted_202;
+                accepted_samples = out.accepted_202 * *entries as u64;
+            }
+            Load::Statsd { lines } => {
+                let grams = statsd_datagrams(*lines);
+                let out = crate::load::udp_run(statsd_port, &grams, *lines as u64, window, 50_000_000, 0)?;
+                // Let perfmon drain its socket buffer before counting.
+                std::thread::sleep(Duration::from_millis(200));
+                let after = health(http_port)?;
+                let counted = statsd_lines_counted(&after).saturating_sub(statsd_lines_counted(&before));
+                elapsed = out.elapsed.as_secs_f64();
+                run.units_per_s = out.datagrams as f64 / elapsed;
+                run.lost_fraction = 1.0 - counted as f64 / out.lines.max(1) as f64;
+                accepted_samples = counted;
+            }
+        }
+        let cpu1 = crate::procfs::cpu_ms(pid).unwrap_or(0.0);
+        run.samples_per_s = accepted_samples as f64 / elapsed;
+        run.cpu_ms_per_1000 = if accepted_samples > 0 { (cpu1 - cpu0) / accepted_samples as f64 * 1000.0 } else { 0.0 };
+        run.peak_rss_kb = crate::procfs::hwm_kb(pid);
+        Ok(run)
+    });
+    let invoke = sb.invoke(json!({ "sleep_ms": sleep_ms }));
+    let (out, run) = tokio::join!(invoke, generator);
+    let out = out?;
+    let run = run.map_err(|e| RunError::Other(format!("generator thread: {e}")))??;
+    if out.status != Status::Success {
+        return Err(RunError::Other(format!("load invoke ended {:?} {:?}", out.status, out.error_type)));
+    }
+    sb.shutdown().await?;
+    Ok(run)
+}
+
+/// What one flush-cost sandbox measured.
+#[derive(Debug, Clone, Default)]
+pub struct FlushRun {
+    /// perfmon's own measure of the flush (`/v1/health` `last_flush.elapsed_ms`), ms.
+    pub flush_elapsed_ms: f64,
+    /// The flushing invoke's overhead as the sandbox sees it (runtime `/next` → perfmon `/next`).
+    pub invoke_overhead_ms: f64,
+    /// Peak RSS during the flush above the RSS before it (KiB), and the peak itself.
+    pub peak_extra_kb: u64,
+    pub peak_kb: u64,
+    pub datums: u64,
+    pub requests: usize,
+    pub bytes: usize,
+    pub decoded_bytes: usize,
+}
+
+/// Series and distinct values per series of the flush-cost test.
+pub const FLUSH_SERIES: usize = 1_000;
+pub const FLUSH_VALUES: usize = 100;
+
+fn flush_bodies() -> Vec<String> {
+    // 10 bodies of 100 series; series j holds 100 values 1.02^k apart (distinct 0.8 % buckets).
+    (0..FLUSH_SERIES / 100)
+        .map(|b| {
+            let entries: Vec<String> = (0..100)
+                .map(|i| {
+                    let j = b * 100 + i;
+                    let base = 1.0 + (j % 50) as f64;
+                    let values: Vec<String> =
+                        (0..FLUSH_VALUES).map(|k| format!("{:.4}", base * 1.02f64.powi(k as i32))).collect();
+                    format!(
+                        r#"{{"name":"flush.s{j}","values":[{}],"unit":"Milliseconds","dimensions":{{"Shard":"{}"}}}}"#,
+                        values.join(","),
+                        j % 7
+                    )
+                })
+                .collect();
+            format!("[{}]", entries.join(","))
+        })
+        .collect()
+}
+
+/// perfmon with `end` policy and the CloudWatch sink: during invoke 2 the harness posts 1 000
+/// series × 100 distinct values; the end-of-invoke flush sends them to the embedded CloudWatch.
+pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
+    let case = Case { policy: "end", sink: "cloudwatch", metrics: 0 };
+    let (mut sb, env) = sandbox(setup, Side::Perfmon, &case, Duration::from_secs(20)).await?;
+    sb.invoke(json!({})).await?; // init (and the first flush: client built, connection open)
+    let pid = pid_of(&sb, "perfmon").ok_or_else(|| RunError::Other("perfmon is not running".into()))?;
+    let http_port = env.http_port;
+    let poster = tokio::task::spawn_blocking(move || -> Result<u64, RunError> {
+        std::thread::sleep(Duration::from_millis(200));
+        let reqs: Vec<Vec<u8>> =
+            flush_bodies().iter().map(|b| crate::load::post_request(http_port, "/v1/metrics", b)).collect();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
+        let out = crate::load::http_run(addr, &reqs, 1, Duration::from_secs(10), reqs.len() as u64)?;
+        if out.accepted_202 != reqs.len() as u64 {
+            return Err(RunError::Other(format!("flush load: {} of {} bodies accepted", out.accepted_202, reqs.len())));
+        }
+        // Everything is recorded: measure the flush alone from here.
+        crate::procfs::reset_peak(pid)?;
+        Ok(crate::procfs::rss_kb(pid).unwrap_or(0))
+    });
+    let cw_before = env.cloudwatch.requests();
+    let invoke = sb.invoke(json!({ "sleep_ms": 1500 }));
+    let (out, rss_before) = tokio::join!(invoke, poster);
+    let out = out?;
+    let rss_before = rss_before.map_err(|e| RunError::Other(format!("poster thread: {e}")))??;
+    if out.status != Status::Success {
+        return Err(RunError::Other(format!("flush invoke ended {:?}", out.status)));
+    }
+    let peak = crate::procfs::hwm_kb(pid).unwrap_or(0);
+    let cw_after = env.cloudwatch.requests();
+    let new: Vec<_> =
+        cw_after.put_metric_data().into_iter().filter(|r| r.seq > cw_before.count() as u64).cloned().collect();
+    let overhead = sb
+        .extension_stats()
+        .into_iter()
+        .find(|s| s.name == "perfmon")
+        .and_then(|s| s.overhead_ms.get(1).copied())
+        .unwrap_or(f64::NAN);
+    // Invoke 3 only to ask perfmon (thawed) about the flush of invoke 2.
+    let asker = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        health(http_port)
+    });
+    let (_, h) = tokio::join!(sb.invoke(json!({ "sleep_ms": 400 })), asker);
+    let h = h.map_err(|e| RunError::Other(format!("health thread: {e}")))??;
+    sb.shutdown().await?;
+    let last = &h["last_flush"];
+    if last["cloudwatch_sent"].as_u64().unwrap_or(0) < FLUSH_SERIES as u64 {
+        return Err(RunError::Other(format!("flush did not send the series: {last}")));
+    }
+    Ok(FlushRun {
+        flush_elapsed_ms: last["elapsed_ms"].as_f64().unwrap_or(f64::NAN),
+        invoke_overhead_ms: overhead,
+        peak_extra_kb: peak.saturating_sub(rss_before),
+        peak_kb: peak,
+        datums: last["datums"].as_u64().unwrap_or(0),
+        requests: new.len(),
+        bytes: new.iter().map(|r| r.bytes).sum(),
+        decoded_bytes: new.iter().map(|r| r.decoded_bytes).sum(),
+    })
+}
