@@ -516,6 +516,28 @@ mod tests {
         drop(ingest);
     }
 
+    /// Java's `java.net.http.HttpClient` (HTTP/2 by default) asks for an `h2c` upgrade on plain HTTP:
+    /// the request must still be answered over HTTP/1.1 and its body read.
+    #[tokio::test]
+    async fn an_h2c_upgrade_request_is_served_as_http1() {
+        let sink = Arc::new(VecSink::default());
+        let (ingest, addr) = start(sink.clone()).await;
+        let answer = blocking(move || {
+            let body = r#"{"name":"JavaTime","value":5.5,"unit":"Milliseconds"}"#;
+            let raw = format!(
+                "POST /v1/metrics HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nContent-Length: {}\r\nHost: 127.0.0.1\r\n\
+                 HTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAAAAYABgAA\r\nUpgrade: h2c\r\n\
+                 Content-Type: application/json\r\n\r\n{body}",
+                body.len()
+            );
+            Client::connect(addr).send_raw(raw.as_bytes())
+        })
+        .await;
+        assert_eq!((answer.0, answer.2.as_str()), (202, r#"{"accepted":1}"#));
+        assert_eq!(sink.take().len(), 1);
+        drop(ingest);
+    }
+
     #[test]
     fn valid_indexes_skip_the_rejected() {
         let r = |index| Rejected { index, error: String::new() };
