@@ -90,14 +90,19 @@ fn row(label: &str, init: &[f64], s: &[&ExtensionStats]) -> String {
     let reg: Vec<f64> = s.iter().filter_map(|x| x.exec_to_register_ms).collect();
     let ready: Vec<f64> = s.iter().filter_map(|x| x.exec_to_first_next_ms).collect();
     let over: Vec<f64> = s.iter().flat_map(|x| x.overhead_ms.iter().copied()).collect();
+    let first: Vec<f64> = s.iter().filter_map(|x| x.overhead_ms.first().copied()).collect();
+    let warm: Vec<f64> = s.iter().flat_map(|x| x.overhead_ms.iter().skip(1).copied()).collect();
     let rss: Vec<f64> = s.iter().filter_map(|x| x.peak_rss_kb).map(|k| k as f64).collect();
+    let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
     format!(
-        "| {label:<22} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.3} | {:>8.3} | {:>8.0} |",
+        "| {label:<14} | {:>7.2} | {:>7.2} | {:>7.2} | {:>7.3} | {:>7.3} | {:>7.3} | {:>7.3} | {:>7.0} |",
         med(init),
         med(&reg),
         med(&ready),
-        percentile(&over, 50.0).unwrap_or(f64::NAN),
-        percentile(&over, 99.0).unwrap_or(f64::NAN),
+        p(&over, 50.0),
+        p(&over, 99.0),
+        med(&first),
+        p(&warm, 99.0),
         rss.iter().copied().fold(f64::NAN, f64::max),
     )
 }
@@ -115,8 +120,9 @@ async fn overhead_beside_the_noop_extension() {
     let (noop_alone, perfmon_alone) = (of(&noop, "noop"), of(&perfmon, "perfmon"));
     let (noop_both, perfmon_both) = (of(&both, "noop"), of(&both, "perfmon"));
     let table = [
-        "| configuration          | init ms  | exec→reg | exec→rdy | ovh p50  | ovh p99  | RSS kB   |".to_owned(),
-        "|---|---|---|---|---|---|---|".to_owned(),
+        "| configuration  | init ms | exec→reg | exec→rdy | ovh p50 | ovh p99 | 1st inv | warm p99 | peak RSS kB |"
+            .to_owned(),
+        "|---|---|---|---|---|---|---|---|---|".to_owned(),
         row("no extension", &none.init_ms, &[]),
         row("noop alone", &noop.init_ms, &noop_alone.iter().collect::<Vec<_>>()),
         row("perfmon alone", &perfmon.init_ms, &perfmon_alone.iter().collect::<Vec<_>>()),
