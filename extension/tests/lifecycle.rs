@@ -332,6 +332,22 @@ async fn unreachable_cloudwatch_falls_back_to_emf_at_shutdown() {
 }
 
 #[tokio::test]
+async fn both_sinks_with_cloudwatch_down_write_each_datum_once() {
+    let fake = Fake::start().await;
+    let child = spawn_perfmon(
+        &fake,
+        &[("PERFMON_SINK", "both"), ("PERFMON_FLUSH", "end"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
+    let run = play(&fake, child, &[(5.0, "success"), (6.0, "error"), (7.0, "success")], 1500).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let m = emf_values(&run.stdout);
+    assert_eq!(m["Invocations"].iter().sum::<f64>(), 3.0, "{m:?}");
+    assert_eq!(m["Errors"].iter().sum::<f64>(), 1.0);
+    assert_eq!(m["Duration"].len(), 3);
+    assert_eq!(m["InitDuration"].len(), 1);
+}
+
+#[tokio::test]
 async fn next_errors_are_retried_and_garbage_telemetry_is_answered_200() {
     let fake = Fake::start().await;
     fake.state.lock().unwrap().fail_next = 3;
