@@ -106,3 +106,16 @@ layer: $(LAYER_TOOLS_STAMP) ## build the layer zips (static musl, x86_64 and arm
 layer-check: layer venv ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
 	LAYER_DIR=$(LAYER_DIR) layer-build/check.sh
 	$(CARGO) test -p perfmon-tests --test layer_e2e --test layer_template
+
+CARGO_TARGET_DIR_OR_DEFAULT := $(or $(CARGO_TARGET_DIR),target)
+BENCH_PACKAGES := -p perfmon -p noop-extension -p sample-function -p perfmon-sandbox -p perfmon-bench
+
+.PHONY: bench
+bench: ## benchmarks (not part of test): perfmon vs the floor in the sandbox, ~10 min; writes benches/results/
+	$(CARGO) build --release $(BENCH_PACKAGES)
+	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench run --mode full $(BENCH_ARGS)
+
+.PHONY: bench-check
+bench-check: ## pre-merge: quick fresh run vs benches/results/bench.json, fails on a >20 % regression (~5 min)
+	$(CARGO) build --release $(BENCH_PACKAGES)
+	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench check --mode quick $(BENCH_ARGS)

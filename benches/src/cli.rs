@@ -10,7 +10,8 @@ use crate::results::{self, Results};
 use crate::runner::Setup;
 
 const USAGE: &str = "\
-usage: perfmon-bench run   [--mode full|quick|smoke] [--out DIR] [--perfmon PATH] [--note TEXT]
+usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush] [--out DIR]
+                           [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
 
@@ -31,6 +32,7 @@ struct Args {
     baseline: Option<PathBuf>,
     perfmon: Option<PathBuf>,
     note: String,
+    only: Option<String>,
     file: Option<PathBuf>,
 }
 
@@ -40,7 +42,8 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     if !matches!(cmd.as_str(), "run" | "check" | "table") {
         return Err(USAGE.to_owned());
     }
-    let mut a = Args { cmd, mode: None, out: None, baseline: None, perfmon: None, note: String::new(), file: None };
+    let mut a =
+        Args { cmd, mode: None, out: None, baseline: None, perfmon: None, note: String::new(), only: None, file: None };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -49,6 +52,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
             "--perfmon" => a.perfmon = Some(PathBuf::from(value()?)),
             "--note" => a.note = value()?,
+            "--only" => a.only = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
                 a.file = Some(PathBuf::from(other))
@@ -72,13 +76,21 @@ fn target_dir() -> PathBuf {
     }
 }
 
-fn plan(mode: &str) -> Result<Plan, String> {
-    match mode {
-        "full" => Ok(Plan::full()),
-        "quick" => Ok(Plan::quick()),
-        "smoke" => Ok(Plan::smoke()),
-        other => Err(format!("unknown mode {other:?} (full, quick, smoke)")),
+fn plan(mode: &str, only: Option<&str>) -> Result<Plan, String> {
+    let mut p = match mode {
+        "full" => Plan::full(),
+        "quick" => Plan::quick(),
+        "smoke" => Plan::smoke(),
+        other => return Err(format!("unknown mode {other:?} (full, quick, smoke)")),
+    };
+    match only {
+        None => {}
+        Some("invoke") => (p.load_repeats, p.flush_repeats) = (0, 0),
+        Some("ingest") => (p.rounds, p.flush_repeats) = (0, 0),
+        Some("flush") => (p.rounds, p.load_repeats) = (0, 0),
+        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, flush)")),
     }
+    Ok(p)
 }
 
 /// Runs a plan end to end and returns the results document.
@@ -223,7 +235,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("{}", tables(&r));
             true
         }),
-        "run" => plan(a.mode.as_deref().unwrap_or("full")).and_then(|p| {
+        "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
             write_outputs(&r, &dir)?;
@@ -231,7 +243,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("written: {}/bench.json, bench.svg, table.md", dir.display());
             Ok(true)
         }),
-        _ => plan(a.mode.as_deref().unwrap_or("quick")).and_then(|p| {
+        _ => plan(a.mode.as_deref().unwrap_or("quick"), a.only.as_deref()).and_then(|p| {
             let baseline = a.baseline.clone().unwrap_or_else(|| workspace_root().join("benches/results/bench.json"));
             let committed = load(&baseline)?;
             let fresh = measure(&p, a.perfmon.clone(), a.note.clone())?;

@@ -154,6 +154,7 @@ pub struct InvokeRun {
     /// Warm invokes: `billedDurationMs` and `durationMs` of `platform.report`.
     pub billed_ms: Vec<f64>,
     pub duration_ms: Vec<f64>,
+    /// VmHWM after the last invoke (Init and every invoke; not the SHUTDOWN flush).
     pub peak_rss_kb: Option<u64>,
     pub put_metric_data: usize,
     pub cloudwatch_bytes: usize,
@@ -179,16 +180,19 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
             warm_ids.push(out.request_id);
         }
     }
-    let down = sb.shutdown().await?;
     let name = match side {
         Side::Perfmon => "perfmon",
         Side::Floor => "noop-extension",
     };
+    // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke: the
+    // sandbox's figure after reaping is `ru_maxrss`, which on Linux also counts the parent's
+    // (this harness's) RSS at spawn time (exec keeps the old mm's high-water mark).
+    run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
+    let down = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {
         run.exec_to_register_ms = s.exec_to_register_ms;
         run.exec_to_first_next_ms = s.exec_to_first_next_ms;
         run.overhead_ms = s.overhead_ms;
-        run.peak_rss_kb = s.peak_rss_kb;
     }
     run.exited_before_deadline = down.extensions.iter().any(|e| e.name == name && e.exited_before_deadline);
     for r in sb.reports().iter().filter(|r| warm_ids.contains(&r.request_id)) {
@@ -214,7 +218,7 @@ pub enum Load {
     /// `depth` requests in flight on each.
     Http { entries: usize, connections: usize, depth: usize },
     /// StatsD datagrams of `lines` lines each.
-    Statsd { lines: usize },
+    Statsd { lines: usize, pace: u64 },
 }
 
 /// What one load run measured.
@@ -310,9 +314,9 @@ pub async fn load_run(setup: &Setup, load: &Load, window: Duration) -> Result<Lo
                 run.non_202 = out.responses - out.accepted_202;
                 accepted_samples = out.accepted_202 * *entries as u64;
             }
-            Load::Statsd { lines } => {
+            Load::Statsd { lines, pace } => {
                 let grams = statsd_datagrams(*lines);
-                let out = crate::load::udp_run(statsd_port, &grams, *lines as u64, window, 50_000_000, 0)?;
+                let out = crate::load::udp_run(statsd_port, &grams, *lines as u64, window, 50_000_000, *pace)?;
                 // Let perfmon drain its socket buffer before counting.
                 std::thread::sleep(Duration::from_millis(200));
                 let after = health(http_port)?;
@@ -351,6 +355,8 @@ pub struct FlushRun {
     pub peak_extra_kb: u64,
     pub peak_kb: u64,
     pub datums: u64,
+    /// Values perfmon held when the flush started (of the 100 000 posted; the rest hit a cap).
+    pub values_held: u64,
     pub requests: usize,
     pub bytes: usize,
     pub decoded_bytes: usize,
@@ -390,24 +396,25 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
     sb.invoke(json!({})).await?; // init (and the first flush: client built, connection open)
     let pid = pid_of(&sb, "perfmon").ok_or_else(|| RunError::Other("perfmon is not running".into()))?;
     let http_port = env.http_port;
-    let poster = tokio::task::spawn_blocking(move || -> Result<u64, RunError> {
+    let poster = tokio::task::spawn_blocking(move || -> Result<(u64, u64), RunError> {
         std::thread::sleep(Duration::from_millis(200));
         let reqs: Vec<Vec<u8>> =
             flush_bodies().iter().map(|b| crate::load::post_request(http_port, "/v1/metrics", b)).collect();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
         let out = crate::load::http_run(addr, &reqs, 1, Duration::from_secs(10), reqs.len() as u64)?;
-        if out.accepted_202 != reqs.len() as u64 {
-            return Err(RunError::Other(format!("flush load: {} of {} bodies accepted", out.accepted_202, reqs.len())));
+        if out.responses != reqs.len() as u64 {
+            return Err(RunError::Other(format!("flush load: {} of {} bodies answered", out.responses, reqs.len())));
         }
         // Everything is recorded: measure the flush alone from here.
+        let held = health(http_port)?["samples_held"].as_u64().unwrap_or(0);
         crate::procfs::reset_peak(pid)?;
-        Ok(crate::procfs::rss_kb(pid).unwrap_or(0))
+        Ok((crate::procfs::rss_kb(pid).unwrap_or(0), held))
     });
     let cw_before = env.cloudwatch.requests();
     let invoke = sb.invoke(json!({ "sleep_ms": 1500 }));
-    let (out, rss_before) = tokio::join!(invoke, poster);
+    let (out, before) = tokio::join!(invoke, poster);
     let out = out?;
-    let rss_before = rss_before.map_err(|e| RunError::Other(format!("poster thread: {e}")))??;
+    let (rss_before, values_held) = before.map_err(|e| RunError::Other(format!("poster thread: {e}")))??;
     if out.status != Status::Success {
         return Err(RunError::Other(format!("flush invoke ended {:?}", out.status)));
     }
@@ -430,7 +437,7 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
     let h = h.map_err(|e| RunError::Other(format!("health thread: {e}")))??;
     sb.shutdown().await?;
     let last = &h["last_flush"];
-    if last["cloudwatch_sent"].as_u64().unwrap_or(0) < FLUSH_SERIES as u64 {
+    if last["cloudwatch_sent"].as_u64().unwrap_or(0) < values_held / FLUSH_VALUES as u64 {
         return Err(RunError::Other(format!("flush did not send the series: {last}")));
     }
     Ok(FlushRun {
@@ -439,6 +446,7 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
         peak_extra_kb: peak.saturating_sub(rss_before),
         peak_kb: peak,
         datums: last["datums"].as_u64().unwrap_or(0),
+        values_held,
         requests: new.len(),
         bytes: new.iter().map(|r| r.bytes).sum(),
         decoded_bytes: new.iter().map(|r| r.decoded_bytes).sum(),
