@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Checks the layer zips that layer-build/build.sh made (run by `make layer-check`, itself run by `make test`):
+#   - each zip holds exactly `extensions/` and `extensions/perfmon`, the binary with mode 755 (rwxr-xr-x);
+#   - each zip is at most 5 MB (5,000,000 bytes);
+#   - `file` shows the right architecture and a statically linked executable (no interpreter: it runs on
+#     Amazon Linux 2 and 2023 and in custom runtimes, whatever their libc);
+#   - the x86_64 binary answers `perfmon --version` natively, the arm64 one under qemu-user
+#     (qemu-aarch64-static), with the workspace version; both print the same `perfmon dashboard` JSON,
+#     so the arm64 code path does real work under emulation, not just argument parsing.
+# The end-to-end run of the unpacked zips in the sandbox is tests/tests/layer_e2e.rs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+LAYER_DIR=${LAYER_DIR:-${CARGO_TARGET_DIR:-target}/layer}
+BUDGET_BYTES=5000000
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+[ -n "$version" ] || { echo "layer-check: no [workspace.package] version in Cargo.toml" >&2; exit 1; }
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+ok() { echo "ok:   $*"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+run_binary() { # arch, args...: runs the unpacked binary of that arch (under qemu for arm64)
+    local arch=$1; shift
+    local bin="$work/$arch/extensions/perfmon"
+    if [ "$arch" = arm64 ]; then timeout 60 qemu-aarch64-static "$bin" "$@"; else timeout 60 "$bin" "$@"; fi
+}
+
+for arch in x86_64 arm64; do
+    zipfile="$LAYER_DIR/perfmon-layer-$arch.zip"
+    if [ ! -f "$zipfile" ]; then fail "$zipfile missing: run \`make layer\`"; continue; fi
+
+    size=$(stat -c %s "$zipfile")
+    if [ "$size" -le "$BUDGET_BYTES" ]; then ok "$arch zip is $size bytes (budget $BUDGET_BYTES)"
+    else fail "$arch zip is $size bytes, over the $BUDGET_BYTES budget"; fi
+
+    # zipinfo lines: mode, zip version, host system, size, type, method, date, time, name.
+    listing=$(unzip -Z "$zipfile" | awk '$1 ~ /^[d-]/ {print $1, $3, $NF}' | sort)
+    expected=$'-rwxr-xr-x unx extensions/perfmon\ndrwxr-xr-x unx extensions/'
+    if [ "$listing" = "$expected" ]; then ok "$arch zip layout: extensions/ and extensions/perfmon, mode 755"
+    else fail "$arch zip layout/modes: got"$'\n'"$listing"$'\n'"expected"$'\n'"$expected"; fi
+
+    mkdir -p "$work/$arch"
+    unzip -q "$zipfile" -d "$work/$arch"
+    bin="$work/$arch/extensions/perfmon"
+    if [ -x "$bin" ]; then ok "$arch unpacked binary is executable"; else fail "$arch unpacked binary not executable"; continue; fi
+
+    desc=$(file -b "$bin")
+    echo "      file: $desc"
+    case "$arch" in
+        x86_64) want_arch="x86-64" ;;
+        arm64) want_arch="ARM aarch64" ;;
+    esac
+    case "$desc" in
+        ELF\ 64-bit*"$want_arch"*) ok "$arch ELF for $want_arch" ;;
+        *) fail "$arch: not a 64-bit $want_arch ELF" ;;
+    esac
+    case "$desc" in
+        *"statically linked"* | *"static-pie linked"*) ok "$arch statically linked" ;;
+        *) fail "$arch: not statically linked" ;;
+    esac
+    case "$desc" in
+        *"dynamically linked"* | *interpreter*) fail "$arch: has an ELF interpreter" ;;
+    esac
+    case "$desc" in
+        *stripped*) case "$desc" in *"not stripped"*) fail "$arch: not stripped" ;; *) ok "$arch stripped" ;; esac ;;
+    esac
+
+    out=$(run_binary "$arch" --version 2>&1) || fail "$arch --version exited $?: $out"
+    echo "      $arch \$ perfmon --version -> $out"
+    if [ "$out" = "perfmon $version" ]; then ok "$arch answers --version with the workspace version"
+    else fail "$arch --version printed '$out', expected 'perfmon $version'"; fi
+
+    if run_binary "$arch" dashboard --function layer-check >"$work/dashboard-$arch.json" 2>"$work/dashboard-$arch.err"; then
+        ok "$arch runs \`perfmon dashboard\` ($(stat -c %s "$work/dashboard-$arch.json") bytes of JSON)"
+    else
+        fail "$arch \`perfmon dashboard\` failed: $(cat "$work/dashboard-$arch.err")"
+    fi
+done
+
+if [ -s "$work/dashboard-x86_64.json" ] && [ -s "$work/dashboard-arm64.json" ]; then
+    if cmp -s "$work/dashboard-x86_64.json" "$work/dashboard-arm64.json"; then
+        ok "x86_64 and arm64 (qemu) print the same dashboard"
+    else
+        fail "x86_64 and arm64 dashboards differ"
+    fi
+fi
+
+if [ "$failures" -gt 0 ]; then
+    echo "layer-check: $failures failed" >&2
+    exit 1
+fi
+echo "layer-check: all zip, ELF and emulation checks passed"
