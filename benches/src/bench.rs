@@ -279,14 +279,16 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     }
 
     // Peak RSS: idle (no custom metrics) and under the custom-metric load (100 per invoke).
-    for (id, label, metrics) in [
-        ("peak_rss_idle_mib", "peak RSS, idle (0 metrics/invoke)", 0),
-        ("peak_rss_load_mib", "peak RSS, 100 metrics/invoke", 100),
+    for (id, label, metrics, sink) in [
+        ("peak_rss_idle_mib", "peak RSS, idle (0 metrics/invoke)", 0, None),
+        ("peak_rss_load_mib", "peak RSS, 100 metrics/invoke", 100, None),
+        ("peak_rss_load_emf_mib", "peak RSS, 100 metrics/invoke, emf sink", 100, Some("emf")),
+        ("peak_rss_load_cloudwatch_mib", "peak RSS, 100 metrics/invoke, cloudwatch sink", 100, Some("cloudwatch")),
     ] {
         let pick = |s: &'static str| -> Vec<f64> {
             raw.invoke
                 .iter()
-                .filter(|((c, sd), _)| *sd == s && c.metrics == metrics)
+                .filter(|((c, sd), _)| *sd == s && c.metrics == metrics && sink.is_none_or(|k| c.sink == k))
                 .flat_map(|(_, v)| v.iter().filter_map(|r| r.peak_rss_kb.map(|k| k as f64 / MIB)))
                 .collect()
         };
