@@ -52,14 +52,15 @@ impl Plan {
         }
     }
 
-    /// Every case, 3 rounds and shorter loads: the pre-merge check (about 2 minutes).
+    /// Every case, 3 rounds, 3 load and flush repeats: the pre-merge check (about 2.5 minutes).
+    /// Sandboxes and load windows have the full run's shape, so the figures compare.
     pub fn quick() -> Plan {
         Plan {
             mode: "quick",
             rounds: 3,
-            invokes: 20,
+            invokes: 40,
             cases: Self::all_cases(),
-            load_window: Duration::from_millis(1000),
+            load_window: Duration::from_millis(1500),
             load_repeats: 3,
             flush_repeats: 3,
         }
@@ -273,7 +274,9 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
                     Better::Lower,
                 )
                 .with(&bytes, None)
-                .check(CheckOn::Value, 4.0),
+                // One request per invoke with `end`: deterministic. The others send once or twice
+                // per sandbox, and one larger request (a retry, a minute boundary) moves the figure.
+                .check(if case.policy == "end" { CheckOn::Value } else { CheckOn::None }, 4.0),
             );
         }
     }
@@ -308,7 +311,10 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         // So rates are shown and budgeted but not checked; the check compares perfmon's CPU time
         // per 1 000 samples, which stays within a few % across machine states. With eight client
         // threads on 2 cores the generator sets the pace: that CPU figure is not checked either.
-        let noisy = id == "http_8c_single";
+        // Values without a floor are checked against 20 % and the committed run's own range.
+        // Request-response on one connection: perfmon's CPU per request also depends on the machine
+        // (16.9 ms per 1 000 on a quiet machine, 5.1 on a busy one: waking from idle costs).
+        let noisy = id == "http_8c_single" || id == "http_1c_single_seq";
         let (unit_label, unit) = match load {
             Load::Http { entries: 1, .. } => ("requests/s", "req/s"),
             Load::Http { .. } => ("metrics/s", "metrics/s"),

@@ -2,6 +2,11 @@
 //! check value (ratio to the floor, delta to the floor, or perfmon's own value where no floor
 //! exists) is worse than the committed one by more than [`THRESHOLD`] (plus the figure's absolute
 //! slack, for timer resolution and rounding).
+//!
+//! Ratios and deltas are paired (perfmon and the floor alternate under the same machine load).
+//! A value without a floor (CPU per 1 000 samples, flush time) is not: on a shared 2-core machine
+//! it moves with the load of the moment, so it regresses only when it is also outside the range
+//! the committed run itself showed (its worst sample).
 
 use crate::results::{Better, CheckOn, Results};
 
@@ -28,6 +33,16 @@ pub fn regressed(better: Better, committed: f64, fresh: f64, slack: f64) -> bool
     }
 }
 
+/// [`regressed`] for a value without a floor: also outside the committed range (`worst`: its
+/// max for lower-is-better figures, its min for higher-is-better ones).
+pub fn regressed_unpaired(better: Better, committed: f64, worst: f64, fresh: f64, slack: f64) -> bool {
+    regressed(better, committed, fresh, slack)
+        && match better {
+            Better::Lower => fresh > worst + slack,
+            Better::Higher => fresh < worst - slack,
+        }
+}
+
 /// Every figure present (with a check value) in both documents.
 pub fn compare(committed: &Results, fresh: &Results) -> Vec<Verdict> {
     let mut out = Vec::new();
@@ -47,7 +62,14 @@ pub fn compare(committed: &Results, fresh: &Results) -> Vec<Verdict> {
             committed: a,
             fresh: b,
             worse_by,
-            regressed: regressed(f.better, a, b, old.check_slack.max(f.check_slack)),
+            regressed: {
+                let slack = old.check_slack.max(f.check_slack);
+                let worst = old.perfmon.map(|p| if f.better == Better::Lower { p.max } else { p.min });
+                match (f.check, worst) {
+                    (CheckOn::Value, Some(w)) => regressed_unpaired(f.better, a, w, b, slack),
+                    _ => regressed(f.better, a, b, slack),
+                }
+            },
         });
     }
     out
@@ -65,5 +87,14 @@ mod tests {
         assert!(!regressed(Better::Higher, 100.0, 81.0, 0.0));
         assert!(regressed(Better::Higher, 100.0, 79.0, 0.0));
         assert!(!regressed(Better::Lower, 1.0, 0.5, 0.0), "better is never a regression");
+    }
+
+    #[test]
+    fn unpaired_values_must_leave_the_committed_range_too() {
+        // committed median 0.61, worst sample 0.86
+        assert!(!regressed_unpaired(Better::Lower, 0.61, 0.86, 0.75, 0.0), "+23 % but inside the range");
+        assert!(regressed_unpaired(Better::Lower, 0.61, 0.86, 0.90, 0.0));
+        assert!(!regressed_unpaired(Better::Higher, 100.0, 70.0, 75.0, 0.0));
+        assert!(regressed_unpaired(Better::Higher, 100.0, 90.0, 75.0, 0.0));
     }
 }

@@ -200,13 +200,14 @@ fn check(committed: &Results, fresh: &Results) -> bool {
         if v.regressed {
             bad += 1;
         }
+        let worse = if v.committed.abs() < 1e-6 { "–".to_owned() } else { format!("{:+.0} %", v.worse_by * 100.0) };
         println!(
-            "| {} | {:?} | {:.3} | {:.3} | {:+.0} % | {} |",
+            "| {} | {:?} | {:.3} | {:.3} | {} | {} |",
             v.id,
             v.on,
             v.committed,
             v.fresh,
-            v.worse_by * 100.0,
+            worse,
             if v.regressed { "REGRESSED" } else { "ok" }
         );
     }
