@@ -102,10 +102,19 @@ $(LAYER_TOOLS_STAMP): layer-build/requirements.txt
 layer: $(LAYER_TOOLS_STAMP) ## build the layer zips (static musl, x86_64 and arm64) into target/layer/
 	PATH="$(abspath $(LAYER_TOOLS))/bin:$$PATH" LAYER_DIR=$(LAYER_DIR) layer-build/build.sh
 
+# The CDK example's npm packages (tsc, aws-cdk-lib), where node exists: layer_template.rs synthesizes it.
+LAYER_CDK := layer-build/examples/cdk
+LAYER_CDK_STAMP := $(LAYER_CDK)/node_modules/.installed
+
+$(LAYER_CDK_STAMP): $(LAYER_CDK)/package.json $(LAYER_CDK)/package-lock.json
+	cd $(LAYER_CDK) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: layer-check
-layer-check: layer venv ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
+layer-check: layer venv $(if $(HAVE_NODE),$(LAYER_CDK_STAMP)) ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
 	LAYER_DIR=$(LAYER_DIR) layer-build/check.sh
-	$(CARGO) test -p perfmon-tests --test layer_e2e --test layer_template
+# Under `make test` the workspace run that follows runs these tests: run them here only for `make layer-check`.
+	$(if $(filter test,$(MAKECMDGOALS)),@echo "layer_e2e and layer_template: run by cargo test --workspace",$(CARGO) test -p perfmon-tests --test layer_e2e --test layer_template)
 
 CARGO_TARGET_DIR_OR_DEFAULT := $(or $(CARGO_TARGET_DIR),target)
 BENCH_PACKAGES := -p perfmon -p noop-extension -p sample-function -p perfmon-sandbox -p perfmon-bench

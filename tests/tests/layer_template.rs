@@ -1,5 +1,5 @@
 //! The deployment examples of README "Attach it": `layer-build/examples/template.yaml` (SAM),
-//! `perfmon-stack.ts` (CDK) and `main.tf` (Terraform).
+//! `cdk/perfmon-stack.ts` (CDK, type-checked and synthesized when node is installed) and `main.tf` (Terraform).
 //!
 //! - The SAM template passes `cfn-lint` (`.venv`, `make venv`) as written, and again after SAM's own
 //!   transform (aws-sam-translator, in `layer-build/.tools`, `make layer`) as the plain CloudFormation
@@ -7,6 +7,9 @@
 //!   template for runtimes, architectures and IAM actions too. Broken copies must fail both, so the checks
 //!   are known to bite.
 //! - The IAM statement allows `cloudwatch:PutMetricData` only, on the namespace the function is given.
+//! - The CDK stack passes `tsc --strict`, synthesizes with aws-cdk-lib (`layer-build/cdk-synth.sh`), and its
+//!   template passes `cfn-lint` with the same IAM statement (skipped without node).
+//! - The Terraform example parses as HCL2 (python-hcl2) with the same layers, statement and namespace.
 //! - README "Attach it" quotes the three files verbatim and lists every variable of the contract.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -197,7 +200,7 @@ fn attach_it_section() -> String {
 #[test]
 fn readme_attach_it_quotes_the_examples_and_lists_every_variable() {
     let section = attach_it_section();
-    for file in ["template.yaml", "perfmon-stack.ts", "main.tf"] {
+    for file in ["template.yaml", "cdk/perfmon-stack.ts", "main.tf"] {
         let body = std::fs::read_to_string(examples().join(file)).unwrap();
         // template.yaml's leading comment is about running it from the repository; the README says that itself.
         let body = body.find("AWSTemplateFormatVersion").map_or(body.as_str(), |i| &body[i..]);
@@ -219,4 +222,135 @@ fn readme_attach_it_quotes_the_examples_and_lists_every_variable() {
     ] {
         assert!(section.contains(needle), "README `## Attach it` lacks {needle}");
     }
+}
+
+/// Why the CDK example cannot be synthesized here, if it cannot.
+fn cdk_unavailable() -> Option<String> {
+    if common::find_in_path("node").is_none() {
+        return Some("node is not installed".into());
+    }
+    if !workspace_root().join("layer-build/examples/cdk/node_modules/.bin/tsc").exists() {
+        return Some("the CDK example's npm packages are missing: run `make layer-check`".into());
+    }
+    for arch in ["x86_64", "arm64"] {
+        let zip = workspace_root().join(format!("target/layer/perfmon-layer-{arch}.zip"));
+        if !zip.is_file() {
+            return Some(format!("{} not built: run `make layer`", zip.display()));
+        }
+    }
+    None
+}
+
+fn cdk_synth(out: &Path, stack: Option<&Path>) -> Output {
+    let mut cmd = Command::new(workspace_root().join("layer-build/cdk-synth.sh"));
+    cmd.arg(out);
+    if let Some(stack) = stack {
+        cmd.arg(stack);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn cdk_example_type_checks_synthesizes_and_passes_cfn_lint() {
+    if let Some(why) = cdk_unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = TempDir::new("layer-cdk");
+    let out = cdk_synth(&dir.path().join("ok"), None);
+    assert!(out.status.success(), "cdk-synth.sh: {}", text(&out));
+    let template = dir.path().join("ok/cdk.out/PerfmonExample.template.json");
+    // W3005: the DependsOn CDK itself adds next to the role's GetAtt, not something the example wrote.
+    let lint = run(Command::new(venv_bin("cfn-lint")).args(["--ignore-checks", "W3005", "--"]).arg(&template));
+    assert!(lint.status.success(), "cfn-lint of the synthesized template:\n{}", text(&lint));
+
+    let t: Value = serde_json::from_slice(&std::fs::read(&template).unwrap()).unwrap();
+    let of_type = |ty: &str| -> Vec<(String, Value)> {
+        t["Resources"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| r["Type"] == ty)
+            .map(|(k, r)| (k.clone(), r["Properties"].clone()))
+            .collect()
+    };
+    let layers = of_type("AWS::Lambda::LayerVersion");
+    let archs: Vec<&Value> = layers.iter().map(|(_, p)| &p["CompatibleArchitectures"]).collect();
+    assert_eq!(archs, [&json!(["arm64"]), &json!(["x86_64"])], "one layer per architecture");
+    let functions = of_type("AWS::Lambda::Function");
+    assert_eq!(functions.len(), 1);
+    let f = &functions[0].1;
+    assert_eq!(f["Architectures"], json!(["arm64"]));
+    let arm_layer = &layers.iter().find(|(_, p)| p["CompatibleArchitectures"] == json!(["arm64"])).unwrap().0;
+    assert_eq!(f["Layers"], json!([{"Ref": arm_layer}]), "the function has the arm64 layer");
+    let namespace = &f["Environment"]["Variables"][env::NAMESPACE];
+    let statements: Vec<Value> = of_type("AWS::IAM::Policy")
+        .iter()
+        .flat_map(|(_, p)| p["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            json!({"Action": "cloudwatch:PutMetricData", "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
+                "Effect": "Allow", "Resource": "*"})
+        ],
+        "PutMetricData on the function's namespace only"
+    );
+
+    // tsc --strict bites: a runtime that does not exist fails the type check.
+    let original = std::fs::read_to_string(examples().join("cdk/perfmon-stack.ts")).unwrap();
+    let broken = dir.path().join("broken-stack.ts");
+    std::fs::write(&broken, original.replacen("NODEJS_22_X", "NODEJS_22_Y", 1)).unwrap();
+    let out = cdk_synth(&dir.path().join("broken"), Some(&broken));
+    assert!(!out.status.success() && text(&out).contains("NODEJS_22_Y"), "{}", text(&out));
+}
+
+/// `main.tf` parsed by python-hcl2 (from `layer-build/.tools`) as JSON, or the parser's error.
+fn parse_hcl(python: &Path, path: &Path) -> Result<Value, String> {
+    let script = "import hcl2, json, sys\nwith open(sys.argv[1]) as f:\n    print(json.dumps(hcl2.load(f)))";
+    let out = run(Command::new(python).args(["-c", script]).arg(path));
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn terraform_example_parses_as_hcl2_with_the_namespace_condition() {
+    let python = workspace_root().join("layer-build/.tools/bin/python");
+    if !python.is_file() || !run(Command::new(&python).args(["-c", "import hcl2"])).status.success() {
+        eprintln!("SKIPPED: python-hcl2 not in layer-build/.tools: run `make layer` (or `make layer-check`)");
+        return;
+    }
+    let tf = examples().join("main.tf");
+    let doc = parse_hcl(&python, &tf).unwrap_or_else(|e| panic!("main.tf does not parse: {e}"));
+    // python-hcl2 keeps expressions as text: check the pieces that must agree.
+    let resource = |ty: &str, name: &str| -> Value {
+        doc["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|r| r.get(format!("\"{ty}\"")).and_then(|r| r.get(format!("\"{name}\""))).cloned())
+            .unwrap_or_else(|| panic!("main.tf has no resource {ty}.{name}"))
+    };
+    assert_eq!(resource("aws_lambda_layer_version", "perfmon_arm64")["compatible_architectures"], json!(["\"arm64\""]));
+    assert_eq!(
+        resource("aws_lambda_layer_version", "perfmon_x86_64")["compatible_architectures"],
+        json!(["\"x86_64\""])
+    );
+    let policy = resource("aws_iam_role_policy", "perfmon")["policy"].as_str().unwrap().to_owned();
+    assert!(policy.contains("Action = \"cloudwatch:PutMetricData\""), "{policy}");
+    assert!(policy.contains("StringEquals = {\"cloudwatch:namespace\" = local.perfmon_namespace}"), "{policy}");
+    let function = resource("aws_lambda_function", "example");
+    assert_eq!(function["architectures"], json!(["\"arm64\""]));
+    assert_eq!(function["layers"], json!(["${aws_lambda_layer_version.perfmon_arm64.arn}"]));
+    let vars = &function["environment"][0]["variables"];
+    assert_eq!(vars[env::NAMESPACE], "${local.perfmon_namespace}", "{vars}");
+
+    // The parser bites: a missing closing brace is an error.
+    let dir = TempDir::new("layer-tf");
+    let broken = dir.path().join("broken.tf");
+    let original = std::fs::read_to_string(&tf).unwrap();
+    std::fs::write(&broken, original.trim_end().trim_end_matches('}')).unwrap();
+    assert!(parse_hcl(&python, &broken).is_err(), "python-hcl2 parsed a truncated main.tf");
 }

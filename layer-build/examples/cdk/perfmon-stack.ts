@@ -1,11 +1,10 @@
-import * as path from "path";
 import { Duration, Stack, StackProps } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 
-// The zips `make layer` builds (target/layer/ at the repository root).
-const LAYER_DIR = path.join(__dirname, "..", "..", "target", "layer");
+// The zips `make layer` builds; relative paths are resolved from where `cdk` runs (the repository root).
+const LAYER_DIR = "target/layer";
 
 export class PerfmonStack extends Stack {
   constructor(scope: Construct, id: string, props?: StackProps) {
@@ -17,14 +16,14 @@ export class PerfmonStack extends Stack {
     const perfmonArm64 = new lambda.LayerVersion(this, "PerfmonArm64", {
       layerVersionName: "perfmon-arm64",
       description: "perfmon Lambda extension, arm64 (static musl binary, any runtime)",
-      code: lambda.Code.fromAsset(path.join(LAYER_DIR, "perfmon-layer-arm64.zip")),
+      code: lambda.Code.fromAsset(`${LAYER_DIR}/perfmon-layer-arm64.zip`),
       compatibleArchitectures: [lambda.Architecture.ARM_64],
       license: "Apache-2.0",
     });
     new lambda.LayerVersion(this, "PerfmonX8664", {
       layerVersionName: "perfmon-x86_64",
       description: "perfmon Lambda extension, x86_64 (static musl binary, any runtime)",
-      code: lambda.Code.fromAsset(path.join(LAYER_DIR, "perfmon-layer-x86_64.zip")),
+      code: lambda.Code.fromAsset(`${LAYER_DIR}/perfmon-layer-x86_64.zip`),
       compatibleArchitectures: [lambda.Architecture.X86_64],
       license: "Apache-2.0",
     });
