@@ -388,7 +388,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Better::Lower,
         )
         .with(&fv(&|r| r.flush_elapsed_ms), None)
-        .check(CheckOn::Value, 30.0),
+        .check(CheckOn::None, 0.0),
     );
     figs.push(
         Figure::new(
@@ -399,7 +399,14 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Better::Lower,
         )
         .with(&fv(&|r| r.invoke_overhead_ms), None)
-        .check(CheckOn::Value, 30.0),
+        .check(CheckOn::None, 0.0),
+    );
+    // Wall times move with the machine's load (the embedded CloudWatch decoding 5.8 MB runs on the
+    // other core): shown, not checked. perfmon's own CPU time for the flush is checked.
+    figs.push(
+        Figure::new("flush_cpu_ms", "flush", &format!("flush of {series}: perfmon CPU time"), "ms", Better::Lower)
+            .with(&fv(&|r| r.flush_cpu_ms), None)
+            .check(CheckOn::Value, 20.0),
     );
     figs.push(
         Figure::new(

@@ -351,6 +351,8 @@ pub struct FlushRun {
     pub flush_elapsed_ms: f64,
     /// The flushing invoke's overhead as the sandbox sees it (runtime `/next` → perfmon `/next`).
     pub invoke_overhead_ms: f64,
+    /// perfmon's CPU time from the end of the posts to the end of the flushing invoke (10 ms ticks).
+    pub flush_cpu_ms: f64,
     /// Peak RSS during the flush above the RSS before it (KiB), and the peak itself.
     pub peak_extra_kb: u64,
     pub peak_kb: u64,
@@ -396,7 +398,7 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
     sb.invoke(json!({})).await?; // init (and the first flush: client built, connection open)
     let pid = pid_of(&sb, "perfmon").ok_or_else(|| RunError::Other("perfmon is not running".into()))?;
     let http_port = env.http_port;
-    let poster = tokio::task::spawn_blocking(move || -> Result<(u64, u64), RunError> {
+    let poster = tokio::task::spawn_blocking(move || -> Result<(u64, u64, f64), RunError> {
         std::thread::sleep(Duration::from_millis(200));
         let reqs: Vec<Vec<u8>> =
             flush_bodies().iter().map(|b| crate::load::post_request(http_port, "/v1/metrics", b)).collect();
@@ -408,17 +410,20 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
         // Everything is recorded: measure the flush alone from here.
         let held = health(http_port)?["samples_held"].as_u64().unwrap_or(0);
         crate::procfs::reset_peak(pid)?;
-        Ok((crate::procfs::rss_kb(pid).unwrap_or(0), held))
+        let cpu = crate::procfs::cpu_ms(pid).unwrap_or(f64::NAN);
+        Ok((crate::procfs::rss_kb(pid).unwrap_or(0), held, cpu))
     });
     let cw_before = env.cloudwatch.requests();
     let invoke = sb.invoke(json!({ "sleep_ms": 1500 }));
     let (out, before) = tokio::join!(invoke, poster);
     let out = out?;
-    let (rss_before, values_held) = before.map_err(|e| RunError::Other(format!("poster thread: {e}")))??;
+    let (rss_before, values_held, cpu_before) =
+        before.map_err(|e| RunError::Other(format!("poster thread: {e}")))??;
     if out.status != Status::Success {
         return Err(RunError::Other(format!("flush invoke ended {:?}", out.status)));
     }
     let peak = crate::procfs::hwm_kb(pid).unwrap_or(0);
+    let flush_cpu_ms = crate::procfs::cpu_ms(pid).unwrap_or(f64::NAN) - cpu_before;
     let cw_after = env.cloudwatch.requests();
     let new: Vec<_> =
         cw_after.put_metric_data().into_iter().filter(|r| r.seq > cw_before.count() as u64).cloned().collect();
@@ -443,6 +448,7 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
     Ok(FlushRun {
         flush_elapsed_ms: last["elapsed_ms"].as_f64().unwrap_or(f64::NAN),
         invoke_overhead_ms: overhead,
+        flush_cpu_ms,
         peak_extra_kb: peak.saturating_sub(rss_before),
         peak_kb: peak,
         datums: last["datums"].as_u64().unwrap_or(0),
