@@ -14,6 +14,7 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush
                            [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
+       perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
 
 run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
        loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
@@ -39,7 +40,7 @@ struct Args {
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare") {
         return Err(USAGE.to_owned());
     }
     let mut a =
@@ -55,6 +56,12 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--only" => a.only = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
+                a.file = Some(PathBuf::from(other))
+            }
+            other if a.cmd == "compare" && a.baseline.is_none() && !other.starts_with('-') => {
+                a.baseline = Some(PathBuf::from(other))
+            }
+            other if a.cmd == "compare" && a.file.is_none() && !other.starts_with('-') => {
                 a.file = Some(PathBuf::from(other))
             }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -236,6 +243,10 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("{}", tables(&r));
             true
         }),
+        "compare" => match (a.baseline.as_deref(), a.file.as_deref()) {
+            (Some(c), Some(f)) => load(c).and_then(|c| load(f).map(|f| check(&c, &f))),
+            _ => Err(USAGE.to_owned()),
+        },
         "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
