@@ -20,7 +20,8 @@ usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PA
 
 Runs init, then N invokes (the first is cold; it uses --cold-payload when given), then a shutdown,
 and prints what happened: invokes and statuses, per-extension figures (exec->register,
-exec->first next, per-invoke overhead p50/p99, peak RSS, exited before the shutdown deadline).
+exec->first next, per-invoke overhead p50/p99, peak RSS (highest VmHWM sampled from /proc),
+wait4's ru_maxrss (includes the sandbox's pre-exec RSS), exited before the shutdown deadline).
 --extension NAME=PATH lays out a temporary extensions directory (symlinks) instead of --extensions.
 --cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
 extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
@@ -219,6 +220,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
             "extensions": stats,
             "shutdown": {
                 "reason": down.reason.as_str(), "durationMs": down.duration_ms, "extensions": down.extensions,
+                "runtimePeakRssKb": down.runtime_peak_rss_kb,
                 "undelivered": down.undelivered,
             },
             "cloudwatch": cloudwatch.as_ref().map(crate::cli_cloudwatch::summary_json),
@@ -288,23 +290,36 @@ fn print_summary(
     }
     println!();
     println!(
-        "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>15}",
-        "extension", "gen", "exec->reg ms", "exec->next ms", "ovh p50 ms", "ovh p99 ms", "peak KB", "before deadline"
+        "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>13} {:>15}",
+        "extension",
+        "gen",
+        "exec->reg ms",
+        "exec->next ms",
+        "ovh p50 ms",
+        "ovh p99 ms",
+        "peak KB",
+        "ru_maxrss KB",
+        "before deadline"
     );
+    let kb = |k: Option<u64>| k.map_or_else(|| "-".to_owned(), |k| k.to_string());
     for s in stats {
         println!(
-            "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>15}",
+            "{:<20} {:>5} {:>14} {:>16} {:>13} {:>13} {:>10} {:>13} {:>15}",
             s.name,
             s.generation,
             fmt_ms(s.exec_to_register_ms),
             fmt_ms(s.exec_to_first_next_ms),
             fmt_ms(s.overhead_p50_ms),
             fmt_ms(s.overhead_p99_ms),
-            s.peak_rss_kb.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+            kb(s.peak_rss_kb),
+            kb(s.ru_maxrss_kb),
             s.exited_before_deadline.map_or_else(|| "-".to_owned(), |b| if b { "yes" } else { "no" }.to_owned()),
         );
     }
     println!();
+    println!("peak KB: highest VmHWM sampled from /proc (API calls, SHUTDOWN, every 5 ms of the shutdown window);");
+    println!("ru_maxrss KB: wait4's figure, which includes the sandbox's own RSS before exec (not the peak).");
+    println!("runtime peak RSS: {} KB", kb(down.runtime_peak_rss_kb));
     println!("shutdown ({}): {:.1} ms", down.reason.as_str(), down.duration_ms);
     for (name, n) in &down.undelivered {
         println!("  {n} telemetry events never delivered to {name}");

@@ -13,7 +13,7 @@ use perfmon_protocol::telemetry::{
 use crate::config::{SHUTDOWN_WINDOW_EXTERNAL, SHUTDOWN_WINDOW_INTERNAL};
 use crate::env;
 use crate::platform::{emit_report, emit_runtime_done, round3};
-use crate::process::{self, list_extensions, peak_rss_kb, Spawn};
+use crate::process::{self, list_extensions, peak_rss_kb, ru_maxrss_kb, Spawn};
 use crate::records::{ExtensionShutdown, InitOutcome, InvokeOutcome, RuntimeDelivery, ShutdownOutcome};
 use crate::state::{epoch_ms, ms_between, Ext, Inner, Invoke, Phase, Posted, Role, RuntimeSide, State};
 use crate::stats::{percentile, ExtensionStats};
@@ -418,7 +418,7 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
 pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason, last: bool) -> ShutdownOutcome {
     let cfg = &inner.cfg;
     let started = Instant::now();
-    let window = {
+    let (window, generation) = {
         let mut st = inner.lock();
         st.phase = Phase::ShuttingDown;
         st.registration_open = false;
@@ -444,14 +444,19 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
                 rt.signal(Signal::Term);
             }
         }
-        window
+        (window, st.generation)
     };
     inner.touch();
+    // Peak RSS during the window (runtime's SIGTERM handling, extensions' final flush); stopped below
+    // once every process was reaped.
+    let poller = tokio::spawn(process::poll_peaks(inner.clone(), generation));
+    let stop_poller = poller.abort_handle();
+    inner.keep_task(poller); // aborted on drop of the sandbox too, should this sequence be cancelled
     let window_end = started + window;
     let runtime_deadline = started + cfg.runtime_shutdown.min(window);
     let runtime_gone = |st: &mut State| st.proc_of(st.runtime.proc_idx).is_none_or(|p| !p.alive()).then_some(());
     inner.wait_until(Some(runtime_deadline), runtime_gone).await;
-    let deadline_ms = {
+    let (deadline_ms, released) = {
         let mut st = inner.lock();
         let runtime_idx = st.runtime.proc_idx;
         if let Some(rt) = runtime_idx.and_then(|i| st.procs.get_mut(i)).filter(|p| p.alive()) {
@@ -462,11 +467,13 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
         let deadline_ms = u64::try_from(epoch_ms()).unwrap_or(0) + remaining.as_millis() as u64;
         let now = Instant::now();
         let mut to_kill = Vec::new();
+        let mut released = Vec::new();
         let mut sent = false;
         for e in st.exts.iter_mut() {
             if e.registered() && e.wants(EventType::Shutdown) {
                 e.shutdown_sent_at = Some(now);
                 e.give(NextEvent::Shutdown(ShutdownEvent { shutdown_reason: reason.clone(), deadline_ms }));
+                released.extend(e.proc_idx);
                 sent = true;
             } else if let Some(i) = e.proc_idx {
                 to_kill.push(i);
@@ -478,9 +485,10 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
                 p.signal(Signal::Kill);
             }
         }
-        sent.then_some(deadline_ms)
+        (sent.then_some(deadline_ms), released)
     };
     inner.touch();
+    process::sample_peaks(inner, &released);
     let exts_gone =
         |st: &mut State| st.exts.iter().filter_map(|e| st.proc_of(e.proc_idx)).all(|p| !p.alive()).then_some(());
     inner.wait_until(Some(window_end), exts_gone).await;
@@ -498,6 +506,7 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
         st.procs.iter().filter(|p| p.generation == generation).all(|p| !p.alive() && p.streams_open == 0).then_some(())
     };
     inner.wait_until(Some(Instant::now() + Duration::from_secs(2)), reaped).await;
+    stop_poller.abort();
 
     let mut st = inner.lock();
     let generation = st.generation;
@@ -528,15 +537,19 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
                     _ => None,
                 },
                 peak_rss_kb: peak_rss_kb(p),
+                ru_maxrss_kb: ru_maxrss_kb(p),
             })
         })
         .collect();
-    let runtime_exit = st.proc_of(st.runtime.proc_idx).and_then(|p| p.exit.clone());
+    let runtime_proc = st.proc_of(st.runtime.proc_idx);
+    let runtime_exit = runtime_proc.and_then(|p| p.exit.clone());
+    let runtime_peak_rss_kb = runtime_proc.and_then(peak_rss_kb);
     let outcome = ShutdownOutcome {
         reason,
         deadline_ms,
         runtime_exit_code: runtime_exit.as_ref().and_then(|x| x.code),
         runtime_exit_signal: runtime_exit.as_ref().and_then(|x| x.signal),
+        runtime_peak_rss_kb,
         extensions,
         undelivered,
         duration_ms: round3(ms_between(started, Instant::now())),
@@ -572,6 +585,7 @@ pub(crate) fn current_stats(st: &State) -> Vec<ExtensionStats> {
                 overhead_p50_ms: percentile(&e.overheads_ms, 50.0),
                 overhead_p99_ms: percentile(&e.overheads_ms, 99.0),
                 peak_rss_kb: p.and_then(peak_rss_kb),
+                ru_maxrss_kb: p.and_then(ru_maxrss_kb),
                 exit_code: exit.and_then(|x| x.code),
                 exit_signal: exit.and_then(|x| x.signal),
                 exited_before_deadline: match (st.phase, p) {

@@ -55,7 +55,10 @@ pub struct ExtensionShutdown {
     pub exited_before_deadline: bool,
     /// SHUTDOWN event sent → process exit, when it exited by itself after receiving it.
     pub shutdown_to_exit_ms: Option<f64>,
+    /// Peak RSS: the highest `VmHWM` sampled from `/proc/<pid>/status` while it lived (see [`crate::ExtensionStats::peak_rss_kb`]).
     pub peak_rss_kb: Option<u64>,
+    /// `ru_maxrss` from `wait4` (see [`crate::ExtensionStats::ru_maxrss_kb`]): not the extension's own peak.
+    pub ru_maxrss_kb: Option<u64>,
 }
 
 /// Result of [`crate::Sandbox::shutdown`] (also recorded for every reset).
@@ -66,6 +69,8 @@ pub struct ShutdownOutcome {
     pub deadline_ms: Option<u64>,
     pub runtime_exit_code: Option<i32>,
     pub runtime_exit_signal: Option<i32>,
+    /// The runtime's peak RSS (highest `VmHWM` sampled at its `/next` calls and during the shutdown window).
+    pub runtime_peak_rss_kb: Option<u64>,
     pub extensions: Vec<ExtensionShutdown>,
     /// Telemetry events still queued when the window closed (never delivered), per subscriber.
     pub undelivered: Vec<(String, usize)>,

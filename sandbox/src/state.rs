@@ -122,7 +122,9 @@ impl Role {
 pub(crate) struct Exit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
-    pub max_rss_kb: u64,
+    /// `ru_maxrss` from `wait4`: on Linux it includes the high-water mark of the address space the
+    /// process had before exec (the sandbox's own, through fork/vfork), so it is not the peak.
+    pub ru_maxrss_kb: u64,
     pub at: Instant,
 }
 
@@ -136,11 +138,17 @@ pub(crate) struct Proc {
     pub killed: bool,
     /// stdout and stderr readers finished (every line captured).
     pub streams_open: u8,
+    /// The highest `VmHWM` sampled from `/proc/<pid>/status` (API calls, SHUTDOWN, shutdown poller).
+    pub peak_hwm_kb: Option<u64>,
 }
 
 impl Proc {
     pub fn alive(&self) -> bool {
         self.exit.is_none()
+    }
+    /// Folds a `VmHWM` sample into the recorded peak.
+    pub fn note_hwm(&mut self, kb: u64) {
+        self.peak_hwm_kb = Some(self.peak_hwm_kb.map_or(kb, |p| p.max(kb)));
     }
     pub fn signal(&self, s: Signal) {
         if self.alive() {

@@ -21,8 +21,15 @@ pub struct ExtensionStats {
     pub overhead_ms: Vec<f64>,
     pub overhead_p50_ms: Option<f64>,
     pub overhead_p99_ms: Option<f64>,
-    /// Peak RSS: `ru_maxrss` once the process was reaped, else `VmHWM` of the live process.
+    /// Peak RSS: the highest `VmHWM` (kB) sampled from `/proc/<pid>/status` — at register and every
+    /// `/next`, when SHUTDOWN was released and every 5 ms of the shutdown window — and, while the
+    /// process lives, its current `VmHWM`. `None` when it was never sampled (internal extension, or
+    /// a process that died before its first API call). Growth in the last few ms before exit
+    /// (after the last sample) can be missed: seen up to ~200 kB for perfmon's final flush.
     pub peak_rss_kb: Option<u64>,
+    /// `ru_maxrss` from `wait4` once reaped. On Linux it includes the high-water mark of the address
+    /// space before exec, i.e. the sandbox's own RSS at spawn time: an upper bound, not the peak.
+    pub ru_maxrss_kb: Option<u64>,
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
     /// Set after a shutdown: the process exited by itself before SIGKILL at the deadline.

@@ -1,4 +1,4 @@
-//! The only `unsafe` of the sandbox: `wait4(2)` (exit status and peak RSS of a child) and `kill(2)`
+//! The only `unsafe` of the sandbox: `wait4(2)` (exit status and `ru_maxrss` of a child) and `kill(2)`
 //! on a child's process group (freeze, thaw, SIGTERM, SIGKILL).
 #![allow(unsafe_code)]
 
@@ -9,11 +9,12 @@ pub(crate) struct Reaped {
     pub code: Option<i32>,
     /// Signal number when the process was killed by a signal.
     pub signal: Option<i32>,
-    /// `ru_maxrss`: peak resident set size in KiB (Linux).
-    pub max_rss_kb: u64,
+    /// `ru_maxrss` in KiB. On Linux exec folds the pre-exec address space's high-water mark (the
+    /// forking sandbox's RSS) into it, so it over-reports small processes: not a peak RSS.
+    pub ru_maxrss_kb: u64,
 }
 
-/// Blocks until the child `pid` terminates and returns its status and peak RSS.
+/// Blocks until the child `pid` terminates and returns its status and `ru_maxrss`.
 /// Returns `None` if `pid` is not a child of this process (or was already reaped).
 pub(crate) fn wait4(pid: i32) -> Option<Reaped> {
     let mut status: libc::c_int = 0;
@@ -37,7 +38,7 @@ pub(crate) fn wait4(pid: i32) -> Option<Reaped> {
     } else {
         (None, None)
     };
-    Some(Reaped { code, signal, max_rss_kb: u64::try_from(usage.ru_maxrss).unwrap_or(0) })
+    Some(Reaped { code, signal, ru_maxrss_kb: u64::try_from(usage.ru_maxrss).unwrap_or(0) })
 }
 
 /// Signals a child's whole process group (children are spawned as group leaders). Errors

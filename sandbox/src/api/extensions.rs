@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use super::{body, header, json, refuse, Resp};
 use crate::config::ACCOUNT_ID;
+use crate::process;
 use crate::records::DeliveredNext;
 use crate::state::{Ext, Fatal, Inner, Phase, State};
 
@@ -53,6 +54,7 @@ pub(crate) async fn register(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp
         return forbidden(error_type::REGISTRATION_CLOSED, "extension registration is closed".to_owned(), Some(name));
     }
     let now = Instant::now();
+    let mut proc_idx = None;
     match st.exts.iter().position(|e| e.name == name) {
         Some(i) => {
             let e = &mut st.exts[i];
@@ -64,6 +66,7 @@ pub(crate) async fn register(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp
             e.id = Some(id.clone());
             e.events = events;
             e.registered_at = Some(now);
+            proc_idx = e.proc_idx;
         }
         None => {
             // No file of that name: an internal extension (§1.2), which may not get SHUTDOWN.
@@ -88,6 +91,7 @@ pub(crate) async fn register(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp
     }
     drop(st);
     inner.touch();
+    process::sample_peak(inner, proc_idx);
     let cfg = &inner.cfg;
     let body = RegisterResponse {
         function_name: cfg.function_name.clone(),
@@ -141,22 +145,26 @@ pub(crate) async fn next(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp {
             e.awaiting_next = false;
             e.invoke_next_at = Some(now);
         }
+        let proc_idx = e.proc_idx;
         match e.pending.take() {
             Some(ev) => {
                 let name = e.name.clone();
                 drop(st);
                 inner.touch();
+                process::sample_peak(inner, proc_idx);
                 return deliver(inner, name, ev);
             }
             None => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 e.parked = Some(tx);
-                (e.name.clone(), rx)
+                (e.name.clone(), rx, proc_idx)
             }
         }
     };
     inner.touch();
-    let (name, rx) = rx;
+    // After the timestamps and the wake-up: the sample does not delay what is measured.
+    let (name, rx, proc_idx) = rx;
+    process::sample_peak(inner, proc_idx);
     match rx.await {
         Ok(ev) => deliver(inner, name, ev),
         Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, &ErrorBody::new("Sandbox.Failure", "the sandbox went away")),
@@ -197,6 +205,8 @@ pub(crate) async fn report_error(inner: &Arc<Inner>, req: Request<Incoming>, dur
         return refuse(inner, &m, &path, StatusCode::FORBIDDEN, error_type::MISSING_HEADER, msg, None);
     };
     let _ = body(req).await;
+    let proc_idx = inner.lock().exts.get(idx).and_then(|e| e.proc_idx);
+    process::sample_peak(inner, proc_idx);
     let mut st = inner.lock();
     let name = st.exts.get(idx).map(|e| e.name.clone());
     if during_init && st.phase != Phase::Init {

@@ -35,16 +35,21 @@ pub(crate) async fn next(inner: &Arc<Inner>) -> Resp {
             st.runtime.awaiting_next = false;
             crate::platform::on_runtime_next(&mut st, now);
         }
+        let proc_idx = st.runtime.proc_idx;
         if let Some(d) = st.runtime.pending.take() {
             drop(st);
             inner.touch();
+            crate::process::sample_peak(inner, proc_idx);
             return deliver(inner, d);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         st.runtime.parked = Some(tx);
-        rx
+        (rx, proc_idx)
     };
     inner.touch();
+    // Peak RSS of the runtime, sampled after the timestamps and the wake-up.
+    let (rx, proc_idx) = rx;
+    crate::process::sample_peak(inner, proc_idx);
     match rx.await {
         Ok(d) => deliver(inner, d),
         Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, &ErrorBody::new("Sandbox.Failure", "the sandbox went away")),
