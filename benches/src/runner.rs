@@ -184,9 +184,8 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
         Side::Perfmon => "perfmon",
         Side::Floor => "noop-extension",
     };
-    // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke: the
-    // sandbox's figure after reaping is `ru_maxrss`, which on Linux also counts the parent's
-    // (this harness's) RSS at spawn time (exec keeps the old mm's high-water mark).
+    // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke (so the
+    // figure excludes the SHUTDOWN flush and is taken at the same point for both sides).
     run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
     let down = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {

@@ -4,8 +4,8 @@
 //! counts every other one in `GET /v1/health` (`samples_dropped.series_cap`), answers every request,
 //! sends what it kept, and its peak RSS stays bounded.
 //!
-//! The figure: perfmon's peak RSS (VmHWM of the live process, then `ru_maxrss` after exit, from the
-//! sandbox) is printed; run with `cargo test -p perfmon-tests --test custom_abuse -- --nocapture`.
+//! The figure: perfmon's peak RSS (VmHWM of the live process, then the sandbox's `peak_rss_kb`, the
+//! highest VmHWM it sampled up to exit) is printed; run with `cargo test -p perfmon-tests --test custom_abuse -- --nocapture`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -129,7 +129,7 @@ async fn a_flood_of_distinct_series_hits_the_cap_is_counted_and_memory_stays_bou
     assert_eq!(out.json().unwrap()["posted"], json!([202]), "after the flush there is room again");
     let down = run.sb.shutdown().await.unwrap();
     let final_peak_kb = custom_support::assert_clean_exit(&down).unwrap();
-    println!("perfmon peak RSS over the whole run (ru_maxrss at exit): {final_peak_kb} kB");
+    println!("perfmon peak RSS over the whole run (highest VmHWM the sandbox sampled): {final_peak_kb} kB");
     assert!(
         final_peak_kb.saturating_sub(baseline_kb) <= GROWTH_BOUND_KB + 4 * 1024,
         "flushing 4 096 series: {final_peak_kb} kB"
