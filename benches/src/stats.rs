@@ -25,16 +25,9 @@ impl Summary {
     }
 }
 
-/// Nearest-rank percentile (`p` in 0..=100) of unsorted samples.
-pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
-    let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v.get(rank.clamp(1, v.len()) - 1).copied()
-}
+/// Nearest-rank percentile (`p` in 0..=100) of unsorted samples: the sandbox's own definition, so the
+/// bench's overhead percentiles are the ones `perfmon-sandbox` prints.
+pub use perfmon_sandbox::stats::percentile;
 
 /// `a / b`, `None` when `b` is not a positive finite number.
 pub fn ratio(a: f64, b: f64) -> Option<f64> {

@@ -100,13 +100,7 @@ fn secs(ms: i64) -> Value {
 fn datapoint(p: &Datapoint) -> Value {
     let mut m = Map::new();
     m.insert("Timestamp".into(), secs(p.timestamp_ms));
-    for (name, v) in [
-        ("SampleCount", p.sample_count),
-        ("Average", p.average),
-        ("Sum", p.sum),
-        ("Minimum", p.minimum),
-        ("Maximum", p.maximum),
-    ] {
+    for (name, v) in p.statistics() {
         if let Some(v) = v {
             m.insert(name.into(), json!(v));
         }

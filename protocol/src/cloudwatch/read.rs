@@ -211,6 +211,20 @@ pub struct Datapoint {
     pub extended_statistics: Vec<(String, f64)>,
 }
 
+impl Datapoint {
+    /// The standard statistics in CloudWatch's answer order, each with its wire name; `None` when
+    /// not requested. Both the XML (awsQuery) and JSON answers render this list.
+    pub fn statistics(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("SampleCount", self.sample_count),
+            ("Average", self.average),
+            ("Sum", self.sum),
+            ("Minimum", self.minimum),
+            ("Maximum", self.maximum),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GetMetricStatisticsOutput {
     pub label: String,
@@ -420,13 +434,7 @@ pub fn xml_get_metric_statistics(output: &GetMetricStatisticsOutput, request_id:
     for p in &output.datapoints {
         r.push_str("<member>");
         elem(&mut r, "Timestamp", &format_timestamp(p.timestamp_ms));
-        for (name, v) in [
-            ("SampleCount", p.sample_count),
-            ("Average", p.average),
-            ("Sum", p.sum),
-            ("Minimum", p.minimum),
-            ("Maximum", p.maximum),
-        ] {
+        for (name, v) in p.statistics() {
             if let Some(v) = v {
                 elem(&mut r, name, &xml_num(v));
             }
