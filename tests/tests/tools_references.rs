@@ -23,15 +23,7 @@ const OPERATION: &str = "chat_message_processing";
 type MetricKey = (String, String, BTreeMap<String, String>);
 
 fn perfmon(args: &[&str]) -> Value {
-    let out = Command::new(common::bin_path("perfmon"))
-        .args(args)
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&common::perfmon_tool(args)).unwrap()
 }
 
 /// Every metric of a dashboard body: rows `[namespace, name, k, v, ..., {options}?]`.

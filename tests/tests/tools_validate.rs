@@ -12,15 +12,7 @@ use serde_json::{json, Value};
 
 /// `perfmon ARGS`, which must succeed; its stdout.
 fn perfmon(args: &[&str]) -> String {
-    let out = Command::new(common::bin_path("perfmon"))
-        .args(args)
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    common::perfmon_tool(args)
 }
 
 const OPERATIONS: [&str; 6] = [

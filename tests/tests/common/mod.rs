@@ -343,3 +343,17 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     parts.next().filter(|v| v.starts_with("HTTP/"))?;
     parts.next()?.parse().ok()
 }
+
+/// Runs `perfmon ARGS` as a tool (no Lambda environment, no region from the caller's environment),
+/// asserts that it succeeded, and returns its stdout.
+pub fn perfmon_tool(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin_path("perfmon"))
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .unwrap_or_else(|e| panic!("perfmon {}: {e}", args.join(" ")));
+    assert!(out.status.success(), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("perfmon {}: stdout is not UTF-8: {e}", args.join(" ")))
+}
