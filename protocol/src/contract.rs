@@ -15,10 +15,24 @@ pub mod env {
     pub const TELEMETRY_PORT: &str = "PERFMON_TELEMETRY_PORT";
     pub const PRICE_GB_S: &str = "PERFMON_PRICE_GB_S";
     pub const LOG: &str = "PERFMON_LOG";
+    /// v2 §8: `true` adds `FunctionName` + `TenantId` series for tenant-isolated functions.
+    pub const TENANT_DIMENSION: &str = "PERFMON_TENANT_DIMENSION";
+    /// v2 §12: distinct dimension sets per metric name and flush window.
+    pub const MAX_SERIES_PER_METRIC: &str = "PERFMON_MAX_SERIES_PER_METRIC";
     /// Set by Lambda: the function's name (the `FunctionName` dimension).
     pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     pub const FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
     pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+    /// Set by Lambda Managed Instances for the runtime: invokes one environment takes at once.
+    pub const MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
+}
+
+/// v2 §8: the values of `AWS_LAMBDA_INITIALIZATION_TYPE` (and `initStart.initializationType`).
+pub mod init_type {
+    pub const ON_DEMAND: &str = "on-demand";
+    pub const PROVISIONED_CONCURRENCY: &str = "provisioned-concurrency";
+    pub const SNAP_START: &str = "snap-start";
+    pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
 }
 
 /// Contract §2: defaults.
@@ -31,6 +45,11 @@ pub mod defaults {
     pub const STATSD_PORT: u16 = 8125;
     pub const TELEMETRY_PORT: u16 = 4281;
     pub const LOG: &str = "warn";
+    /// v2 §12.
+    pub const MAX_SERIES_PER_METRIC: usize = 1_000;
+    /// v2 §8: an init that ended longer than this before the first invoke started was proactive
+    /// (no user waited for it): not a cold start.
+    pub const PROACTIVE_INIT_THRESHOLD_MS: i64 = 10_000;
     /// Telemetry API buffering timeout perfmon subscribes with (contract §1).
     pub const TELEMETRY_TIMEOUT_MS: u32 = 25;
     /// Lambda duration price per GB-second, us-east-1, first tier (digest §6.1).
@@ -57,6 +76,12 @@ pub mod metric {
     pub const TIMEOUTS: &str = "Timeouts";
     pub const OUT_OF_MEMORY: &str = "OutOfMemory";
     pub const ESTIMATED_COST: &str = "EstimatedCost";
+    /// v2 §8: SnapStart, `platform.restoreReport.metrics.durationMs`, once per restored sandbox.
+    pub const RESTORE_DURATION: &str = "RestoreDuration";
+    /// v2 §8: response streaming, the `responseDuration` span.
+    pub const RESPONSE_DURATION: &str = "ResponseDuration";
+    /// v2 §8: Managed Instances, the most invokes in flight at once in a flush window.
+    pub const CONCURRENT_INVOCATIONS: &str = "ConcurrentInvocations";
     /// Custom operations (`POST /v1/operations`).
     pub const OPERATION_DURATION: &str = "OperationDuration";
     pub const OPERATION_COUNT: &str = "OperationCount";
@@ -80,6 +105,18 @@ pub mod metric {
         (OUT_OF_MEMORY, "Count"),
         (ESTIMATED_COST, "None"),
     ];
+
+    /// The v2 §8 metrics of particular modes, with their CloudWatch units.
+    pub const MODES: [(&str, &str); 3] =
+        [(RESTORE_DURATION, "Milliseconds"), (RESPONSE_DURATION, "Milliseconds"), (CONCURRENT_INVOCATIONS, "Count")];
+
+    /// What Managed Instances records carry (v2 §8), plus `ConcurrentInvocations`: nothing else is
+    /// emitted there (no billed duration, memory or cost per invoke).
+    pub const MANAGED_INSTANCES: [&str; 7] =
+        [INVOCATIONS, DURATION, RESPONSE_LATENCY, RESPONSE_DURATION, ERRORS, TIMEOUTS, CONCURRENT_INVOCATIONS];
+
+    /// Emitted per tenant too with `PERFMON_TENANT_DIMENSION=true` (v2 §8).
+    pub const PER_TENANT: [&str; 4] = [INVOCATIONS, DURATION, ERRORS, TIMEOUTS];
 }
 
 /// Dimension names.
@@ -88,6 +125,8 @@ pub mod dimension {
     pub const OPERATION: &str = "Operation";
     /// `/v1/operations` failures carry their `errorType` here (on `OperationErrors` only).
     pub const ERROR_TYPE: &str = "ErrorType";
+    /// v2 §8: tenant-isolated functions, with `PERFMON_TENANT_DIMENSION=true`.
+    pub const TENANT_ID: &str = "TenantId";
 }
 
 /// HTTP paths of the custom-metric API (contract §4).

@@ -13,6 +13,12 @@ pub const SUBSCRIBE_PATH: &str = "/2022-07-01/telemetry";
 /// Legacy Logs API subscription path (contrast only; see §3).
 pub const LOGS_SUBSCRIBE_PATH: &str = "/2020-08-15/logs";
 
+/// The schema for on-demand, provisioned-concurrency and SnapStart environments.
+pub const SCHEMA_DEFAULT: &str = "2022-12-13";
+/// The schema Lambda Managed Instances use (also valid elsewhere): no `platform.runtimeDone`, a
+/// `platform.report` with only `durationMs` and the `responseLatency`/`responseDuration` spans.
+pub const SCHEMA_MANAGED_INSTANCES: &str = "2025-01-29";
+
 /// Schema versions Lambda accepts. `2022-12-13` and later give JSON-object function/extension
 /// records when the function uses the JSON log format.
 pub const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"];
@@ -156,6 +162,19 @@ fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
     }
 }
 
+/// An informational integer that the docs show as a number in one table and a string in another
+/// (`instanceMaxMemory`): a number or a numeric string is read, anything else is `None`, never an
+/// error that would cost the whole record.
+fn tolerant_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v.round() as u64))
+        }
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
 /// `success`, `failure`, `error`, `timeout`; anything else is kept as [`Status::Other`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -269,7 +288,7 @@ pub struct InitStart {
         rename = "instanceMaxMemory",
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_opt_u64"
+        deserialize_with = "tolerant_opt_u64"
     )]
     pub instance_max_memory: Option<u64>,
     #[serde(rename = "runtimeVersion", default, skip_serializing_if = "Option::is_none")]
@@ -323,6 +342,19 @@ pub struct RestoreStart {
     pub function_name: Option<String>,
     #[serde(rename = "functionVersion", default, skip_serializing_if = "Option::is_none")]
     pub function_version: Option<String>,
+    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(
+        rename = "instanceMaxMemory",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "tolerant_opt_u64"
+    )]
+    pub instance_max_memory: Option<u64>,
+    #[serde(rename = "runtimeVersion", default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
+    #[serde(rename = "runtimeVersionArn", default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -330,6 +362,8 @@ pub struct RestoreRuntimeDone {
     pub status: Status,
     #[serde(rename = "errorType", default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +373,8 @@ pub struct RestoreReport {
     pub error_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<DurationMetrics>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +383,11 @@ pub struct Start {
     pub request_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Tenant-isolated functions: the tenant of this invoke (also on `platform.report`).
+    #[serde(rename = "tenantId", default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(rename = "functionArn", default, skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TraceContext>,
 }
@@ -417,6 +458,9 @@ pub struct Report {
     #[serde(rename = "requestId")]
     pub request_id: String,
     pub status: Status,
+    /// Tenant-isolated functions: the tenant of this invoke.
+    #[serde(rename = "tenantId", default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     #[serde(rename = "errorType", default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
     pub metrics: ReportMetrics,

@@ -83,8 +83,8 @@ fn report_after_thaw() {
 fn unknown_types_and_malformed_records_cost_only_themselves() {
     let d = decode_batch(&fixture("mixed_unknown_and_restore_batch.json")).unwrap();
     let types: Vec<_> = d.events.iter().map(|e| e.record.type_name()).collect();
-    // restoreStart's instanceMaxMemory is a string in the docs' table: our model does not read it, so the
-    // record still decodes. The unknown type, the report without status and the bare number are skipped.
+    // restoreStart's instanceMaxMemory is a string in the docs' table: read as a number, the record
+    // decodes. The unknown type, the report without status and the bare number are skipped.
     assert_eq!(
         types,
         [
@@ -109,6 +109,7 @@ fn unknown_types_and_malformed_records_cost_only_themselves() {
         r => panic!("{r:?}"),
     }
     assert!(matches!(&d.events[5].record, Record::FunctionLog(v) if v.is_object()));
+    assert!(matches!(&d.events[0].record, Record::RestoreStart(s) if s.instance_max_memory == Some(256)));
 }
 
 #[test]
@@ -158,6 +159,105 @@ fn statuses_and_init_types_keep_unknown_values() {
         Record::InitRuntimeDone(r) => {
             assert_eq!(r.initialization_type, InitType::SnapStart);
             assert_eq!(r.status, Status::Other("weird".into()));
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn snapstart_restore_records_and_restore_duration() {
+    let d = decode_batch(&fixture("snapstart_restore_batch.json")).unwrap();
+    assert!(d.skipped.is_empty(), "{:?}", d.skipped);
+    match &d.events[0].record {
+        Record::RestoreStart(s) => {
+            assert_eq!(s.function_name.as_deref(), Some("snap-fn"));
+            assert_eq!(s.instance_max_memory, Some(1024));
+            assert_eq!(s.runtime_version.as_deref(), Some("python:3.12.v30"));
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[1].record {
+        Record::RestoreRuntimeDone(r) => assert_eq!((r.status.clone(), r.spans.len()), (Status::Success, 1)),
+        r => panic!("{r:?}"),
+    }
+    match &d.events[2].record {
+        Record::RestoreReport(r) => {
+            assert_eq!(r.metrics.as_ref().map(|m| m.duration_ms), Some(311.81));
+            assert_eq!(r.spans[0].name, "afterRestore");
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[5].record {
+        Record::Report(r) => {
+            assert_eq!(r.metrics.restore_duration_ms, Some(311.81));
+            assert_eq!(r.metrics.init_duration_ms, None);
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[6].record {
+        Record::RestoreReport(r) => {
+            assert_eq!(r.status, Status::Failure);
+            assert_eq!(r.error_type.as_deref(), Some("Runtime.ExitError"));
+            assert!(r.metrics.is_none());
+        }
+        r => panic!("{r:?}"),
+    }
+    // Round trip: what the sandbox encodes, the extension decodes to the same records.
+    let again = decode_batch(encode_batch(&d.events).as_bytes()).unwrap();
+    assert_eq!(again.events, d.events);
+}
+
+#[test]
+fn tenant_ids_and_streaming_spans() {
+    let d = decode_batch(&fixture("tenant_streaming_batch.json")).unwrap();
+    assert!(d.skipped.is_empty(), "{:?}", d.skipped);
+    match &d.events[0].record {
+        Record::Start(s) => {
+            assert_eq!(s.tenant_id.as_deref(), Some("BlueTenant"));
+            assert!(s.function_arn.as_deref().is_some_and(|a| a.ends_with(":tenant-fn")));
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[1].record {
+        Record::RuntimeDone(r) => {
+            assert_eq!(r.span("responseDuration").map(|s| s.duration_ms), Some(848.0));
+            assert_eq!(r.span("responseLatency").map(|s| s.duration_ms), Some(42.0));
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[2].record {
+        Record::Report(r) => assert_eq!(r.tenant_id.as_deref(), Some("BlueTenant")),
+        r => panic!("{r:?}"),
+    }
+    let again = decode_batch(encode_batch(&d.events).as_bytes()).unwrap();
+    assert_eq!(again.events, d.events);
+}
+
+#[test]
+fn managed_instances_2025_01_29_overlapping_invokes() {
+    let d = decode_batch(&fixture("managed_instances_2025_01_29_batch.json")).unwrap();
+    assert!(d.skipped.is_empty(), "{:?}", d.skipped);
+    match &d.events[0].record {
+        Record::InitStart(s) => {
+            assert_eq!(s.initialization_type, InitType::ManagedInstances);
+            assert_eq!(s.instance_id.as_deref(), Some("i-0abc"));
+            assert_eq!(s.instance_max_memory, Some(4_294_967_296));
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(!d.events.iter().any(|e| matches!(e.record, Record::RuntimeDone(_))));
+    match &d.events[5].record {
+        Record::Report(r) => {
+            assert_eq!(r.request_id, "r-2");
+            assert_eq!(r.metrics.billed_duration_ms, None);
+            assert_eq!(r.metrics.memory_size_mb, None);
+            assert_eq!(r.span("responseDuration").map(|s| s.duration_ms), Some(16.5));
+        }
+        r => panic!("{r:?}"),
+    }
+    match &d.events[6].record {
+        Record::Report(r) => {
+            assert_eq!((r.status.clone(), r.error_type.as_deref()), (Status::Timeout, Some("Sandbox.Timedout")))
         }
         r => panic!("{r:?}"),
     }

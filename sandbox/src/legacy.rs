@@ -66,7 +66,16 @@ mod tests {
 
     #[test]
     fn start_is_converted_and_init_events_are_not() {
-        let ev = Event::new(0, Record::Start(Start { request_id: "r".into(), version: None, tracing: None }));
+        let ev = Event::new(
+            0,
+            Record::Start(Start {
+                request_id: "r".into(),
+                version: None,
+                tenant_id: None,
+                function_arn: None,
+                tracing: None,
+            }),
+        );
         let v: Value = serde_json::from_str(&encode(&ev).unwrap_or_default()).unwrap_or_default();
         assert_eq!(
             v,

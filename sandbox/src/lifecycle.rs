@@ -304,6 +304,8 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
         st.emit(Record::Start(perfmon_protocol::telemetry::Start {
             request_id: request_id.clone(),
             version: Some(cfg.function_version.clone()),
+            tenant_id: None,
+            function_arn: None,
             tracing: tracing_ctx.clone(),
         }));
         thaw(&mut st);

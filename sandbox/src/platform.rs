@@ -99,6 +99,7 @@ pub(crate) fn emit_report(
     let report = Report {
         request_id: inv.request_id.clone(),
         status,
+        tenant_id: None,
         error_type,
         metrics: ReportMetrics {
             duration_ms: duration,
