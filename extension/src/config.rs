@@ -94,6 +94,10 @@ pub struct Config {
     pub log: String,
     /// `AWS_LAMBDA_RUNTIME_API` (`host:port`), when set.
     pub runtime_api: Option<String>,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE` as Lambda set it (v2 §8); unset or unknown is on-demand.
+    pub initialization_type: Option<String>,
+    /// `PERFMON_TENANT_DIMENSION` (v2 §8). Defaults to `false`.
+    pub tenant_dimension: bool,
 }
 
 /// A setting that could not be used; the default was used instead.
@@ -219,6 +223,18 @@ impl Config {
             },
         };
 
+        let tenant_dimension = match get(env::TENANT_DIMENSION) {
+            None => false,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    warn(env::TENANT_DIMENSION, &v, "expected true or false".to_owned(), "false".to_owned());
+                    false
+                }
+            },
+        };
+
         let memory_mb = get(env::FUNCTION_MEMORY_SIZE).and_then(|v| v.trim().parse::<u64>().ok()).filter(|m| *m > 0);
         let cfg = Config {
             namespace,
@@ -234,6 +250,8 @@ impl Config {
             price_gb_s,
             log: get(env::LOG).unwrap_or_else(|| defaults::LOG.to_owned()),
             runtime_api: get(RUNTIME_API_ENV),
+            initialization_type: get(env::INITIALIZATION_TYPE),
+            tenant_dimension,
         };
         (cfg, warnings)
     }

@@ -23,8 +23,9 @@ use perfmon_protocol::telemetry::{Buffering, SubscribeRequest, SUBSCRIBE_PATH};
 use perfmon_protocol::ErrorBody;
 use tokio::net::TcpStream;
 
-/// The schema perfmon subscribes with: structured records, known to every current Lambda.
-pub const TELEMETRY_SCHEMA: &str = "2022-12-13";
+/// The schema perfmon subscribes with outside Managed Instances: structured records, known to every
+/// current Lambda. On Managed Instances: [`perfmon_protocol::telemetry::SCHEMA_MANAGED_INSTANCES`].
+pub const TELEMETRY_SCHEMA: &str = perfmon_protocol::telemetry::SCHEMA_DEFAULT;
 /// Backoff between failed `/next` calls: from 10 ms, doubling, at most 1 s.
 pub const NEXT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const NEXT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -140,9 +141,9 @@ impl ExtensionsApi {
         }
     }
 
-    /// `POST /extension/register` for INVOKE and SHUTDOWN under `name` (the executable's file name).
-    pub async fn register(&mut self, name: &str) -> Result<RegisterResponse, ApiError> {
-        let body = serde_json::to_vec(&RegisterRequest { events: vec![EventType::Invoke, EventType::Shutdown] })
+    /// `POST /extension/register` for `events` under `name` (the executable's file name).
+    pub async fn register(&mut self, name: &str, events: &[EventType]) -> Result<RegisterResponse, ApiError> {
+        let body = serde_json::to_vec(&RegisterRequest { events: events.to_vec() })
             .map_err(|source| ApiError::Decode { what: "register request", source })?;
         let (status, headers, bytes) =
             self.call(Method::POST, REGISTER_PATH, &[(NAME_HEADER, name)], Some(body)).await?;
@@ -152,12 +153,12 @@ impl ExtensionsApi {
         serde_json::from_slice(&bytes).map_err(|source| ApiError::Decode { what: "register response", source })
     }
 
-    /// `PUT /2022-07-01/telemetry`: platform events to `http://sandbox.localdomain:{port}/`,
+    /// `PUT /2022-07-01/telemetry` with `schema`: platform events to `http://sandbox.localdomain:{port}/`,
     /// buffered at most `timeout_ms`.
-    pub async fn subscribe_telemetry(&mut self, port: u16, timeout_ms: u32) -> Result<(), ApiError> {
+    pub async fn subscribe_telemetry(&mut self, schema: &str, port: u16, timeout_ms: u32) -> Result<(), ApiError> {
         let id = self.id.clone().ok_or(ApiError::NotRegistered)?;
         let req = SubscribeRequest::http(
-            TELEMETRY_SCHEMA,
+            schema,
             &["platform"],
             Buffering { max_items: None, max_bytes: None, timeout_ms: Some(timeout_ms) },
             port,

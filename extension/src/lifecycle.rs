@@ -3,6 +3,13 @@
 //! Init does only what cannot wait: register for INVOKE and SHUTDOWN, bind the telemetry listener,
 //! subscribe. Nothing builds the CloudWatch client or TLS before the first flush needs them.
 //!
+//! Modes (v2 §8): on Lambda Managed Instances (`AWS_LAMBDA_INITIALIZATION_TYPE=
+//! lambda-managed-instances`) Lambda refuses a registration for INVOKE, so perfmon registers for
+//! SHUTDOWN only, subscribes with schema `2025-01-29`, follows invokes from telemetry alone and
+//! flushes on a timer every `PERFMON_FLUSH_INTERVAL_S` ([`Trigger::Timer`]). In any mode a refused
+//! registration is retried with fewer events ([`REGISTRATION_FALLBACK`]), never turned into an init
+//! failure; without INVOKE events the timer flush takes over.
+//!
 //! On INVOKE the flush decision ([`crate::flush::decide`]) says:
 //! * `Background`: spawn a flush now and go straight back to `/next`: it overlaps the function;
 //! * `AtEnd`: wait for this invoke's `platform.runtimeDone` (bounded by the invoke's deadline),
@@ -20,21 +27,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perfmon_protocol::contract::defaults;
-use perfmon_protocol::extensions::{InvokeEvent, NextEvent, ShutdownEvent};
+use perfmon_protocol::extensions::{EventType, InvokeEvent, NextEvent, RegisterResponse, ShutdownEvent};
+use perfmon_protocol::telemetry::{SCHEMA_DEFAULT, SCHEMA_MANAGED_INSTANCES};
 use tokio::time::Instant;
 
 use crate::aggregate::Limits;
 use crate::config::{Config, ConfigWarning, FlushPolicy};
 use crate::flush::{decide, FlushDecision, FlushEvent};
-use crate::lambda_api::ExtensionsApi;
+use crate::lambda_api::{ApiError, ExtensionsApi};
+use crate::platform::Mode;
 use crate::sinks::{Flusher, Trigger, FINAL_EMF_MARGIN, FLUSH_BUDGET};
 use crate::state::{now_ms, Phase, Shared};
 
 /// Longest wait at SHUTDOWN for the last invokes' `platform.report`.
 pub const REPORT_WAIT: Duration = Duration::from_millis(300);
-/// Registration attempts before giving up (the only case in which perfmon exits before SHUTDOWN:
-/// without registration there is no SHUTDOWN to wait for).
+/// Registration attempts per event set on transient errors, before trying the next set.
 pub const REGISTER_ATTEMPTS: u32 = 5;
+/// The event sets tried in order when Lambda refuses one (4xx): Managed Instances refuse INVOKE;
+/// an extension registered for nothing still keeps its telemetry and timer flushes alive. Only if
+/// every set fails does perfmon exit (without registration there is no SHUTDOWN to wait for).
+pub const REGISTRATION_FALLBACK: [&[EventType]; 3] =
+    [&[EventType::Invoke, EventType::Shutdown], &[EventType::Shutdown], &[]];
+/// Shortest timer-flush period, whatever `PERFMON_FLUSH_INTERVAL_S` says.
+pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Everything an event handler needs.
 #[derive(Debug, Clone)]
@@ -78,35 +93,20 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     // extension has registered), served once the shared state exists. Bind failures are logged.
     let ingest = crate::ingest::Bound::bind(crate::ingest::IngestConfig::from_config(&cfg)).await;
     let name = extension_name();
+    let mode = Mode::from_env_value(cfg.initialization_type.as_deref());
     let mut api = ExtensionsApi::new(&addr);
-    let mut attempt = 0;
-    let registered = loop {
-        attempt += 1;
-        match api.register(&name).await {
-            Ok(r) => break r,
-            Err(e) if e.is_transient() && attempt < REGISTER_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "register failed; retrying");
-                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, name, "cannot register with the Extensions API");
-                return 1;
-            }
-        }
+    let Some((registered, events)) = register(&mut api, &name, mode).await else {
+        return 1;
     };
+    let invoke_events = events.contains(&EventType::Invoke);
     let shared = Arc::new(Shared::new(&cfg, Some(&registered.function_name), Limits::default(), now_ms()));
+    shared.lock().invoke_events = invoke_events;
 
     let telemetry = match crate::telemetry::bind(cfg.telemetry_port).await {
         Ok(listener) => {
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(cfg.telemetry_port);
             crate::telemetry::serve(listener, Arc::clone(&shared));
-            match api.subscribe_telemetry(port, defaults::TELEMETRY_TIMEOUT_MS).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "Telemetry API subscription failed: no platform metrics");
-                    false
-                }
-            }
+            subscribe(&mut api, mode, port).await
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot bind the telemetry listener: no platform metrics");
@@ -124,7 +124,10 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         telemetry,
         ingest: Some(ingest),
     };
-    tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, "registered");
+    tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
+    if !invoke_events && ctx.policy != FlushPolicy::Shutdown {
+        crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
+    }
 
     loop {
         match api.next_event().await {
@@ -138,6 +141,81 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
                 return 0;
             }
         }
+    }
+}
+
+/// Registers with the first event set of [`REGISTRATION_FALLBACK`] that Lambda accepts (on Managed
+/// Instances, starting without INVOKE); transient errors are retried [`REGISTER_ATTEMPTS`] times.
+/// `None` only when every set failed.
+pub async fn register(api: &mut ExtensionsApi, name: &str, mode: Mode) -> Option<(RegisterResponse, Vec<EventType>)> {
+    let sets =
+        REGISTRATION_FALLBACK.iter().filter(|set| !(mode.is_managed_instances() && set.contains(&EventType::Invoke)));
+    let mut last: Option<ApiError> = None;
+    for events in sets {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match api.register(name, events).await {
+                Ok(r) => {
+                    if let Some(e) = &last {
+                        tracing::warn!(error = %e, ?events, "registration refused with more events; registered with fewer");
+                    }
+                    return Some((r, events.to_vec()));
+                }
+                Err(e) if e.is_transient() && attempt < REGISTER_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "register failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?events, "registration refused; trying fewer events");
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    tracing::error!(error = ?last.map(|e| e.to_string()), name, "cannot register with the Extensions API");
+    None
+}
+
+/// Subscribes to platform telemetry with the mode's schema (falling back to the default schema if
+/// Lambda refuses `2025-01-29`); returns whether telemetry will arrive.
+async fn subscribe(api: &mut ExtensionsApi, mode: Mode, port: u16) -> bool {
+    let schemas: &[&str] =
+        if mode.is_managed_instances() { &[SCHEMA_MANAGED_INSTANCES, SCHEMA_DEFAULT] } else { &[SCHEMA_DEFAULT] };
+    for schema in schemas {
+        match api.subscribe_telemetry(schema, port, defaults::TELEMETRY_TIMEOUT_MS).await {
+            Ok(()) => return true,
+            Err(e) => tracing::error!(error = %e, schema, "Telemetry API subscription failed"),
+        }
+    }
+    tracing::error!("no telemetry subscription: no platform metrics");
+    false
+}
+
+/// Flushes every `PERFMON_FLUSH_INTERVAL_S` (at least [`MIN_TIMER_INTERVAL`]) where no INVOKE event
+/// gives the flush a moment; stops at SHUTDOWN, which flushes last.
+pub async fn timer_flush(ctx: Context) {
+    let period = Duration::from_millis(ctx.interval_ms.max(0) as u64).max(MIN_TIMER_INTERVAL);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        {
+            let mut g = ctx.shared.lock();
+            if g.phase == Phase::ShuttingDown {
+                return;
+            }
+            if g.flush.in_flight {
+                continue;
+            }
+            g.flush.in_flight = true;
+        }
+        ctx.flusher.warm();
+        if let Some(ingest) = &ctx.ingest {
+            ingest.drain_statsd();
+        }
+        ctx.flusher.flush(Trigger::Timer, Instant::now() + FLUSH_BUDGET).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! Platform metrics (contract §3): turns telemetry events into [`MetricSample`]s. Pure.
+//! Platform metrics (contract §3, v2 §8): turns telemetry events into [`MetricSample`]s. Pure.
 //!
 //! Lambda produces invoke N's `platform.report` only after every extension called `/next` for N, so
 //! it normally arrives during invoke N+1 or at SHUTDOWN (spec §2.8). Nothing here waits for it: each
@@ -7,18 +7,38 @@
 //! is missing), whenever its data arrives.
 //!
 //! * `platform.runtimeDone` → `Invocations`, `ColdStart`, `RuntimeDuration`, `ProducedBytes`,
-//!   `ResponseLatency` (so the `end` flush policy sends them with the invoke they belong to).
+//!   `ResponseLatency`, `ResponseDuration` (so the `end` flush policy sends them with the invoke
+//!   they belong to).
 //! * `platform.report` → `Duration`, `BilledDuration`, `MaxMemoryUsed`, `MemoryUtilization`,
-//!   `EstimatedCost`, `PostRuntimeDuration`, and `Errors`/`Timeouts`/`OutOfMemory` (0 or 1 each).
+//!   `EstimatedCost`, `PostRuntimeDuration`, and `Errors`/`Timeouts`/`OutOfMemory` (0 or 1 each);
+//!   `Invocations` and the response spans too when no `platform.runtimeDone` came (Managed Instances).
+//! * `platform.restoreReport` → `RestoreDuration` (once), and a failed restore counts in `Errors`.
 //! * [`Platform::finish_pending`] (at SHUTDOWN) closes invokes whose report never came, taking their
 //!   status from `platform.runtimeDone`.
 //!
-//! Each invoke is counted once, whatever arrives twice or out of order.
+//! # Modes (v2 §8)
+//! The mode starts from `AWS_LAMBDA_INITIALIZATION_TYPE` ([`Mode::from_env_value`]) and follows
+//! `platform.initStart.initializationType` and the `platform.restore*` records:
+//! * `ColdStart` is 1 only for the first invoke after an on-demand init that ended at most
+//!   [`PROACTIVE_INIT_THRESHOLD_MS`] before that invoke started; provisioned concurrency, SnapStart
+//!   restores and proactive inits are not cold starts (`InitDuration` is still recorded).
+//! * Managed Instances: many invokes in flight at once, followed by request id from `platform.start`
+//!   to `platform.report` (no `platform.runtimeDone`); only [`metric::MANAGED_INSTANCES`] (what the
+//!   records carry) are emitted, plus `ConcurrentInvocations` per flush window
+//!   ([`Platform::take_concurrency`]): no cost, memory or billed duration is invented.
+//! * Tenant isolation: with `PERFMON_TENANT_DIMENSION=true`, [`metric::PER_TENANT`] are emitted a
+//!   second time with the `TenantId` dimension (from `platform.start` or `platform.report`).
+//!
+//! Each invoke is counted once, whatever arrives twice or out of order. Records that do not fit the
+//! mode, reports for invokes never started and missing tenant ids are counted in
+//! [`PlatformCounters`] (`/v1/health`), never a crash or a wrong number.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use perfmon_protocol::contract::{defaults, metric};
-use perfmon_protocol::telemetry::{Event, InitType, Record, Report, RuntimeDone, Status};
+use perfmon_protocol::contract::defaults::PROACTIVE_INIT_THRESHOLD_MS;
+use perfmon_protocol::contract::{defaults, dimension, metric};
+use perfmon_protocol::telemetry::{Event, InitType, Record, Report, RestoreReport, RuntimeDone, Span, Status};
+use serde::Serialize;
 
 use crate::aggregate::{Kind, MetricSample};
 
@@ -31,6 +51,73 @@ pub const MAX_FINISHED_IDS: usize = 1_024;
 /// The `errorType` of an out-of-memory invoke.
 pub const OUT_OF_MEMORY_ERROR: &str = "Runtime.OutOfMemory";
 
+/// How this sandbox runs (v2 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    OnDemand,
+    ProvisionedConcurrency,
+    SnapStart,
+    ManagedInstances,
+}
+
+impl Mode {
+    /// From an initialization type; unknown values are treated as on-demand (v2 §8).
+    pub fn from_init_type(t: &InitType) -> Self {
+        match t {
+            InitType::ProvisionedConcurrency => Self::ProvisionedConcurrency,
+            InitType::SnapStart => Self::SnapStart,
+            InitType::ManagedInstances => Self::ManagedInstances,
+            InitType::OnDemand | InitType::Other(_) => Self::OnDemand,
+        }
+    }
+
+    /// From `AWS_LAMBDA_INITIALIZATION_TYPE` (unset or unknown: on-demand).
+    pub fn from_env_value(v: Option<&str>) -> Self {
+        v.map(|v| Self::from_init_type(&InitType::from(v.trim().to_owned()))).unwrap_or(Self::OnDemand)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => perfmon_protocol::contract::init_type::ON_DEMAND,
+            Self::ProvisionedConcurrency => perfmon_protocol::contract::init_type::PROVISIONED_CONCURRENCY,
+            Self::SnapStart => perfmon_protocol::contract::init_type::SNAP_START,
+            Self::ManagedInstances => perfmon_protocol::contract::init_type::MANAGED_INSTANCES,
+        }
+    }
+
+    /// Lambda Managed Instances: many invokes at once, no INVOKE events, no freeze.
+    pub fn is_managed_instances(self) -> bool {
+        self == Self::ManagedInstances
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What the platform tracker noticed and worked around (shown in `/v1/health`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlatformCounters {
+    /// Invokes currently between `platform.start` (or INVOKE) and their report.
+    pub invokes_in_flight: usize,
+    /// Reports for a request id never seen before (no INVOKE, `platform.start` or runtimeDone):
+    /// counted as an invocation, but not in `ConcurrentInvocations`.
+    pub reports_without_start: u64,
+    /// Records that do not belong to the mode (a `platform.runtimeDone` or `platform.restore*` on
+    /// Managed Instances, a restore in a sandbox that had an on-demand init): ignored where they would
+    /// make a number wrong, used where they carry a fact.
+    pub records_for_other_mode: u64,
+    /// With `PERFMON_TENANT_DIMENSION=true`: invokes with no `tenantId` on their start or report
+    /// (only the plain series has them).
+    pub tenant_id_missing: u64,
+    /// `platform.restoreReport` with a status other than success (counted in `Errors`).
+    pub restore_failures: u64,
+    /// Proactive inits seen: an on-demand init that ended more than 10 s before the first invoke.
+    pub proactive_inits: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Invoke {
     start_ms: Option<i64>,
@@ -38,8 +125,13 @@ struct Invoke {
     invoke_event_ms: Option<i64>,
     /// `Invocations` and `ColdStart` emitted.
     counted: bool,
+    /// Counted in [`PlatformCounters::invokes_in_flight`].
+    in_flight: bool,
     runtime_done: Option<(Status, Option<String>)>,
     runtime_duration_ms: Option<f64>,
+    /// `ResponseLatency` / `ResponseDuration` emitted (from runtimeDone, else from the report).
+    response_spans: bool,
+    tenant_id: Option<String>,
 }
 
 impl Invoke {
@@ -55,32 +147,63 @@ pub struct PlatformSettings {
     pub price_gb_s: f64,
     /// Memory size when a report does not carry `memorySizeMB`.
     pub memory_mb: Option<u64>,
+    /// The mode from `AWS_LAMBDA_INITIALIZATION_TYPE`, until the records say otherwise.
+    pub mode: Mode,
+    /// `PERFMON_TENANT_DIMENSION`.
+    pub tenant_dimension: bool,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        Self { price_gb_s: defaults::PRICE_GB_S_X86_64, memory_mb: None, mode: Mode::OnDemand, tenant_dimension: false }
+    }
 }
 
 /// Per-sandbox state of the platform metrics.
 #[derive(Debug)]
 pub struct Platform {
     settings: PlatformSettings,
-    /// The first invocation after an on-demand init is a cold start.
+    mode: Mode,
+    /// The first invocation after an on-demand init is a cold start (if it follows the init closely).
     cold_pending: bool,
+    /// When the last init ended (`platform.initReport` time), for the proactive-init rule.
+    init_end_ms: Option<i64>,
     init_duration_emitted: bool,
+    restore_duration_emitted: bool,
     invokes: HashMap<String, Invoke>,
     order: VecDeque<String>,
     finished: HashSet<String>,
     finished_order: VecDeque<String>,
+    /// Most invokes in flight at once since the last [`Platform::take_concurrency`].
+    window_max_in_flight: usize,
+    counters: PlatformCounters,
 }
 
 impl Platform {
     pub fn new(settings: PlatformSettings) -> Self {
         Self {
             settings,
+            mode: settings.mode,
             cold_pending: false,
+            init_end_ms: None,
             init_duration_emitted: false,
+            restore_duration_emitted: false,
             invokes: HashMap::new(),
             order: VecDeque::new(),
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
+            window_max_in_flight: 0,
+            counters: PlatformCounters::default(),
         }
+    }
+
+    /// The mode as known now (environment, then records).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn counters(&self) -> &PlatformCounters {
+        &self.counters
     }
 
     /// The Extensions API delivered INVOKE for `request_id` at `now_ms`.
@@ -89,7 +212,8 @@ impl Platform {
         if let Some(inv) = self.entry(request_id, &mut out) {
             inv.invoke_event_ms.get_or_insert(now_ms);
         }
-        out
+        self.mark_in_flight(request_id);
+        self.filter(out)
     }
 
     /// Whether `platform.runtimeDone` (or the report) for `request_id` has been seen.
@@ -108,20 +232,45 @@ impl Platform {
         let mut out = Vec::new();
         match &ev.record {
             Record::InitStart(s) => {
+                self.mode = Mode::from_init_type(&s.initialization_type);
                 // A suppressed init (phase `invoke`) after a reset is an on-demand init too.
                 self.cold_pending = s.initialization_type == InitType::OnDemand;
+                self.init_end_ms = None;
             }
-            Record::InitReport(r) => self.init_duration(r.metrics.duration_ms, t, &mut out),
+            Record::InitReport(r) => {
+                self.init_end_ms = Some(t);
+                self.init_duration(r.metrics.duration_ms, t, &mut out);
+            }
+            Record::RestoreStart(_) | Record::RestoreRuntimeDone(_) | Record::RestoreReport(_)
+                if self.mode.is_managed_instances() =>
+            {
+                self.counters.records_for_other_mode += 1;
+            }
+            Record::RestoreStart(_) => self.restored(),
+            Record::RestoreReport(r) => {
+                self.restored();
+                self.restore_report(r, t, &mut out);
+            }
             Record::Start(s) => {
                 if let Some(inv) = self.entry(&s.request_id, &mut out) {
                     inv.start_ms = Some(t);
+                    if s.tenant_id.is_some() {
+                        inv.tenant_id.clone_from(&s.tenant_id);
+                    }
                 }
+                self.mark_in_flight(&s.request_id);
             }
-            Record::RuntimeDone(rd) => self.runtime_done(rd, t, &mut out),
+            Record::RuntimeDone(rd) => {
+                if self.mode.is_managed_instances() {
+                    // Not part of the 2025-01-29 schema: its invoke is still counted once, by the report.
+                    self.counters.records_for_other_mode += 1;
+                }
+                self.runtime_done(rd, t, &mut out)
+            }
             Record::Report(r) => self.report(r, t, &mut out),
             _ => {}
         }
-        out
+        self.filter(out)
     }
 
     /// Closes every invoke still open (at SHUTDOWN): counts it, and takes its status from
@@ -134,14 +283,81 @@ impl Platform {
                 self.close(&id, inv, now_ms, &mut out);
             }
         }
+        self.filter(out)
+    }
+
+    /// On Managed Instances, `ConcurrentInvocations` for the flush window ending at `now_ms`: the
+    /// most invokes in flight at once since the last call (`None` elsewhere, or when nothing ran).
+    pub fn take_concurrency(&mut self, now_ms: i64) -> Option<MetricSample> {
+        if !self.mode.is_managed_instances() {
+            return None;
+        }
+        let max = std::mem::replace(&mut self.window_max_in_flight, self.counters.invokes_in_flight);
+        (max > 0).then(|| counter(metric::CONCURRENT_INVOCATIONS, max as f64, now_ms))
+    }
+
+    /// Managed Instances carry only some metrics: drop what the records do not back.
+    fn filter(&self, mut out: Vec<MetricSample>) -> Vec<MetricSample> {
+        if self.mode.is_managed_instances() {
+            out.retain(|s| s.name == metric::INIT_DURATION || metric::MANAGED_INSTANCES.contains(&s.name.as_str()));
+        }
         out
     }
 
+    fn mark_in_flight(&mut self, id: &str) {
+        if let Some(inv) = self.invokes.get_mut(id) {
+            if !inv.in_flight {
+                inv.in_flight = true;
+                self.counters.invokes_in_flight += 1;
+                self.window_max_in_flight = self.window_max_in_flight.max(self.counters.invokes_in_flight);
+            }
+        }
+    }
+
+    fn left_flight(&mut self, inv: &Invoke) {
+        if inv.in_flight {
+            self.counters.invokes_in_flight = self.counters.invokes_in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A SnapStart restore: this sandbox's first invoke is not a cold start.
+    fn restored(&mut self) {
+        if self.mode != Mode::SnapStart {
+            if self.cold_pending || self.mode != Mode::OnDemand {
+                self.counters.records_for_other_mode += 1;
+            }
+            self.mode = Mode::SnapStart;
+        }
+        self.cold_pending = false;
+    }
+
+    fn restore_report(&mut self, r: &RestoreReport, t: i64, out: &mut Vec<MetricSample>) {
+        if let Some(m) = &r.metrics {
+            self.restore_duration(m.duration_ms, t, out);
+        }
+        if r.status != Status::Success {
+            self.counters.restore_failures += 1;
+            out.push(counter(metric::ERRORS, 1.0, t));
+        }
+    }
+
+    fn restore_duration(&mut self, ms: f64, t: i64, out: &mut Vec<MetricSample>) {
+        if !self.restore_duration_emitted {
+            self.restore_duration_emitted = true;
+            out.push(dist(metric::RESTORE_DURATION, "Milliseconds", ms, t));
+        }
+    }
+
     fn close(&mut self, id: &str, mut inv: Invoke, now_ms: i64, out: &mut Vec<MetricSample>) {
+        self.left_flight(&inv);
         let t = inv.time(now_ms);
         self.count(&mut inv, t, out);
+        let tenant = self.tenant(&inv, None);
+        if let Some(tenant) = &tenant {
+            out.push(counter(metric::INVOCATIONS, 1.0, t).tenant(tenant));
+        }
         if let Some((status, error_type)) = &inv.runtime_done {
-            status_samples(status, error_type.as_deref(), t, out);
+            status_samples(status, error_type.as_deref(), t, tenant.as_deref(), out);
         }
         self.remember_finished(id);
     }
@@ -181,9 +397,30 @@ impl Platform {
             return;
         }
         inv.counted = true;
-        let cold = std::mem::take(&mut self.cold_pending);
+        let mut cold = std::mem::take(&mut self.cold_pending);
+        if cold {
+            // An init that ended long before this invoke started was proactive: nobody waited for it.
+            if let Some(end) = self.init_end_ms {
+                if t - end > PROACTIVE_INIT_THRESHOLD_MS {
+                    cold = false;
+                    self.counters.proactive_inits += 1;
+                }
+            }
+        }
         out.push(counter(metric::INVOCATIONS, 1.0, t));
         out.push(counter(metric::COLD_START, if cold { 1.0 } else { 0.0 }, t));
+    }
+
+    /// The tenant of an invoke, when tenant series are on; a missing one is counted.
+    fn tenant(&mut self, inv: &Invoke, report: Option<&Report>) -> Option<String> {
+        if !self.settings.tenant_dimension {
+            return None;
+        }
+        let t = report.and_then(|r| r.tenant_id.clone()).or_else(|| inv.tenant_id.clone()).filter(|t| !t.is_empty());
+        if t.is_none() {
+            self.counters.tenant_id_missing += 1;
+        }
+        t
     }
 
     fn init_duration(&mut self, ms: f64, t: i64, out: &mut Vec<MetricSample>) {
@@ -191,6 +428,19 @@ impl Platform {
             self.init_duration_emitted = true;
             out.push(dist(metric::INIT_DURATION, "Milliseconds", ms, t));
         }
+    }
+
+    fn response_spans(spans: &[Span], t: i64, out: &mut Vec<MetricSample>) -> bool {
+        let mut any = false;
+        for (span, name) in
+            [("responseLatency", metric::RESPONSE_LATENCY), ("responseDuration", metric::RESPONSE_DURATION)]
+        {
+            if let Some(s) = spans.iter().find(|s| s.name == span) {
+                out.push(dist(name, "Milliseconds", s.duration_ms, t));
+                any = true;
+            }
+        }
+        any
     }
 
     fn runtime_done(&mut self, rd: &RuntimeDone, event_t: i64, out: &mut Vec<MetricSample>) {
@@ -210,8 +460,8 @@ impl Platform {
                     out.push(dist(metric::PRODUCED_BYTES, "Bytes", b as f64, t));
                 }
             }
-            if let Some(s) = rd.span("responseLatency") {
-                out.push(dist(metric::RESPONSE_LATENCY, "Milliseconds", s.duration_ms, t));
+            if !inv.response_spans {
+                inv.response_spans = Self::response_spans(&rd.spans, t, out);
             }
             inv.runtime_done = Some((rd.status.clone(), rd.error_type.clone()));
         }
@@ -219,16 +469,29 @@ impl Platform {
     }
 
     fn report(&mut self, r: &Report, event_t: i64, out: &mut Vec<MetricSample>) {
+        let known = self.invokes.contains_key(&r.request_id);
         let mut pending = Vec::new();
         let inv = self.entry(&r.request_id, &mut pending).map(std::mem::take);
         out.append(&mut pending);
         let Some(mut inv) = inv else { return };
+        if !known {
+            self.counters.reports_without_start += 1;
+        }
         self.invokes.remove(&r.request_id);
         self.order.retain(|id| id != &r.request_id);
+        self.left_flight(&inv);
         let t = inv.time(event_t);
         self.count(&mut inv, t, out);
+        let tenant = self.tenant(&inv, Some(r));
         let m = &r.metrics;
         out.push(dist(metric::DURATION, "Milliseconds", m.duration_ms, t));
+        if let Some(tenant) = &tenant {
+            out.push(counter(metric::INVOCATIONS, 1.0, t).tenant(tenant));
+            out.push(dist(metric::DURATION, "Milliseconds", m.duration_ms, t).tenant(tenant));
+        }
+        if !inv.response_spans {
+            inv.response_spans = Self::response_spans(&r.spans, t, out);
+        }
         let billed = m.billed_duration_ms.map(|b| b as f64).unwrap_or_else(|| m.duration_ms.ceil());
         if m.billed_duration_ms.is_some() {
             out.push(dist(metric::BILLED_DURATION, "Milliseconds", billed, t));
@@ -256,16 +519,31 @@ impl Platform {
         if let Some(init) = m.init_duration_ms {
             self.init_duration(init, t, out);
         }
-        status_samples(&r.status, r.error_type.as_deref(), t, out);
+        if let Some(restore) = m.restore_duration_ms {
+            self.restore_duration(restore, t, out);
+        }
+        status_samples(&r.status, r.error_type.as_deref(), t, tenant.as_deref(), out);
         self.remember_finished(&r.request_id);
     }
 }
 
-fn status_samples(status: &Status, error_type: Option<&str>, t: i64, out: &mut Vec<MetricSample>) {
+fn status_samples(
+    status: &Status,
+    error_type: Option<&str>,
+    t: i64,
+    tenant: Option<&str>,
+    out: &mut Vec<MetricSample>,
+) {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    out.push(counter(metric::ERRORS, flag(matches!(status, Status::Error | Status::Failure)), t));
-    out.push(counter(metric::TIMEOUTS, flag(matches!(status, Status::Timeout)), t));
+    let errors = flag(matches!(status, Status::Error | Status::Failure));
+    let timeouts = flag(matches!(status, Status::Timeout));
+    out.push(counter(metric::ERRORS, errors, t));
+    out.push(counter(metric::TIMEOUTS, timeouts, t));
     out.push(counter(metric::OUT_OF_MEMORY, flag(error_type == Some(OUT_OF_MEMORY_ERROR)), t));
+    if let Some(tenant) = tenant {
+        out.push(counter(metric::ERRORS, errors, t).tenant(tenant));
+        out.push(counter(metric::TIMEOUTS, timeouts, t).tenant(tenant));
+    }
 }
 
 fn counter(name: &str, v: f64, t: i64) -> MetricSample {
@@ -274,6 +552,18 @@ fn counter(name: &str, v: f64, t: i64) -> MetricSample {
 
 fn dist(name: &str, unit: &str, v: f64, t: i64) -> MetricSample {
     MetricSample::new(name, unit, Kind::Distribution, v, t)
+}
+
+trait TenantSample {
+    fn tenant(self, tenant: &str) -> Self;
+}
+
+impl TenantSample for MetricSample {
+    /// The same sample on the `FunctionName` + `TenantId` series (plus `PERFMON_DIMENSIONS`).
+    fn tenant(mut self, tenant: &str) -> Self {
+        self.dimensions.push((dimension::TENANT_ID.to_owned(), tenant.to_owned()));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -295,7 +585,7 @@ mod tests {
     }
 
     fn platform() -> Platform {
-        Platform::new(PlatformSettings { price_gb_s: 0.0000166667, memory_mb: None })
+        Platform::new(PlatformSettings { price_gb_s: 0.0000166667, ..PlatformSettings::default() })
     }
 
     fn sum(s: &[MetricSample], name: &str) -> f64 {
@@ -459,5 +749,199 @@ mod tests {
         let json = invoke("a", "2026-01-15T10:00:01.000Z", "success", "").replace("extensionOverhead", "other");
         let s = feed(&mut p, &json);
         assert!((sum(&s, metric::POST_RUNTIME_DURATION) - (25.61 - 12.4)).abs() < 1e-9);
+    }
+
+    fn platform_with(mode: Mode, tenants: bool) -> Platform {
+        Platform::new(PlatformSettings {
+            mode,
+            tenant_dimension: tenants,
+            memory_mb: Some(2048),
+            ..PlatformSettings::default()
+        })
+    }
+
+    fn names(s: &[MetricSample]) -> std::collections::BTreeSet<String> {
+        s.iter().map(|x| x.name.clone()).collect()
+    }
+
+    fn start(id: &str, ms: i64) -> String {
+        format!(
+            r#"{{"time":"{}","type":"platform.start","record":{{"requestId":"{id}"}}}}"#,
+            perfmon_protocol::time::format_iso_ms(T0 + ms)
+        )
+    }
+
+    fn lmi_report(id: &str, ms: i64, status: &str, duration: f64) -> String {
+        format!(
+            r#"{{"time":"{}","type":"platform.report","record":{{"requestId":"{id}","status":"{status}","metrics":{{"durationMs":{duration}}},"spans":[{{"name":"responseLatency","start":"2026-01-15T10:00:00.000Z","durationMs":3.5}},{{"name":"responseDuration","start":"2026-01-15T10:00:00.000Z","durationMs":1.25}}]}}}}"#,
+            perfmon_protocol::time::format_iso_ms(T0 + ms)
+        )
+    }
+
+    #[test]
+    fn mode_follows_env_then_records_unknown_is_on_demand() {
+        assert_eq!(Mode::from_env_value(None), Mode::OnDemand);
+        assert_eq!(Mode::from_env_value(Some("something-new")), Mode::OnDemand);
+        assert_eq!(Mode::from_env_value(Some("lambda-managed-instances")), Mode::ManagedInstances);
+        assert_eq!(Mode::from_env_value(Some(" snap-start ")), Mode::SnapStart);
+        let mut p = platform_with(Mode::OnDemand, false);
+        feed(&mut p, &INIT.replace("on-demand", "provisioned-concurrency"));
+        assert_eq!(p.mode(), Mode::ProvisionedConcurrency);
+        assert_eq!(serde_json::to_string(&Mode::ManagedInstances).unwrap(), r#""lambda-managed-instances""#);
+    }
+
+    #[test]
+    fn managed_instances_track_overlapping_invokes_and_emit_only_what_records_carry() {
+        let mut p = platform_with(Mode::ManagedInstances, false);
+        let batch = format!(
+            "[{},{},{},{},{},{}]",
+            start("a", 1000),
+            start("b", 1001),
+            start("c", 1002),
+            lmi_report("b", 1100, "success", 99.0),
+            lmi_report("a", 1200, "timeout", 200.0),
+            lmi_report("c", 1300, "error", 298.0),
+        );
+        let mut s = feed(&mut p, &batch);
+        assert_eq!(p.awaiting_report(), 0);
+        assert_eq!(p.counters().invokes_in_flight, 0);
+        s.extend(p.take_concurrency(T0 + 2000));
+        assert_eq!(sum(&s, metric::INVOCATIONS), 3.0);
+        assert_eq!(n(&s, metric::DURATION), 3);
+        assert_eq!(sum(&s, metric::TIMEOUTS), 1.0);
+        assert_eq!(sum(&s, metric::ERRORS), 1.0);
+        assert_eq!(sum(&s, metric::RESPONSE_DURATION), 3.75);
+        assert_eq!(one(&s, metric::CONCURRENT_INVOCATIONS).values, vec![3.0]);
+        for name in names(&s) {
+            assert!(
+                metric::MANAGED_INSTANCES.contains(&name.as_str()),
+                "{name} is not carried by Managed Instances records"
+            );
+        }
+        // Cost, memory and billed duration are not invented even though a memory size is configured.
+        assert_eq!(n(&s, metric::ESTIMATED_COST) + n(&s, metric::BILLED_DURATION) + n(&s, metric::COLD_START), 0);
+        // The next window starts from what is still in flight; an idle window emits nothing.
+        assert!(p.take_concurrency(T0 + 3000).is_none());
+        feed(&mut p, &format!("[{}]", start("d", 4000)));
+        assert_eq!(p.take_concurrency(T0 + 5000).unwrap().values, vec![1.0]);
+        assert_eq!(p.take_concurrency(T0 + 6000).unwrap().values, vec![1.0], "still in flight");
+    }
+
+    #[test]
+    fn managed_instances_bad_input_is_counted_not_miscounted() {
+        let mut p = platform_with(Mode::ManagedInstances, true);
+        let rd = r#"{"time":"2026-01-15T10:00:01.050Z","type":"platform.runtimeDone","record":{"requestId":"a","status":"success","metrics":{"durationMs":5}}}"#;
+        let restore = r#"{"time":"2026-01-15T10:00:01.060Z","type":"platform.restoreReport","record":{"status":"failure","metrics":{"durationMs":5}}}"#;
+        let batch = format!(
+            "[{},{rd},{restore},{},{}]",
+            start("a", 1000),
+            lmi_report("a", 1100, "success", 99.0),
+            lmi_report("ghost", 1200, "success", 10.0)
+        );
+        let mut s = feed(&mut p, &batch);
+        s.extend(p.take_concurrency(T0 + 2000));
+        let plain = |name: &str| {
+            s.iter().filter(|x| x.name == name && x.dimensions.is_empty()).flat_map(|x| x.values.iter()).sum::<f64>()
+        };
+        assert_eq!(plain(metric::INVOCATIONS), 2.0, "a once (runtimeDone and report), the ghost once");
+        assert_eq!(plain(metric::ERRORS), 0.0, "the misplaced restore failure is not an error here");
+        assert_eq!(n(&s, metric::RESTORE_DURATION), 0);
+        let c = p.counters();
+        assert_eq!(c.records_for_other_mode, 2);
+        assert_eq!(c.reports_without_start, 1);
+        assert_eq!(c.tenant_id_missing, 2);
+        assert_eq!(c.invokes_in_flight, 0);
+        assert_eq!(one(&s, metric::CONCURRENT_INVOCATIONS).values, vec![1.0], "the ghost never counted as in flight");
+    }
+
+    #[test]
+    fn snapstart_restore_duration_once_not_cold_and_failed_restore_is_an_error() {
+        let mut p = platform_with(Mode::SnapStart, false);
+        let json = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../protocol/tests/fixtures/snapstart_restore_batch.json"
+        ))
+        .unwrap();
+        let s = feed(&mut p, &json);
+        assert_eq!(
+            one(&s, metric::RESTORE_DURATION).values,
+            vec![311.81],
+            "restoreReport and report.restoreDurationMs: one sample"
+        );
+        assert_eq!(sum(&s, metric::COLD_START), 0.0);
+        assert_eq!(sum(&s, metric::INVOCATIONS), 1.0);
+        assert_eq!(sum(&s, metric::ERRORS), 1.0, "the failed restore");
+        assert_eq!(p.counters().restore_failures, 1);
+        assert_eq!(p.counters().records_for_other_mode, 0);
+    }
+
+    #[test]
+    fn proactive_init_is_not_a_cold_start_but_keeps_init_duration() {
+        // INIT ends at T0+151 ms.
+        for (start_ms, cold) in [(1_000, 1.0), (10_151, 1.0), (10_152, 0.0), (11_000, 0.0)] {
+            let mut p = platform();
+            let mut s = feed(&mut p, INIT);
+            let at = perfmon_protocol::time::format_iso_ms(T0 + start_ms);
+            s.extend(feed(&mut p, &invoke("a", &at, "success", "")));
+            assert_eq!(sum(&s, metric::COLD_START), cold, "first invoke {start_ms} ms after init start");
+            assert_eq!(n(&s, metric::INIT_DURATION), 1);
+            assert_eq!(p.counters().proactive_inits, (cold == 0.0) as u64);
+        }
+        // Provisioned concurrency: never cold, InitDuration once.
+        let mut p = platform_with(Mode::ProvisionedConcurrency, false);
+        let mut s = feed(&mut p, &INIT.replace("on-demand", "provisioned-concurrency"));
+        s.extend(feed(&mut p, &invoke("a", "2026-01-15T10:00:00.200Z", "success", "")));
+        assert_eq!((sum(&s, metric::COLD_START), n(&s, metric::INIT_DURATION)), (0.0, 1));
+    }
+
+    #[test]
+    fn streaming_response_duration_from_runtime_done() {
+        let mut p = platform();
+        let json = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../protocol/tests/fixtures/tenant_streaming_batch.json"
+        ))
+        .unwrap();
+        let s = feed(&mut p, &json);
+        assert_eq!(one(&s, metric::RESPONSE_DURATION).values, vec![848.0]);
+        assert_eq!(one(&s, metric::RESPONSE_LATENCY).values, vec![42.0]);
+        assert!(s.iter().all(|x| x.dimensions.is_empty()), "no tenant series unless asked");
+    }
+
+    #[test]
+    fn tenant_series_are_exact_and_the_plain_series_unchanged() {
+        let mut p = platform_with(Mode::OnDemand, true);
+        let mut s = Vec::new();
+        for (i, tenant) in ["blue", "green", "blue", "red", "blue"].iter().enumerate() {
+            let id = format!("r{i}");
+            let batch = format!(
+                r#"[{{"time":"2026-01-15T10:00:01.000Z","type":"platform.start","record":{{"requestId":"{id}","tenantId":"{tenant}"}}}},
+                   {{"time":"2026-01-15T10:00:01.500Z","type":"platform.report","record":{{"requestId":"{id}","status":"{}","tenantId":"{tenant}","metrics":{{"durationMs":10}}}}}}]"#,
+                if i == 3 { "error" } else { "success" }
+            );
+            s.extend(feed(&mut p, &batch));
+        }
+        let by_tenant = |name: &str, tenant: &str| {
+            s.iter()
+                .filter(|x| {
+                    x.name == name && x.dimensions == vec![(dimension::TENANT_ID.to_owned(), tenant.to_owned())]
+                })
+                .flat_map(|x| x.values.iter())
+                .sum::<f64>()
+        };
+        assert_eq!(by_tenant(metric::INVOCATIONS, "blue"), 3.0);
+        assert_eq!(by_tenant(metric::INVOCATIONS, "green"), 1.0);
+        assert_eq!(by_tenant(metric::ERRORS, "red"), 1.0);
+        let plain_inv: f64 = s
+            .iter()
+            .filter(|x| x.name == metric::INVOCATIONS && x.dimensions.is_empty())
+            .flat_map(|x| x.values.iter())
+            .sum();
+        assert_eq!(plain_inv, 5.0);
+        assert_eq!(p.counters().tenant_id_missing, 0);
+        // Only the contract's per-tenant metrics get a tenant series.
+        for x in s.iter().filter(|x| !x.dimensions.is_empty()) {
+            assert!(metric::PER_TENANT.contains(&x.name.as_str()), "{}", x.name);
+        }
     }
 }

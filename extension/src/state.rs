@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::aggregate::{Aggregator, Limits, MetricSample, RecordError};
 use crate::config::{Config, UNKNOWN_FUNCTION};
 use crate::flush::FlushState;
-use crate::platform::{Platform, PlatformSettings};
+use crate::platform::{Mode, Platform, PlatformCounters, PlatformSettings};
 
 /// Datums kept for the next flush after a failed PutMetricData. Defaults to 20 000; what does not
 /// fit goes out as EMF at once (never dropped silently).
@@ -100,6 +100,13 @@ pub struct FlushReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     pub state: Phase,
+    /// The Lambda mode (v2 §8): `on-demand`, `provisioned-concurrency`, `snap-start`,
+    /// `lambda-managed-instances`.
+    pub mode: Mode,
+    /// Registered for INVOKE events (false on Managed Instances, or after a refused registration).
+    pub invoke_events: bool,
+    /// What the platform tracker noticed (invokes in flight, records for another mode, ...).
+    pub platform: PlatformCounters,
     pub samples_held: u64,
     pub series_held: usize,
     pub retry_datums_held: usize,
@@ -125,6 +132,8 @@ pub struct Inner {
     pub telemetry: TelemetryCounters,
     pub sinks: SinkCounters,
     pub last_flush: Option<FlushReport>,
+    /// Registered for INVOKE events.
+    pub invoke_events: bool,
 }
 
 /// The shared state handle (wrap it in an `Arc`).
@@ -143,12 +152,18 @@ impl Shared {
         let inner = Inner {
             phase: Phase::Init,
             agg: Aggregator::new(limits, defaults),
-            platform: Platform::new(PlatformSettings { price_gb_s: cfg.price_gb_s, memory_mb: cfg.memory_mb }),
+            platform: Platform::new(PlatformSettings {
+                price_gb_s: cfg.price_gb_s,
+                memory_mb: cfg.memory_mb,
+                mode: Mode::from_env_value(cfg.initialization_type.as_deref()),
+                tenant_dimension: cfg.tenant_dimension,
+            }),
             flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false },
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),
             last_flush: None,
+            invoke_events: true,
         };
         Self { inner: Mutex::new(inner), progress: watch::channel(0).0 }
     }
@@ -243,6 +258,10 @@ impl Shared {
     /// Takes what a flush sends: `(new datums, datums to retry on CloudWatch)`.
     pub fn take_for_flush(&self) -> (Vec<MetricDatum>, Vec<MetricDatum>) {
         let mut g = self.lock();
+        let now = now_ms();
+        if let Some(sample) = g.platform.take_concurrency(now) {
+            record_all(&mut g, vec![sample], now);
+        }
         let fresh = g.agg.drain();
         let retry = std::mem::take(&mut g.retry);
         (fresh, retry)
@@ -261,6 +280,9 @@ impl Shared {
         let g = self.lock();
         Health {
             state: g.phase,
+            mode: g.platform.mode(),
+            invoke_events: g.invoke_events,
+            platform: g.platform.counters().clone(),
             samples_held: g.agg.samples_held(),
             series_held: g.agg.series_held(),
             retry_datums_held: g.retry.len(),
@@ -325,7 +347,11 @@ mod tests {
         let (fresh, retry) = s.take_for_flush();
         assert!(retry.is_empty());
         let cold = fresh.iter().find(|d| d.metric_name == "ColdStart").unwrap();
-        assert_eq!(cold.statistic_values.map(|v| v.sum), Some(1.0));
+        // A restore after an on-demand init: a record of another mode, counted; a restored sandbox
+        // is not a cold start.
+        assert_eq!(cold.statistic_values.map(|v| v.sum), Some(0.0));
+        assert_eq!(h.platform.records_for_other_mode, 1);
+        assert_eq!(h.mode, crate::platform::Mode::SnapStart);
         let dims: Vec<&str> = cold.dimensions.iter().map(|d| d.value.as_str()).collect();
         assert_eq!(dims, vec!["test", "from-register"]);
         serde_json::to_string(&s.health()).unwrap();

@@ -38,6 +38,10 @@ struct FakeState {
     next_calls: usize,
     /// `/next` answers 500 this many times first.
     fail_next: usize,
+    /// Refuse a registration that includes INVOKE, as Lambda Managed Instances do.
+    refuse_invoke: bool,
+    /// Every registration body received, in order.
+    register_bodies: Vec<Value>,
     paths: Vec<String>,
 }
 
@@ -82,7 +86,17 @@ impl Fake {
         match path.as_str() {
             "/2020-01-01/extension/register" => {
                 let v: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(v, json!({"events": ["INVOKE", "SHUTDOWN"]}));
+                let refuse = {
+                    let mut s = self.state.lock().unwrap();
+                    s.register_bodies.push(v.clone());
+                    s.refuse_invoke && v["events"].as_array().unwrap().iter().any(|e| e == "INVOKE")
+                };
+                if refuse {
+                    return Ok(resp(
+                        403,
+                        r#"{"errorType":"Extension.InvalidEventType","errorMessage":"INVOKE is not supported"}"#.into(),
+                    ));
+                }
                 self.state.lock().unwrap().registered = name;
                 let mut r = resp(200, r#"{"functionName":"fake-fn","functionVersion":"$LATEST","handler":"h"}"#.into());
                 r.headers_mut()
@@ -407,4 +421,147 @@ async fn version_works() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_perfmon")).arg("--version").output().await.unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("perfmon "));
+}
+
+/// Reads a child's stdout line by line into a shared list (to see flushes before SHUTDOWN).
+fn collect_lines(child: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = child.stdout.take().unwrap();
+    let l = Arc::clone(&lines);
+    tokio::spawn(async move {
+        let mut r = tokio::io::BufReader::new(out).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+async fn wait_lines(lines: &Arc<Mutex<Vec<String>>>, limit: Duration, cond: impl Fn(&[String]) -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond(&lines.lock().unwrap()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond(&lines.lock().unwrap())
+}
+
+/// Managed Instances: SHUTDOWN-only registration, schema 2025-01-29, overlapping invokes followed
+/// from telemetry alone, timer flushes before SHUTDOWN, nothing invented.
+#[tokio::test]
+async fn managed_instances_without_invoke_events() {
+    let fake = Fake::start().await;
+    let mut child = spawn_perfmon(
+        &fake,
+        &[
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048"),
+            ("PERFMON_SINK", "emf"),
+            ("PERFMON_FLUSH_INTERVAL_S", "0.3"),
+        ],
+    );
+    let lines = collect_lines(&mut child);
+    assert!(fake.wait(Duration::from_secs(10), |s| s.next_calls >= 1).await, "perfmon never called /next");
+    let bodies = fake.state.lock().unwrap().register_bodies.clone();
+    assert_eq!(bodies, vec![json!({"events": ["SHUTDOWN"]})], "never asks for INVOKE on Managed Instances");
+    let sub = fake.state.lock().unwrap().subscription.clone().unwrap();
+    assert_eq!(sub.schema_version, "2025-01-29");
+    let port = fake.telemetry_port();
+    let t0 = now_ms();
+    let init = json!([
+        {"time": iso(t0 - 900), "type": "platform.initStart", "record": {"initializationType": "lambda-managed-instances", "phase": "init", "instanceMaxMemory": 4294967296u64}},
+        {"time": iso(t0 - 10), "type": "platform.initReport", "record": {"initializationType": "lambda-managed-instances", "phase": "init", "status": "success", "metrics": {"durationMs": 890.0}}},
+    ]);
+    assert_eq!(post_telemetry(port, &init.to_string()).await, 200);
+    // Three waves of 4 overlapping invokes: starts, then reports in another order.
+    let mut want_durations = Vec::new();
+    for wave in 0..3u64 {
+        let base = now_ms();
+        let mut batch = Vec::new();
+        for k in 0..4u64 {
+            batch.push(json!({"time": iso(base + k), "type": "platform.start", "record": {"requestId": format!("w{wave}-{k}")}}));
+        }
+        for k in [2u64, 0, 3, 1] {
+            let d = 10.0 * (wave * 4 + k + 1) as f64;
+            want_durations.push(d);
+            let status = if wave == 1 && k == 3 { "timeout" } else { "success" };
+            batch.push(json!({"time": iso(base + 5 + k), "type": "platform.report", "record": {"requestId": format!("w{wave}-{k}"),
+                "status": status, "metrics": {"durationMs": d},
+                "spans": [{"name": "responseLatency", "start": iso(base), "durationMs": 2.0}, {"name": "responseDuration", "start": iso(base), "durationMs": 1.0}]}}));
+        }
+        assert_eq!(post_telemetry(port, &json!(batch).to_string()).await, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Data out before SHUTDOWN: the timer flush.
+    assert!(
+        wait_lines(&lines, Duration::from_secs(5), |l| l.iter().any(|x| x.contains("\"Invocations\""))).await,
+        "no timer flush before SHUTDOWN"
+    );
+    let before_shutdown = lines.lock().unwrap().len();
+    // One invoke still in flight at SHUTDOWN, its report comes late.
+    let last = now_ms();
+    assert_eq!(
+        post_telemetry(
+            port,
+            &json!([{"time": iso(last), "type": "platform.start", "record": {"requestId": "late"}}]).to_string()
+        )
+        .await,
+        200
+    );
+    let shutdown_at = now_ms();
+    fake.push(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": shutdown_at + 2000}));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let late = json!([{"time": iso(now_ms()), "type": "platform.report", "record": {"requestId": "late", "status": "success", "metrics": {"durationMs": 45.0}}}]);
+    let _ = post_telemetry(port, &late.to_string()).await;
+    want_durations.push(45.0);
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(now_ms() - shutdown_at < 2000, "exited after the deadline");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let all = lines.lock().unwrap().join("\n");
+    assert!(lines.lock().unwrap().len() > before_shutdown, "the final flush wrote the rest");
+    let m = emf_values(&all);
+    let sum = |k: &str| m.get(k).map(|v| v.iter().sum::<f64>()).unwrap_or(0.0);
+    assert_eq!(sum("Invocations"), 13.0, "{m:?}");
+    assert_eq!(sum("Timeouts"), 1.0);
+    assert_eq!(m["Duration"].len(), 13, "{:?}", m["Duration"]);
+    assert_eq!(m["ResponseDuration"].len(), 12, "the late report has no spans");
+    let max_conc = m["ConcurrentInvocations"].iter().cloned().fold(0.0, f64::max);
+    assert_eq!(max_conc, 4.0, "{:?}", m["ConcurrentInvocations"]);
+    assert_eq!(m["InitDuration"], vec![890.0]);
+    for absent in
+        ["BilledDuration", "EstimatedCost", "MaxMemoryUsed", "MemoryUtilization", "ColdStart", "PostRuntimeDuration"]
+    {
+        assert!(!m.contains_key(absent), "{absent} invented on Managed Instances");
+    }
+}
+
+/// A registration refused for INVOKE (any mode): perfmon registers for SHUTDOWN only, stays up,
+/// flushes on its timer and exits cleanly at SHUTDOWN.
+#[tokio::test]
+async fn refused_invoke_registration_falls_back_to_shutdown_only() {
+    let fake = Fake::start().await;
+    fake.state.lock().unwrap().refuse_invoke = true;
+    let child = spawn_perfmon(&fake, &[("PERFMON_SINK", "emf"), ("PERFMON_FLUSH_INTERVAL_S", "0.3")]);
+    assert!(fake.wait(Duration::from_secs(10), |s| s.next_calls >= 1).await, "perfmon did not stay up");
+    let bodies = fake.state.lock().unwrap().register_bodies.clone();
+    assert_eq!(bodies, vec![json!({"events": ["INVOKE", "SHUTDOWN"]}), json!({"events": ["SHUTDOWN"]})]);
+    assert_eq!(fake.state.lock().unwrap().registered.as_deref(), Some("perfmon"));
+    let port = fake.telemetry_port();
+    let t = now_ms();
+    let mut batch = invoke_batch("only", t, 20.0, "success");
+    batch.as_array_mut().unwrap().push(report("only", t + 30, 20.0, "success", Some(12.0)));
+    assert_eq!(post_telemetry(port, &batch.to_string()).await, 200);
+    let shutdown_at = now_ms();
+    fake.push(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": shutdown_at + 2000}));
+    let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("registration refused"), "{stderr}");
+    let m = emf_values(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(m["Invocations"].iter().sum::<f64>(), 1.0, "{m:?}");
+    assert_eq!(m["Duration"].len(), 1);
 }

@@ -49,6 +49,9 @@ pub enum Trigger {
     Background,
     /// After `platform.runtimeDone`, before `/next`.
     End,
+    /// On a timer, where no INVOKE events arrive (Managed Instances, or a registration that Lambda
+    /// refused for INVOKE).
+    Timer,
     /// At SHUTDOWN.
     Final,
 }
@@ -58,6 +61,7 @@ impl Trigger {
         match self {
             Self::Background => "background",
             Self::End => "end",
+            Self::Timer => "timer",
             Self::Final => "shutdown",
         }
     }
