@@ -8,7 +8,7 @@ use std::fmt;
 use perfmon_protocol::contract::metric;
 use serde_json::{json, Map, Value};
 
-use super::metric::{MetricRef, Scope};
+use super::metric::{LambdaMode, MetricRef, Scope};
 
 /// Who gets woken up: each severity has its own SNS topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +232,9 @@ pub struct AlarmOptions {
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
     pub disabled: Vec<Kind>,
+    /// `--mode`: Managed Instances have no cold starts, memory utilization or cost per invoke, so
+    /// those alarms are left out there (they would sit in INSUFFICIENT_DATA forever).
+    pub mode: LambdaMode,
 }
 
 impl AlarmOptions {
@@ -243,7 +246,13 @@ impl AlarmOptions {
             specs: Kind::ALL.map(Kind::default_spec),
             operation_thresholds: Vec::new(),
             disabled: Vec::new(),
+            mode: LambdaMode::OnDemand,
         }
+    }
+
+    /// Whether the mode's metrics can back an alarm of `kind`.
+    pub fn applies(&self, kind: Kind) -> bool {
+        !(self.mode.is_managed_instances() && matches!(kind, Kind::ColdStarts | Kind::Memory | Kind::Cost))
     }
 
     pub fn spec(&self, kind: Kind) -> &AlarmSpec {
@@ -286,7 +295,7 @@ impl Alarm {
 pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
     let s = &opts.scope;
     let mut out = Vec::new();
-    for kind in Kind::ALL.into_iter().filter(|k| !opts.disabled.contains(k)) {
+    for kind in Kind::ALL.into_iter().filter(|k| !opts.disabled.contains(k) && opts.applies(*k)) {
         if kind.is_operation() {
             continue;
         }

@@ -3,7 +3,7 @@
 use perfmon_protocol::contract::metric;
 use serde_json::{json, Map, Value};
 
-use super::metric::{MetricRef, Scope};
+use super::metric::{LambdaMode, MetricRef, Scope};
 
 /// The region placeholder CloudFormation substitutes (`Fn::Sub`).
 pub const STACK_REGION: &str = "${AWS::Region}";
@@ -20,6 +20,13 @@ pub struct DashboardOptions {
     pub period: u32,
     /// The function's memory size, drawn as a line on the memory widget when known.
     pub memory_mb: Option<u32>,
+    /// `--mode`: which metrics the function has (v2 §8).
+    pub mode: LambdaMode,
+    /// `--streaming`: a response-streaming function (`ResponseLatency` and `ResponseDuration`);
+    /// always drawn on Managed Instances.
+    pub streaming: bool,
+    /// `--tenants`: per-tenant graphs (`PERFMON_TENANT_DIMENSION=true`), a SEARCH over `TenantId`.
+    pub tenants: bool,
 }
 
 const WIDTH: u32 = 12;
@@ -41,6 +48,24 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
     let mut y = 2;
 
     // Totals over the dashboard's time range.
+    let lmi = opts.mode.is_managed_instances();
+    let mut totals =
+        vec![s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "label": "invocations"}))];
+    if lmi {
+        totals.push(
+            s.platform(metric::CONCURRENT_INVOCATIONS)
+                .dashboard_row(json!({"stat": "Maximum", "label": "most in flight at once"})),
+        );
+    } else {
+        totals.push(s.platform(metric::COLD_START).dashboard_row(json!({"stat": "Sum", "label": "cold starts"})));
+    }
+    totals.push(s.platform(metric::ERRORS).dashboard_row(json!({"stat": "Sum", "label": "errors"})));
+    totals.push(s.platform(metric::DURATION).dashboard_row(json!({"stat": "p99", "label": "duration p99 (ms)"})));
+    if !lmi {
+        totals.push(
+            s.platform(metric::ESTIMATED_COST).dashboard_row(json!({"stat": "Sum", "label": "estimated cost (USD)"})),
+        );
+    }
     widgets.push(json!({
         "type": "metric", "x": 0, "y": y, "width": 24, "height": 3,
         "properties": {
@@ -48,13 +73,7 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
             "view": "singleValue",
             "region": opts.region,
             "setPeriodToTimeRange": true,
-            "metrics": [
-                s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "label": "invocations"})),
-                s.platform(metric::COLD_START).dashboard_row(json!({"stat": "Sum", "label": "cold starts"})),
-                s.platform(metric::ERRORS).dashboard_row(json!({"stat": "Sum", "label": "errors"})),
-                s.platform(metric::DURATION).dashboard_row(json!({"stat": "p99", "label": "duration p99 (ms)"})),
-                s.platform(metric::ESTIMATED_COST).dashboard_row(json!({"stat": "Sum", "label": "estimated cost (USD)"})),
-            ],
+            "metrics": totals,
         }
     }));
     y += 3;
@@ -66,39 +85,108 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
         percentiles(&s.platform(metric::DURATION), &["p50", "p90", "p99"]),
         json!({"left": {"label": "ms", "showUnits": false, "min": 0}}),
     ));
-    grid.push(series(
-        opts,
-        "Invocations and cold starts",
-        vec![
-            s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "label": "invocations"})),
-            s.platform(metric::COLD_START).dashboard_row(json!({"stat": "Sum", "label": "cold starts"})),
-        ],
-        json!({"left": {"label": "count", "showUnits": false, "min": 0}}),
-    ));
+    if lmi {
+        // Managed Instances bill per instance: concurrency, not billed duration or cold starts.
+        grid.push(series(
+            opts,
+            "Invocations and concurrency",
+            vec![
+                s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "label": "invocations"})),
+                s.platform(metric::CONCURRENT_INVOCATIONS)
+                    .dashboard_row(json!({"stat": "Maximum", "label": "most in flight at once", "yAxis": "right"})),
+            ],
+            json!({"left": {"label": "count", "showUnits": false, "min": 0}, "right": {"label": "in flight", "showUnits": false, "min": 0}}),
+        ));
+    } else {
+        grid.push(series(
+            opts,
+            "Invocations and cold starts",
+            vec![
+                s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "label": "invocations"})),
+                s.platform(metric::COLD_START).dashboard_row(json!({"stat": "Sum", "label": "cold starts"})),
+            ],
+            json!({"left": {"label": "count", "showUnits": false, "min": 0}}),
+        ));
+    }
     let mut init = percentiles(&s.platform(metric::INIT_DURATION), &["p50", "p99"]);
     init.push(s.platform(metric::INIT_DURATION).dashboard_row(json!({"stat": "Maximum", "label": "max"})));
     grid.push(series(opts, "Init duration (ms)", init, json!({"left": {"label": "ms", "showUnits": false, "min": 0}})));
-    grid.push(memory_widget(opts));
+    if opts.mode == LambdaMode::SnapStart {
+        let mut restore = percentiles(&s.platform(metric::RESTORE_DURATION), &["p50", "p99"]);
+        restore.push(s.platform(metric::RESTORE_DURATION).dashboard_row(json!({"stat": "Maximum", "label": "max"})));
+        restore.push(
+            s.platform(metric::RESTORE_DURATION)
+                .dashboard_row(json!({"stat": "SampleCount", "label": "restores", "yAxis": "right"})),
+        );
+        grid.push(series(
+            opts,
+            "SnapStart restore duration (ms)",
+            restore,
+            json!({"left": {"label": "ms", "showUnits": false, "min": 0}, "right": {"label": "restores", "showUnits": false, "min": 0}}),
+        ));
+    }
+    if lmi || opts.streaming {
+        let mut rows = percentiles(&s.platform(metric::RESPONSE_LATENCY), &["p50", "p99"]);
+        for r in &mut rows {
+            relabel(r, "time to first byte");
+        }
+        let mut whole = percentiles(&s.platform(metric::RESPONSE_DURATION), &["p50", "p99"]);
+        for r in &mut whole {
+            relabel(r, "response duration");
+        }
+        rows.extend(whole);
+        grid.push(series(
+            opts,
+            "Response: first byte and whole response (ms)",
+            rows,
+            json!({"left": {"label": "ms", "showUnits": false, "min": 0}}),
+        ));
+    }
+    if !lmi {
+        grid.push(memory_widget(opts));
+    }
+    let mut failures = vec![
+        s.platform(metric::ERRORS).dashboard_row(json!({"stat": "Sum", "label": "errors", "id": "errors"})),
+        s.platform(metric::TIMEOUTS).dashboard_row(json!({"stat": "Sum", "label": "timeouts"})),
+    ];
+    if !lmi {
+        failures
+            .push(s.platform(metric::OUT_OF_MEMORY).dashboard_row(json!({"stat": "Sum", "label": "out of memory"})));
+    }
+    failures.push(
+        s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "id": "invocations", "visible": false})),
+    );
+    failures.push(json!([{"expression": "100 * errors / invocations", "label": "error rate (%)", "id": "rate", "yAxis": "right"}]));
     grid.push(series(
         opts,
-        "Errors, timeouts and out-of-memory",
-        vec![
-            s.platform(metric::ERRORS).dashboard_row(json!({"stat": "Sum", "label": "errors", "id": "errors"})),
-            s.platform(metric::TIMEOUTS).dashboard_row(json!({"stat": "Sum", "label": "timeouts"})),
-            s.platform(metric::OUT_OF_MEMORY).dashboard_row(json!({"stat": "Sum", "label": "out of memory"})),
-            s.platform(metric::INVOCATIONS).dashboard_row(json!({"stat": "Sum", "id": "invocations", "visible": false})),
-            json!([{"expression": "100 * errors / invocations", "label": "error rate (%)", "id": "rate", "yAxis": "right"}]),
-        ],
+        if lmi { "Errors and timeouts" } else { "Errors, timeouts and out-of-memory" },
+        failures,
         json!({"left": {"label": "count", "showUnits": false, "min": 0}, "right": {"label": "%", "showUnits": false, "min": 0}}),
     ));
-    let mut cost = series(
-        opts,
-        "Estimated cost (USD per hour)",
-        vec![s.platform(metric::ESTIMATED_COST).dashboard_row(json!({"stat": "Sum", "label": "USD per hour"}))],
-        json!({"left": {"label": "USD", "showUnits": false, "min": 0}}),
-    );
-    cost.insert("period".into(), json!(3600));
-    grid.push(cost);
+    if !lmi {
+        let mut cost = series(
+            opts,
+            "Estimated cost (USD per hour)",
+            vec![s.platform(metric::ESTIMATED_COST).dashboard_row(json!({"stat": "Sum", "label": "USD per hour"}))],
+            json!({"left": {"label": "USD", "showUnits": false, "min": 0}}),
+        );
+        cost.insert("period".into(), json!(3600));
+        grid.push(cost);
+    }
+    if opts.tenants {
+        for (name, stat, title) in [
+            (metric::INVOCATIONS, "Sum", "Invocations by tenant"),
+            (metric::ERRORS, "Sum", "Errors by tenant"),
+            (metric::DURATION, "p99", "Duration p99 by tenant (ms)"),
+        ] {
+            grid.push(series(
+                opts,
+                title,
+                vec![json!([{"expression": tenant_search(s, name, stat, opts.period), "label": "", "id": "tenants"}])],
+                json!({"left": {"showUnits": false, "min": 0}}),
+            ));
+        }
+    }
 
     for op in &opts.operations {
         grid.push(series(
@@ -121,6 +209,25 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
         ));
     }
     json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets})
+}
+
+/// A CloudWatch SEARCH over the `TenantId` series of `name` (one line per tenant).
+fn tenant_search(s: &Scope, name: &str, stat: &str, period: u32) -> String {
+    let mut schema = vec![s.namespace.clone(), perfmon_protocol::contract::dimension::FUNCTION_NAME.to_owned()];
+    schema.extend(s.dimensions.iter().map(|(k, _)| k.clone()));
+    schema.push(perfmon_protocol::contract::dimension::TENANT_ID.to_owned());
+    let quote = |v: &str| v.replace('"', "\\\"");
+    let mut terms = vec![format!("MetricName=\"{name}\""), format!("FunctionName=\"{}\"", quote(&s.function))];
+    terms.extend(s.dimensions.iter().map(|(k, v)| format!("{k}=\"{}\"", quote(v))));
+    format!("SEARCH('{{{}}} {}', '{stat}', {period})", schema.join(","), terms.join(" "))
+}
+
+/// Replaces the `label` of a dashboard row (`[..., {"label": ...}]`) with `prefix label`.
+fn relabel(row: &mut Value, prefix: &str) {
+    if let Some(opts) = row.as_array_mut().and_then(|r| r.last_mut()).and_then(Value::as_object_mut) {
+        let old = opts.get("label").and_then(Value::as_str).unwrap_or_default().to_owned();
+        opts.insert("label".into(), json!(format!("{prefix} {old}")));
+    }
 }
 
 /// Lays out half-width widgets two per row.
@@ -228,6 +335,9 @@ mod tests {
             region: "eu-west-1".into(),
             period: 60,
             memory_mb: Some(512),
+            mode: LambdaMode::OnDemand,
+            streaming: false,
+            tenants: false,
         }
     }
 
@@ -322,5 +432,45 @@ mod tests {
         assert!(valid_dashboard_name("perfmon-chat_1"));
         assert!(!valid_dashboard_name("a b"));
         assert!(!valid_dashboard_name(""));
+    }
+
+    #[test]
+    fn managed_instances_show_concurrency_not_billing() {
+        let body = dashboard_body(&DashboardOptions { mode: LambdaMode::ManagedInstances, ..opts() });
+        let rows = rows(&body);
+        let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[1].as_str().unwrap()).collect();
+        for absent in
+            ["EstimatedCost", "BilledDuration", "MaxMemoryUsed", "MemoryUtilization", "ColdStart", "OutOfMemory"]
+        {
+            assert!(!names.contains(absent), "{absent} drawn on a Managed Instances dashboard");
+        }
+        for present in
+            ["ConcurrentInvocations", "ResponseLatency", "ResponseDuration", "Duration", "Errors", "Timeouts"]
+        {
+            assert!(names.contains(present), "{present} missing");
+        }
+        // Every metric drawn is one Managed Instances records carry (or InitDuration, or an operation).
+        for n in &names {
+            assert!(
+                metric::MANAGED_INSTANCES.contains(n) || *n == metric::INIT_DURATION || n.starts_with("Operation"),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn snapstart_streaming_and_tenants() {
+        let body =
+            dashboard_body(&DashboardOptions { mode: LambdaMode::SnapStart, streaming: true, tenants: true, ..opts() });
+        let text = body.to_string();
+        let rows = rows(&body);
+        assert!(rows.iter().any(|r| r[1] == "RestoreDuration" && r.last().unwrap()["stat"] == "p99"));
+        assert!(rows.iter().any(|r| r[1] == "ResponseDuration"));
+        assert!(rows.iter().any(|r| r[1] == "EstimatedCost"), "SnapStart functions are billed per invoke");
+        assert!(text.contains(r#"SEARCH('{Perfmon,FunctionName,TenantId} MetricName=\"Invocations\" FunctionName=\"chat\"', 'Sum', 60)"#), "{text}");
+        let plain = dashboard_body(&opts()).to_string();
+        assert!(
+            !plain.contains("RestoreDuration") && !plain.contains("TenantId") && !plain.contains("ResponseDuration")
+        );
     }
 }

@@ -196,3 +196,40 @@ mod tests {
         assert!(s.validate().is_err());
     }
 }
+
+/// The Lambda mode a dashboard or an alarm set is made for (`--mode`, v2 §8): it decides which
+/// metrics exist (Managed Instances have no billed duration, memory, cost or cold starts, and have
+/// `ConcurrentInvocations`; SnapStart has `RestoreDuration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LambdaMode {
+    #[default]
+    OnDemand,
+    ProvisionedConcurrency,
+    SnapStart,
+    ManagedInstances,
+}
+
+impl LambdaMode {
+    pub const NAMES: [&'static str; 4] = [
+        perfmon_protocol::contract::init_type::ON_DEMAND,
+        perfmon_protocol::contract::init_type::PROVISIONED_CONCURRENCY,
+        perfmon_protocol::contract::init_type::SNAP_START,
+        "managed-instances",
+    ];
+
+    /// `on-demand`, `provisioned-concurrency`, `snap-start`, `managed-instances` (or Lambda's
+    /// `lambda-managed-instances`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "on-demand" => Some(Self::OnDemand),
+            "provisioned-concurrency" => Some(Self::ProvisionedConcurrency),
+            "snap-start" => Some(Self::SnapStart),
+            "managed-instances" | "lambda-managed-instances" => Some(Self::ManagedInstances),
+            _ => None,
+        }
+    }
+
+    pub fn is_managed_instances(self) -> bool {
+        self == Self::ManagedInstances
+    }
+}

@@ -28,7 +28,7 @@ use self::{
     alarms::{AlarmOptions, Kind, Severity, Topics},
     args::{no_value, parse_f64, parse_u32, Arg, Parser},
     dashboard::{DashboardOptions, STACK_REGION},
-    metric::{parse_dimensions, push_unique, Scope},
+    metric::{parse_dimensions, push_unique, LambdaMode, Scope},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -166,6 +166,7 @@ struct Common {
     dimensions: Vec<(String, String)>,
     operations: Vec<String>,
     format: Option<Format>,
+    mode: LambdaMode,
 }
 
 impl Common {
@@ -176,6 +177,7 @@ impl Common {
             dimensions: Vec::new(),
             operations: Vec::new(),
             format: None,
+            mode: LambdaMode::OnDemand,
         }
     }
 
@@ -198,6 +200,11 @@ impl Common {
                 }
             }
             "format" => self.format = Some(Format::parse(name, &value(p, inline)?)?),
+            "mode" => {
+                let v = value(p, inline)?;
+                self.mode = LambdaMode::parse(&v)
+                    .ok_or_else(|| UsageError::invalid(name, &v, &LambdaMode::NAMES.join(", ")))?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -218,6 +225,7 @@ impl Common {
 fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
     let mut common = Common::new();
     let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
+    let (mut streaming, mut tenants) = (false, false);
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -240,6 +248,14 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 }
             }
             "memory-mb" => memory_mb = Some(parse_u32(&flag, &p.value(&flag, inline)?)?),
+            "streaming" => {
+                no_value(&flag, inline)?;
+                streaming = true;
+            }
+            "tenants" => {
+                no_value(&flag, inline)?;
+                tenants = true;
+            }
             "name" => {
                 let v = p.value(&flag, inline)?;
                 if !dashboard::valid_dashboard_name(&v) {
@@ -258,7 +274,16 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         (None, Format::Json) => default_region(env),
     };
     let name = name.unwrap_or_else(|| dashboard::default_dashboard_name(&scope.function));
-    let options = DashboardOptions { scope, operations: common.operations, region, period, memory_mb };
+    let options = DashboardOptions {
+        scope,
+        operations: common.operations,
+        region,
+        period,
+        memory_mb,
+        mode: common.mode,
+        streaming,
+        tenants,
+    };
     Ok(Command::Dashboard { options, format, name })
 }
 
@@ -341,6 +366,7 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
         }
     }
     let format = common.format.unwrap_or(Format::CloudFormation);
+    options.mode = common.mode;
     options.scope = common.scope()?;
     options.operations = common.operations;
     Ok(Command::Alarms { options: Box::new(options), format, topics })
@@ -397,6 +423,9 @@ const COMMON_HELP: &str = "    --function NAME          the Lambda function (the
     --operation NAME         a custom operation (POST /v1/operations); repeatable [default: none]
                              (references use FunctionName, the --dimension values and Operation;
                              operations posted with their own extra dimensions are other series)
+    --mode MODE              on-demand, provisioned-concurrency, snap-start or managed-instances
+                             (Managed Instances: concurrency instead of cold starts, memory and cost;
+                             SnapStart: restore duration) [default: on-demand]
 ";
 
 fn dashboard_help() -> String {
@@ -419,6 +448,10 @@ OPTIONS:
                              else us-east-1; with --format cloudformation: the stack's region]
     --period SECONDS         period of the graphs [default: 60]
     --memory-mb MB           the function's memory size, drawn on the memory graph [default: none]
+    --streaming              a response-streaming function: time to first byte and response
+                             duration (always drawn with --mode managed-instances)
+    --tenants                per-tenant invocations, errors and p99 duration (the function sets
+                             PERFMON_TENANT_DIMENSION=true)
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
     -h, --help               print this text
 "
@@ -631,6 +664,7 @@ mod tests {
             "--warning-topic",
             "--name-prefix",
             "--disable",
+            "--mode",
             "-threshold",
             "-period",
             "-evaluation-periods",
@@ -655,12 +689,15 @@ mod tests {
             "--region",
             "--period",
             "--memory-mb",
+            "--mode",
+            "--streaming",
+            "--tenants",
             "--name",
             "--help",
         ] {
             assert!(help.contains(flag), "{flag}");
         }
-        assert_eq!(help.matches("[default:").count(), 8);
+        assert_eq!(help.matches("[default:").count(), 9);
     }
 
     #[test]
