@@ -125,8 +125,12 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         ingest: Some(ingest),
     };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
-    if !invoke_events && ctx.policy != FlushPolicy::Shutdown {
-        crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
+    if !invoke_events {
+        // No INVOKE event will mark the end of Init: the environment is ready once perfmon waits.
+        ctx.shared.lock().phase = Phase::Ready;
+        if ctx.policy != FlushPolicy::Shutdown {
+            crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
+        }
     }
 
     loop {
