@@ -94,7 +94,12 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
             }
         }
     };
-    let shared = Arc::new(Shared::new(&cfg, Some(&registered.function_name), Limits::default(), now_ms()));
+    let shared = Arc::new(Shared::new(
+        &cfg,
+        Some(&registered.function_name),
+        Limits { max_series_per_metric: cfg.max_series_per_metric, ..Limits::default() },
+        now_ms(),
+    ));
 
     let telemetry = match crate::telemetry::bind(cfg.telemetry_port).await {
         Ok(listener) => {
