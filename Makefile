@@ -57,10 +57,12 @@ build: ## build every binary of the workspace and the lambda-extension crate's R
 
 .PHONY: test
 test: venv $(if $(HAVE_NODE),node) build layer-check ## run all tests (prepares venv, Node fixture and binaries first)
+	@$(call ensure_tool,strace,strace)
 	$(CARGO) test --workspace --no-fail-fast
 
 .PHONY: nextest
 nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (one process per test), then the doctests
+	@$(call ensure_tool,strace,strace)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 

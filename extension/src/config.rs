@@ -98,6 +98,8 @@ pub struct Config {
     pub initialization_type: Option<String>,
     /// `PERFMON_TENANT_DIMENSION` (v2 §8). Defaults to `false`.
     pub tenant_dimension: bool,
+    /// `PERFMON_MAX_SERIES_PER_METRIC` (§12). Defaults to [`defaults::MAX_SERIES_PER_METRIC`].
+    pub max_series_per_metric: usize,
 }
 
 /// A setting that could not be used; the default was used instead.
@@ -236,6 +238,21 @@ impl Config {
         };
 
         let memory_mb = get(env::FUNCTION_MEMORY_SIZE).and_then(|v| v.trim().parse::<u64>().ok()).filter(|m| *m > 0);
+        let max_series_per_metric = match get(env::MAX_SERIES_PER_METRIC) {
+            None => defaults::MAX_SERIES_PER_METRIC,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    warn(
+                        env::MAX_SERIES_PER_METRIC,
+                        &v,
+                        "expected a whole number from 1 to 1000000".to_owned(),
+                        defaults::MAX_SERIES_PER_METRIC.to_string(),
+                    );
+                    defaults::MAX_SERIES_PER_METRIC
+                }
+            },
+        };
         let cfg = Config {
             namespace,
             dimensions,
@@ -252,6 +269,7 @@ impl Config {
             runtime_api: get(RUNTIME_API_ENV),
             initialization_type: get(env::INITIALIZATION_TYPE),
             tenant_dimension,
+            max_series_per_metric,
         };
         (cfg, warnings)
     }
@@ -394,5 +412,17 @@ mod tests {
         assert!(parse_dimensions(&many.join(",")).is_err());
         assert_eq!(parse_dimensions(&many[..29].join(",")).map(|d| d.len()), Ok(29));
         assert_eq!(parse_dimensions(" , "), Ok(vec![]));
+    }
+
+    #[test]
+    fn max_series_per_metric_is_read_and_checked() {
+        assert_eq!(cfg(&[]).0.max_series_per_metric, 1_000);
+        assert_eq!(cfg(&[("PERFMON_MAX_SERIES_PER_METRIC", " 50 ")]).0.max_series_per_metric, 50);
+        for bad in ["0", "-3", "lots", "1e3"] {
+            let (c, w) = cfg(&[("PERFMON_MAX_SERIES_PER_METRIC", bad)]);
+            assert_eq!(c.max_series_per_metric, 1_000, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert_eq!(w[0].variable, "PERFMON_MAX_SERIES_PER_METRIC");
+        }
     }
 }

@@ -99,7 +99,12 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         return 1;
     };
     let invoke_events = events.contains(&EventType::Invoke);
-    let shared = Arc::new(Shared::new(&cfg, Some(&registered.function_name), Limits::default(), now_ms()));
+    let shared = Arc::new(Shared::new(
+        &cfg,
+        Some(&registered.function_name),
+        Limits { max_series_per_metric: cfg.max_series_per_metric, ..Limits::default() },
+        now_ms(),
+    ));
     shared.lock().invoke_events = invoke_events;
 
     let telemetry = match crate::telemetry::bind(cfg.telemetry_port).await {

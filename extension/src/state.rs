@@ -117,6 +117,10 @@ pub struct Health {
     pub sinks: SinkCounters,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_flush: Option<FlushReport>,
+    /// Values folded into their metric's overflow series (§12), by metric name (kept, not dropped).
+    pub samples_overflowed: BTreeMap<String, u64>,
+    /// The same, all metrics (also those past the first 100 names).
+    pub samples_overflowed_total: u64,
 }
 
 /// Everything behind the lock.
@@ -292,6 +296,8 @@ impl Shared {
             telemetry: g.telemetry.clone(),
             sinks: g.sinks.clone(),
             last_flush: g.last_flush.clone(),
+            samples_overflowed: g.agg.stats().values_overflowed.clone(),
+            samples_overflowed_total: g.agg.stats().values_overflowed_total,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Bounded under abuse (contract §6: "samples dropped ... over the series cap are counted and
-//! reported"): a function that floods perfmon with 100 000 distinct series (a dimension value per
-//! request id, the classic mistake) over HTTP and StatsD. perfmon keeps at most its series cap,
-//! counts every other one in `GET /v1/health` (`samples_dropped.series_cap`), answers every request,
-//! sends what it kept, and its peak RSS stays bounded.
+//! Bounded under abuse (contract §6 and §12): a function that floods perfmon with 100 000 distinct
+//! series (a dimension value per request id, the classic mistake) over HTTP and StatsD. perfmon keeps
+//! the first 1 000 dimension sets of each metric (its budget per flush window), folds every other
+//! sample into that metric's overflow series (`__overflow__`, counted in `GET /v1/health`
+//! `samples_overflowed`), so nothing is dropped and totals stay exact; it answers every request,
+//! sends what it kept, and its peak RSS stays bounded. (The global series cap and its reserve for
+//! overflow series are covered by the aggregator's unit tests.)
 //!
 //! The figure: perfmon's peak RSS (VmHWM of the live process, then the sandbox's `peak_rss_kb`, the
 //! highest VmHWM it sampled up to exit) is printed; run with `cargo test -p perfmon-tests --test custom_abuse -- --nocapture`.
@@ -23,6 +25,7 @@ const HTTP_SERIES: usize = 80_000;
 const HTTP_BATCH: usize = 1_000;
 const STATSD_SERIES: usize = 20_000;
 const STATSD_LINES_PER_DATAGRAM: usize = 40;
+const BUDGET: usize = perfmon_protocol::contract::defaults::MAX_SERIES_PER_METRIC;
 /// Bound on perfmon's peak-RSS growth caused by the flood (see the assertion for why).
 const GROWTH_BOUND_KB: u64 = 6 * 1024;
 
@@ -31,7 +34,7 @@ fn peak_rss_kb(sb: &perfmon_sandbox::Sandbox) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_distinct_series_hits_the_cap_is_counted_and_memory_stays_bounded() {
+async fn a_flood_of_distinct_series_overflows_is_counted_and_memory_stays_bounded() {
     let cw = CloudWatch::start().await.unwrap();
     let mut run = start(FUNCTION, &common::rust_function(), NS, &embedded_env(&cw.endpoint_url()), |c| {
         c.freeze_with_sigstop(false).timeout(Duration::from_secs(10))
@@ -99,32 +102,41 @@ async fn a_flood_of_distinct_series_hits_the_cap_is_counted_and_memory_stays_bou
     let statsd_accepted = h["ingest"]["statsd_lines_accepted"].as_u64().unwrap() - 1; // minus warm:1|c
     let series_cap = dropped(&h, "series_cap");
     let held = h["series_held"].as_u64().unwrap();
+    let overflowed = h["samples_overflowed_total"].as_u64().unwrap();
     let flood_peak_kb = peak_rss_kb(&run.sb);
     println!(
-        "flood: {} series attempted, {} kept (HTTP {http_accepted}, StatsD {statsd_accepted}), series_cap drops {series_cap}, \
-         series held {held}; perfmon peak RSS {baseline_kb} kB before, {flood_peak_kb} kB after (+{} kB)",
+        "flood: {} series attempted, {} accepted (HTTP {http_accepted}, StatsD {statsd_accepted}), {overflowed} folded into \
+         overflow series, series_cap drops {series_cap}, series held {held}; perfmon peak RSS {baseline_kb} kB before, \
+         {flood_peak_kb} kB after (+{} kB)",
         HTTP_SERIES + STATSD_SERIES,
         http_accepted + statsd_accepted,
         flood_peak_kb.saturating_sub(baseline_kb)
     );
-    // Every attempted series is either kept or counted.
-    assert_eq!(http_accepted + statsd_accepted + series_cap, (HTTP_SERIES + STATSD_SERIES) as u64, "{h}");
-    assert!(series_cap >= 90_000, "the cap is far below 100 000: {h}");
-    assert!(held <= 4_096, "series held within the default cap (4 096): {h}");
-    assert_eq!(h["samples_dropped"].as_object().unwrap().len(), 1, "no other drops: {h}");
-    assert!(h["samples_dropped"]["series_cap"].as_u64().unwrap() > 0);
-    // The flood cost perfmon at most the bound: 4 096 series entries (key strings + one counter each,
-    // under 1 kB apiece: ≤ 4 MB), one 80 kB request body and its parsed entries at a time, and the
-    // allocator's slack. A leak of even 64 bytes per attempted series (6.4 MB) would fail this.
-    // Measured: +3.3 MB (debug build), +3.6 MB (release musl layer build, PERFMON_BIN=...).
+    // Every attempted series is accepted: kept as itself (1 000 per metric) or folded into its
+    // metric's overflow series (counted); nothing dropped.
+    assert_eq!(http_accepted + statsd_accepted, (HTTP_SERIES + STATSD_SERIES) as u64, "{h}");
+    assert_eq!(h["samples_overflowed"]["Flood"], json!(HTTP_SERIES - BUDGET), "{h}");
+    assert_eq!(h["samples_overflowed"]["flood.udp"], json!(STATSD_SERIES - BUDGET), "{h}");
+    assert_eq!(overflowed, (HTTP_SERIES + STATSD_SERIES - 2 * BUDGET) as u64, "{h}");
+    assert_eq!(series_cap, 0, "{h}");
+    assert!(h["samples_dropped"].as_object().unwrap().is_empty(), "no drops: {h}");
+    // warm, Warm + 1 000 kept and 1 overflow series per flood metric.
+    assert!(held <= 2 * (BUDGET as u64 + 1) + 2, "series held within the budgets: {h}");
+    // The flood cost perfmon at most the bound: 2 002 series entries (key strings + one counter each,
+    // under 1 kB apiece), the budget's record of dimension sets, one 80 kB request body and its parsed
+    // entries at a time, and the allocator's slack. A leak of even 64 bytes per attempted series
+    // (6.4 MB) would fail this.
     let growth = flood_peak_kb.saturating_sub(baseline_kb);
     assert!(growth <= GROWTH_BOUND_KB, "peak RSS grew {growth} kB under the flood (bound {GROWTH_BOUND_KB} kB)");
 
     // Still serving: the next invoke flushes what was kept, and a new series fits again afterwards.
     run.sb.invoke(json!({})).await.unwrap();
-    let kept_http = cw.store().datums(NS, "Flood").len() as u64;
-    let kept_udp = cw.store().datums(NS, "flood.udp").len() as u64;
-    assert_eq!((kept_http, kept_udp), (http_accepted, statsd_accepted), "what was kept was sent, one datum a series");
+    let sum = |name: &str| -> (usize, f64) {
+        let d = cw.store().datums(NS, name);
+        (d.len(), d.iter().map(|x| x.datum.statistic_values.unwrap().sum).sum())
+    };
+    assert_eq!(sum("Flood"), (BUDGET + 1, HTTP_SERIES as f64), "kept + overflow series sent, total exact");
+    assert_eq!(sum("flood.udp"), (BUDGET + 1, STATSD_SERIES as f64), "kept + overflow series sent, total exact");
     let out = run.sb.invoke(json!({"metrics": [{"name": "After", "value": 1}]})).await.unwrap();
     assert_eq!(out.json().unwrap()["posted"], json!([202]), "after the flush there is room again");
     let down = run.sb.shutdown().await.unwrap();
@@ -132,7 +144,7 @@ async fn a_flood_of_distinct_series_hits_the_cap_is_counted_and_memory_stays_bou
     println!("perfmon peak RSS over the whole run (highest VmHWM the sandbox sampled): {final_peak_kb} kB");
     assert!(
         final_peak_kb.saturating_sub(baseline_kb) <= GROWTH_BOUND_KB + 4 * 1024,
-        "flushing 4 096 series: {final_peak_kb} kB"
+        "flushing 2 002 series: {final_peak_kb} kB"
     );
     assert!(!cw.store().datums(NS, "After").is_empty());
     assert!(cw.store().requests().rejected().is_empty());

@@ -10,10 +10,23 @@
 //! Memory is bounded: at most [`Limits::max_series`] (series × time bucket) entries and
 //! [`Limits::max_buckets`] histogram buckets. A sample that does not fit is dropped and counted by
 //! reason ([`DropReason`]); nothing is evicted silently.
+//!
+//! Cardinality budget (contract §12): each metric name may open at most
+//! [`Limits::max_series_per_metric`] distinct dimension sets per flush window (a window ends at
+//! [`Aggregator::drain`]). A sample that would open one more is folded into that metric's
+//! *overflow series*: the same name, unit, kind, resolution and time bucket, with every
+//! budget-bound dimension's value replaced by [`OVERFLOW_VALUE`]. Budget-bound are the dimensions
+//! the sample set itself; a default dimension (`FunctionName`, `PERFMON_DIMENSIONS`) that still
+//! has its default value keeps it. Totals stay exact: nothing is dropped for the budget. A sample
+//! that would open a series while the global cap is reached is folded the same way (its metric's
+//! overflow series rather than a drop); overflow series may use [`Limits::overflow_reserve`]
+//! entries beyond `max_series`, so only when that reserve is full too is anything dropped
+//! (`series_cap`). Overflowed values are counted per metric ([`AggregatorStats::values_overflowed`])
+//! and logged once per metric per window.
 
 pub mod histogram;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use perfmon_protocol::cloudwatch::{
     is_valid_unit, Dimension, MetricDatum, StatisticSet, MAX_ABS_VALUE, MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN,
@@ -160,7 +173,24 @@ pub struct Limits {
     pub max_series: usize,
     /// Histogram buckets held over all series. Defaults to [`DEFAULT_MAX_BUCKETS`].
     pub max_buckets: usize,
+    /// Distinct dimension sets per metric name and flush window (§12, `PERFMON_MAX_SERIES_PER_METRIC`).
+    /// Defaults to 1 000.
+    pub max_series_per_metric: usize,
+    /// Entries beyond `max_series` that only overflow series may take. Defaults to
+    /// [`DEFAULT_OVERFLOW_RESERVE`].
+    pub overflow_reserve: usize,
 }
+
+/// The value budget-bound dimensions take in an overflow series (contract §12).
+pub const OVERFLOW_VALUE: &str = "__overflow__";
+/// Defaults to 256 entries reserved for overflow series.
+pub const DEFAULT_OVERFLOW_RESERVE: usize = 256;
+/// Distinct overflow dimension sets (one per set of dimension *names*) a metric may open per window;
+/// further ones fold into its first overflow set, so random dimension names stay bounded too.
+pub const MAX_OVERFLOW_SETS_PER_METRIC: usize = 4;
+/// Metric names counted one by one in [`AggregatorStats::values_overflowed`]; later ones only in
+/// the total.
+pub const MAX_OVERFLOW_METRICS_REPORTED: usize = 100;
 
 /// Defaults to 4 096 series entries: far above what one function emits in a flush interval.
 pub const DEFAULT_MAX_SERIES: usize = 4_096;
@@ -169,7 +199,12 @@ pub const DEFAULT_MAX_BUCKETS: usize = 65_536;
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_series: DEFAULT_MAX_SERIES, max_buckets: DEFAULT_MAX_BUCKETS }
+        Self {
+            max_series: DEFAULT_MAX_SERIES,
+            max_buckets: DEFAULT_MAX_BUCKETS,
+            max_series_per_metric: perfmon_protocol::contract::defaults::MAX_SERIES_PER_METRIC,
+            overflow_reserve: DEFAULT_OVERFLOW_RESERVE,
+        }
     }
 }
 
@@ -198,6 +233,26 @@ pub struct AggregatorStats {
     pub values_invalid: u64,
     /// Values dropped for lack of room, by reason.
     pub values_dropped: BTreeMap<&'static str, u64>,
+    /// Values folded into an overflow series (kept, not dropped), by metric name (the first
+    /// [`MAX_OVERFLOW_METRICS_REPORTED`] names since start).
+    pub values_overflowed: BTreeMap<String, u64>,
+    /// Values folded into an overflow series, all metrics.
+    pub values_overflowed_total: u64,
+}
+
+/// Per metric name, per flush window: the dimension sets opened and the overflow sets used.
+#[derive(Debug, Default)]
+struct MetricBudget {
+    sets: HashSet<Vec<(String, String)>>,
+    overflow_sets: Vec<Vec<(String, String)>>,
+    logged: bool,
+}
+
+/// Why a sample went to its metric's overflow series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverflowCause {
+    MetricBudget,
+    SeriesCap,
 }
 
 /// Series held between flushes.
@@ -208,12 +263,20 @@ pub struct Aggregator {
     series: HashMap<(SeriesKey, i64), Agg>,
     buckets_held: usize,
     stats: AggregatorStats,
+    budgets: HashMap<String, MetricBudget>,
 }
 
 impl Aggregator {
     /// `defaults`: dimensions every sample carries (`FunctionName` first, then `PERFMON_DIMENSIONS`).
     pub fn new(limits: Limits, defaults: Vec<(String, String)>) -> Self {
-        Self { limits, defaults, series: HashMap::new(), buckets_held: 0, stats: AggregatorStats::default() }
+        Self {
+            limits,
+            defaults,
+            series: HashMap::new(),
+            buckets_held: 0,
+            stats: AggregatorStats::default(),
+            budgets: HashMap::new(),
+        }
     }
 
     pub fn stats(&self) -> &AggregatorStats {
@@ -303,11 +366,24 @@ impl Aggregator {
             kind: sample.kind,
         };
         let total = sample.values.len();
-        let entry_key = (key, start);
+        let mut entry_key = (key, start);
+        let mut overflow = None;
         if !self.series.contains_key(&entry_key) {
-            if self.series.len() >= self.limits.max_series {
-                return Err(self.dropped(DropReason::SeriesCap, 0, total));
+            match self.admit(&entry_key.0) {
+                Ok(()) => {}
+                Err(cause) => {
+                    let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
+                    entry_key.0.dimensions = dims;
+                    if !self.series.contains_key(&entry_key)
+                        && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
+                    {
+                        return Err(self.dropped(DropReason::SeriesCap, 0, total));
+                    }
+                    overflow = Some(cause);
+                }
             }
+        }
+        if !self.series.contains_key(&entry_key) {
             let agg = match sample.kind {
                 Kind::Distribution => Agg::Distribution(Histogram::default()),
                 Kind::Counter => Agg::Counter { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
@@ -355,10 +431,87 @@ impl Aggregator {
         }
         self.buckets_held += new_buckets;
         self.stats.values_recorded += accepted as u64;
+        if let Some(cause) = overflow.filter(|_| accepted > 0) {
+            self.overflowed(&entry_key.0.name, cause, accepted);
+        }
         if accepted < total {
             return Err(self.dropped(DropReason::BucketCap, accepted, total - accepted));
         }
         Ok(accepted)
+    }
+
+    /// May `key` (not held yet) open a new entry of its own? Registers its dimension set in its
+    /// metric's budget when it may.
+    fn admit(&mut self, key: &SeriesKey) -> Result<(), OverflowCause> {
+        let per_metric = self.limits.max_series_per_metric;
+        let global_full = self.series.len() >= self.limits.max_series;
+        let budget = self.budgets.entry(key.name.clone()).or_default();
+        if budget.sets.contains(&key.dimensions) {
+            // Another time bucket, unit or kind of a dimension set this window already counted.
+            return if global_full { Err(OverflowCause::SeriesCap) } else { Ok(()) };
+        }
+        if budget.sets.len() >= per_metric {
+            return Err(OverflowCause::MetricBudget);
+        }
+        if global_full {
+            return Err(OverflowCause::SeriesCap);
+        }
+        budget.sets.insert(key.dimensions.clone());
+        Ok(())
+    }
+
+    /// The overflow dimension set of metric `name` for a sample with (merged, sorted) `dims`.
+    fn overflow_dimensions(&mut self, name: &str, dims: &[(String, String)]) -> Vec<(String, String)> {
+        let out: Vec<(String, String)> = dims
+            .iter()
+            .map(|(k, v)| {
+                if self.defaults.iter().any(|(dk, dv)| dk == k && dv == v) {
+                    (k.clone(), v.clone())
+                } else {
+                    (k.clone(), OVERFLOW_VALUE.to_owned())
+                }
+            })
+            .collect();
+        let budget = self.budgets.entry(name.to_owned()).or_default();
+        if budget.overflow_sets.contains(&out) {
+            return out;
+        }
+        if budget.overflow_sets.len() < MAX_OVERFLOW_SETS_PER_METRIC {
+            budget.overflow_sets.push(out.clone());
+            return out;
+        }
+        budget.overflow_sets[0].clone()
+    }
+
+    fn overflowed(&mut self, name: &str, cause: OverflowCause, values: usize) {
+        self.stats.values_overflowed_total += values as u64;
+        let reported = self.stats.values_overflowed.len();
+        match self.stats.values_overflowed.get_mut(name) {
+            Some(n) => *n += values as u64,
+            None if reported < MAX_OVERFLOW_METRICS_REPORTED => {
+                self.stats.values_overflowed.insert(name.to_owned(), values as u64);
+            }
+            None => {}
+        }
+        let budget = self.budgets.entry(name.to_owned()).or_default();
+        if !budget.logged {
+            budget.logged = true;
+            let (per_metric, max_series) = (self.limits.max_series_per_metric, self.limits.max_series);
+            match cause {
+                OverflowCause::MetricBudget => tracing::warn!(
+                    metric = name,
+                    budget = per_metric,
+                    "metric over its budget of distinct dimension sets this flush window; \
+                     further new sets go to its overflow series (dimension values {OVERFLOW_VALUE}, totals exact)"
+                ),
+                OverflowCause::SeriesCap => tracing::warn!(
+                    metric = name,
+                    max_series,
+                    "series cap reached this flush window; new series of this metric go to its overflow \
+                     series (dimension values {OVERFLOW_VALUE}, totals exact)"
+                ),
+            }
+        }
     }
 
     fn dropped(&mut self, reason: DropReason, accepted: usize, dropped: usize) -> RecordError {
@@ -372,6 +525,7 @@ impl Aggregator {
     pub fn drain(&mut self) -> Vec<MetricDatum> {
         let mut entries: Vec<((SeriesKey, i64), Agg)> = self.series.drain().collect();
         self.buckets_held = 0;
+        self.budgets.clear();
         entries.sort_by(|a, b| {
             (a.0 .1, &a.0 .0.name, &a.0 .0.dimensions, a.0 .0.kind).cmp(&(
                 b.0 .1,
@@ -530,7 +684,8 @@ mod tests {
 
     #[test]
     fn caps_drop_and_count() {
-        let mut a = Aggregator::new(Limits { max_series: 2, max_buckets: 3 }, vec![]);
+        let mut a =
+            Aggregator::new(Limits { max_series: 2, max_buckets: 3, overflow_reserve: 0, ..Limits::default() }, vec![]);
         a.record(MetricSample::new("A", "None", Kind::Counter, 1.0, NOW), NOW).unwrap();
         let mut d = MetricSample::new("B", "None", Kind::Distribution, 1.0, NOW);
         d.values = vec![1.0, 2.0, 3.0, 4.0, 5.0, 1.0];
@@ -561,5 +716,149 @@ mod tests {
         assert!(out.iter().all(|d| d.values.len() <= 150 && d.values.len() == d.counts.len()));
         assert_eq!(out.iter().map(|d| d.counts.iter().sum::<f64>()).sum::<f64>(), 400.0);
         assert!(out.iter().all(|d| d.timestamp_ms == Some(NOW)));
+    }
+
+    fn budget(per_metric: usize) -> Aggregator {
+        Aggregator::new(
+            Limits { max_series_per_metric: per_metric, ..Limits::default() },
+            vec![("FunctionName".into(), "fn".into()), ("Env".into(), "prod".into())],
+        )
+    }
+
+    fn with_dims(name: &str, kind: Kind, value: f64, dims: &[(&str, &str)]) -> MetricSample {
+        let mut s = MetricSample::new(name, "None", kind, value, NOW);
+        s.dimensions = dims.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        s
+    }
+
+    fn total(out: &[MetricDatum], name: &str) -> f64 {
+        out.iter()
+            .filter(|d| d.metric_name == name)
+            .map(|d| {
+                d.statistic_values
+                    .map(|v| v.sum)
+                    .unwrap_or_else(|| d.values.iter().zip(&d.counts).map(|(v, c)| v * c).sum())
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_runaway_metric_overflows_into_one_series_and_its_total_stays_exact() {
+        let mut a = budget(3);
+        for i in 0..10 {
+            a.record(with_dims("Flood", Kind::Counter, f64::from(i), &[("user", &format!("u{i}"))]), NOW).unwrap();
+            a.record(with_dims("Lat", Kind::Distribution, f64::from(i + 1), &[("user", &format!("u{i}"))]), NOW)
+                .unwrap();
+        }
+        for i in 0..3 {
+            a.record(with_dims("Other", Kind::Counter, 1.0, &[("route", &format!("r{i}"))]), NOW).unwrap();
+        }
+        assert_eq!(a.stats().values_overflowed.get("Flood"), Some(&7));
+        assert_eq!(a.stats().values_overflowed.get("Lat"), Some(&7));
+        assert_eq!(a.stats().values_overflowed.get("Other"), None);
+        assert_eq!(a.stats().values_overflowed_total, 14);
+        assert!(a.stats().values_dropped.is_empty());
+        let out = a.drain();
+        let flood: Vec<&MetricDatum> = out.iter().filter(|d| d.metric_name == "Flood").collect();
+        assert_eq!(flood.len(), 4, "3 kept + 1 overflow");
+        let over = flood.iter().find(|d| d.dimensions.iter().any(|x| x.value == OVERFLOW_VALUE)).unwrap();
+        assert_eq!(
+            dims(over),
+            vec![
+                ("Env".into(), "prod".into()),
+                ("FunctionName".into(), "fn".into()),
+                ("user".into(), OVERFLOW_VALUE.into())
+            ],
+            "defaults keep their values"
+        );
+        assert_eq!(over.statistic_values.map(|v| v.sample_count), Some(7.0));
+        assert_eq!(total(&out, "Flood"), 45.0);
+        assert_eq!(total(&out, "Lat"), 55.0);
+        let lat_count: f64 = out.iter().filter(|d| d.metric_name == "Lat").flat_map(|d| d.counts.iter()).sum();
+        assert_eq!(lat_count, 10.0);
+        assert_eq!(out.iter().filter(|d| d.metric_name == "Other").count(), 3, "the others are not blocked");
+    }
+
+    #[test]
+    fn the_budget_counts_dimension_sets_and_resets_every_window() {
+        let mut a = budget(2);
+        for i in 0..2 {
+            a.record(with_dims("M", Kind::Counter, 1.0, &[("k", &format!("v{i}"))]), NOW).unwrap();
+        }
+        // The same sets in another minute and at high resolution: not new dimension sets.
+        let mut s = with_dims("M", Kind::Counter, 1.0, &[("k", "v0")]);
+        s.timestamp_ms = NOW + 60_000;
+        a.record(s.clone(), NOW).unwrap();
+        s.resolution = Resolution::High;
+        a.record(s, NOW).unwrap();
+        assert_eq!(a.stats().values_overflowed_total, 0);
+        // A sample that overrides a default's value is budget-bound for that dimension.
+        a.record(with_dims("M", Kind::Counter, 1.0, &[("k", "v9"), ("Env", "dev")]), NOW).unwrap();
+        assert_eq!(a.stats().values_overflowed.get("M"), Some(&1));
+        let out = a.drain();
+        let over = out.iter().find(|d| d.dimensions.iter().any(|x| x.value == OVERFLOW_VALUE)).unwrap();
+        assert_eq!(
+            dims(over),
+            vec![
+                ("Env".into(), OVERFLOW_VALUE.into()),
+                ("FunctionName".into(), "fn".into()),
+                ("k".into(), OVERFLOW_VALUE.into())
+            ]
+        );
+        // A new window: a fresh budget.
+        for i in 2..4 {
+            a.record(with_dims("M", Kind::Counter, 1.0, &[("k", &format!("v{i}"))]), NOW).unwrap();
+        }
+        assert_eq!(a.stats().values_overflowed_total, 1);
+        assert!(a.drain().iter().all(|d| d.dimensions.iter().all(|x| x.value != OVERFLOW_VALUE)));
+    }
+
+    #[test]
+    fn random_dimension_names_keep_a_bounded_number_of_overflow_series() {
+        let mut a = budget(1);
+        for i in 0..50 {
+            a.record(with_dims("R", Kind::Counter, 2.0, &[(&format!("name{i}"), "v")]), NOW).unwrap();
+        }
+        let out = a.drain();
+        assert_eq!(out.len(), 1 + MAX_OVERFLOW_SETS_PER_METRIC);
+        assert_eq!(total(&out, "R"), 100.0);
+    }
+
+    #[test]
+    fn at_the_global_cap_new_series_go_to_their_overflow_series_from_the_reserve() {
+        let limits = Limits { max_series: 4, max_series_per_metric: 100, overflow_reserve: 2, ..Limits::default() };
+        let mut a = Aggregator::new(limits, vec![("FunctionName".into(), "fn".into())]);
+        for i in 0..4 {
+            a.record(with_dims("A", Kind::Counter, 1.0, &[("k", &format!("v{i}"))]), NOW).unwrap();
+        }
+        // Global cap reached: A's fifth set and B's sets fold into their overflow series.
+        for i in 4..8 {
+            a.record(with_dims("A", Kind::Counter, 1.0, &[("k", &format!("v{i}"))]), NOW).unwrap();
+            a.record(with_dims("B", Kind::Counter, 1.0, &[("k", &format!("v{i}"))]), NOW).unwrap();
+        }
+        // The reserve is full: only now is anything dropped.
+        assert_eq!(
+            a.record(with_dims("C", Kind::Counter, 1.0, &[("k", "x")]), NOW),
+            Err(RecordError::Dropped { reason: DropReason::SeriesCap, accepted: 0, dropped: 1 })
+        );
+        assert_eq!(a.series_held(), 6);
+        assert_eq!(a.stats().values_overflowed.get("A"), Some(&4));
+        assert_eq!(a.stats().values_overflowed.get("B"), Some(&4));
+        assert_eq!(a.stats().values_dropped.get("series_cap"), Some(&1));
+        let out = a.drain();
+        assert_eq!((total(&out, "A"), total(&out, "B")), (8.0, 4.0));
+    }
+
+    #[test]
+    fn many_overflowing_metrics_are_reported_one_by_one_up_to_a_bound() {
+        let mut a =
+            Aggregator::new(Limits { max_series_per_metric: 1, max_series: 100_000, ..Limits::default() }, vec![]);
+        for m in 0..MAX_OVERFLOW_METRICS_REPORTED + 5 {
+            for v in 0..3 {
+                a.record(with_dims(&format!("m{m}"), Kind::Counter, 1.0, &[("k", &format!("v{v}"))]), NOW).unwrap();
+            }
+        }
+        assert_eq!(a.stats().values_overflowed.len(), MAX_OVERFLOW_METRICS_REPORTED);
+        assert_eq!(a.stats().values_overflowed_total, 2 * (MAX_OVERFLOW_METRICS_REPORTED as u64 + 5));
     }
 }

@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn entries_reach_the_aggregator_and_its_refusals_come_back() {
-        let s = shared(Limits { max_series: 2, ..Limits::default() });
+        let s = shared(Limits { max_series: 2, overflow_reserve: 0, ..Limits::default() });
         let v = custom::Validator::new(["FunctionName", "Env"]);
         let now = crate::state::now_ms();
         let batch = v

@@ -26,6 +26,7 @@
 //! PutMetricData is validated with CloudWatch's limits (`perfmon_protocol::cloudwatch::validate`);
 //! signatures are not checked (any credentials work).
 
+mod faults;
 mod server;
 mod store;
 
@@ -58,6 +59,15 @@ pub enum Fault {
     ServerError { n: u32 },
     /// Close connections without an answer.
     Refuse,
+    /// HTTP 503, code `ServiceUnavailable`, for the next `n` PutMetricData requests (see `faults.rs`).
+    Unavailable { n: u32 },
+    /// HTTP 500, code `InternalFailure` (AWS's common 500), for the next `n` PutMetricData requests.
+    InternalFailure { n: u32 },
+    /// The next `n` PutMetricData requests are handled (stored if valid) and answered `ms` late.
+    Delay { ms: u64, n: u32 },
+    /// The next `n` PutMetricData requests are handled (stored if valid), then the connection is
+    /// closed without an answer: the client sees a reset mid-request and cannot know the outcome.
+    Reset { n: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]

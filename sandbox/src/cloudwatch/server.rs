@@ -201,6 +201,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     };
 
     tracing::debug!(seq, ?protocol, ?operation, bytes, status = reply.status, error = ?reply.error, "cloudwatch request");
+    let after = if operation.as_deref() == Some("PutMetricData") { shared.take_transport_fault() } else { None };
     shared.store.record(RequestRecord {
         seq,
         request_id: request_id.clone(),
@@ -215,6 +216,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         arrival_ms,
     });
 
+    match after {
+        Some(super::faults::After::Delay(d)) => tokio::time::sleep(d).await,
+        Some(super::faults::After::Reset) => return Err(HttpError::Refused),
+        None => {}
+    }
     let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
@@ -245,6 +251,10 @@ fn execute(
         cw::Request::PutMetricData(put) => {
             if let Some(e) = shared.take_fault() {
                 return error_reply(protocol, e, request_id);
+            }
+            if let Some((status, code, message)) = shared.take_status_fault() {
+                let (content_type, body, e) = super::faults::fault_answer(protocol, status, code, message, request_id);
+                return Reply { status, content_type, body, error: Some(e), datums: 0 };
             }
             if let Err(e) = cw::validate(&put, arrival_ms) {
                 return error_reply(protocol, e, request_id);
