@@ -56,6 +56,12 @@ pub fn decode_request(operation: &str, body: &[u8]) -> Result<Request, CwError> 
     } else {
         serde_json::from_slice(body).map_err(serialization)?
     };
+    decode_value(operation, value)
+}
+
+/// Decodes a request already parsed into a JSON value (AWS JSON, or RPC v2 CBOR translated by
+/// [`super::cbor::to_json`]): one set of shapes and error messages for both protocols.
+pub fn decode_value(operation: &str, value: Value) -> Result<Request, CwError> {
     let Value::Object(obj) = &value else {
         return Err(serialization("the body is not a JSON object"));
     };
@@ -117,16 +123,30 @@ pub fn encode_put_metric_data() -> String {
     "{}".to_owned()
 }
 
-pub fn encode_list_metrics(out: &ListMetricsOutput) -> String {
+/// The answers as JSON values: [`super::cbor::from_json`] re-encodes them for RPC v2 CBOR without a
+/// trip through text (serde_json's default float parsing is not exact to the last bit).
+pub fn put_metric_data_value() -> Value {
+    Value::Object(Map::new())
+}
+
+pub fn list_metrics_value(out: &ListMetricsOutput) -> Value {
     let mut v = json!({ "Metrics": out.metrics });
     if let (Some(t), Value::Object(m)) = (&out.next_token, &mut v) {
         m.insert("NextToken".into(), json!(t));
     }
-    v.to_string()
+    v
+}
+
+pub fn encode_list_metrics(out: &ListMetricsOutput) -> String {
+    list_metrics_value(out).to_string()
+}
+
+pub fn get_metric_statistics_value(out: &GetMetricStatisticsOutput) -> Value {
+    json!({ "Label": out.label, "Datapoints": out.datapoints.iter().map(datapoint).collect::<Vec<_>>() })
 }
 
 pub fn encode_get_metric_statistics(out: &GetMetricStatisticsOutput) -> String {
-    json!({ "Label": out.label, "Datapoints": out.datapoints.iter().map(datapoint).collect::<Vec<_>>() }).to_string()
+    get_metric_statistics_value(out).to_string()
 }
 
 /// Error body: `{"__type": "<shape id>", "message": "..."}`.
