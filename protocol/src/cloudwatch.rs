@@ -309,6 +309,8 @@ pub enum Request {
     PutMetricData(PutMetricData),
     ListMetrics(read::ListMetricsInput),
     GetMetricStatistics(read::GetMetricStatisticsInput),
+    /// AWS JSON and RPC v2 CBOR only (`MetricStat` queries).
+    GetMetricData(read::GetMetricDataInput),
 }
 
 impl Request {
@@ -318,6 +320,7 @@ impl Request {
             Self::PutMetricData(_) => "PutMetricData",
             Self::ListMetrics(_) => "ListMetrics",
             Self::GetMetricStatistics(_) => "GetMetricStatistics",
+            Self::GetMetricData(_) => "GetMetricData",
         }
     }
 }

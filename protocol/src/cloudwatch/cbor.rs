@@ -121,9 +121,7 @@ fn item(d: &mut Decoder<'_>, depth: usize) -> Result<Value, CwError> {
         }
         Type::U8 | Type::U16 | Type::U32 | Type::U64 => Value::from(d.u64().map_err(|e| err_at(d, e))?),
         Type::I8 | Type::I16 | Type::I32 | Type::I64 => Value::from(d.i64().map_err(|e| err_at(d, e))?),
-        Type::F16 | Type::F32 | Type::F64 => {
-            float(d.f64().map_err(|e| err_at(d, e))?)
-        }
+        Type::F16 | Type::F32 | Type::F64 => float(d.f64().map_err(|e| err_at(d, e))?),
         Type::String => Value::String(d.str().map_err(|e| err_at(d, e))?.to_owned()),
         Type::StringIndef => {
             let mut s = String::new();

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::read::{
-    Datapoint, GetMetricStatisticsInput, GetMetricStatisticsOutput, ListMetricsInput, ListMetricsOutput,
+    Datapoint, GetMetricDataInput, GetMetricStatisticsInput, GetMetricStatisticsOutput, ListMetricsInput,
+    ListMetricsOutput, MetricDataResult,
 };
 use super::{epoch_seconds_opt, CwError, Dimension, ErrorCode, PutMetricData, Request};
 
@@ -88,6 +89,10 @@ pub fn decode_value(operation: &str, value: Value) -> Result<Request, CwError> {
                 unit: j.unit,
             }))
         }
+        "GetMetricData" => {
+            require(obj, &["MetricDataQueries", "StartTime", "EndTime"])?;
+            Ok(Request::GetMetricData(serde_json::from_value::<GetMetricDataInput>(value).map_err(serialization)?))
+        }
         other => Err(CwError::new(
             ErrorCode::InvalidAction,
             format!("The action {other} is not valid for this web service."),
@@ -143,6 +148,22 @@ pub fn encode_list_metrics(out: &ListMetricsOutput) -> String {
 
 pub fn get_metric_statistics_value(out: &GetMetricStatisticsOutput) -> Value {
     json!({ "Label": out.label, "Datapoints": out.datapoints.iter().map(datapoint).collect::<Vec<_>>() })
+}
+
+pub fn get_metric_data_value(results: &[MetricDataResult]) -> Value {
+    let results: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "Id": r.id,
+                "Label": r.label,
+                "Timestamps": r.timestamps_ms.iter().map(|t| secs(*t)).collect::<Vec<_>>(),
+                "Values": r.values,
+                "StatusCode": r.status_code,
+            })
+        })
+        .collect();
+    json!({ "MetricDataResults": results, "Messages": [] })
 }
 
 pub fn encode_get_metric_statistics(out: &GetMetricStatisticsOutput) -> String {

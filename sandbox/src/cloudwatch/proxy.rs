@@ -168,7 +168,10 @@ async fn handle(
         // Not CBOR: pass through unchanged.
         counters.passed_through.fetch_add(1, Ordering::Relaxed);
         let mut fwd = Request::from_parts(parts, Full::new(wire));
-        fwd.headers_mut().insert(HOST, HeaderValue::from_str(&upstream.to_string()).unwrap_or(HeaderValue::from_static("localhost")));
+        fwd.headers_mut().insert(
+            HOST,
+            HeaderValue::from_str(&upstream.to_string()).unwrap_or(HeaderValue::from_static("localhost")),
+        );
         return Ok(match forward(upstream, fwd).await {
             Ok(resp) => resp.map(Full::new),
             Err(e) => {
@@ -184,8 +187,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("gzip")));
     let decoded = if gzip { gunzip(&wire) } else { Ok(wire.to_vec()) };
-    let value = match decoded.and_then(|b| if parts.method == Method::POST { cbor::to_json(&b) } else {
-        Err(CwError::new(ErrorCode::InvalidAction, format!("Method {} is not supported; use POST.", parts.method)))
+    let value = match decoded.and_then(|b| {
+        if parts.method == Method::POST {
+            cbor::to_json(&b)
+        } else {
+            Err(CwError::new(ErrorCode::InvalidAction, format!("Method {} is not supported; use POST.", parts.method)))
+        }
     }) {
         Ok(v) if v.is_object() => v,
         Ok(_) => {
@@ -224,8 +231,11 @@ async fn handle(
     let status = resp.status().as_u16();
     let query_error = resp.headers().get("x-amzn-query-error").cloned();
     let body = resp.into_body();
-    let json: Result<serde_json::Value, _> =
-        if body.iter().all(u8::is_ascii_whitespace) { Ok(serde_json::json!({})) } else { serde_json::from_slice(&body) };
+    let json: Result<serde_json::Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(serde_json::json!({}))
+    } else {
+        serde_json::from_slice(&body)
+    };
     match json {
         Ok(v) => {
             counters.translated.fetch_add(1, Ordering::Relaxed);

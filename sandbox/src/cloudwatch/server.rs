@@ -276,11 +276,19 @@ fn execute(
         cw::Request::GetMetricStatistics(input) => match input.validate() {
             Ok(()) => {
                 let out = shared.store.get_metric_statistics(&input);
-                encode_ok(
-                    read::xml_get_metric_statistics(&out, request_id),
-                    json::get_metric_statistics_value(&out),
-                    0,
-                )
+                encode_ok(read::xml_get_metric_statistics(&out, request_id), json::get_metric_statistics_value(&out), 0)
+            }
+            Err(e) => error_reply(protocol, e, request_id),
+        },
+        // Decoded from AWS JSON and RPC v2 CBOR only, so there is no XML answer to write.
+        cw::Request::GetMetricData(input) => match input.plan() {
+            Ok(plan) => {
+                let results: Vec<read::MetricDataResult> = plan
+                    .iter()
+                    .filter(|(q, _)| q.return_data != Some(false))
+                    .map(|(q, stats)| input.result(q, &shared.store.get_metric_statistics(stats)))
+                    .collect();
+                encode_ok(String::new(), json::get_metric_data_value(&results), 0)
             }
             Err(e) => error_reply(protocol, e, request_id),
         },
