@@ -99,6 +99,21 @@ pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
     b.build()
 }
 
+/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs.
+#[cfg(not(feature = "tls-ring"))]
+fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader
+}
+
+/// hyper 1 + rustls with ring (feature `tls-ring`; README, "Attach it", TLS).
+#[cfg(feature = "tls-ring")]
+fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    loader.http_client(
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
+    )
+}
+
 /// How one request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -143,7 +158,7 @@ impl CloudWatchSink {
             .get_or_init(|| async {
                 let started = Instant::now();
                 let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
-                let conf = aws_config::defaults(BehaviorVersion::latest())
+                let conf = with_http_client(aws_config::defaults(BehaviorVersion::latest()))
                     .region(region)
                     .retry_config(
                         RetryConfig::standard()
