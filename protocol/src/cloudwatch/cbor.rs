@@ -125,7 +125,7 @@ fn item(d: &mut Decoder<'_>, depth: usize) -> Result<Value, CwError> {
         Type::String => Value::String(d.str().map_err(|e| err_at(d, e))?.to_owned()),
         Type::StringIndef => {
             let mut s = String::new();
-            let mut chunks = d.str_iter().map_err(|e| serialization(e))?;
+            let mut chunks = d.str_iter().map_err(serialization)?;
             for chunk in chunks.by_ref() {
                 s.push_str(chunk.map_err(serialization)?);
             }
