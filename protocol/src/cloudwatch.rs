@@ -9,6 +9,8 @@
 //! * [`validate`] (re-exported [`validate()`]): CloudWatch's PutMetricData checks and messages.
 //! * [`query`]: the awsQuery form codec (what `aws-sdk-cloudwatch` 1.99.0 sends): [`decode_query`],
 //!   [`encode_query`], and the read-back operations' inputs.
+//! * [`cbor`]: Smithy RPC v2 CBOR (what `aws-sdk-cloudwatch` ≥ 1.100.0 sends), translated to and from the
+//!   AWS JSON shapes.
 //! * [`json`]: AWS JSON 1.0 (what boto3 ≥ 1.42.7 sends; `X-Amz-Target: GraniteServiceVersion20100801.<Op>`).
 //! * [`read`]: ListMetrics / GetMetricStatistics inputs and outputs, XML and JSON response encoders.
 //! * [`stats`]: SampleCount/Sum/Min/Max/Average and percentiles of a set of datums.
@@ -18,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod cbor;
 pub mod json;
 pub mod query;
 pub mod read;
@@ -306,6 +309,8 @@ pub enum Request {
     PutMetricData(PutMetricData),
     ListMetrics(read::ListMetricsInput),
     GetMetricStatistics(read::GetMetricStatisticsInput),
+    /// AWS JSON and RPC v2 CBOR only (`MetricStat` queries).
+    GetMetricData(read::GetMetricDataInput),
 }
 
 impl Request {
@@ -315,6 +320,7 @@ impl Request {
             Self::PutMetricData(_) => "PutMetricData",
             Self::ListMetrics(_) => "ListMetrics",
             Self::GetMetricStatistics(_) => "GetMetricStatistics",
+            Self::GetMetricData(_) => "GetMetricData",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The embedded CloudWatch (`perfmon_sandbox::cloudwatch`) against real clients: `aws-sdk-cloudwatch`
-//! 1.99.0 (awsQuery, the SDK perfmon uses), boto3 (AWS JSON), moto_server (parity of counts and sums),
-//! and raw garbage over TCP.
+//! (RPC v2 CBOR, the SDK perfmon uses), boto3 (AWS JSON), moto_server behind the CBOR proxy (parity of
+//! counts and sums), and raw garbage over TCP (awsQuery forms, JSON, CBOR).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -195,12 +195,12 @@ async fn sdk_put_metric_data_and_read_back() {
     let log = cw.requests();
     assert!(log.rejected().is_empty(), "{:?}", log.rejected());
     assert_eq!(log.put_metric_data().len(), 2);
-    assert!(log.records.iter().all(|r| r.protocol == Protocol::Query));
+    assert!(log.records.iter().all(|r| r.protocol == Protocol::Cbor));
     assert!(log.bytes() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_body_decodes_to_the_model_and_encode_query_matches_its_size() {
+async fn sdk_body_decodes_to_the_model_and_encode_query_bounds_its_size() {
     let cw = CloudWatch::start().await.unwrap();
     let c = client(&cw.endpoint_url());
     let t = minute_ago();
@@ -228,9 +228,10 @@ async fn sdk_body_decodes_to_the_model_and_encode_query_matches_its_size() {
     let log = cw.requests();
     let rec = &log.put_metric_data()[0];
     assert!(rec.gzip, "the SDK compresses bodies >= 10 KiB");
-    assert!(rec.decoded_bytes > 10 * rec.bytes, "{} vs {}", rec.decoded_bytes, rec.bytes);
-    // The extension sizes its batches with encode_query: it must match what the SDK sends.
-    assert_eq!(proto::encode_query(&model).len(), rec.decoded_bytes);
+    assert!(rec.decoded_bytes > 4 * rec.bytes, "{} vs {}", rec.decoded_bytes, rec.bytes);
+    // The extension sizes its batches with encode_query: an upper bound of the CBOR the SDK sends.
+    let query = proto::encode_query(&model).len();
+    assert!(query > rec.decoded_bytes, "awsQuery {query} vs CBOR {}", rec.decoded_bytes);
     let stored: Vec<proto::MetricDatum> = cw.store().datums(NS, "Big").into_iter().map(|d| d.datum).collect();
     assert_eq!(stored, model.metric_data, "decode(SDK body) == the model the SDK was given");
     proto::validate(&model, now_ms()).unwrap();
@@ -447,8 +448,15 @@ async fn garbage_gets_clear_400s_and_the_server_keeps_serving() {
         assert!(text.contains("x-amzn-query-error: InvalidAction;Sender"), "{text}");
         let cbor = "POST /service/GraniteServiceVersion20100801/operation/PutMetricData HTTP/1.1\r\nContent-Type: application/cbor";
         let (status, text) = raw(addr, cbor, &[0xbf, 0xff]).unwrap();
-        assert_eq!(status, 404);
-        assert!(text.contains("RPC-v2-CBOR"), "{text}");
+        assert_eq!(status, 400, "an empty map: no Namespace");
+        assert!(text.contains("x-amzn-query-error: MissingParameter;Sender"), "{text}");
+        assert!(text.contains("smithy-protocol: rpc-v2-cbor"), "{text}");
+        for body in [&[0xbf][..], b"\xa1\x01\x02", b"not cbor at all", b"\xc2\x41\x00"] {
+            let (status, text) = raw(addr, cbor, body).unwrap();
+            assert_eq!(status, 400, "{text}");
+            assert!(text.contains("x-amzn-query-error: SerializationException;Sender"), "{text}");
+            assert!(text.contains("__type") && text.contains("application/cbor"), "{text}");
+        }
         let (status, _) = raw(addr, "POST /elsewhere HTTP/1.1", b"").unwrap();
         assert_eq!(status, 404);
         let (status, text) = raw(addr, FORM, &vec![b'a'; proto::MAX_REQUEST_BYTES + 10]).unwrap_or((413, String::new()));
@@ -475,7 +483,7 @@ async fn garbage_gets_clear_400s_and_the_server_keeps_serving() {
     assert_eq!(cw.store().datums(NS, "after").len(), 1);
     let log = cw.requests();
     assert_eq!(log.records.iter().filter(|r| r.status == 200).count(), checks + 1);
-    assert!(log.records.iter().any(|r| r.protocol == Protocol::Cbor && r.status == 404));
+    assert!(log.records.iter().any(|r| r.protocol == Protocol::Cbor && r.status == 400));
 }
 
 const BOTO3: &str = r#"

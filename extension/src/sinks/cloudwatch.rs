@@ -1,12 +1,13 @@
-//! PutMetricData through `aws-sdk-cloudwatch` 1.99.0 (awsQuery; see README "Design notes").
+//! PutMetricData through `aws-sdk-cloudwatch` (RPC v2 CBOR since 1.100.0; see README "Design notes").
 //!
 //! * The client (and TLS, credentials, endpoint resolution) is built on first use, through a
 //!   `OnceCell`: nothing of it runs during Init. [`CloudWatchSink::warm`] may build it concurrently
 //!   at the start of an invoke, so that it is ready when the flush comes.
 //! * The endpoint comes from `AWS_ENDPOINT_URL_CLOUDWATCH` / `AWS_ENDPOINT_URL` as the SDK reads
 //!   them; the region from the usual chain, else `us-east-1`.
-//! * Requests carry at most 1 000 datums and stay under 1 MB of awsQuery body ([`batches`], sized
-//!   with [`encode_query`], the same encoding the SDK uses).
+//! * Requests carry at most 1 000 datums and stay under 1 MB of body ([`batches`], sized with
+//!   [`encode_query`]: the awsQuery form is always larger than the CBOR the SDK sends, 1.5-3x, so it is
+//!   a safe upper bound that needs no CBOR encoder in the extension).
 //! * Throttling, 5xx and transport errors are retried by the SDK's standard retry strategy
 //!   (exponential backoff with jitter, 25 ms to 1 s, 3 attempts); what still fails is handed back
 //!   to the caller to keep for the next flush (or to write as EMF at SHUTDOWN).
@@ -98,6 +99,21 @@ pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
     b.build()
 }
 
+/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs.
+#[cfg(not(feature = "tls-ring"))]
+fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader
+}
+
+/// hyper 1 + rustls with ring (feature `tls-ring`; README, "Attach it", TLS).
+#[cfg(feature = "tls-ring")]
+fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    loader.http_client(
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
+    )
+}
+
 /// How one request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -142,7 +158,7 @@ impl CloudWatchSink {
             .get_or_init(|| async {
                 let started = Instant::now();
                 let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
-                let conf = aws_config::defaults(BehaviorVersion::latest())
+                let conf = with_http_client(aws_config::defaults(BehaviorVersion::latest()))
                     .region(region)
                     .retry_config(
                         RetryConfig::standard()

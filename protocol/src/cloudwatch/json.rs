@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::read::{
-    Datapoint, GetMetricStatisticsInput, GetMetricStatisticsOutput, ListMetricsInput, ListMetricsOutput,
+    Datapoint, GetMetricDataInput, GetMetricStatisticsInput, GetMetricStatisticsOutput, ListMetricsInput,
+    ListMetricsOutput, MetricDataResult,
 };
 use super::{epoch_seconds_opt, CwError, Dimension, ErrorCode, PutMetricData, Request};
 
@@ -56,6 +57,12 @@ pub fn decode_request(operation: &str, body: &[u8]) -> Result<Request, CwError> 
     } else {
         serde_json::from_slice(body).map_err(serialization)?
     };
+    decode_value(operation, value)
+}
+
+/// Decodes a request already parsed into a JSON value (AWS JSON, or RPC v2 CBOR translated by
+/// [`super::cbor::to_json`]): one set of shapes and error messages for both protocols.
+pub fn decode_value(operation: &str, value: Value) -> Result<Request, CwError> {
     let Value::Object(obj) = &value else {
         return Err(serialization("the body is not a JSON object"));
     };
@@ -81,6 +88,10 @@ pub fn decode_request(operation: &str, body: &[u8]) -> Result<Request, CwError> 
                 extended_statistics: j.extended_statistics,
                 unit: j.unit,
             }))
+        }
+        "GetMetricData" => {
+            require(obj, &["MetricDataQueries", "StartTime", "EndTime"])?;
+            Ok(Request::GetMetricData(serde_json::from_value::<GetMetricDataInput>(value).map_err(serialization)?))
         }
         other => Err(CwError::new(
             ErrorCode::InvalidAction,
@@ -117,16 +128,46 @@ pub fn encode_put_metric_data() -> String {
     "{}".to_owned()
 }
 
-pub fn encode_list_metrics(out: &ListMetricsOutput) -> String {
+/// The answers as JSON values: [`super::cbor::from_json`] re-encodes them for RPC v2 CBOR without a
+/// trip through text (serde_json's default float parsing is not exact to the last bit).
+pub fn put_metric_data_value() -> Value {
+    Value::Object(Map::new())
+}
+
+pub fn list_metrics_value(out: &ListMetricsOutput) -> Value {
     let mut v = json!({ "Metrics": out.metrics });
     if let (Some(t), Value::Object(m)) = (&out.next_token, &mut v) {
         m.insert("NextToken".into(), json!(t));
     }
-    v.to_string()
+    v
+}
+
+pub fn encode_list_metrics(out: &ListMetricsOutput) -> String {
+    list_metrics_value(out).to_string()
+}
+
+pub fn get_metric_statistics_value(out: &GetMetricStatisticsOutput) -> Value {
+    json!({ "Label": out.label, "Datapoints": out.datapoints.iter().map(datapoint).collect::<Vec<_>>() })
+}
+
+pub fn get_metric_data_value(results: &[MetricDataResult]) -> Value {
+    let results: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "Id": r.id,
+                "Label": r.label,
+                "Timestamps": r.timestamps_ms.iter().map(|t| secs(*t)).collect::<Vec<_>>(),
+                "Values": r.values,
+                "StatusCode": r.status_code,
+            })
+        })
+        .collect();
+    json!({ "MetricDataResults": results, "Messages": [] })
 }
 
 pub fn encode_get_metric_statistics(out: &GetMetricStatisticsOutput) -> String {
-    json!({ "Label": out.label, "Datapoints": out.datapoints.iter().map(datapoint).collect::<Vec<_>>() }).to_string()
+    get_metric_statistics_value(out).to_string()
 }
 
 /// Error body: `{"__type": "<shape id>", "message": "..."}`.

@@ -288,6 +288,184 @@ pub fn get_metric_statistics<'a>(
     GetMetricStatisticsOutput { label: input.metric_name.clone(), datapoints }
 }
 
+/// The `Metric` of a GetMetricData `MetricStat`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MetricRef {
+    #[serde(rename = "Namespace", default)]
+    pub namespace: String,
+    #[serde(rename = "MetricName", default)]
+    pub metric_name: String,
+    #[serde(rename = "Dimensions", default)]
+    pub dimensions: Vec<Dimension>,
+}
+
+/// A GetMetricData `MetricStat`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MetricStat {
+    #[serde(rename = "Metric")]
+    pub metric: MetricRef,
+    #[serde(rename = "Period")]
+    pub period: i64,
+    #[serde(rename = "Stat")]
+    pub stat: String,
+    #[serde(rename = "Unit", default)]
+    pub unit: Option<String>,
+}
+
+/// One of GetMetricData's `MetricDataQueries`. Only `MetricStat` queries are evaluated here; an
+/// `Expression` (metric math, Metrics Insights) is refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MetricDataQuery {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "MetricStat", default)]
+    pub metric_stat: Option<MetricStat>,
+    #[serde(rename = "Expression", default)]
+    pub expression: Option<String>,
+    #[serde(rename = "Label", default)]
+    pub label: Option<String>,
+    #[serde(rename = "ReturnData", default)]
+    pub return_data: Option<bool>,
+}
+
+/// GetMetricData input (timestamps in epoch ms; epoch seconds on the JSON/CBOR wire).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct GetMetricDataInput {
+    #[serde(rename = "MetricDataQueries", default)]
+    pub queries: Vec<MetricDataQuery>,
+    #[serde(rename = "StartTime", default, with = "super::epoch_seconds_opt")]
+    pub start_time_ms: Option<i64>,
+    #[serde(rename = "EndTime", default, with = "super::epoch_seconds_opt")]
+    pub end_time_ms: Option<i64>,
+    /// `TimestampDescending` (default) or `TimestampAscending`.
+    #[serde(rename = "ScanBy", default)]
+    pub scan_by: Option<String>,
+    #[serde(rename = "MaxDatapoints", default)]
+    pub max_datapoints: Option<i64>,
+    #[serde(rename = "NextToken", default)]
+    pub next_token: Option<String>,
+}
+
+/// One `MetricDataResults` member.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricDataResult {
+    pub id: String,
+    pub label: String,
+    pub timestamps_ms: Vec<i64>,
+    pub values: Vec<f64>,
+    /// `Complete` (this endpoint never pages).
+    pub status_code: String,
+}
+
+impl GetMetricDataInput {
+    /// CloudWatch's checks, and each `MetricStat` query as the GetMetricStatistics that evaluates it
+    /// (one statistic; `pNN` as an extended statistic). Results are returned for the queries whose
+    /// `ReturnData` is not false, in request order.
+    pub fn plan(&self) -> Result<Vec<(&MetricDataQuery, GetMetricStatisticsInput)>, CwError> {
+        let (Some(start), Some(end)) = (self.start_time_ms, self.end_time_ms) else {
+            return Err(CwError::missing(if self.start_time_ms.is_none() { "StartTime" } else { "EndTime" }));
+        };
+        if self.queries.is_empty() {
+            return Err(CwError::missing("MetricDataQueries"));
+        }
+        if self.queries.len() > 500 {
+            return Err(CwError::invalid_value(
+                "The collection MetricDataQueries must not have a size greater than 500.",
+            ));
+        }
+        if let Some(order) =
+            self.scan_by.as_deref().filter(|o| !["TimestampDescending", "TimestampAscending"].contains(o))
+        {
+            return Err(CwError::invalid_value(format!("The value {order} for parameter ScanBy is invalid.")));
+        }
+        let mut plan = Vec::with_capacity(self.queries.len());
+        for (i, q) in self.queries.iter().enumerate() {
+            let n = i + 1;
+            let valid_id = q.id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && q.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_id {
+                return Err(CwError::invalid_value(format!(
+                    "The value {} for parameter MetricDataQueries.member.{n}.Id is invalid: it must start with a \
+                     lowercase letter and hold only letters, digits and underscores.",
+                    q.id
+                )));
+            }
+            if self.queries[..i].iter().any(|p| p.id == q.id) {
+                return Err(CwError::invalid_value(format!("The value {} for parameter Id is not unique.", q.id)));
+            }
+            let stat = match (&q.metric_stat, &q.expression) {
+                (Some(stat), None) => stat,
+                (None, Some(_)) => {
+                    return Err(CwError::invalid_value(format!(
+                        "MetricDataQueries.member.{n}.Expression: this endpoint evaluates MetricStat queries only."
+                    )))
+                }
+                _ => {
+                    return Err(CwError::invalid_value(format!(
+                        "Exactly one of MetricStat and Expression must be specified in MetricDataQueries.member.{n}."
+                    )))
+                }
+            };
+            let standard = Statistic::parse(&stat.stat).is_some();
+            if !standard && parse_percentile(&stat.stat).is_none() {
+                return Err(CwError::invalid_value(format!(
+                    "The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Stat is invalid.",
+                    stat.stat
+                )));
+            }
+            let input = GetMetricStatisticsInput {
+                namespace: stat.metric.namespace.clone(),
+                metric_name: stat.metric.metric_name.clone(),
+                dimensions: stat.metric.dimensions.clone(),
+                start_time_ms: start,
+                end_time_ms: end,
+                period: stat.period,
+                statistics: if standard { vec![stat.stat.clone()] } else { Vec::new() },
+                extended_statistics: if standard { Vec::new() } else { vec![stat.stat.clone()] },
+                unit: stat.unit.clone(),
+            };
+            input.validate()?;
+            plan.push((q, input));
+        }
+        Ok(plan)
+    }
+
+    /// The result of one planned query from its GetMetricStatistics output.
+    pub fn result(&self, q: &MetricDataQuery, out: &GetMetricStatisticsOutput) -> MetricDataResult {
+        let stat = q.metric_stat.as_ref().map(|s| s.stat.as_str()).unwrap_or_default();
+        let mut points: Vec<(i64, f64)> = out
+            .datapoints
+            .iter()
+            .filter_map(|p| {
+                let v = match Statistic::parse(stat) {
+                    Some(Statistic::SampleCount) => p.sample_count,
+                    Some(Statistic::Average) => p.average,
+                    Some(Statistic::Sum) => p.sum,
+                    Some(Statistic::Minimum) => p.minimum,
+                    Some(Statistic::Maximum) => p.maximum,
+                    None => p.extended_statistics.first().map(|(_, v)| *v),
+                };
+                Some((p.timestamp_ms, v?))
+            })
+            .collect();
+        points.sort_by_key(|(t, _)| *t);
+        if self.scan_by.as_deref() != Some("TimestampAscending") {
+            points.reverse();
+        }
+        if let Some(max) = self.max_datapoints.filter(|m| *m > 0) {
+            points.truncate(max as usize);
+        }
+        let default_label = q.metric_stat.as_ref().map(|s| s.metric.metric_name.clone()).unwrap_or_default();
+        MetricDataResult {
+            id: q.id.clone(),
+            label: q.label.clone().unwrap_or(default_label),
+            timestamps_ms: points.iter().map(|(t, _)| *t).collect(),
+            values: points.iter().map(|(_, v)| *v).collect(),
+            status_code: "Complete".into(),
+        }
+    }
+}
+
 /// Evaluates ListMetrics over the known metrics (any order, duplicates allowed): filters, sorts and
 /// pages them (`NextToken` is the decimal offset of the next page).
 pub fn list_metrics<'a>(

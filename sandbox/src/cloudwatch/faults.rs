@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use perfmon_protocol::cloudwatch::{json, CwError, ErrorCode};
+use perfmon_protocol::cloudwatch::{cbor, json, CwError, ErrorCode};
 
 use super::server::Shared;
 use super::store::Protocol;
@@ -64,16 +64,19 @@ pub(crate) fn fault_answer(
     code: &'static str,
     message: &'static str,
     request_id: &str,
-) -> (&'static str, String, CwError) {
+) -> (&'static str, Vec<u8>, CwError) {
     let (content_type, body) = if protocol == Protocol::Json {
-        (json::CONTENT_TYPE, format!(r#"{{"__type":"{code}","message":"{message}"}}"#))
+        (json::CONTENT_TYPE, format!(r#"{{"__type":"{code}","message":"{message}"}}"#).into_bytes())
+    } else if protocol == Protocol::Cbor {
+        (cbor::CONTENT_TYPE, cbor::from_json(&serde_json::json!({"__type": code, "message": message})))
     } else {
         (
             "text/xml",
             format!(
                 "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Receiver</Type>\
                  <Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-            ),
+            )
+            .into_bytes(),
         )
     };
     // For the request log only (the log's error type is the protocol crate's).

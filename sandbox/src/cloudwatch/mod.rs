@@ -1,4 +1,5 @@
-//! Embedded CloudWatch endpoint (PutMetricData, ListMetrics, GetMetricStatistics).
+//! Embedded CloudWatch endpoint (PutMetricData, ListMetrics, GetMetricStatistics, GetMetricData), and
+//! [`CborProxy`], the CBOR-to-JSON proxy the tests put in front of moto.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), perfmon_sandbox::cloudwatch::CloudWatchError> {
@@ -13,13 +14,16 @@
 //! ```
 //!
 //! Protocols, all on `POST /`:
-//! * **awsQuery** (form body, `Action=...`): what `aws-sdk-cloudwatch` 1.99.0 sends; XML responses
+//! * **awsQuery** (form body, `Action=...`): what `aws-sdk-cloudwatch` ≤ 1.99.0 sent; XML responses
 //!   (`<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/">`, errors as
 //!   `<ErrorResponse><Error><Type>Sender</Type><Code>..</Code><Message>..</Message></Error><RequestId>..`).
 //! * **AWS JSON 1.0** (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`): what boto3 ≥ 1.42.7 sends;
 //!   errors with `__type` and `x-amzn-query-error: <Code>;Sender`.
-//! * **RPC v2 CBOR** (`/service/GraniteServiceVersion20100801/operation/<Op>`, SDK ≥ 1.100.0): **not
-//!   implemented**, answered with 404 and a plain-text explanation.
+//! * **RPC v2 CBOR** (`POST /service/GraniteServiceVersion20100801/operation/<Op>`, what
+//!   `aws-sdk-cloudwatch` ≥ 1.100.0 sends): CBOR bodies with tag 1 timestamps, answers with
+//!   `smithy-protocol: rpc-v2-cbor`; errors as a CBOR map with `__type` and `message` plus
+//!   `x-amzn-query-error` (`perfmon_protocol::cloudwatch::cbor`). A body that is not CBOR is a 400
+//!   `SerializationException`.
 //!
 //! `Content-Encoding: gzip` bodies are accepted (the SDK compresses bodies ≥ 10 KiB). The wire body is
 //! limited to [`MAX_REQUEST_BYTES`](perfmon_protocol::cloudwatch::MAX_REQUEST_BYTES) (413 above).
@@ -27,6 +31,7 @@
 //! signatures are not checked (any credentials work).
 
 mod faults;
+mod proxy;
 mod server;
 mod store;
 
@@ -42,6 +47,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use perfmon_protocol::cloudwatch::read::MetricId;
 pub use perfmon_protocol::cloudwatch::stats::MetricStatistics;
+pub use proxy::CborProxy;
 pub use server::MAX_DECODED_BYTES;
 pub use store::{Protocol, RequestLog, RequestRecord, Store, StoredDatum};
 

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use perfmon_protocol::cloudwatch::{
-    self as cw, json, query, read, CwError, ErrorCode, CBOR_PATH_PREFIX, JSON_TARGET_PREFIX, MAX_REQUEST_BYTES,
+    self as cw, cbor, json, query, read, CwError, ErrorCode, CBOR_PATH_PREFIX, JSON_TARGET_PREFIX, MAX_REQUEST_BYTES,
 };
 
 use super::store::{Protocol, RequestRecord, Store};
@@ -65,26 +65,39 @@ pub(crate) enum HttpError {
 struct Reply {
     status: u16,
     content_type: &'static str,
-    body: String,
+    body: Vec<u8>,
     error: Option<CwError>,
     datums: usize,
 }
 
+fn content_type(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Json => json::CONTENT_TYPE,
+        Protocol::Cbor => cbor::CONTENT_TYPE,
+        _ => "text/xml",
+    }
+}
+
 fn error_reply(protocol: Protocol, e: CwError, request_id: &str) -> Reply {
     let body = match protocol {
-        Protocol::Json => json::encode_error(&e),
-        _ => read::xml_error(&e, request_id),
+        Protocol::Json => json::encode_error(&e).into_bytes(),
+        Protocol::Cbor => cbor::encode_error(&e),
+        _ => read::xml_error(&e, request_id).into_bytes(),
     };
-    let content_type = if protocol == Protocol::Json { json::CONTENT_TYPE } else { "text/xml" };
-    Reply { status: e.code.http_status(), content_type, body, error: Some(e), datums: 0 }
+    Reply { status: e.code.http_status(), content_type: content_type(protocol), body, error: Some(e), datums: 0 }
 }
 
-fn ok_reply(protocol: Protocol, body: String, datums: usize) -> Reply {
-    let content_type = if protocol == Protocol::Json { json::CONTENT_TYPE } else { "text/xml" };
-    Reply { status: 200, content_type, body, error: None, datums }
+/// `xml` for awsQuery, `json` for AWS JSON and (re-encoded) RPC v2 CBOR.
+fn ok_reply(protocol: Protocol, xml: String, json: serde_json::Value, datums: usize) -> Reply {
+    let body = match protocol {
+        Protocol::Json => json.to_string().into_bytes(),
+        Protocol::Cbor => cbor::from_json(&json),
+        _ => xml.into_bytes(),
+    };
+    Reply { status: 200, content_type: content_type(protocol), body, error: None, datums }
 }
 
-fn gunzip(body: &[u8]) -> Result<Vec<u8>, CwError> {
+pub(crate) fn gunzip(body: &[u8]) -> Result<Vec<u8>, CwError> {
     let mut out = Vec::new();
     let mut dec = flate2::read::GzDecoder::new(body).take(MAX_DECODED_BYTES as u64 + 1);
     dec.read_to_end(&mut out).map_err(|e| {
@@ -149,19 +162,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let decoded_bytes = decoded.as_ref().map(Vec::len).unwrap_or(0);
 
     let reply = match (protocol, decoded) {
-        (Protocol::Cbor, _) => Reply {
-            status: 404,
-            content_type: "text/plain",
-            body: "This embedded CloudWatch does not implement RPC-v2-CBOR (aws-sdk-cloudwatch >= 1.100.0). \
-                   Use awsQuery (pin aws-sdk-cloudwatch = \"=1.99.0\") or AWS JSON (boto3)."
-                .to_owned(),
-            error: Some(CwError::new(ErrorCode::InvalidAction, "RPC-v2-CBOR is not supported")),
-            datums: 0,
-        },
         (Protocol::Unknown, _) => Reply {
             status: 404,
             content_type: "text/plain",
-            body: format!("No such path {path}: the CloudWatch endpoint serves POST / (awsQuery or AWS JSON)."),
+            body: format!(
+                "No such path {path}: the CloudWatch endpoint serves POST / (awsQuery or AWS JSON) and \
+                 POST {CBOR_PATH_PREFIX}<Operation> (RPC v2 CBOR)."
+            )
+            .into_bytes(),
             error: Some(CwError::new(ErrorCode::InvalidAction, format!("unknown path {path}"))),
             datums: 0,
         },
@@ -189,6 +197,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
                 Err(e) => error_reply(protocol, e, &request_id),
             },
         },
+        (Protocol::Cbor, Ok(body)) => {
+            let op = operation.as_deref().unwrap_or_default();
+            match cbor::decode_request(op, &body) {
+                Ok(r) => execute(&shared, protocol, r, &request_id, arrival_ms, seq),
+                Err(e) => error_reply(protocol, e, &request_id),
+            }
+        }
         (_, Ok(body)) => {
             if operation.is_none() {
                 operation = query::Form::parse(&body).ok().and_then(|f| f.get("Action").map(str::to_owned));
@@ -228,7 +243,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-amzn-requestid", v);
     }
-    if let (Protocol::Json, Some(e)) = (protocol, &reply.error) {
+    if protocol == Protocol::Cbor {
+        h.insert(cbor::PROTOCOL_HEADER, HeaderValue::from_static(cbor::PROTOCOL));
+    }
+    if let (Protocol::Json | Protocol::Cbor, Some(e)) = (protocol, &reply.error) {
         if let Ok(v) = HeaderValue::from_str(&json::query_error_header(e)) {
             h.insert("x-amzn-query-error", v);
         }
@@ -244,9 +262,7 @@ fn execute(
     arrival_ms: i64,
     seq: u64,
 ) -> Reply {
-    let encode_ok = |xml: String, json: String, datums| {
-        ok_reply(protocol, if protocol == Protocol::Json { json } else { xml }, datums)
-    };
+    let encode_ok = |xml: String, json: serde_json::Value, datums| ok_reply(protocol, xml, json, datums);
     match req {
         cw::Request::PutMetricData(put) => {
             if let Some(e) = shared.take_fault() {
@@ -261,20 +277,28 @@ fn execute(
             }
             let n = put.metric_data.len();
             shared.store.insert(&put.namespace, put.metric_data, arrival_ms, seq);
-            encode_ok(read::xml_put_metric_data(request_id), json::encode_put_metric_data(), n)
+            encode_ok(read::xml_put_metric_data(request_id), json::put_metric_data_value(), n)
         }
         cw::Request::ListMetrics(input) => match shared.store.list(&input) {
-            Ok(out) => encode_ok(read::xml_list_metrics(&out, request_id), json::encode_list_metrics(&out), 0),
+            Ok(out) => encode_ok(read::xml_list_metrics(&out, request_id), json::list_metrics_value(&out), 0),
             Err(e) => error_reply(protocol, e, request_id),
         },
         cw::Request::GetMetricStatistics(input) => match input.validate() {
             Ok(()) => {
                 let out = shared.store.get_metric_statistics(&input);
-                encode_ok(
-                    read::xml_get_metric_statistics(&out, request_id),
-                    json::encode_get_metric_statistics(&out),
-                    0,
-                )
+                encode_ok(read::xml_get_metric_statistics(&out, request_id), json::get_metric_statistics_value(&out), 0)
+            }
+            Err(e) => error_reply(protocol, e, request_id),
+        },
+        // Decoded from AWS JSON and RPC v2 CBOR only, so there is no XML answer to write.
+        cw::Request::GetMetricData(input) => match input.plan() {
+            Ok(plan) => {
+                let results: Vec<read::MetricDataResult> = plan
+                    .iter()
+                    .filter(|(q, _)| q.return_data != Some(false))
+                    .map(|(q, stats)| input.result(q, &shared.store.get_metric_statistics(stats)))
+                    .collect();
+                encode_ok(String::new(), json::get_metric_data_value(&results), 0)
             }
             Err(e) => error_reply(protocol, e, request_id),
         },

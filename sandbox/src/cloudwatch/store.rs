@@ -47,11 +47,11 @@ impl StoredDatum {
 /// Wire protocol of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// awsQuery form (`aws-sdk-cloudwatch` ≤ 1.99.0, moto, the AWS CLI v1 of old).
+    /// awsQuery form (`aws-sdk-cloudwatch` ≤ 1.99.0, older boto3 and AWS CLI).
     Query,
     /// AWS JSON 1.0 (boto3 ≥ 1.42.7).
     Json,
-    /// RPC v2 CBOR (`aws-sdk-cloudwatch` ≥ 1.100.0): answered with 404, not supported.
+    /// RPC v2 CBOR (`aws-sdk-cloudwatch` ≥ 1.100.0).
     Cbor,
     /// Anything else (wrong path, method, target).
     Unknown,

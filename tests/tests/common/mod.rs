@@ -3,7 +3,8 @@
 //! - where things are: [`workspace_root`], [`target_dir`], [`bin_path`], [`python`];
 //! - what to run as a function: [`rust_function`], [`python_function`], [`node_function`] ([`RuntimeSpec`]);
 //! - what to run as extensions: [`extensions_dir`] (a temp dir laid out like `/opt/extensions`);
-//! - a second CloudWatch: [`Moto`] (`moto_server` on a free loopback port, killed by PID on drop);
+//! - a second CloudWatch: [`Moto`] (`moto_server` on a free loopback port, killed by PID on drop, behind
+//!   the CBOR-to-JSON proxy [`perfmon_sandbox::cloudwatch::CborProxy`] so that the current SDK can talk to it);
 //! - small tools: [`free_port`], [`percentile_exact`], [`TempDir`], [`wait_until`].
 //!
 //! Binaries are not built here: `make test` builds them first (`cargo build --workspace --bins` and
@@ -232,12 +233,95 @@ pub fn extensions_dir(extensions: &[(&str, &Path)]) -> TempDir {
 
 /// `moto_server` (from the test venv) on a free loopback port: a second, independent CloudWatch
 /// endpoint (counts and sums only: it computes no percentiles). Killed by PID on drop.
+///
+/// moto cannot read RPC v2 CBOR, the only protocol of `aws-sdk-cloudwatch` ≥ 1.100.0, so a
+/// [`CborProxy`](perfmon_sandbox::cloudwatch::CborProxy) runs in front of it (on its own thread and
+/// runtime): [`Moto::endpoint_url`] is the proxy (CBOR translated to AWS JSON, anything else passed
+/// through), [`Moto::moto_url`] moto itself.
 #[derive(Debug)]
 pub struct Moto {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    proxy: Option<ProxyThread>,
     _dir: TempDir,
+}
+
+/// The CBOR proxy on a thread of its own (usable from sync and async tests alike); stopped on drop.
+#[derive(Debug)]
+pub struct ProxyThread {
+    url: String,
+    stats: std::sync::Arc<std::sync::Mutex<(u64, u64, u64)>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyThread {
+    /// Starts a proxy to `upstream_port` on 127.0.0.1.
+    pub fn start(upstream_port: u16) -> ProxyThread {
+        let (url_tx, url_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stats = std::sync::Arc::new(std::sync::Mutex::new((0, 0, 0)));
+        let shared = stats.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = url_tx.send(Err(format!("runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], upstream_port));
+                let proxy = match perfmon_sandbox::cloudwatch::CborProxy::start(upstream).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = url_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = url_tx.send(Ok(proxy.endpoint_url()));
+                let mut stop_rx = stop_rx;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if let Ok(mut s) = shared.lock() {
+                                *s = (proxy.translated(), proxy.refused(), proxy.passed_through());
+                            }
+                        }
+                    }
+                }
+            });
+        });
+        let url = url_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| Err(format!("no answer: {e}")))
+            .unwrap_or_else(|e| panic!("CBOR proxy did not start: {e}"));
+        ProxyThread { url, stats, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    pub fn endpoint_url(&self) -> &str {
+        &self.url
+    }
+
+    /// (CBOR requests translated, CBOR requests refused by the proxy, others passed through), as of
+    /// at most 20 ms ago.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        std::thread::sleep(Duration::from_millis(50));
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Moto {
@@ -261,9 +345,12 @@ impl Moto {
                 .stderr(log_err)
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", server.display()));
-            let mut moto = Moto { child: Some(child), port, log, _dir: dir };
+            let mut moto = Moto { child: Some(child), port, log, proxy: None, _dir: dir };
             match moto.wait_ready() {
-                Ok(()) => return moto,
+                Ok(()) => {
+                    moto.proxy = Some(ProxyThread::start(port));
+                    return moto;
+                }
                 Err(e) => {
                     last_error = format!("{e}; log:\n{}", moto.log_text());
                     moto.stop();
@@ -289,16 +376,31 @@ impl Moto {
         Err(format!("no answer on port {} within {:?}", self.port, Self::START_TIMEOUT))
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// The CloudWatch endpoint for clients: the CBOR proxy in front of moto (`http://127.0.0.1:PORT`).
+    /// The Rust SDK's RPC v2 CBOR is translated; boto3's AWS JSON passes through unchanged.
     pub fn endpoint_url(&self) -> String {
+        match &self.proxy {
+            Some(p) => p.endpoint_url().to_owned(),
+            None => self.moto_url(),
+        }
+    }
+
+    /// moto itself, without the proxy (`http://127.0.0.1:PORT`): for boto3 and raw HTTP.
+    pub fn moto_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// moto's own port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The environment a client (perfmon, boto3) needs to send to this moto.
+    /// The proxy in front of moto.
+    pub fn proxy(&self) -> Option<&ProxyThread> {
+        self.proxy.as_ref()
+    }
+
+    /// The environment a client (perfmon, boto3) needs to send to this moto (through the proxy).
     pub fn client_env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), self.endpoint_url()),
@@ -316,6 +418,8 @@ impl Moto {
 
     /// Kills moto now (SIGKILL to its PID) and reaps it; later requests to it fail. Idempotent.
     pub fn stop(&mut self) {
+        // The proxy goes too: connections to the endpoint are refused, as for a dead CloudWatch.
+        drop(self.proxy.take());
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

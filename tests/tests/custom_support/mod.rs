@@ -1,5 +1,5 @@
 //! Helpers of the custom-metric end-to-end tests (`tests/tests/custom_*.rs`): perfmon in the sandbox
-//! with a function, CloudWatch read-back with aws-sdk-cloudwatch 1.99 (moto or the embedded endpoint),
+//! with a function, CloudWatch read-back with aws-sdk-cloudwatch (moto behind the CBOR proxy, or the embedded endpoint),
 //! and a tiny blocking HTTP/UDP client for perfmon's listeners.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -107,7 +107,7 @@ pub fn node_hotshots_function() -> RuntimeSpec {
     spec
 }
 
-/// aws-sdk-cloudwatch 1.99 client for `url` (moto or the embedded endpoint).
+/// aws-sdk-cloudwatch client for `url` (the proxy in front of moto, or the embedded endpoint).
 pub fn client(url: &str) -> Client {
     let conf = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
