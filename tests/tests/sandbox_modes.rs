@@ -33,12 +33,12 @@ fn config(name: &str, runtime: &RuntimeSpec) -> SandboxConfig {
 /// The probe extension: registers for `PROBE_EVENTS` (default INVOKE,SHUTDOWN); when that is
 /// refused, retries with SHUTDOWN only (as perfmon does). Subscribes to platform telemetry with
 /// schema 2025-01-29 and 25 ms buffering on a listener on a free port (answers 200 to any batch),
-/// then loops on /next and exits 0 at SHUTDOWN. It prints the refusal it got.
+/// then loops on /next and exits 0 0.3 s after SHUTDOWN (the last batch arrives meanwhile). It prints the refusal it got.
 fn probe_extension(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let script = format!(
         r#"#!{python}
-import http.client, http.server, json, os, sys, threading
+import http.client, http.server, json, os, sys, threading, time
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
 def call(method, path, body=None, headers=None):
     c = http.client.HTTPConnection(host, int(port))
@@ -75,6 +75,7 @@ while True:
     if status != 200:
         sys.exit(5)
     if json.loads(body).get("eventType") == "SHUTDOWN":
+        time.sleep(0.3)  # let the last telemetry batch arrive (delivered during the shutdown window)
         sys.exit(0)
 "#,
         python = common::python().display()
@@ -276,4 +277,258 @@ async fn managed_instances_python_timeout_does_not_reset_the_environment() {
     assert_eq!(timed_out.status, Status::Timeout);
     assert_eq!(count(&delivered, "platform.runtimeDone"), 0);
     sb.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------- SnapStart
+
+fn restore_records(events: &[Event]) -> Vec<&'static str> {
+    types(events).into_iter().filter(|t| t.starts_with("platform.restore")).collect()
+}
+
+/// Index of the first event of type `t`.
+fn pos(events: &[Event], t: &str) -> usize {
+    events.iter().position(|e| e.record.type_name() == t).unwrap_or_else(|| panic!("no {t}: {:?}", types(events)))
+}
+
+async fn snap_start_restores_before_the_first_invoke(runtime: RuntimeSpec, name: &str) {
+    let dir = probe_dir(&[]);
+    let cfg = config(name, &runtime)
+        .handler("handler.handler")
+        .extensions_dir(dir.path())
+        .mode(Mode::SnapStart { restore_fails: false });
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let first = sb.invoke(json!({"n": 1})).await.unwrap();
+    let second = sb.invoke(json!({"n": 2})).await.unwrap();
+    assert_eq!((first.status.clone(), second.status.clone()), (Status::Success, Status::Success), "{first:?}");
+    assert!(first.cold && first.restore_duration_ms.is_some() && first.init_duration_ms.is_none(), "{first:?}");
+    assert!(second.restore_duration_ms.is_none());
+    let pid = sb.pids().into_iter().find(|(w, _)| w == "runtime").unwrap().1;
+    assert_eq!(env_of(pid, "AWS_LAMBDA_INITIALIZATION_TYPE").as_deref(), Some("snap-start"));
+    sb.shutdown().await.unwrap();
+    assert!(sb.refusals().is_empty(), "{:?}", sb.refusals());
+
+    let ev = sb.telemetry_delivered("probe");
+    assert_eq!(record_json(&ev, "platform.initStart")["initializationType"], "snap-start");
+    assert_eq!(
+        restore_records(&ev),
+        vec!["platform.restoreStart", "platform.restoreRuntimeDone", "platform.restoreReport"],
+        "one restore"
+    );
+    assert!(pos(&ev, "platform.initReport") < pos(&ev, "platform.restoreStart"));
+    assert!(pos(&ev, "platform.restoreReport") < pos(&ev, "platform.start"), "restored before the first invoke");
+    let rr = record_json(&ev, "platform.restoreReport");
+    assert_eq!(rr["status"], "success");
+    assert!(rr["metrics"]["durationMs"].as_f64().unwrap() >= 0.0);
+    let reps = reports(&ev);
+    assert_eq!(reps.len(), 2);
+    assert_eq!(reps[0].metrics.restore_duration_ms, first.restore_duration_ms);
+    assert_eq!(reps[0].metrics.init_duration_ms, None, "SnapStart reports carry no initDurationMs");
+    assert_eq!(reps[1].metrics.restore_duration_ms, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_start_rust_runtime_without_hooks() {
+    snap_start_restores_before_the_first_invoke(rust_function(), "snap-rust").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_start_python_runtime_waits_in_restore_next() {
+    snap_start_restores_before_the_first_invoke(python_function(), "snap-python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_start_failed_restore_fails_the_invoke_and_resets() {
+    let dir = probe_dir(&[]);
+    let cfg =
+        config("snap-fail", &rust_function()).extensions_dir(dir.path()).mode(Mode::SnapStart { restore_fails: true });
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let failed = sb.invoke(json!({"n": 1})).await.unwrap();
+    assert_eq!(failed.status, Status::Failure, "{failed:?}");
+    assert_eq!(failed.error_type.as_deref(), Some("Runtime.RestoreError"));
+    assert!(failed.reset);
+    assert_eq!(sb.shutdowns().len(), 1);
+    let ok = sb.invoke(json!({"n": 2})).await.unwrap();
+    assert_eq!(ok.status, Status::Success, "{ok:?}");
+    assert!(ok.cold && ok.restore_duration_ms.is_some());
+    sb.shutdown().await.unwrap();
+
+    let all = sb.events();
+    let rr: Vec<Value> = all
+        .iter()
+        .filter(|e| e.record.type_name() == "platform.restoreReport")
+        .map(|e| serde_json::to_value(e).unwrap()["record"].clone())
+        .collect();
+    assert_eq!(rr.len(), 2);
+    assert_eq!(
+        (rr[0]["status"].as_str(), rr[0]["errorType"].as_str()),
+        (Some("failure"), Some("Runtime.RestoreError"))
+    );
+    assert_eq!(rr[1]["status"], "success");
+    // The failed restore's invoke never started; the second environment's did.
+    assert_eq!(count(&all, "platform.start"), 1);
+    assert_eq!(count(&all, "platform.initStart"), 2);
+    // The probe of the first environment saw the failed restore before its SHUTDOWN (reason failure).
+    let first_env: Vec<ShutdownReason> = sb
+        .next_events("probe")
+        .into_iter()
+        .filter_map(|e| match e {
+            NextEvent::Shutdown(s) => Some(s.shutdown_reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first_env, vec![ShutdownReason::Failure, ShutdownReason::Spindown]);
+}
+
+// ---------------------------------------------------------------- provisioned concurrency, proactive init
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_concurrency_init_type_and_no_init_duration_in_the_report() {
+    let dir = probe_dir(&[]);
+    let cfg = config("pc-fn", &rust_function()).extensions_dir(dir.path()).mode(Mode::ProvisionedConcurrency);
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    assert_eq!(sb.init().await.unwrap().status, Status::Success);
+    let pid = sb.pids().into_iter().find(|(w, _)| w == "runtime").unwrap().1;
+    assert_eq!(env_of(pid, "AWS_LAMBDA_INITIALIZATION_TYPE").as_deref(), Some("provisioned-concurrency"));
+    let probe_pid = sb.pids().into_iter().find(|(w, _)| w == "extension:probe").unwrap().1;
+    assert_eq!(env_of(probe_pid, "AWS_LAMBDA_INITIALIZATION_TYPE").as_deref(), Some("provisioned-concurrency"));
+    let out = sb.invoke(json!({})).await.unwrap();
+    assert_eq!(out.status, Status::Success);
+    sb.shutdown().await.unwrap();
+    let ev = sb.telemetry_delivered("probe");
+    for t in ["platform.initStart", "platform.initRuntimeDone", "platform.initReport"] {
+        assert_eq!(record_json(&ev, t)["initializationType"], "provisioned-concurrency", "{t}");
+    }
+    let r = reports(&ev);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].metrics.init_duration_ms, None);
+    assert_eq!(r[0].metrics.billed_duration_ms, Some(r[0].metrics.duration_ms.ceil() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_invoke_delay_emulates_a_proactive_init() {
+    let dir = probe_dir(&[]);
+    let delay = Duration::from_millis(1200);
+    let cfg = config("proactive-fn", &rust_function()).extensions_dir(dir.path()).first_invoke_delay(delay);
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let out = sb.invoke(json!({})).await.unwrap();
+    assert_eq!(out.status, Status::Success);
+    assert!(out.cold);
+    let second = sb.invoke(json!({})).await.unwrap();
+    sb.shutdown().await.unwrap();
+    let ev = sb.telemetry_delivered("probe");
+    assert_eq!(record_json(&ev, "platform.initStart")["initializationType"], "on-demand");
+    let init_end = ev[pos(&ev, "platform.initReport")].time_ms().unwrap();
+    let starts: Vec<i64> =
+        ev.iter().filter(|e| e.record.type_name() == "platform.start").filter_map(Event::time_ms).collect();
+    assert_eq!(starts.len(), 2);
+    let gap = starts[0] - init_end;
+    assert!(gap >= 1195 && gap < 3000, "first invoke {gap} ms after init");
+    assert!(second.duration_ms < 1000.0, "only the first invoke waits");
+    // On-demand keeps initDurationMs on the first report; telling a proactive init apart is the extension's job.
+    assert!(reports(&ev)[0].metrics.init_duration_ms.is_some());
+}
+
+// ---------------------------------------------------------------- streaming and tenants: a raw runtime
+
+/// A stdlib-only Python runtime: answers `{"ok", "tenant": <Lambda-Runtime-Aws-Tenant-Id>, "echo"}`;
+/// with `"stream": true` in the payload it posts with `Lambda-Runtime-Function-Response-Mode:
+/// streaming` and a chunked body: headers, `first_ms` of silence, a chunk, `gap_ms`, the rest.
+fn raw_runtime(dir: &Path) -> RuntimeSpec {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        r#"#!{python}
+import http.client, json, os, time
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+while True:
+    c = http.client.HTTPConnection(host, int(port))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    body = r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    ev = json.loads(body or b"{{}}")
+    out = json.dumps({{"ok": True, "tenant": r.getheader("Lambda-Runtime-Aws-Tenant-Id"), "echo": ev}}).encode()
+    p = http.client.HTTPConnection(host, int(port))
+    path = "/2018-06-01/runtime/invocation/%s/response" % rid
+    if ev.get("stream"):
+        def chunks():
+            time.sleep(ev.get("first_ms", 0) / 1000)
+            yield out[:5]
+            time.sleep(ev.get("gap_ms", 0) / 1000)
+            yield out[5:]
+        p.request("POST", path, body=chunks(), headers={{"Lambda-Runtime-Function-Response-Mode": "streaming"}}, encode_chunked=True)
+    else:
+        p.request("POST", path, body=out)
+    p.getresponse().read()
+"#,
+        python = common::python().display()
+    );
+    let path = dir.join("raw-runtime");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    RuntimeSpec { program: path, args: Vec::new(), cwd: None, env: Vec::new() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_response_spans_follow_the_chunked_body() {
+    let dir = probe_dir(&[]);
+    let rt_dir = common::TempDir::new("raw-runtime");
+    let cfg = config("stream-fn", &raw_runtime(rt_dir.path())).extensions_dir(dir.path()).streaming(true);
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let out = sb.invoke(json!({"stream": true, "first_ms": 60, "gap_ms": 120})).await.unwrap();
+    assert_eq!(out.status, Status::Success, "{out:?}");
+    assert_eq!(out.json().unwrap()["echo"]["gap_ms"], json!(120), "the chunks were joined");
+    let buffered = sb.invoke(json!({"n": 1})).await.unwrap();
+    sb.shutdown().await.unwrap();
+    let ev = sb.telemetry_delivered("probe");
+    let done: Vec<Value> = ev
+        .iter()
+        .filter(|e| e.record.type_name() == "platform.runtimeDone")
+        .map(|e| serde_json::to_value(e).unwrap()["record"].clone())
+        .collect();
+    assert_eq!(done.len(), 2);
+    let span = |d: &Value, n: &str| {
+        d["spans"].as_array().unwrap().iter().find(|s| s["name"] == n).unwrap()["durationMs"].as_f64().unwrap()
+    };
+    let (latency, duration) = (span(&done[0], "responseLatency"), span(&done[0], "responseDuration"));
+    assert!(duration >= 175.0, "the body took first_ms + gap_ms to arrive: {duration}");
+    assert!(latency < 60.0, "headers came before the first chunk: {latency}");
+    assert!(span(&done[1], "responseDuration") < 50.0, "a buffered response arrives at once");
+    assert_eq!(done[0]["metrics"]["producedBytes"].as_u64(), Some(out.response.len() as u64));
+    assert!(buffered.status == Status::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_ids_on_start_report_and_the_runtime_header() {
+    let dir = probe_dir(&[]);
+    let rt_dir = common::TempDir::new("raw-runtime");
+    let cfg = config("tenant-fn", &raw_runtime(rt_dir.path())).extensions_dir(dir.path()).tenants(["blue"]);
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let a = sb.invoke(json!({"n": 1})).await.unwrap();
+    let b = sb.invoke(json!({"n": 2})).await.unwrap();
+    assert_eq!(a.json().unwrap()["tenant"], "blue", "the runtime got Lambda-Runtime-Aws-Tenant-Id");
+    assert_eq!((a.tenant_id.as_deref(), b.tenant_id.as_deref()), (Some("blue"), Some("blue")));
+    assert!(a.cold && !b.cold, "one environment per tenant: blue twice is warm");
+    let c = sb.invoke_for_tenant(json!({"n": 3}), "green").await.unwrap();
+    assert_eq!(c.json().unwrap()["tenant"], "green");
+    assert!(c.cold, "another tenant gets a new environment");
+    assert_eq!(sb.shutdowns().first().map(|s| s.reason.clone()), Some(ShutdownReason::Spindown));
+    sb.shutdown().await.unwrap();
+
+    let all = sb.events();
+    let starts: Vec<Value> = all
+        .iter()
+        .filter(|e| e.record.type_name() == "platform.start")
+        .map(|e| serde_json::to_value(e).unwrap()["record"].clone())
+        .collect();
+    let tenants: Vec<&str> = starts.iter().map(|s| s["tenantId"].as_str().unwrap()).collect();
+    assert_eq!(tenants, vec!["blue", "blue", "green"]);
+    assert!(starts.iter().all(|s| s["functionArn"].as_str().unwrap().ends_with(":function:tenant-fn")));
+    let rep: Vec<Option<String>> = reports(&all).into_iter().map(|r| r.tenant_id).collect();
+    assert_eq!(rep, vec![Some("blue".into()), Some("blue".into()), Some("green".into())]);
+    // Both environments' probes got their own records.
+    let delivered = sb.telemetry_delivered("probe");
+    assert_eq!(reports(&delivered).len(), 3, "{:?}", types(&delivered));
+    // Tenant isolation is refused where Lambda does not offer it.
+    let bad = config("tenant-pc", &rust_function()).tenants(["x"]).mode(Mode::ProvisionedConcurrency);
+    assert!(Sandbox::start(bad).await.is_err());
 }
