@@ -422,7 +422,7 @@ async fn first_invoke_delay_emulates_a_proactive_init() {
         ev.iter().filter(|e| e.record.type_name() == "platform.start").filter_map(Event::time_ms).collect();
     assert_eq!(starts.len(), 2);
     let gap = starts[0] - init_end;
-    assert!(gap >= 1195 && gap < 3000, "first invoke {gap} ms after init");
+    assert!((1195..3000).contains(&gap), "first invoke {gap} ms after init");
     assert!(second.duration_ms < 1000.0, "only the first invoke waits");
     // On-demand keeps initDurationMs on the first report; telling a proactive init apart is the extension's job.
     assert!(reports(&ev)[0].metrics.init_duration_ms.is_some());
@@ -531,4 +531,67 @@ async fn tenant_ids_on_start_report_and_the_runtime_header() {
     // Tenant isolation is refused where Lambda does not offer it.
     let bad = config("tenant-pc", &rust_function()).tenants(["x"]).mode(Mode::ProvisionedConcurrency);
     assert!(Sandbox::start(bad).await.is_err());
+}
+
+// ---------------------------------------------------------------- the command line
+
+#[test]
+fn cli_modes_json_and_refused_combinations() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin_path("perfmon-sandbox"))
+            .arg("run")
+            .arg("--runtime")
+            .arg(bin_path("sample-function"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--mode",
+        "managed-instances",
+        "--max-concurrency",
+        "3",
+        "--invokes",
+        "9",
+        "--payload",
+        r#"{"sleep_ms":30}"#,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "lambda-managed-instances");
+    let max = v["modeFigures"]["maxConcurrentInvokes"].as_u64().unwrap();
+    assert!((2..=3).contains(&max), "{max}");
+    assert_eq!(v["modeFigures"]["runtimeDone"], json!(0));
+    assert_eq!(v["reports"].as_array().unwrap().len(), 9);
+
+    let out = run(&["--mode", "snap-start", "--restore-fails", "--invokes", "2", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "the first invoke failed");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let restores = v["modeFigures"]["restores"].as_array().unwrap();
+    assert_eq!((restores[0]["status"].as_str(), restores[1]["status"].as_str()), (Some("failure"), Some("success")));
+
+    for bad in [
+        &["--mode", "warm"][..],
+        &["--max-concurrency", "2"][..],
+        &["--restore-fails"][..],
+        &["--mode", "snap-start", "--tenants", "a"][..],
+        &["--mode", "managed-instances", "--in-flight", "0"][..],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let help = std::process::Command::new(bin_path("perfmon-sandbox")).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stderr);
+    for flag in [
+        "--mode",
+        "--max-concurrency",
+        "--in-flight",
+        "--first-invoke-delay-ms",
+        "--streaming",
+        "--tenants",
+        "--restore-fails",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
 }
