@@ -22,6 +22,8 @@
 //! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of §6.2.
 //! * `api/`: the HTTP handlers (`extensions`, `runtime`, `telemetry`).
 //! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
+//! * [`mode`]: the Lambda modes (§8); `concurrent`: Managed Instances invokes over several runtime
+//!   workers; `restore`: the SnapStart restore before the first invoke.
 //! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
