@@ -5,17 +5,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use perfmon_protocol::telemetry::Status;
+use perfmon_protocol::telemetry::{Event, Record, Status};
 use serde_json::{json, Value};
 
 use crate::stats::percentile;
-use crate::{RuntimeCommand, Sandbox, SandboxConfig};
+use crate::{Mode, RuntimeCommand, Sandbox, SandboxConfig};
 
 const USAGE: &str = "\
 usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PATH ...]
                            [--function-name NAME] [--memory-mb MB]
                            [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
+                           [--mode on-demand|provisioned-concurrency|snap-start|managed-instances]
+                           [--max-concurrency N] [--in-flight K] [--first-invoke-delay-ms MS]
+                           [--streaming] [--tenants a,b,c] [--restore-fails]
                            [-- RUNTIME-ARGS ...]
 
 Runs init, then N invokes (the first is cold; it uses --cold-payload when given), then a shutdown,
@@ -25,6 +28,22 @@ wait4's ru_maxrss (includes the sandbox's pre-exec RSS), exited before the shutd
 --extension NAME=PATH lays out a temporary extensions directory (symlinks) instead of --extensions.
 --cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
 extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
+
+Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and initializationType follow it):
+  provisioned-concurrency  init before the invokes; reports carry no initDurationMs.
+  snap-start               init, snapshot (freeze), then platform.restoreStart/restoreRuntimeDone/
+                           restoreReport before the first invoke; its report has restoreDurationMs.
+                           --restore-fails: the first restore fails (that invoke fails, the
+                           environment is reset, the next invoke restores a new one).
+  managed-instances        --max-concurrency N runtime worker processes (default 4, exported as
+                           AWS_LAMBDA_MAX_CONCURRENCY), --in-flight K invokes at once (default N);
+                           INVOKE registrations refused, no freeze, no platform.runtimeDone,
+                           reports with durationMs and responseLatency/responseDuration only.
+--first-invoke-delay-ms MS  wait MS after Init before the first invoke (a proactive init; frozen meanwhile).
+--streaming                 the function streams its response (Lambda-Runtime-Function-Response-Mode:
+                            streaming, chunked, up to 20 MB); the summary shows responseDuration.
+--tenants a,b,c             tenant isolation (on-demand only): invoke i is for tenant i mod 3; an
+                            environment serves one tenant, so a change of tenant means a new one.
 Log level: PERFMON_SANDBOX_LOG (tracing filter, default warn).";
 
 #[derive(Debug, Default)]
@@ -43,6 +62,13 @@ struct Args {
     cloudwatch: Option<String>,
     sigstop: bool,
     json: bool,
+    mode: String,
+    max_concurrency: Option<usize>,
+    in_flight: Option<usize>,
+    first_invoke_delay_ms: u64,
+    streaming: bool,
+    tenants: Vec<String>,
+    restore_fails: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -59,6 +85,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         invokes: 1,
         payload: json!({}),
         sigstop: true,
+        mode: "on-demand".to_owned(),
         ..Args::default()
     };
     while let Some(flag) = it.next() {
@@ -85,6 +112,19 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--cloudwatch" => a.cloudwatch = Some(value("--cloudwatch")?),
             "--no-sigstop" => a.sigstop = false,
             "--json" => a.json = true,
+            "--mode" => a.mode = value("--mode")?,
+            "--max-concurrency" => {
+                a.max_concurrency = Some(number(&value("--max-concurrency")?, "--max-concurrency")? as usize)
+            }
+            "--in-flight" => a.in_flight = Some(number(&value("--in-flight")?, "--in-flight")? as usize),
+            "--first-invoke-delay-ms" => {
+                a.first_invoke_delay_ms = number(&value("--first-invoke-delay-ms")?, "--first-invoke-delay-ms")?
+            }
+            "--streaming" => a.streaming = true,
+            "--tenants" => {
+                a.tenants = value("--tenants")?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
+            }
+            "--restore-fails" => a.restore_fails = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             "--" => {
                 a.runtime_args.extend(it.by_ref());
@@ -95,7 +135,27 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     if a.runtime.is_none() {
         return Err(format!("--runtime is required\n{USAGE}"));
     }
+    let mode = a.parsed_mode()?;
+    if a.max_concurrency == Some(0) || a.in_flight == Some(0) {
+        return Err("--max-concurrency and --in-flight must be at least 1".to_owned());
+    }
+    if !mode.is_managed_instances() && (a.max_concurrency.is_some() || a.in_flight.is_some()) {
+        return Err("--max-concurrency and --in-flight need --mode managed-instances".to_owned());
+    }
+    if a.restore_fails && !matches!(mode, Mode::SnapStart { .. }) {
+        return Err("--restore-fails needs --mode snap-start".to_owned());
+    }
+    if !a.tenants.is_empty() && mode != Mode::OnDemand {
+        return Err("--tenants works with --mode on-demand only (as on Lambda)".to_owned());
+    }
     Ok(a)
+}
+
+impl Args {
+    fn parsed_mode(&self) -> Result<Mode, String> {
+        let n = self.max_concurrency.unwrap_or(crate::mode::DEFAULT_MAX_CONCURRENCY);
+        Mode::parse(&self.mode, n, self.restore_fails).ok_or_else(|| format!("unknown --mode {:?}\n{USAGE}", self.mode))
+    }
 }
 
 /// A temporary directory laid out like `/opt/extensions` (symlinks), removed on drop.
@@ -163,10 +223,15 @@ pub fn main(args: Vec<String>) -> ExitCode {
 
 async fn run(a: Args) -> Result<ExitCode, String> {
     let runtime = a.runtime.clone().ok_or("--runtime is required")?;
+    let mode = a.parsed_mode()?;
     let mut cfg = SandboxConfig::new(&a.function_name, RuntimeCommand::new(runtime).args(a.runtime_args.clone()))
         .memory_mb(a.memory_mb)
         .timeout(Duration::from_millis(a.timeout_ms))
-        .freeze_with_sigstop(a.sigstop);
+        .freeze_with_sigstop(a.sigstop)
+        .mode(mode.clone())
+        .first_invoke_delay(Duration::from_millis(a.first_invoke_delay_ms))
+        .streaming(a.streaming)
+        .tenants(a.tenants.clone());
     let _layout = match (&a.extensions, a.extension_files.is_empty()) {
         (Some(dir), true) => {
             cfg = cfg.extensions_dir(dir);
@@ -195,14 +260,24 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         cfg = cfg.env(k, v);
     }
     let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
-    let mut invokes = Vec::new();
-    for i in 0..a.invokes {
-        let payload = match (&a.cold_payload, i) {
+    let payloads: Vec<Value> = (0..a.invokes)
+        .map(|i| match (&a.cold_payload, i) {
             (Some(p), 0) => p.clone(),
             _ => a.payload.clone(),
-        };
-        invokes.push(sb.invoke(payload).await.map_err(|e| e.to_string())?);
-    }
+        })
+        .collect();
+    let invokes = if mode.is_managed_instances() {
+        let k = a.in_flight.unwrap_or(mode.workers());
+        sb.invoke_concurrent(payloads, k).await.map_err(|e| e.to_string())?
+    } else {
+        let mut out = Vec::new();
+        for p in payloads {
+            out.push(sb.invoke(p).await.map_err(|e| e.to_string())?);
+        }
+        out
+    };
+    let max_concurrent = sb.max_concurrent_invokes();
+    let events = sb.events();
     let down = sb.shutdown().await.map_err(|e| e.to_string())?;
     let stats = sb.extension_stats();
     let reports = sb.reports();
@@ -211,10 +286,13 @@ async fn run(a: Args) -> Result<ExitCode, String> {
     if a.json {
         let out = json!({
             "function": a.function_name,
+            "mode": mode.init_type_str(),
+            "modeFigures": mode_figures(&mode, &events, max_concurrent),
             "invokes": invokes.iter().map(|o| json!({
                 "requestId": o.request_id, "status": o.status.as_str(), "errorType": o.error_type,
                 "durationMs": o.duration_ms, "runtimeDurationMs": o.runtime_duration_ms, "cold": o.cold,
                 "initDurationMs": o.init_duration_ms, "reset": o.reset,
+                "restoreDurationMs": o.restore_duration_ms, "tenantId": o.tenant_id,
             })).collect::<Vec<_>>(),
             "reports": reports,
             "extensions": stats,
@@ -228,12 +306,80 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print_summary(&a, &invokes, &reports, &stats, &down);
+        print_mode_figures(&mode, &events, max_concurrent);
         if let Some(cw) = &cloudwatch {
             println!();
             print!("{}", crate::cli_cloudwatch::table(cw));
         }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What is particular to the mode: restores, concurrency, streaming spans, tenants.
+fn mode_figures(mode: &Mode, events: &[Event], max_concurrent: usize) -> Value {
+    let restores: Vec<Value> = events
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::RestoreReport(r) => Some(json!({
+                "status": r.status.as_str(), "errorType": r.error_type,
+                "durationMs": r.metrics.as_ref().map(|m| m.duration_ms),
+            })),
+            _ => None,
+        })
+        .collect();
+    let response_durations: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::RuntimeDone(d) => d.spans.iter().find(|s| s.name == "responseDuration").map(|s| s.duration_ms),
+            Record::Report(r) => r.span("responseDuration").map(|s| s.duration_ms),
+            _ => None,
+        })
+        .collect();
+    let mut tenants: Vec<(String, usize)> = Vec::new();
+    for e in events {
+        if let Record::Start(s) = &e.record {
+            if let Some(t) = &s.tenant_id {
+                match tenants.iter_mut().find(|(k, _)| k == t) {
+                    Some((_, n)) => *n += 1,
+                    None => tenants.push((t.clone(), 1)),
+                }
+            }
+        }
+    }
+    json!({
+        "initStarts": events.iter().filter(|e| matches!(e.record, Record::InitStart(_))).count(),
+        "restores": restores,
+        "maxConcurrentInvokes": mode.is_managed_instances().then_some(max_concurrent),
+        "runtimeDone": events.iter().filter(|e| matches!(e.record, Record::RuntimeDone(_))).count(),
+        "responseDurationMsP50": percentile(&response_durations, 50.0),
+        "responseDurationMsP99": percentile(&response_durations, 99.0),
+        "invokesPerTenant": tenants.iter().map(|(t, n)| json!({"tenantId": t, "invokes": n})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_mode_figures(mode: &Mode, events: &[Event], max_concurrent: usize) {
+    let f = mode_figures(mode, events, max_concurrent);
+    println!();
+    println!("mode {}: {} init(s)", mode.init_type_str(), f["initStarts"]);
+    if let Some(list) = f["restores"].as_array().filter(|l| !l.is_empty()) {
+        for r in list {
+            let err = r["errorType"].as_str().map(|t| format!(" ({t})")).unwrap_or_default();
+            println!("  restore: {}{err}, {} ms", r["status"].as_str().unwrap_or("-"), r["durationMs"]);
+        }
+    }
+    if mode.is_managed_instances() {
+        println!(
+            "  runtime workers {}, most invokes running at once {max_concurrent}, platform.runtimeDone records {}",
+            mode.workers(),
+            f["runtimeDone"]
+        );
+    }
+    if f["responseDurationMsP50"].is_number() {
+        println!("  responseDuration p50 {} ms, p99 {} ms", f["responseDurationMsP50"], f["responseDurationMsP99"]);
+    }
+    for t in f["invokesPerTenant"].as_array().into_iter().flatten() {
+        println!("  tenant {}: {} invokes", t["tenantId"].as_str().unwrap_or("-"), t["invokes"]);
+    }
 }
 
 fn fmt_ms(v: Option<f64>) -> String {

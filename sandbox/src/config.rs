@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::mode::Mode;
+
 /// Default shutdown window with at least one external extension (§1.8).
 pub const SHUTDOWN_WINDOW_EXTERNAL: Duration = Duration::from_millis(2000);
 /// Default shutdown window with internal extensions only (§1.8).
@@ -65,6 +67,10 @@ pub struct SandboxConfig {
     pub(crate) bill_init: bool,
     pub(crate) tracing: bool,
     pub(crate) delivery_give_up: Duration,
+    pub(crate) mode: Mode,
+    pub(crate) first_invoke_delay: Duration,
+    pub(crate) streaming: bool,
+    pub(crate) tenants: Vec<String>,
 }
 
 impl SandboxConfig {
@@ -88,6 +94,10 @@ impl SandboxConfig {
             bill_init: true,
             tracing: true,
             delivery_give_up: Duration::from_secs(5),
+            mode: Mode::OnDemand,
+            first_invoke_delay: Duration::ZERO,
+            streaming: false,
+            tenants: Vec::new(),
         }
     }
     pub fn memory_mb(mut self, mb: u64) -> Self {
@@ -153,6 +163,39 @@ impl SandboxConfig {
     pub fn delivery_give_up(mut self, after: Duration) -> Self {
         self.delivery_give_up = after;
         self
+    }
+    /// The Lambda mode (default [`Mode::OnDemand`]). See the README's sandbox notes for what each
+    /// mode emits and which source each behaviour follows.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Time between the end of Init and the dispatch of the first invoke of an environment (default
+    /// 0): emulates a proactive init (Lambda inits ahead, the first invoke comes later). The
+    /// environment stays frozen meanwhile (not on Managed Instances, which never freeze).
+    pub fn first_invoke_delay(mut self, delay: Duration) -> Self {
+        self.first_invoke_delay = delay;
+        self
+    }
+    /// Marks the function as a response-streaming one: the runtime may post its response with
+    /// `Lambda-Runtime-Function-Response-Mode: streaming` and a chunked body of up to 20 MB.
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
+    /// Tenant isolation (on-demand only): invoke i gets tenant `tenants[i % len]` (unless
+    /// [`crate::Sandbox::invoke_for_tenant`] names one). An environment serves one tenant: an
+    /// invoke for another tenant shuts it down (reason `spindown`) and inits a new one.
+    pub fn tenants<I, S>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tenants = tenants.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn get_mode(&self) -> &Mode {
+        &self.mode
     }
     pub fn function_name(&self) -> &str {
         &self.function_name

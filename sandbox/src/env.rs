@@ -1,12 +1,17 @@
 //! The environment of the runtime and of the extensions (§6.2): the runtime gets the full Lambda
 //! set; extensions get the same minus the runtime-only variables and anything starting with `_`.
 
+use perfmon_protocol::contract::env::{INITIALIZATION_TYPE, MAX_CONCURRENCY};
+
 use crate::config::SandboxConfig;
+use crate::mode::Mode;
 
 /// Variables Lambda does not give extensions (docs list + RIE code); names starting with `_` are
 /// excluded as well.
-pub(crate) const NOT_FOR_EXTENSIONS: [&str; 7] = [
+/// `AWS_LAMBDA_MAX_CONCURRENCY` is documented for the runtime only (Managed Instances).
+pub(crate) const NOT_FOR_EXTENSIONS: [&str; 8] = [
     "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_MAX_CONCURRENCY",
     "AWS_LAMBDA_LOG_GROUP_NAME",
     "AWS_LAMBDA_LOG_STREAM_NAME",
     "AWS_XRAY_CONTEXT_MISSING",
@@ -32,7 +37,10 @@ pub(crate) fn function_env(cfg: &SandboxConfig, runtime_api: &str, task_root: &s
     set("AWS_LAMBDA_FUNCTION_NAME", cfg.function_name.clone());
     set("AWS_LAMBDA_FUNCTION_VERSION", cfg.function_version.clone());
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cfg.memory_mb.to_string());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned());
+    set(INITIALIZATION_TYPE, cfg.mode.init_type_str().to_owned());
+    if let Mode::ManagedInstances { .. } = cfg.mode {
+        set(MAX_CONCURRENCY, cfg.mode.workers().to_string());
+    }
     set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", cfg.function_name));
     set("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]00000000000000000000000000000000".to_owned());
     set("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_owned());
@@ -82,5 +90,20 @@ mod tests {
             assert!(get(&e, k).is_some(), "{k}");
         }
         assert_eq!(get(&e, "PERFMON_SINK").as_deref(), Some("emf"));
+        assert_eq!(get(&e, INITIALIZATION_TYPE).as_deref(), Some("on-demand"));
+        assert_eq!(get(&f, MAX_CONCURRENCY), None);
+    }
+
+    #[test]
+    fn managed_instances_env() {
+        let cfg = SandboxConfig::new("fn", RuntimeCommand::new("/bin/true"))
+            .mode(Mode::ManagedInstances { max_concurrency: 3 });
+        let f = function_env(&cfg, "127.0.0.1:1", "/task");
+        let get = |env: &[(String, String)], k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get(&f, INITIALIZATION_TYPE).as_deref(), Some("lambda-managed-instances"));
+        assert_eq!(get(&f, MAX_CONCURRENCY).as_deref(), Some("3"));
+        let e = extension_env(&f);
+        assert_eq!(get(&e, INITIALIZATION_TYPE).as_deref(), Some("lambda-managed-instances"));
+        assert_eq!(get(&e, MAX_CONCURRENCY), None);
     }
 }

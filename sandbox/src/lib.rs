@@ -22,6 +22,8 @@
 //! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of §6.2.
 //! * `api/`: the HTTP handlers (`extensions`, `runtime`, `telemetry`).
 //! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
+//! * [`mode`]: the Lambda modes (§8); `concurrent`: Managed Instances invokes over several runtime
+//!   workers; `restore`: the SnapStart restore before the first invoke.
 //! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
@@ -34,14 +36,17 @@ mod billing;
 pub mod cli;
 mod cli_cloudwatch;
 pub mod cloudwatch;
+mod concurrent;
 pub mod config;
 mod delivery;
 mod env;
 mod legacy;
 mod lifecycle;
+pub mod mode;
 mod platform;
 mod process;
 pub mod records;
+mod restore;
 mod state;
 pub mod stats;
 mod sys;
@@ -55,6 +60,7 @@ use perfmon_protocol::telemetry::{Event, Report};
 use tokio::task::JoinHandle;
 
 pub use config::{RuntimeCommand, SandboxConfig};
+pub use mode::Mode;
 pub use records::{
     DeliveredBatch, DeliveredNext, ExtensionShutdown, InitOutcome, InvokeOutcome, LogLine, Refusal, RuntimeDelivery,
     ShutdownOutcome,
@@ -75,6 +81,8 @@ pub enum SandboxError {
     Busy,
     #[error("invalid payload: {0}")]
     Payload(#[from] serde_json::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// One execution environment of one function.
@@ -86,6 +94,14 @@ pub struct Sandbox {
 impl Sandbox {
     /// Binds `127.0.0.1:0` and serves the APIs. Nothing runs until the first invoke (or [`Self::init`]).
     pub async fn start(cfg: SandboxConfig) -> Result<Self, SandboxError> {
+        if !cfg.tenants.is_empty() && cfg.mode != Mode::OnDemand {
+            // Tenant isolation is not available with SnapStart or provisioned concurrency
+            // (tenant-isolation docs); Managed Instances are left out here as well.
+            return Err(SandboxError::Config("tenant isolation works with the on-demand mode only".to_owned()));
+        }
+        if let Mode::ManagedInstances { max_concurrency: 0 } = cfg.mode {
+            return Err(SandboxError::Config("Managed Instances need max_concurrency >= 1".to_owned()));
+        }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(SandboxError::Bind)?;
         let addr: SocketAddr = listener.local_addr().map_err(SandboxError::Bind)?;
         let inner = Arc::new(Inner::new(cfg, addr));
@@ -120,12 +136,60 @@ impl Sandbox {
     }
 
     pub async fn invoke_raw(&mut self, payload: Vec<u8>) -> Result<InvokeOutcome, SandboxError> {
-        match self.inner.lock().phase {
-            Phase::Down => return Err(SandboxError::ShutDown),
-            Phase::Uninit | Phase::Ready => {}
-            _ => return Err(SandboxError::Busy),
+        self.check_idle()?;
+        lifecycle::invoke(&self.inner, payload, None).await.ok_or(SandboxError::Busy)
+    }
+
+    /// Tenant isolation: invokes for `tenant` (the runtime gets `Lambda-Runtime-Aws-Tenant-Id`,
+    /// `platform.start` / `platform.report` carry `tenantId`). An environment serves one tenant:
+    /// when it serves another, it is shut down (reason `spindown`) and this invoke inits a new one.
+    pub async fn invoke_for_tenant(
+        &mut self,
+        payload: serde_json::Value,
+        tenant: &str,
+    ) -> Result<InvokeOutcome, SandboxError> {
+        self.check_idle()?;
+        if self.inner.cfg.mode != Mode::OnDemand {
+            return Err(SandboxError::Config("tenant isolation works with the on-demand mode only".to_owned()));
         }
-        lifecycle::invoke(&self.inner, payload).await.ok_or(SandboxError::Busy)
+        let payload = serde_json::to_vec(&payload)?;
+        lifecycle::invoke(&self.inner, payload, Some(tenant.to_owned())).await.ok_or(SandboxError::Busy)
+    }
+
+    /// Runs every payload with at most `in_flight` invokes at once (cold init first when needed)
+    /// and returns the outcomes in the order of `payloads`. On Managed Instances they run
+    /// concurrently over the runtime workers while the extensions keep running; in the other modes
+    /// an environment takes one invoke at a time, so they run one after the other.
+    pub async fn invoke_concurrent(
+        &mut self,
+        payloads: Vec<serde_json::Value>,
+        in_flight: usize,
+    ) -> Result<Vec<InvokeOutcome>, SandboxError> {
+        self.check_idle()?;
+        let raw = payloads.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
+        if self.inner.cfg.mode.is_managed_instances() {
+            return concurrent::invoke_many(&self.inner, raw, in_flight).await.ok_or(SandboxError::Busy);
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for p in raw {
+            self.check_idle()?;
+            out.push(lifecycle::invoke(&self.inner, p, None).await.ok_or(SandboxError::Busy)?);
+        }
+        Ok(out)
+    }
+
+    /// Managed Instances: the most invokes a runtime worker was running at once (taken with
+    /// `/next`, not yet answered or timed out). 0 in the other modes.
+    pub fn max_concurrent_invokes(&self) -> usize {
+        self.inner.lock().max_running
+    }
+
+    fn check_idle(&self) -> Result<(), SandboxError> {
+        match self.inner.lock().phase {
+            Phase::Down => Err(SandboxError::ShutDown),
+            Phase::Uninit | Phase::Ready => Ok(()),
+            _ => Err(SandboxError::Busy),
+        }
     }
 
     /// Shuts the environment down (reason `spindown`). Afterwards only the records remain.

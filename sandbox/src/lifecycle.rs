@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use perfmon_protocol::extensions::{EventType, InvokeEvent, NextEvent, ShutdownEvent, ShutdownReason, Tracing};
 use perfmon_protocol::telemetry::{
-    DurationMetrics, ExtensionState, InitReport, InitRuntimeDone, InitStart, InitType, Record, Status, TraceContext,
+    DurationMetrics, ExtensionState, InitReport, InitRuntimeDone, InitStart, Record, Status, TraceContext,
 };
 
 use crate::config::{SHUTDOWN_WINDOW_EXTERNAL, SHUTDOWN_WINDOW_INTERNAL};
 use crate::env;
+use crate::mode::Mode;
 use crate::platform::{emit_report, emit_runtime_done, round3};
 use crate::process::{self, list_extensions, peak_rss_kb, ru_maxrss_kb, Spawn};
 use crate::records::{ExtensionShutdown, InitOutcome, InvokeOutcome, RuntimeDelivery, ShutdownOutcome};
@@ -22,14 +23,14 @@ use crate::sys::Signal;
 /// Error type of an invoke that ran past the function timeout.
 pub(crate) const TIMEOUT_ERROR: &str = "Sandbox.Timeout";
 
-fn freeze(st: &mut State, sigstop: bool) {
+pub(crate) fn freeze(st: &mut State, sigstop: bool) {
     st.frozen = true;
     if sigstop {
         st.signal_all(Signal::Stop);
     }
 }
 
-fn thaw(st: &mut State) {
+pub(crate) fn thaw(st: &mut State) {
     st.signal_all(Signal::Cont);
     st.frozen = false;
 }
@@ -63,16 +64,24 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         st.exts.clear();
         st.runtime = RuntimeSide::default();
         st.invoke = None;
+        st.concurrent.clear();
+        st.running = 0;
+        st.init_done_at = None;
+        st.generation_invokes = 0;
+        st.restore_pending = false;
         st.fatal = None;
         st.init_events.clear();
         st.in_init = true;
+        // Managed Instances report the instance's memory in bytes (2025-01-29 schema).
+        let max_memory =
+            if cfg.mode.is_managed_instances() { cfg.memory_mb.saturating_mul(1024 * 1024) } else { cfg.memory_mb };
         st.emit(Record::InitStart(InitStart {
-            initialization_type: InitType::OnDemand,
+            initialization_type: cfg.mode.init_type(),
             phase: label.to_owned(),
             function_name: Some(cfg.function_name.clone()),
             function_version: Some(cfg.function_version.clone()),
             instance_id: Some(uuid::Uuid::new_v4().to_string()),
-            instance_max_memory: Some(cfg.memory_mb),
+            instance_max_memory: Some(max_memory),
             runtime_version: None,
             runtime_version_arn: None,
         }));
@@ -101,28 +110,33 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
             .unwrap_or(Gate::Failed(TIMEOUT_ERROR.to_owned()));
     }
     let mut runtime_start_delay_ms = 0.0;
+    let workers = cfg.mode.workers();
     if matches!(gate, Gate::Ok) {
-        // (4) start the runtime.
+        // (4) start the runtime: one process, or one per worker on Managed Instances.
         runtime_start_delay_ms = ms_between(start, Instant::now());
-        let spawned = process::spawn(
-            inner,
-            Spawn {
-                role: Role::Runtime,
-                program: &cfg.runtime.program,
-                args: &cfg.runtime.args,
-                cwd: cfg.runtime.cwd.as_deref(),
-                env: &fenv,
-            },
-        );
-        match spawned {
-            Ok(idx) => {
-                let mut st = inner.lock();
-                st.runtime.proc_idx = Some(idx);
-                st.runtime.exec_at = Some(Instant::now());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, program = %cfg.runtime.program.display(), "cannot start the runtime");
-                gate = Gate::Failed("Runtime.InvalidEntrypoint".to_owned());
+        for _ in 0..workers {
+            let spawned = process::spawn(
+                inner,
+                Spawn {
+                    role: Role::Runtime,
+                    program: &cfg.runtime.program,
+                    args: &cfg.runtime.args,
+                    cwd: cfg.runtime.cwd.as_deref(),
+                    env: &fenv,
+                },
+            );
+            match spawned {
+                Ok(idx) => {
+                    let mut st = inner.lock();
+                    st.runtime.proc_idx.get_or_insert(idx);
+                    st.runtime.workers.push(idx);
+                    st.runtime.exec_at.get_or_insert_with(Instant::now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, program = %cfg.runtime.program.display(), "cannot start the runtime");
+                    gate = Gate::Failed("Runtime.InvalidEntrypoint".to_owned());
+                    break;
+                }
             }
         }
     }
@@ -132,7 +146,9 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         gate = inner
             .wait_until(Some(deadline), |st| {
                 fatal_gate(st).or_else(|| {
-                    let ready = st.runtime.is_parked()
+                    // Every worker in `/next` (a SnapStart runtime with hooks waits in `/restore/next`).
+                    let runtime_ready = st.runtime.parked_count() >= workers || st.runtime.restore_waiting();
+                    let ready = runtime_ready
                         && st.exts.iter().filter(|e| e.registered()).all(|e| e.is_parked() || e.pending.is_some());
                     ready.then_some(Gate::Ok)
                 })
@@ -151,7 +167,7 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         st.registration_open = false;
         st.subscriptions_open = false;
         st.emit(Record::InitRuntimeDone(InitRuntimeDone {
-            initialization_type: InitType::OnDemand,
+            initialization_type: cfg.mode.init_type(),
             phase: phase_label.clone(),
             status: status.clone(),
             error_type: error_type.clone(),
@@ -167,7 +183,7 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
             st.emit(Record::Extension(ExtensionState { name, state: "Ready".to_owned(), events, error_type: None }));
         }
         st.emit(Record::InitReport(InitReport {
-            initialization_type: InitType::OnDemand,
+            initialization_type: cfg.mode.init_type(),
             phase: phase_label.clone(),
             status: Some(status.clone()),
             error_type: error_type.clone(),
@@ -177,7 +193,12 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         st.in_init = false;
         if status == Status::Success {
             st.phase = Phase::Ready;
-            freeze(&mut st, cfg.freeze_with_sigstop);
+            st.init_done_at = Some(Instant::now());
+            // SnapStart: this freeze is the snapshot; the first invoke restores it.
+            st.restore_pending = matches!(cfg.mode, Mode::SnapStart { .. });
+            if cfg.mode.freezes() {
+                freeze(&mut st, cfg.freeze_with_sigstop);
+            }
         }
     }
     inner.touch();
@@ -230,7 +251,7 @@ fn launch_extensions(inner: &Arc<Inner>, xenv: &[(String, String)]) -> Gate {
     Gate::Ok
 }
 
-fn trace_context() -> TraceContext {
+pub(crate) fn trace_context() -> TraceContext {
     let secs = epoch_ms() / 1000;
     let a = uuid::Uuid::new_v4().simple().to_string();
     let b = uuid::Uuid::new_v4().simple().to_string();
@@ -239,15 +260,63 @@ fn trace_context() -> TraceContext {
     TraceContext { span_id: Some(parent), kind: "X-Amzn-Trace-Id".to_owned(), value }
 }
 
-enum End {
+pub(crate) enum End {
     Done(Instant),
     Fatal(String),
     Timeout,
 }
 
+/// The outcome of an invoke that never reached the runtime (its Init or restore failed).
+pub(crate) fn failed_before_dispatch(
+    request_id: String,
+    status: Status,
+    error_type: Option<String>,
+    init_duration_ms: Option<f64>,
+    tenant_id: Option<String>,
+) -> InvokeOutcome {
+    InvokeOutcome {
+        request_id,
+        status,
+        error_type,
+        response: Vec::new(),
+        duration_ms: 0.0,
+        runtime_duration_ms: None,
+        cold: true,
+        init_duration_ms,
+        reset: true,
+        restore_duration_ms: None,
+        tenant_id,
+    }
+}
+
+/// With [`crate::SandboxConfig::first_invoke_delay`]: waits until that long after the end of Init
+/// before the first invoke of the environment (frozen meanwhile, as after any Init).
+pub(crate) async fn first_invoke_delay(inner: &Arc<Inner>) {
+    let delay = inner.cfg.first_invoke_delay;
+    if delay.is_zero() {
+        return;
+    }
+    let until = {
+        let st = inner.lock();
+        if st.generation_invokes == 0 {
+            st.init_done_at.map(|t| t + delay)
+        } else {
+            None
+        }
+    };
+    if let Some(t) = until {
+        tokio::time::sleep_until(t.into()).await;
+    }
+}
+
 /// One invoke: init first if needed, then dispatch, wait, report, freeze — or reset on failure.
-pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<InvokeOutcome> {
+/// `tenant`: tenant isolation (else the configured round robin, if any).
+pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>, tenant: Option<String>) -> Option<InvokeOutcome> {
     let cfg = &inner.cfg;
+    if cfg.mode.is_managed_instances() {
+        let mut outs = crate::concurrent::invoke_many(inner, vec![payload], 1).await?;
+        return outs.pop();
+    }
     let (phase, fatal) = {
         let st = inner.lock();
         (st.phase, st.fatal.is_some())
@@ -260,23 +329,45 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
         }
         _ => {}
     }
+    let tenant_id = {
+        let mut st = inner.lock();
+        let n = st.invokes_started;
+        st.invokes_started += 1;
+        tenant.or_else(|| (!cfg.tenants.is_empty()).then(|| cfg.tenants[n % cfg.tenants.len()].clone()))
+    };
+    let other_tenant = {
+        let st = inner.lock();
+        st.phase == Phase::Ready && tenant_id.is_some() && st.env_tenant.is_some() && st.env_tenant != tenant_id
+    };
+    if other_tenant {
+        // An environment serves one tenant: this invoke needs a new one.
+        shutdown_sequence(inner, ShutdownReason::Spindown, false).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut cold_init_ms = None;
-    if inner.lock().phase == Phase::Uninit {
+    let ran_init = inner.lock().phase == Phase::Uninit;
+    if ran_init {
         let init = init(inner).await;
-        cold_init_ms = Some(init.duration_ms);
         if init.status != Status::Success {
-            return Some(InvokeOutcome {
-                request_id,
-                status: init.status,
-                error_type: init.error_type,
-                response: Vec::new(),
-                duration_ms: 0.0,
-                runtime_duration_ms: None,
-                cold: true,
-                init_duration_ms: cold_init_ms,
-                reset: true,
-            });
+            let init_ms = Some(init.duration_ms);
+            return Some(failed_before_dispatch(request_id, init.status, init.error_type, init_ms, tenant_id));
+        }
+        inner.lock().env_tenant = tenant_id.clone();
+        // Provisioned concurrency and SnapStart reports carry no initDurationMs.
+        if cfg.mode == Mode::OnDemand {
+            cold_init_ms = Some(init.duration_ms);
+        }
+    }
+    first_invoke_delay(inner).await;
+    let mut restore_ms = None;
+    if inner.lock().restore_pending {
+        match crate::restore::restore(inner).await {
+            Ok(ms) => restore_ms = Some(ms),
+            Err(error_type) => {
+                tracing::info!(%error_type, "restore failed: resetting the environment");
+                shutdown_sequence(inner, ShutdownReason::Failure, false).await;
+                return Some(failed_before_dispatch(request_id, Status::Failure, Some(error_type), None, tenant_id));
+            }
         }
     }
     let dispatch_at = Instant::now();
@@ -287,25 +378,19 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
     {
         let mut st = inner.lock();
         st.phase = Phase::Invoking;
-        st.invoke = Some(Invoke {
-            request_id: request_id.clone(),
-            dispatch_at,
-            tracing: tracing_ctx.clone(),
-            cold_init_ms,
-            response_head_at: None,
-            response_end_at: None,
-            posted: None,
-            runtime_next_at: None,
-            runtime_done_emitted: false,
-            runtime_duration_ms: None,
-        });
+        st.generation_invokes += 1;
+        let mut inv = Invoke::new(request_id.clone(), dispatch_at, tracing_ctx.clone());
+        inv.cold_init_ms = cold_init_ms;
+        inv.tenant_id = tenant_id.clone();
+        inv.restore_ms = restore_ms;
+        st.invoke = Some(inv);
         // platform.start is queued before delivery resumes, so it travels with the previous
         // invoke's report in the first batch after the thaw (§2.8.3).
         st.emit(Record::Start(perfmon_protocol::telemetry::Start {
             request_id: request_id.clone(),
             version: Some(cfg.function_version.clone()),
-            tenant_id: None,
-            function_arn: None,
+            tenant_id: tenant_id.clone(),
+            function_arn: tenant_id.as_ref().map(|_| cfg.function_arn()),
             tracing: tracing_ctx.clone(),
         }));
         thaw(&mut st);
@@ -325,6 +410,7 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
             request_id: request_id.clone(),
             deadline_ms,
             trace_id: tracing_ctx.as_ref().map(|t| t.value.clone()),
+            tenant_id: tenant_id.clone(),
             payload,
         });
     }
@@ -407,9 +493,11 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>) -> Option<Invok
         response,
         duration_ms,
         runtime_duration_ms,
-        cold: cold_init_ms.is_some(),
+        cold: ran_init,
         init_duration_ms: cold_init_ms,
         reset: reset.is_some(),
+        restore_duration_ms: restore_ms,
+        tenant_id,
     })
 }
 
@@ -437,13 +525,14 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
         } else {
             Duration::ZERO
         });
-        let runtime_idx = st.runtime.proc_idx;
-        if let Some(rt) = runtime_idx.and_then(|i| st.procs.get_mut(i)).filter(|p| p.alive()) {
-            if window.is_zero() {
-                rt.killed = true;
-                rt.signal(Signal::Kill);
-            } else {
-                rt.signal(Signal::Term);
+        for i in st.runtime.workers.clone() {
+            if let Some(rt) = st.procs.get_mut(i).filter(|p| p.alive()) {
+                if window.is_zero() {
+                    rt.killed = true;
+                    rt.signal(Signal::Kill);
+                } else {
+                    rt.signal(Signal::Term);
+                }
             }
         }
         (window, st.generation)
@@ -456,14 +545,16 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
     inner.keep_task(poller); // aborted on drop of the sandbox too, should this sequence be cancelled
     let window_end = started + window;
     let runtime_deadline = started + cfg.runtime_shutdown.min(window);
-    let runtime_gone = |st: &mut State| st.proc_of(st.runtime.proc_idx).is_none_or(|p| !p.alive()).then_some(());
+    let runtime_gone =
+        |st: &mut State| st.runtime.workers.iter().all(|&i| st.procs.get(i).is_none_or(|p| !p.alive())).then_some(());
     inner.wait_until(Some(runtime_deadline), runtime_gone).await;
     let (deadline_ms, released) = {
         let mut st = inner.lock();
-        let runtime_idx = st.runtime.proc_idx;
-        if let Some(rt) = runtime_idx.and_then(|i| st.procs.get_mut(i)).filter(|p| p.alive()) {
-            rt.killed = true;
-            rt.signal(Signal::Kill);
+        for i in st.runtime.workers.clone() {
+            if let Some(rt) = st.procs.get_mut(i).filter(|p| p.alive()) {
+                rt.killed = true;
+                rt.signal(Signal::Kill);
+            }
         }
         let remaining = window_end.saturating_duration_since(Instant::now());
         let deadline_ms = u64::try_from(epoch_ms()).unwrap_or(0) + remaining.as_millis() as u64;
@@ -560,6 +651,10 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
     st.phase = if last { Phase::Down } else { Phase::Uninit };
     st.flush_all = false;
     st.invoke = None;
+    st.concurrent.clear();
+    st.running = 0;
+    st.env_tenant = None;
+    st.restore_pending = false;
     drop(st);
     inner.touch();
     outcome

@@ -10,7 +10,7 @@ use perfmon_protocol::time::format_iso_ms;
 use crate::billing;
 use crate::config::SandboxConfig;
 use crate::process::vm_hwm_kb;
-use crate::state::{epoch_ms, epoch_of, ms_between, Posted, State};
+use crate::state::{epoch_ms, epoch_of, ms_between, Invoke, Posted, State};
 
 /// The runtime called `/next` during an invoke: if it has answered, that is `platform.runtimeDone`.
 pub(crate) fn on_runtime_next(st: &mut State, now: Instant) {
@@ -96,22 +96,60 @@ pub(crate) fn emit_report(
         .runtime_next_at
         .map(|next| vec![span("extensionOverhead", next, end.max(next), ref_i, ref_ms)])
         .unwrap_or_default();
+    // SnapStart bills the restore like an on-demand cold start bills the init.
+    let billed_extra = inv.cold_init_ms.or(inv.restore_ms);
     let report = Report {
         request_id: inv.request_id.clone(),
         status,
-        tenant_id: None,
+        tenant_id: inv.tenant_id.clone(),
         error_type,
         metrics: ReportMetrics {
             duration_ms: duration,
-            billed_duration_ms: Some(billing::billed_duration_ms(duration, inv.cold_init_ms, cfg.bill_init)),
+            billed_duration_ms: Some(billing::billed_duration_ms(duration, billed_extra, cfg.bill_init)),
             memory_size_mb: Some(cfg.memory_mb),
             max_memory_used_mb: Some(memory),
             init_duration_ms: inv.cold_init_ms,
-            restore_duration_ms: None,
+            restore_duration_ms: inv.restore_ms,
         },
         spans,
         tracing: inv.tracing.clone(),
     };
     st.emit(Record::Report(report));
+    duration
+}
+
+/// `platform.report` of a Managed Instances invoke (telemetry schema 2025-01-29): `durationMs` only
+/// (no billing or memory figures: instances are billed, not invokes), spans `responseLatency` and
+/// `responseDuration` (no `extensionOverhead`: extensions cannot take INVOKE). Returns `durationMs`.
+pub(crate) fn emit_concurrent_report(
+    st: &mut State,
+    inv: &Invoke,
+    status: Status,
+    error_type: Option<String>,
+    end: Instant,
+) -> f64 {
+    let (ref_i, ref_ms) = (Instant::now(), epoch_ms());
+    let duration = round3(ms_between(inv.dispatch_at, end));
+    let mut spans = Vec::new();
+    if let (Some(head), Some(done)) = (inv.response_head_at, inv.response_end_at) {
+        spans.push(span("responseLatency", inv.dispatch_at, head, ref_i, ref_ms));
+        spans.push(span("responseDuration", head, done, ref_i, ref_ms));
+    }
+    st.emit(Record::Report(Report {
+        request_id: inv.request_id.clone(),
+        status,
+        tenant_id: inv.tenant_id.clone(),
+        error_type,
+        metrics: ReportMetrics {
+            duration_ms: duration,
+            billed_duration_ms: None,
+            memory_size_mb: None,
+            max_memory_used_mb: None,
+            init_duration_ms: None,
+            restore_duration_ms: None,
+        },
+        spans,
+        tracing: inv.tracing.clone(),
+    }));
     duration
 }

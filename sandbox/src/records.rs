@@ -23,6 +23,10 @@ pub struct InvokeOutcome {
     pub init_duration_ms: Option<f64>,
     /// The environment was reset after this invoke (timeout, crash): the next one re-inits.
     pub reset: bool,
+    /// SnapStart: the restore that ran before this invoke (its report's `restoreDurationMs`).
+    pub restore_duration_ms: Option<f64>,
+    /// Tenant isolation: the invoke's tenant.
+    pub tenant_id: Option<String>,
 }
 
 impl InvokeOutcome {
@@ -114,6 +118,8 @@ pub struct RuntimeDelivery {
     pub request_id: String,
     pub deadline_ms: u64,
     pub trace_id: Option<String>,
+    /// Tenant isolation: sent as `Lambda-Runtime-Aws-Tenant-Id`.
+    pub tenant_id: Option<String>,
     pub payload: Vec<u8>,
 }
 

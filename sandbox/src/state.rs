@@ -205,29 +205,48 @@ impl Ext {
 /// A request handed to the runtime's `/next`.
 pub(crate) type RuntimeSlot = oneshot::Sender<RuntimeDelivery>;
 
+/// The runtime side: one worker process, or `max_concurrency` of them on Managed Instances, all
+/// polling the same `/runtime/invocation/next`. Each pending invoke goes to one waiting worker.
 #[derive(Default)]
 pub(crate) struct RuntimeSide {
+    /// The first worker's process (the only one outside Managed Instances).
     pub proc_idx: Option<usize>,
+    /// Every worker's process.
+    pub workers: Vec<usize>,
     pub exec_at: Option<Instant>,
-    pub parked: Option<RuntimeSlot>,
-    pub pending: Option<RuntimeDelivery>,
+    /// Workers waiting in `/next`, oldest first.
+    pub parked: VecDeque<RuntimeSlot>,
+    /// Invokes no worker has taken yet, oldest first.
+    pub pending: VecDeque<RuntimeDelivery>,
     pub awaiting_next: bool,
     pub init_error: Option<String>,
+    /// The runtime waits in `/runtime/restore/next` (SnapStart runtime hooks, e.g. awslambdaric).
+    pub restore_parked: Option<oneshot::Sender<()>>,
+    /// The runtime reported `/runtime/restore/error` (its errorType).
+    pub restore_error: Option<String>,
 }
 
 impl RuntimeSide {
     pub fn is_parked(&self) -> bool {
-        self.parked.as_ref().is_some_and(|t| !t.is_closed())
+        self.parked.iter().any(|t| !t.is_closed())
     }
+    /// Workers currently waiting in `/next`.
+    pub fn parked_count(&self) -> usize {
+        self.parked.iter().filter(|t| !t.is_closed()).count()
+    }
+    pub fn restore_waiting(&self) -> bool {
+        self.restore_parked.as_ref().is_some_and(|t| !t.is_closed())
+    }
+    /// Hands `d` to the longest-waiting worker, or queues it for the next `/next`.
     pub fn give(&mut self, d: RuntimeDelivery) {
-        let d = match self.parked.take() {
-            Some(tx) => match tx.send(d) {
+        let mut d = d;
+        while let Some(tx) = self.parked.pop_front() {
+            match tx.send(d) {
                 Ok(()) => return,
-                Err(d) => d,
-            },
-            None => d,
-        };
-        self.pending = Some(d);
+                Err(back) => d = back,
+            }
+        }
+        self.pending.push_back(d);
     }
 }
 
@@ -249,6 +268,35 @@ pub(crate) struct Invoke {
     pub runtime_next_at: Option<Instant>,
     pub runtime_done_emitted: bool,
     pub runtime_duration_ms: Option<f64>,
+    /// Tenant isolation: the invoke's tenant (`tenantId`, `Lambda-Runtime-Aws-Tenant-Id`).
+    pub tenant_id: Option<String>,
+    /// A worker took it with `/next` (Managed Instances: counts as running until answered).
+    pub delivered_at: Option<Instant>,
+    /// The runtime posted with `Lambda-Runtime-Function-Response-Mode: streaming`.
+    pub streamed: bool,
+    /// SnapStart: the restore that preceded this invoke (`restoreDurationMs` of its report).
+    pub restore_ms: Option<f64>,
+}
+
+impl Invoke {
+    pub fn new(request_id: String, dispatch_at: Instant, tracing: Option<TraceContext>) -> Self {
+        Self {
+            request_id,
+            dispatch_at,
+            tracing,
+            cold_init_ms: None,
+            response_head_at: None,
+            response_end_at: None,
+            posted: None,
+            runtime_next_at: None,
+            runtime_done_emitted: false,
+            runtime_duration_ms: None,
+            tenant_id: None,
+            delivered_at: None,
+            streamed: false,
+            restore_ms: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +369,21 @@ pub(crate) struct State {
     pub runtime: RuntimeSide,
     pub procs: Vec<Proc>,
     pub invoke: Option<Invoke>,
+    /// Managed Instances: the invokes in flight, in dispatch order.
+    pub concurrent: Vec<Invoke>,
+    /// Managed Instances: invokes a worker took and has not answered; the most seen at once.
+    pub running: usize,
+    pub max_running: usize,
+    /// Tenant isolation: the tenant this environment serves (set by its first invoke).
+    pub env_tenant: Option<String>,
+    /// Invokes started so far (all generations), for the round-robin tenant assignment.
+    pub invokes_started: usize,
+    /// When the current generation's Init ended successfully, and invokes it served so far.
+    pub init_done_at: Option<Instant>,
+    pub generation_invokes: u32,
+    /// SnapStart: a restore must run before the next invoke; restores attempted so far.
+    pub restore_pending: bool,
+    pub restores: u32,
     pub fatal: Option<Fatal>,
     pub subs: Vec<Subscriber>,
     pub init_events: Vec<Event>,
@@ -356,6 +419,14 @@ impl State {
             self.init_events.push(ev.clone());
         }
         self.events.push(ev);
+    }
+
+    /// The in-flight invoke `id` (the current one, or one of the concurrent ones).
+    pub fn invoke_by_id_mut(&mut self, id: &str) -> Option<&mut Invoke> {
+        if self.invoke.as_ref().is_some_and(|i| i.request_id == id) {
+            return self.invoke.as_mut();
+        }
+        self.concurrent.iter_mut().find(|i| i.request_id == id)
     }
 
     pub fn ext_by_id(&self, id: &str) -> Option<usize> {

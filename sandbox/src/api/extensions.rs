@@ -47,6 +47,12 @@ pub(crate) async fn register(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp
         Ok(e) => e,
         Err((t, msg)) => return forbidden(t, msg, Some(name)),
     };
+    if inner.cfg.mode.is_managed_instances() && events.contains(&EventType::Invoke) {
+        // Lambda refuses INVOKE on Managed Instances (the exact status and errorType are not
+        // documented: 403 Extension.InvalidEventType, like the other refused event types here).
+        let msg = "the INVOKE event is not supported on Lambda Managed Instances".to_owned();
+        return forbidden(error_type::INVALID_EVENT_TYPE, msg, Some(name));
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let mut st = inner.lock();
     if !st.registration_open {

@@ -63,6 +63,8 @@ async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
         (&Method::PUT, tel::LOGS_SUBSCRIBE_PATH) => telemetry::subscribe(&inner, req, crate::state::SubApi::Logs).await,
         (&Method::GET, rt::NEXT_PATH) => runtime::next(&inner).await,
         (&Method::POST, rt::INIT_ERROR_PATH) => runtime::init_error(&inner, req).await,
+        (&Method::GET, runtime::RESTORE_NEXT_PATH) => runtime::restore_next(&inner).await,
+        (&Method::POST, runtime::RESTORE_ERROR_PATH) => runtime::restore_error(&inner, req).await,
         (&Method::POST, p) => match rt::parse_invocation_path(p) {
             Some(post) => {
                 let post = match post {

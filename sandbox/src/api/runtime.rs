@@ -1,12 +1,14 @@
-//! Runtime API (§1.11): `/runtime/invocation/next` (long poll), `/response`, `/error`, `/init/error`.
-//! The runtime's first `/next` closes extension registration (§1.5 step 5); its `/next` after a
-//! response is the moment of `platform.runtimeDone` (trap 13).
+//! Runtime API (§1.11): `/runtime/invocation/next` (long poll), `/response`, `/error`, `/init/error`,
+//! and the SnapStart hooks `/runtime/restore/next` and `/runtime/restore/error`. The runtime's first
+//! `/next` closes extension registration (§1.5 step 5); its `/next` after a response is the moment
+//! of `platform.runtimeDone` (trap 13). On Managed Instances several workers poll `/next` at once:
+//! each pending invoke goes to one of them, and `/response` / `/error` are routed by request id.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,6 +20,17 @@ use perfmon_protocol::ErrorBody;
 use super::{body, header, json, refuse, Resp};
 use crate::records::RuntimeDelivery;
 use crate::state::{Fatal, Inner, Phase, Posted};
+
+/// Tenant isolation: the tenant of the invoke, on `/next` (tenant-isolation docs; awslambdaric reads it).
+pub(crate) const TENANT_ID_HEADER: &str = "Lambda-Runtime-Aws-Tenant-Id";
+/// Response streaming: the runtime announces a streamed response (chunked body).
+pub(crate) const RESPONSE_MODE_HEADER: &str = "Lambda-Runtime-Function-Response-Mode";
+/// SnapStart runtime hooks (awslambdaric `restore_next` / `report_restore_error`).
+pub(crate) const RESTORE_NEXT_PATH: &str = "/2018-06-01/runtime/restore/next";
+pub(crate) const RESTORE_ERROR_PATH: &str = "/2018-06-01/runtime/restore/error";
+/// Largest streamed response (Lambda's streaming limit, 20 MB) and buffered one (6 MB).
+const MAX_STREAMED_BODY: usize = 20 * 1024 * 1024;
+const MAX_BUFFERED_BODY: usize = 6 * 1024 * 1024;
 
 pub(crate) enum Post {
     Response(String),
@@ -36,14 +49,14 @@ pub(crate) async fn next(inner: &Arc<Inner>) -> Resp {
             crate::platform::on_runtime_next(&mut st, now);
         }
         let proc_idx = st.runtime.proc_idx;
-        if let Some(d) = st.runtime.pending.take() {
+        if let Some(d) = st.runtime.pending.pop_front() {
             drop(st);
             inner.touch();
             crate::process::sample_peak(inner, proc_idx);
             return deliver(inner, d);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        st.runtime.parked = Some(tx);
+        st.runtime.parked.push_back(tx);
         (rx, proc_idx)
     };
     inner.touch();
@@ -57,7 +70,17 @@ pub(crate) async fn next(inner: &Arc<Inner>) -> Resp {
 }
 
 fn deliver(inner: &Inner, d: RuntimeDelivery) -> Resp {
-    inner.lock().runtime_deliveries.push(d.clone());
+    {
+        let mut st = inner.lock();
+        st.runtime_deliveries.push(d.clone());
+        let now = Instant::now();
+        let concurrent = st.concurrent.iter_mut().find(|i| i.request_id == d.request_id);
+        if let Some(inv) = concurrent {
+            inv.delivered_at = Some(now);
+            st.running += 1;
+            st.max_running = st.max_running.max(st.running);
+        }
+    }
     let mut resp = Response::new(Full::new(Bytes::from(d.payload)));
     let h = resp.headers_mut();
     h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -72,6 +95,9 @@ fn deliver(inner: &Inner, d: RuntimeDelivery) -> Resp {
     if let Some(t) = &d.trace_id {
         put(TRACE_ID_HEADER, t);
     }
+    if let Some(t) = &d.tenant_id {
+        put(TENANT_ID_HEADER, t);
+    }
     resp
 }
 
@@ -83,25 +109,36 @@ pub(crate) async fn invocation_post(inner: &Arc<Inner>, req: Request<Incoming>, 
         Post::Error(id) => (id.clone(), true),
     };
     let header_type = header(&req, FUNCTION_ERROR_TYPE_HEADER).map(str::to_owned);
+    let streamed = header(&req, RESPONSE_MODE_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("streaming"));
     {
         let mut st = inner.lock();
-        let check = match st.invoke.as_mut() {
-            Some(inv) if inv.request_id == id && inv.posted.is_none() && inv.response_head_at.is_none() => {
+        let check = match st.invoke_by_id_mut(&id) {
+            Some(inv) if inv.posted.is_none() && inv.response_head_at.is_none() => {
                 inv.response_head_at = Some(Instant::now());
+                inv.streamed = streamed;
                 Ok(())
             }
-            Some(inv) if inv.request_id == id => Err(("InvalidStateTransition", format!("{id} was already answered"))),
-            _ => Err(("InvalidRequestID", format!("unknown request id {id}"))),
+            Some(_) => Err(("InvalidStateTransition", format!("{id} was already answered"))),
+            None => Err(("InvalidRequestID", format!("unknown request id {id}"))),
         };
         if let Err((t, msg)) = check {
             drop(st);
             return refuse(inner, &m, &path, StatusCode::BAD_REQUEST, t, msg, None);
         }
     }
-    let raw = body(req).await.unwrap_or_default();
+    let limit = if streamed && inner.cfg.streaming { MAX_STREAMED_BODY } else { MAX_BUFFERED_BODY };
+    let raw = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            tracing::debug!(error = %e, "response body not read in full");
+            Bytes::new()
+        }
+    };
     let mut st = inner.lock();
-    if let Some(inv) = st.invoke.as_mut().filter(|inv| inv.request_id == id) {
+    let mut answered_running = false;
+    if let Some(inv) = st.invoke_by_id_mut(&id) {
         inv.response_end_at = Some(Instant::now());
+        answered_running = inv.delivered_at.is_some();
         inv.posted = Some(if is_error {
             let body_type = serde_json::from_slice::<ErrorBody>(&raw).ok().map(|b| b.error_type);
             let error_type = header_type.or(body_type).unwrap_or_else(|| "Unhandled".to_owned());
@@ -109,6 +146,9 @@ pub(crate) async fn invocation_post(inner: &Arc<Inner>, req: Request<Incoming>, 
         } else {
             Posted::Response(raw.to_vec())
         });
+    }
+    if answered_running && st.concurrent.iter().any(|i| i.request_id == id) {
+        st.running = st.running.saturating_sub(1);
     }
     drop(st);
     inner.touch();
@@ -130,6 +170,46 @@ pub(crate) async fn init_error(inner: &Arc<Inner>, req: Request<Incoming>) -> Re
     st.runtime.init_error = Some(error_type.clone());
     st.fatal.get_or_insert(Fatal { error_type });
     drop(st);
+    inner.touch();
+    json(StatusCode::ACCEPTED, &serde_json::json!({"status": "OK"}))
+}
+
+/// `GET /runtime/restore/next`: a SnapStart runtime is done with Init (before-snapshot hooks ran)
+/// and waits for the restore. Like the first `/next`, it closes extension registration. Answered
+/// (200, empty body) when the sandbox restores; refused outside SnapStart.
+pub(crate) async fn restore_next(inner: &Arc<Inner>) -> Resp {
+    let rx = {
+        let mut st = inner.lock();
+        let snap_start = matches!(inner.cfg.mode, crate::mode::Mode::SnapStart { .. });
+        if !snap_start || st.phase != Phase::Init {
+            drop(st);
+            let msg = "restore/next is only accepted during the Init of a SnapStart function".to_owned();
+            let (m, p) = (Method::GET, RESTORE_NEXT_PATH);
+            return refuse(inner, &m, p, StatusCode::FORBIDDEN, "InvalidStateTransition", msg, None);
+        }
+        st.registration_open = false;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        st.runtime.restore_parked = Some(tx);
+        rx
+    };
+    inner.touch();
+    match rx.await {
+        Ok(()) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, &ErrorBody::new("Sandbox.Failure", "the sandbox went away")),
+    }
+}
+
+/// `POST /runtime/restore/error`: an after-restore hook failed; the restore fails with its errorType.
+pub(crate) async fn restore_error(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp {
+    let header_type = header(&req, FUNCTION_ERROR_TYPE_HEADER).map(str::to_owned);
+    let raw = body(req).await.unwrap_or_default();
+    let body_type = serde_json::from_slice::<ErrorBody>(&raw).ok().map(|b| b.error_type);
+    let error_type = header_type.or(body_type).unwrap_or_else(|| "Runtime.Unknown".to_owned());
+    inner.lock().runtime.restore_error = Some(error_type);
     inner.touch();
     json(StatusCode::ACCEPTED, &serde_json::json!({"status": "OK"}))
 }
