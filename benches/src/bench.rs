@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::results::{Better, Budget, CheckOn, Figure, Results, RunShape};
-use crate::runner::{self, Case, FlushRun, InvokeRun, Load, LoadRun, Setup, Side};
+use crate::runner::{self, Case, FlushRun, InvokeRun, LmiRun, Load, LoadRun, Setup, Side};
 
 pub const POLICIES: [&str; 4] = ["end", "background", "adaptive", "shutdown"];
 pub const SINKS: [&str; 3] = ["cloudwatch", "emf", "both"];
@@ -24,6 +24,9 @@ pub struct Plan {
     pub load_window: Duration,
     pub load_repeats: usize,
     pub flush_repeats: usize,
+    /// Managed Instances sandboxes per side (alternated with the bare function).
+    pub lmi_rounds: usize,
+    pub lmi_invokes: usize,
 }
 
 impl Plan {
@@ -49,6 +52,8 @@ impl Plan {
             load_window: Duration::from_millis(1500),
             load_repeats: 5,
             flush_repeats: 5,
+            lmi_rounds: 6,
+            lmi_invokes: 200,
         }
     }
 
@@ -63,6 +68,8 @@ impl Plan {
             load_window: Duration::from_millis(1500),
             load_repeats: 3,
             flush_repeats: 3,
+            lmi_rounds: 2,
+            lmi_invokes: 200,
         }
     }
 
@@ -79,6 +86,8 @@ impl Plan {
             load_window: Duration::from_millis(500),
             load_repeats: 1,
             flush_repeats: 1,
+            lmi_rounds: 1,
+            lmi_invokes: 40,
         }
     }
 }
@@ -122,6 +131,7 @@ pub struct Raw {
     pub invoke: BTreeMap<(Case, &'static str), Vec<InvokeRun>>,
     pub loads: BTreeMap<&'static str, Vec<LoadRun>>,
     pub flush: Vec<FlushRun>,
+    pub lmi: BTreeMap<&'static str, Vec<LmiRun>>,
     pub sizes: BTreeMap<&'static str, (u64, Option<u64>)>,
     pub sandboxes: usize,
     pub failures: usize,
@@ -161,6 +171,18 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
         }
         progress(&format!("ingest {}/{} done, {:.0} s", rep + 1, plan.load_repeats, started.elapsed().as_secs_f64()));
     }
+    for round in 0..plan.lmi_rounds {
+        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
+        for side in order {
+            let r = runner::lmi_run(setup, side, plan.lmi_invokes).await?;
+            raw.failures += r.failures;
+            raw.sandboxes += 1;
+            raw.lmi.entry(side.as_str()).or_default().push(r);
+        }
+    }
+    if plan.lmi_rounds > 0 {
+        progress(&format!("managed instances done, {:.0} s", started.elapsed().as_secs_f64()));
+    }
     for _ in 0..plan.flush_repeats {
         raw.flush.push(runner::flush_run(setup).await?);
         raw.sandboxes += 1;
@@ -171,7 +193,7 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
     Ok(raw)
 }
 
-fn collect(runs: &[InvokeRun], f: impl Fn(&InvokeRun) -> Option<f64>) -> Vec<f64> {
+fn collect<R>(runs: &[R], f: impl Fn(&R) -> Option<f64>) -> Vec<f64> {
     runs.iter().filter_map(f).collect()
 }
 
@@ -279,6 +301,62 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
                 .check(if case.policy == "end" { CheckOn::Value } else { CheckOn::None }, 4.0),
             );
         }
+    }
+
+    // Managed Instances: 4 invokes in flight, perfmon beside the bare function (no extension can
+    // be a floor there: a do-nothing extension registers for INVOKE, which Lambda refuses).
+    if let (Some(p), Some(f)) = (raw.lmi.get("perfmon"), raw.lmi.get("floor")) {
+        for q in [50.0, 99.0] {
+            let pv = collect(p, |r| crate::stats::percentile(&r.duration_ms, q));
+            let fv = collect(f, |r| crate::stats::percentile(&r.duration_ms, q));
+            figs.push(
+                Figure::new(
+                    &format!("lmi_duration_p{q:.0}_ms"),
+                    "managed instances",
+                    &format!(
+                        "Managed Instances, {} in flight, 10 metrics/invoke: invoke duration p{q:.0} (floor: no extension)",
+                        runner::LMI_IN_FLIGHT
+                    ),
+                    "ms",
+                    Better::Lower,
+                )
+                .with(&pv, Some(&fv))
+                .note("per sandbox: the report's durationMs of every invoke; the function sleeps 20 ms"),
+            );
+        }
+        let cpu = collect(p, |r| r.cpu_ms.map(|c| c * 1000.0 / r.invokes as f64));
+        figs.push(
+            Figure::new(
+                "lmi_cpu_ms_per_1000",
+                "managed instances",
+                "Managed Instances: perfmon CPU ms per 1 000 invokes (init, telemetry, 10 metrics/invoke, flushes)",
+                "ms",
+                Better::Lower,
+            )
+            .with(&cpu, None),
+        );
+        let rss = collect(p, |r| r.peak_rss_kb.map(|k| k as f64 / MIB));
+        figs.push(
+            Figure::new(
+                "lmi_peak_rss_mib",
+                "managed instances",
+                "Managed Instances: perfmon peak RSS",
+                "MiB",
+                Better::Lower,
+            )
+            .with(&rss, None),
+        );
+        let conc = collect(p, |r| Some(r.max_in_flight as f64));
+        figs.push(
+            Figure::new(
+                "lmi_max_in_flight",
+                "managed instances",
+                "Managed Instances: most invokes running at once (sandbox)",
+                "invokes",
+                Better::Higher,
+            )
+            .with(&conc, None),
+        );
     }
 
     // Peak RSS: idle (no custom metrics) and under the custom-metric load (100 per invoke).

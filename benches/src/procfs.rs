@@ -21,6 +21,18 @@ pub fn cpu_ms(pid: i32) -> Option<f64> {
     parse_cpu_ticks(&stat).map(|t| t as f64 * 1000.0 / TICKS_PER_SECOND)
 }
 
+/// CPU time of every thread of `pid`, in milliseconds at nanosecond resolution: the sum of the first
+/// field (time on a CPU, ns) of `/proc/<pid>/task/*/schedstat`. Threads that already exited are not
+/// counted (perfmon's only short-lived threads are the blocking pool's).
+pub fn cpu_ms_fine(pid: i32) -> Option<f64> {
+    let mut total: u64 = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path().join("schedstat")).unwrap_or_default();
+        total += text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(total as f64 / 1e6)
+}
+
 /// A `kB` field (`VmRSS`, `VmHWM`) of `/proc/<pid>/status` content.
 pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
     status

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use perfmon_protocol::telemetry::Status;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Mode, RuntimeCommand, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 /// Which extension a sandbox runs.
@@ -456,4 +456,66 @@ pub async fn flush_run(setup: &Setup) -> Result<FlushRun, RunError> {
         bytes: new.iter().map(|r| r.bytes).sum(),
         decoded_bytes: new.iter().map(|r| r.decoded_bytes).sum(),
     })
+}
+
+/// Invokes in flight at once in the Managed Instances case.
+pub const LMI_IN_FLIGHT: usize = 4;
+
+/// What one Managed Instances sandbox measured (perfmon, or no extension at all: on Managed
+/// Instances the do-nothing floor cannot register for INVOKE, so the floor is the bare function).
+#[derive(Debug, Clone, Default)]
+pub struct LmiRun {
+    /// `durationMs` of every report.
+    pub duration_ms: Vec<f64>,
+    /// perfmon's user + system CPU time over the whole run before SHUTDOWN (init included).
+    pub cpu_ms: Option<f64>,
+    pub peak_rss_kb: Option<u64>,
+    pub invokes: usize,
+    pub max_in_flight: usize,
+    pub failures: usize,
+}
+
+/// One Managed Instances environment (4 runtime workers, the Rust sample function), `invokes`
+/// invokes with [`LMI_IN_FLIGHT`] in flight, each posting 10 custom metrics and sleeping 20 ms;
+/// perfmon flushes to the embedded CloudWatch every second.
+pub async fn lmi_run(setup: &Setup, side: Side, invokes: usize) -> Result<LmiRun, RunError> {
+    let cloudwatch = CloudWatch::start().await?;
+    let dir = match side {
+        Side::Perfmon => setup.perfmon_dir.clone(),
+        Side::Floor => {
+            let d = setup.perfmon_dir.parent().unwrap_or(Path::new(".")).join("no-extension");
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+    };
+    let cfg = SandboxConfig::new("bench-lmi", RuntimeCommand::new(&setup.function))
+        .mode(Mode::ManagedInstances { max_concurrency: LMI_IN_FLIGHT })
+        .memory_mb(2048)
+        .timeout(Duration::from_secs(5))
+        .extensions_dir(&dir)
+        .env("PERFMON_FLUSH_INTERVAL_S", "1")
+        .env("PERFMON_HTTP_PORT", free_port()?.to_string())
+        .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    let mut sb = Sandbox::start(cfg).await?;
+    let payloads: Vec<Value> = (0..invokes)
+        .map(|i| {
+            let mut p = payload(10, i);
+            p["sleep_ms"] = json!(20);
+            p
+        })
+        .collect();
+    let outs = sb.invoke_concurrent(payloads, LMI_IN_FLIGHT).await?;
+    let mut run = LmiRun { invokes, max_in_flight: sb.max_concurrent_invokes(), ..LmiRun::default() };
+    run.failures = outs.iter().filter(|o| o.status != Status::Success).count();
+    if side == Side::Perfmon {
+        if let Some(pid) = pid_of(&sb, "perfmon") {
+            run.cpu_ms = crate::procfs::cpu_ms_fine(pid);
+            run.peak_rss_kb = crate::procfs::hwm_kb(pid);
+        }
+    }
+    let _ = sb.shutdown().await?;
+    run.duration_ms = sb.reports().iter().map(|r| r.metrics.duration_ms).collect();
+    Ok(run)
 }
