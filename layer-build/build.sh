@@ -9,7 +9,8 @@
 # `make layer` installs zig and cargo-zigbuild into layer-build/.tools and puts it first on PATH.
 #
 # Environment: LAYER_DIR (output and cargo target dir, default target/layer), LAYER_PROFILE (cargo profile,
-# default `layer`: release with opt-level "s", see Cargo.toml), CARGO (default cargo). Both targets are built
+# default `layer`: release with opt-level "s", see Cargo.toml), LAYER_FEATURES (perfmon features instead of the
+# default ones, e.g. `tls-aws-lc` to build the other TLS backend for a comparison), CARGO (default cargo). Both targets are built
 # by one cargo invocation, so the host build scripts and proc macros are compiled once and the two fat-LTO
 # links can run side by side.
 set -euo pipefail
@@ -32,6 +33,8 @@ triple() {
 command -v cargo-zigbuild >/dev/null 2>&1 || { echo "cargo-zigbuild not on PATH: run \`make layer\`" >&2; exit 1; }
 command -v zip >/dev/null 2>&1 || { echo "zip not found: run \`make layer\`" >&2; exit 1; }
 
+feature_args=()
+[ -z "${LAYER_FEATURES:-}" ] || feature_args=(--no-default-features --features "$LAYER_FEATURES")
 target_args=()
 for arch in "${archs[@]}"; do
     target_args+=(--target "$(triple "$arch")")
@@ -39,7 +42,7 @@ done
 
 start=$(date +%s)
 # nice: the layer build is two long LTO links; it must not starve interactive work on a shared machine.
-nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${target_args[@]}" \
+nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${feature_args[@]}" "${target_args[@]}" \
     --target-dir "$LAYER_DIR"
 echo "layer: cargo zigbuild took $(( $(date +%s) - start )) s"
 
