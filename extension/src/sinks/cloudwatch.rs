@@ -99,14 +99,17 @@ pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
     b.build()
 }
 
-/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs.
-#[cfg(not(feature = "tls-ring"))]
+#[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc")))]
+compile_error!("perfmon needs a TLS backend for CloudWatch: feature `tls-ring` (default) or `tls-aws-lc`");
+
+/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs (feature `tls-aws-lc`).
+#[cfg(feature = "tls-aws-lc")]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     loader
 }
 
-/// hyper 1 + rustls with ring (feature `tls-ring`; README, "Attach it", TLS).
-#[cfg(feature = "tls-ring")]
+/// hyper 1 + rustls with ring (feature `tls-ring`, the default; README, design notes, TLS backend).
+#[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     loader.http_client(
