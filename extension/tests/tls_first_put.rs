@@ -118,9 +118,7 @@ fn start_servers() -> (u16, u16) {
 }
 
 fn datums() -> Vec<MetricDatum> {
-    (0..20)
-        .map(|i| MetricDatum { metric_name: format!("M{i}"), value: Some(i as f64), ..Default::default() })
-        .collect()
+    (0..20).map(|i| MetricDatum { metric_name: format!("M{i}"), value: Some(i as f64), ..Default::default() }).collect()
 }
 
 async fn put(sink: &CloudWatchSink) -> Duration {
