@@ -4,8 +4,9 @@
 #
 #   layer-build/build.sh [x86_64] [arm64]      (default: both)
 #
-# Cross-compiling and the C in the dependency tree (aws-lc-sys, under rustls) go through `cargo zigbuild`:
-# zig ships a C compiler, linker and musl headers for every target, so the same command builds both arches.
+# Cross-compiling and the C in the dependency tree (ring under rustls; aws-lc-sys with feature tls-aws-lc) go
+# through `cargo zigbuild`: zig ships a C compiler, linker and musl headers for every target, so the same
+# command builds both arches.
 # `make layer` installs zig and cargo-zigbuild into layer-build/.tools and puts it first on PATH.
 #
 # Environment: LAYER_DIR (output and cargo target dir, default target/layer), LAYER_PROFILE (cargo profile,
