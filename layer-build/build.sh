@@ -10,10 +10,10 @@
 # `make layer` installs zig and cargo-zigbuild into layer-build/.tools and puts it first on PATH.
 #
 # Environment: LAYER_DIR (output and cargo target dir, default target/layer), LAYER_PROFILE (cargo profile,
-# default `layer`: release with opt-level "s", see Cargo.toml), LAYER_FEATURES (perfmon features instead of the
-# default ones, e.g. `tls-aws-lc` to build the other TLS backend for a comparison), CARGO (default cargo). Both targets are built
-# by one cargo invocation, so the host build scripts and proc macros are compiled once and the two fat-LTO
-# links can run side by side.
+# default `layer`: release with opt-level "s", see Cargo.toml), LAYER_FEATURES (perfmon features instead of
+# the default ones, e.g. `tls-aws-lc` to build the other TLS backend for a comparison), CARGO (default
+# cargo). Both targets are built by one cargo invocation, so the host build scripts and proc macros are
+# compiled once and the two fat-LTO links can run side by side.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -43,8 +43,8 @@ done
 
 start=$(date +%s)
 # nice: the layer build is two long LTO links; it must not starve interactive work on a shared machine.
-nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${feature_args[@]}" "${target_args[@]}" \
-    --target-dir "$LAYER_DIR"
+nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${feature_args[@]}" \
+    "${target_args[@]}" --target-dir "$LAYER_DIR"
 echo "layer: cargo zigbuild took $(( $(date +%s) - start )) s"
 
 # A fixed timestamp per commit makes the zip reproducible (zip stores mtimes; -X drops uid/gid extras).
