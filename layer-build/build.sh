@@ -4,14 +4,16 @@
 #
 #   layer-build/build.sh [x86_64] [arm64]      (default: both)
 #
-# Cross-compiling and the C in the dependency tree (aws-lc-sys, under rustls) go through `cargo zigbuild`:
-# zig ships a C compiler, linker and musl headers for every target, so the same command builds both arches.
+# Cross-compiling and the C in the dependency tree (ring under rustls; aws-lc-sys with feature tls-aws-lc) go
+# through `cargo zigbuild`: zig ships a C compiler, linker and musl headers for every target, so the same
+# command builds both arches.
 # `make layer` installs zig and cargo-zigbuild into layer-build/.tools and puts it first on PATH.
 #
 # Environment: LAYER_DIR (output and cargo target dir, default target/layer), LAYER_PROFILE (cargo profile,
-# default `layer`: release with opt-level "s", see Cargo.toml), CARGO (default cargo). Both targets are built
-# by one cargo invocation, so the host build scripts and proc macros are compiled once and the two fat-LTO
-# links can run side by side.
+# default `layer`: release with opt-level "s", see Cargo.toml), LAYER_FEATURES (perfmon features instead of
+# the default ones, e.g. `tls-aws-lc` to build the other TLS backend for a comparison), CARGO (default
+# cargo). Both targets are built by one cargo invocation, so the host build scripts and proc macros are
+# compiled once and the two fat-LTO links can run side by side.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,6 +34,8 @@ triple() {
 command -v cargo-zigbuild >/dev/null 2>&1 || { echo "cargo-zigbuild not on PATH: run \`make layer\`" >&2; exit 1; }
 command -v zip >/dev/null 2>&1 || { echo "zip not found: run \`make layer\`" >&2; exit 1; }
 
+feature_args=()
+[ -z "${LAYER_FEATURES:-}" ] || feature_args=(--no-default-features --features "$LAYER_FEATURES")
 target_args=()
 for arch in "${archs[@]}"; do
     target_args+=(--target "$(triple "$arch")")
@@ -39,8 +43,8 @@ done
 
 start=$(date +%s)
 # nice: the layer build is two long LTO links; it must not starve interactive work on a shared machine.
-nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${target_args[@]}" \
-    --target-dir "$LAYER_DIR"
+nice -n 19 "$CARGO" zigbuild --profile "$LAYER_PROFILE" -p perfmon --bin perfmon "${feature_args[@]}" \
+    "${target_args[@]}" --target-dir "$LAYER_DIR"
 echo "layer: cargo zigbuild took $(( $(date +%s) - start )) s"
 
 # A fixed timestamp per commit makes the zip reproducible (zip stores mtimes; -X drops uid/gid extras).

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -99,14 +98,17 @@ pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
     b.build()
 }
 
-/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs.
-#[cfg(not(feature = "tls-ring"))]
+#[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc")))]
+compile_error!("perfmon needs a TLS backend for CloudWatch: feature `tls-ring` (default) or `tls-aws-lc`");
+
+/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs (feature `tls-aws-lc`).
+#[cfg(feature = "tls-aws-lc")]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     loader
 }
 
-/// hyper 1 + rustls with ring (feature `tls-ring`; README, "Attach it", TLS).
-#[cfg(feature = "tls-ring")]
+/// hyper 1 + rustls with ring (feature `tls-ring`, the default; README, design notes, TLS backend).
+#[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     loader.http_client(
@@ -157,9 +159,10 @@ impl CloudWatchSink {
         self.client
             .get_or_init(|| async {
                 let started = Instant::now();
-                let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
+                // The loader's own region chain (environment, profile, IMDS), so that IMDS goes through the
+                // loader's HTTP client: a `RegionProviderChain::default_provider()` built outside it has
+                // none with `tls-ring` (no SDK default client) and panics when `AWS_REGION` is unset.
                 let conf = with_http_client(aws_config::defaults(BehaviorVersion::latest()))
-                    .region(region)
                     .retry_config(
                         RetryConfig::standard()
                             .with_max_attempts(3)
@@ -175,6 +178,10 @@ impl CloudWatchSink {
                     )
                     .load()
                     .await;
+                let conf = match conf.region() {
+                    Some(_) => conf,
+                    None => conf.into_builder().region(Region::new(DEFAULT_REGION)).build(),
+                };
                 let client = Client::new(&conf);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "CloudWatch client built");
                 client
