@@ -26,16 +26,8 @@ pub(crate) async fn invoke_many(
     payloads: Vec<Vec<u8>>,
     in_flight: usize,
 ) -> Option<Vec<InvokeOutcome>> {
-    let (phase, fatal) = {
-        let st = inner.lock();
-        (st.phase, st.fatal.is_some())
-    };
-    match phase {
-        Phase::Down | Phase::ShuttingDown | Phase::Init | Phase::Invoking => return None,
-        Phase::Ready if fatal => {
-            shutdown_sequence(inner, ShutdownReason::Failure, false).await;
-        }
-        _ => {}
+    if !crate::lifecycle::admit(inner).await {
+        return None;
     }
     let ran_init = inner.lock().phase == Phase::Uninit;
     if ran_init {

@@ -309,6 +309,23 @@ pub(crate) async fn first_invoke_delay(inner: &Arc<Inner>) {
     }
 }
 
+/// Whether an invoke may start now (not while the environment is down, initialising, invoking or
+/// shutting down). A process that died while the environment was idle is reset first.
+pub(crate) async fn admit(inner: &Arc<Inner>) -> bool {
+    let (phase, fatal) = {
+        let st = inner.lock();
+        (st.phase, st.fatal.is_some())
+    };
+    match phase {
+        Phase::Down | Phase::ShuttingDown | Phase::Init | Phase::Invoking => false,
+        Phase::Ready if fatal => {
+            shutdown_sequence(inner, ShutdownReason::Failure, false).await;
+            true
+        }
+        _ => true,
+    }
+}
+
 /// One invoke: init first if needed, then dispatch, wait, report, freeze — or reset on failure.
 /// `tenant`: tenant isolation (else the configured round robin, if any).
 pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>, tenant: Option<String>) -> Option<InvokeOutcome> {
@@ -317,17 +334,8 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>, tenant: Option<
         let mut outs = crate::concurrent::invoke_many(inner, vec![payload], 1).await?;
         return outs.pop();
     }
-    let (phase, fatal) = {
-        let st = inner.lock();
-        (st.phase, st.fatal.is_some())
-    };
-    match phase {
-        Phase::Down | Phase::ShuttingDown | Phase::Init | Phase::Invoking => return None,
-        Phase::Ready if fatal => {
-            // A process died while the environment was idle: reset before serving the invoke.
-            shutdown_sequence(inner, ShutdownReason::Failure, false).await;
-        }
-        _ => {}
+    if !admit(inner).await {
+        return None;
     }
     let tenant_id = {
         let mut st = inner.lock();
