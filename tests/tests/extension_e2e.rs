@@ -15,7 +15,7 @@ use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::{defaults, metric};
 use perfmon_protocol::telemetry::{Report, Status};
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{InvokeOutcome, RuntimeCommand, Sandbox, SandboxConfig, ShutdownOutcome};
+use perfmon_sandbox::{InvokeOutcome, Sandbox, SandboxConfig, ShutdownOutcome};
 use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
@@ -23,10 +23,7 @@ const NS: &str = "Perfmon";
 /// A sandbox config with perfmon as its only extension.
 fn setup(name: &str, runtime: &RuntimeSpec, env: &[(&str, String)]) -> (SandboxConfig, TempDir) {
     let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
+    let cmd = runtime.command();
     let mut cfg = SandboxConfig::new(name, cmd)
         .memory_mb(128)
         .timeout(Duration::from_secs(3))
@@ -219,10 +216,10 @@ async fn fifty_invokes_to_moto() {
     let down = sb.shutdown().await.unwrap();
     assert_clean_exit(&down, &perfmon_stderr(&sb));
     let reps = reports(&sb);
-    let client = moto_client(&moto.endpoint_url());
+    let client = common::cloudwatch_client(&moto.endpoint_url());
     let get = |m: &'static str| {
         let client = client.clone();
-        async move { moto_sum_count(&client, name, m).await }
+        async move { common::cloudwatch_sum_count(&client, name, m).await }
     };
     assert_eq!(get(metric::INVOCATIONS).await.0, 50.0);
     assert_eq!(get(metric::COLD_START).await, (1.0, 50.0));
@@ -356,9 +353,9 @@ async fn moto_stopped_mid_run_data_arrives_as_emf() {
     let (cfg, _ext) = setup(name, &rust_function(), &env);
     let mut sb = Sandbox::start(cfg).await.unwrap();
     invokes(&mut sb, 5).await;
-    let client = moto_client(&moto.endpoint_url());
-    let (inv_moto, _) = moto_sum_count(&client, name, metric::INVOCATIONS).await;
-    let (_, dur_moto) = moto_sum_count(&client, name, metric::DURATION).await;
+    let client = common::cloudwatch_client(&moto.endpoint_url());
+    let (inv_moto, _) = common::cloudwatch_sum_count(&client, name, metric::INVOCATIONS).await;
+    let (_, dur_moto) = common::cloudwatch_sum_count(&client, name, metric::DURATION).await;
     assert_eq!(inv_moto, 5.0, "end flushes reached moto");
     assert_eq!(dur_moto, 4.0, "the 5th report comes with the next invoke");
     tokio::task::spawn_blocking(move || moto.stop()).await.unwrap();
@@ -443,39 +440,4 @@ fn emf_datums(lines: &[String], name: &str) -> Vec<perfmon_protocol::cloudwatch:
         }
     }
     out
-}
-
-fn moto_client(url: &str) -> aws_sdk_cloudwatch::Client {
-    use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
-}
-
-/// (Sum, SampleCount) of a metric of `name` over the last and next hour, read with
-/// GetMetricStatistics.
-async fn moto_sum_count(client: &aws_sdk_cloudwatch::Client, name: &str, m: &str) -> (f64, f64) {
-    use aws_sdk_cloudwatch::primitives::DateTime;
-    use aws_sdk_cloudwatch::types::{Dimension as CwDim, Statistic};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let out = client
-        .get_metric_statistics()
-        .namespace(NS)
-        .metric_name(m)
-        .dimensions(CwDim::builder().name("FunctionName").value(name).build())
-        .start_time(DateTime::from_millis(now - 3_600_000))
-        .end_time(DateTime::from_millis(now + 3_600_000))
-        .period(60)
-        .statistics(Statistic::Sum)
-        .statistics(Statistic::SampleCount)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GetMetricStatistics {m}: {}", aws_sdk_cloudwatch::error::DisplayErrorContext(&e)));
-    out.datapoints()
-        .iter()
-        .fold((0.0, 0.0), |(s, c), p| (s + p.sum().unwrap_or(0.0), c + p.sample_count().unwrap_or(0.0)))
 }

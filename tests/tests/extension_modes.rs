@@ -17,17 +17,14 @@ use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::metric;
 use perfmon_protocol::telemetry::Status;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{Mode, RuntimeCommand, Sandbox, SandboxConfig, ShutdownOutcome};
+use perfmon_sandbox::{Mode, Sandbox, SandboxConfig, ShutdownOutcome};
 use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
 
 fn setup(name: &str, runtime: &RuntimeSpec, mode: Mode, env: &[(&str, String)]) -> (SandboxConfig, common::TempDir) {
     let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
+    let cmd = runtime.command();
     let mut cfg = SandboxConfig::new(name, cmd)
         .mode(mode)
         .memory_mb(2048)
@@ -181,60 +178,30 @@ async fn managed_instances_sixty_invokes_four_in_flight_embedded() {
     assert!(cw.requests().rejected().is_empty(), "{:?}", cw.requests().rejected());
 }
 
-async fn moto_sum_count(client: &aws_sdk_cloudwatch::Client, name: &str, m: &str) -> (f64, f64) {
-    use aws_sdk_cloudwatch::primitives::DateTime;
-    use aws_sdk_cloudwatch::types::{Dimension as CwDim, Statistic};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let out = client
-        .get_metric_statistics()
-        .namespace(NS)
-        .metric_name(m)
-        .dimensions(CwDim::builder().name("FunctionName").value(name).build())
-        .start_time(DateTime::from_millis(now - 3_600_000))
-        .end_time(DateTime::from_millis(now + 3_600_000))
-        .period(60)
-        .statistics(Statistic::Sum)
-        .statistics(Statistic::SampleCount)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GetMetricStatistics {m}: {}", aws_sdk_cloudwatch::error::DisplayErrorContext(&e)));
-    out.datapoints()
-        .iter()
-        .fold((0.0, 0.0), |(s, c), p| (s + p.sum().unwrap_or(0.0), c + p.sample_count().unwrap_or(0.0)))
-}
-
-fn moto_client(url: &str) -> aws_sdk_cloudwatch::Client {
-    use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_instances_sixty_invokes_four_in_flight_moto() {
     let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
     let name = "perfmon-lmi-moto";
-    let client = moto_client(&moto.endpoint_url());
+    let client = common::cloudwatch_client(&moto.endpoint_url());
     let (sb, _down, early) = managed_instances_run(name, moto.endpoint_url(), async || {
-        moto_sum_count(&client, name, metric::INVOCATIONS).await.0
+        common::cloudwatch_sum_count(&client, name, metric::INVOCATIONS).await.0
     })
     .await;
     assert!(early >= (LMI_INVOKES / 2) as f64, "before SHUTDOWN moto had {early} invocations");
     let reps = sb.reports();
-    assert_eq!(moto_sum_count(&client, name, metric::INVOCATIONS).await.0, LMI_INVOKES as f64);
-    let (dsum, dcount) = moto_sum_count(&client, name, metric::DURATION).await;
+    assert_eq!(common::cloudwatch_sum_count(&client, name, metric::INVOCATIONS).await.0, LMI_INVOKES as f64);
+    let (dsum, dcount) = common::cloudwatch_sum_count(&client, name, metric::DURATION).await;
     assert_eq!(dcount, LMI_INVOKES as f64);
     assert!(rel(dsum, reps.iter().map(|r| r.metrics.duration_ms).sum()) < 1e-6);
-    assert_eq!(moto_sum_count(&client, name, "QueryTime").await, ((0..LMI_INVOKES).sum::<usize>() as f64, 60.0));
-    assert_eq!(moto_sum_count(&client, name, "Items").await.0, LMI_INVOKES as f64);
-    let (_, conc) = moto_sum_count(&client, name, metric::CONCURRENT_INVOCATIONS).await;
+    assert_eq!(
+        common::cloudwatch_sum_count(&client, name, "QueryTime").await,
+        ((0..LMI_INVOKES).sum::<usize>() as f64, 60.0)
+    );
+    assert_eq!(common::cloudwatch_sum_count(&client, name, "Items").await.0, LMI_INVOKES as f64);
+    let (_, conc) = common::cloudwatch_sum_count(&client, name, metric::CONCURRENT_INVOCATIONS).await;
     assert!(conc >= 1.0, "ConcurrentInvocations reached moto");
     for m in [metric::BILLED_DURATION, metric::MAX_MEMORY_USED, metric::ESTIMATED_COST] {
-        assert_eq!(moto_sum_count(&client, name, m).await, (0.0, 0.0), "{m} invented");
+        assert_eq!(common::cloudwatch_sum_count(&client, name, m).await, (0.0, 0.0), "{m} invented");
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::RuntimeSpec;
 use perfmon_protocol::telemetry::Status;
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 /// What a fake perfmon HTTP listener received: (path, JSON body).
@@ -61,10 +61,7 @@ fn fake_metrics_listener() -> (u16, Received) {
 }
 
 fn config(name: &str, spec: &RuntimeSpec, http_port: u16, statsd_port: u16) -> SandboxConfig {
-    let mut cmd = RuntimeCommand::new(&spec.program).args(spec.args.clone());
-    if let Some(cwd) = &spec.cwd {
-        cmd = cmd.cwd(cwd);
-    }
+    let cmd = spec.command();
     let mut cfg = SandboxConfig::new(name, cmd)
         .memory_mb(256)
         .timeout(Duration::from_secs(2))

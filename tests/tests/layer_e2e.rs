@@ -21,7 +21,7 @@ use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::metric;
 use perfmon_protocol::telemetry::Status;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Sandbox, SandboxConfig};
 use serde_json::json;
 
 const NS: &str = "PerfmonLayer";
@@ -73,10 +73,7 @@ fn fn_dims(name: &str) -> Vec<Dimension> {
 async fn run_and_check(name: &str, extensions: &Path, arch_label: &str) {
     let cw = CloudWatch::start().await.unwrap();
     let runtime = python_function();
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
+    let cmd = runtime.command();
     let http_port = free_port();
     let mut cfg = SandboxConfig::new(name, cmd)
         .handler("handler.handler")

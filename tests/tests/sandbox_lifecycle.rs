@@ -12,22 +12,14 @@ use std::time::Duration;
 use common::{bin_path, extensions_dir, rust_function, RuntimeSpec};
 use perfmon_protocol::extensions::{NextEvent, ShutdownReason};
 use perfmon_protocol::telemetry::{Event, Record, Status};
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 /// The crate's telemetry example listens on the fixed port 9003: tests using it run one at a time.
 static FIXED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn config(name: &str, runtime: &RuntimeSpec) -> SandboxConfig {
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
-    let mut cfg = SandboxConfig::new(name, cmd).memory_mb(128).timeout(Duration::from_secs(3));
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    cfg
+    common::sandbox_config(name, runtime)
 }
 
 fn types(events: &[Event]) -> Vec<&'static str> {

@@ -15,19 +15,11 @@ use std::time::{Duration, Instant};
 use common::{bin_path, extensions_dir, python_function, rust_function, RuntimeSpec};
 use perfmon_protocol::extensions::{NextEvent, ShutdownReason};
 use perfmon_protocol::telemetry::{Event, InitType, Record, Report, Status};
-use perfmon_sandbox::{Mode, RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Mode, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 fn config(name: &str, runtime: &RuntimeSpec) -> SandboxConfig {
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
-    let mut cfg = SandboxConfig::new(name, cmd).memory_mb(128).timeout(Duration::from_secs(3));
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    cfg
+    common::sandbox_config(name, runtime)
 }
 
 /// The probe extension: registers for `PROBE_EVENTS` (default INVOKE,SHUTDOWN); when that is

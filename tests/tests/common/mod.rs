@@ -106,6 +106,65 @@ pub struct RuntimeSpec {
     pub env: Vec<(String, String)>,
 }
 
+impl RuntimeSpec {
+    /// The sandbox's command for this runtime: program, arguments and working directory (the
+    /// environment is the config's: see [`sandbox_config`]).
+    pub fn command(&self) -> perfmon_sandbox::RuntimeCommand {
+        let cmd = perfmon_sandbox::RuntimeCommand::new(&self.program).args(self.args.clone());
+        match &self.cwd {
+            Some(cwd) => cmd.cwd(cwd),
+            None => cmd,
+        }
+    }
+}
+
+/// A sandbox config running `runtime` (128 MB, 3 s timeout) with the runtime's own environment.
+pub fn sandbox_config(name: &str, runtime: &RuntimeSpec) -> perfmon_sandbox::SandboxConfig {
+    let mut cfg =
+        perfmon_sandbox::SandboxConfig::new(name, runtime.command()).memory_mb(128).timeout(Duration::from_secs(3));
+    for (k, v) in &runtime.env {
+        cfg = cfg.env(k, v);
+    }
+    cfg
+}
+
+/// A CloudWatch client for a local endpoint (moto through its proxy, or the embedded one), with
+/// test credentials in us-east-1.
+pub fn cloudwatch_client(url: &str) -> aws_sdk_cloudwatch::Client {
+    use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .endpoint_url(url)
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
+}
+
+/// (Sum, SampleCount) of metric `m` of function `name` in perfmon's default namespace over the last
+/// and next hour, read with GetMetricStatistics.
+pub async fn cloudwatch_sum_count(client: &aws_sdk_cloudwatch::Client, name: &str, m: &str) -> (f64, f64) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension as CwDim, Statistic};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let out = client
+        .get_metric_statistics()
+        .namespace(perfmon_protocol::contract::defaults::NAMESPACE)
+        .metric_name(m)
+        .dimensions(CwDim::builder().name("FunctionName").value(name).build())
+        .start_time(DateTime::from_millis(now - 3_600_000))
+        .end_time(DateTime::from_millis(now + 3_600_000))
+        .period(60)
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetMetricStatistics {m}: {}", aws_sdk_cloudwatch::error::DisplayErrorContext(&e)));
+    out.datapoints()
+        .iter()
+        .fold((0.0, 0.0), |(s, c), p| (s + p.sum().unwrap_or(0.0), c + p.sample_count().unwrap_or(0.0)))
+}
+
 /// The Rust sample function (`fixtures/rust-function`, binary `sample-function`).
 pub fn rust_function() -> RuntimeSpec {
     RuntimeSpec { program: bin_path("sample-function"), args: Vec::new(), cwd: None, env: Vec::new() }

@@ -13,7 +13,7 @@ use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_cloudwatch::Client;
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::{Sandbox, SandboxConfig};
 
 use crate::common::{bin_path, extensions_dir, free_port, RuntimeSpec, TempDir};
 
@@ -40,10 +40,7 @@ pub async fn start(
 ) -> Run {
     let (http_port, statsd_port) = (free_port(), free_udp_port());
     let dir = extensions_dir(&[("perfmon", &perfmon_bin())]);
-    let mut cmd = RuntimeCommand::new(&runtime.program).args(runtime.args.clone());
-    if let Some(cwd) = &runtime.cwd {
-        cmd = cmd.cwd(cwd);
-    }
+    let cmd = runtime.command();
     let mut cfg =
         SandboxConfig::new(function, cmd).memory_mb(256).timeout(Duration::from_secs(5)).extensions_dir(dir.path());
     let mut all: Vec<(String, String)> = runtime.env.clone();
