@@ -106,10 +106,6 @@ pub mod metric {
         (ESTIMATED_COST, "None"),
     ];
 
-    /// The v2 §8 metrics of particular modes, with their CloudWatch units.
-    pub const MODES: [(&str, &str); 3] =
-        [(RESTORE_DURATION, "Milliseconds"), (RESPONSE_DURATION, "Milliseconds"), (CONCURRENT_INVOCATIONS, "Count")];
-
     /// What Managed Instances records carry (v2 §8), plus `ConcurrentInvocations`: nothing else is
     /// emitted there (no billed duration, memory or cost per invoke).
     pub const MANAGED_INSTANCES: [&str; 7] =
