@@ -18,7 +18,9 @@
 //! * [`sinks`]: the flusher, PutMetricData ([`sinks::cloudwatch`]) and EMF ([`sinks::emf`]).
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
-//! * [`tools`]: `perfmon dashboard|alarms` (a subcommand turns the binary into a tool).
+//!
+//! The tools (`perfmon dashboard|alarms`; a subcommand turns the binary into a tool) are the
+//! `perfmon-tools` crate (`tools/`), linked by the binary but not part of the sidecar.
 //!
 //! # How the `lambda-extension` crate is used
 //! The do-nothing baseline (`fixtures/noop-extension`) is built on it, and its telemetry types were
@@ -40,7 +42,6 @@ pub mod platform;
 pub mod sinks;
 pub mod state;
 pub mod telemetry;
-pub mod tools;
 
 use std::future::Future;
 use std::process::ExitCode;

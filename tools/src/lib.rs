@@ -1,4 +1,4 @@
-//! The tools in the extension's binary: `perfmon dashboard` and `perfmon alarms`.
+//! The tools linked into the `perfmon` binary (crate `perfmon-tools`, not the extension's runtime): `perfmon dashboard` and `perfmon alarms`.
 //!
 //! They print CloudWatch dashboards and alarms generated from the same metric and dimension names
 //! the extension emits (`perfmon_protocol::contract`), so the two never drift apart. They are pure:
