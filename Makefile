@@ -130,3 +130,7 @@ bench: ## benchmarks (not part of test): perfmon vs the floor in the sandbox, ~1
 bench-check: ## pre-merge: quick fresh run vs benches/results/bench.json, fails on a >20 % regression (~5 min)
 	$(CARGO) build --release $(BENCH_PACKAGES)
 	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench check --mode quick $(BENCH_ARGS)
+
+.PHONY: fuzz
+fuzz: ## fuzz every parser and decoder (cargo-fuzz, nightly) for FUZZ_SECONDS each (default 1800), all at once; not CI; writes protocol/fuzz/results/
+	scripts/fuzz.sh
