@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../protocol/fuzz"
 SECONDS_EACH=${FUZZ_SECONDS:-1800}
-TARGETS=${FUZZ_TARGETS:-$(sed -n 's/^name = "\([a-z_]*\)"$/\1/p' Cargo.toml | grep -v '^perfmon' | tr '\n' ' ')}
+ALL_TARGETS=$(sed -n 's/^name = "\([a-z_]*\)"$/\1/p' Cargo.toml | grep -v '^perfmon' | tr '\n' ' ')
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz build -O
@@ -25,10 +26,14 @@ done
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 {
-  echo "| target | seconds | executions | exec/s | corpus (files) | corpus (kB) | coverage (edges: cov) | features (ft) | crashes |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  for t in $TARGETS; do
+  # Every target with a log, from this run or an earlier one (FUZZ_TARGETS reruns some).
+  echo "| target | seconds | executions | exec/s | corpus (files) | corpus (kB) | coverage (edges: cov) | instrumented PCs | features (ft) | crashes |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for t in $ALL_TARGETS; do
     log="results/$t.log"
+    [ -f "$log" ] || continue
+    secs=$(sed -n 's/.*-max_total_time=\([0-9]*\).*/\1/p' "$log" | head -1)
+    pcs=$(sed -n 's/^INFO: Loaded [0-9]* PC tables (\([0-9]*\) PCs).*/\1/p' "$log" | head -1)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
@@ -36,7 +41,7 @@ for p in "${pids[@]}"; do wait "$p" || status=1; done
     files=$(find "corpus/$t" -type f | wc -l)
     kb=$(du -sk "corpus/$t" | cut -f1)
     crashes=$(find "artifacts/$t" -type f | wc -l)
-    echo "| $t | $SECONDS_EACH | ${execs:-?} | ${rate:-?} | $files | $kb | ${cov:-?} | ${ft:-?} | $crashes |"
+    echo "| $t | ${secs:-?} | ${execs:-?} | ${rate:-?} | $files | $kb | ${cov:-?} | ${pcs:-?} | ${ft:-?} | $crashes |"
   done
 } > results/summary.md
 cat results/summary.md
