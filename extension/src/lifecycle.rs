@@ -319,6 +319,8 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         datums = report.datums,
         cloudwatch_sent = report.cloudwatch_sent,
         emf = report.emf_written,
+        cloudwatch_unknown_outcome = health.sinks.cloudwatch_datums_unknown_outcome,
+        cloudwatch_unknown_outcome_events = health.sinks.cloudwatch_unknown_outcome_events,
         dropped = health.samples_dropped.values().sum::<u64>(),
         telemetry_skipped = health.telemetry.skipped.values().sum::<u64>(),
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -70,9 +70,12 @@ pub struct SinkCounters {
     pub cloudwatch_requests_failed: u64,
     /// Datums CloudWatch refused as invalid (HTTP 400 other than throttling): dropped, logged.
     pub cloudwatch_datums_rejected: u64,
-    /// Datums whose request timed out at the SHUTDOWN deadline: written as EMF too, so they may
-    /// appear twice rather than not at all.
+    /// Datums of unknown outcome: their request failed without an answer after it may have been
+    /// sent (reset, closed, timed out), or was still running at a deadline. CloudWatch may or may
+    /// not have them; they are not sent again (no EMF either), so they are never counted twice.
     pub cloudwatch_datums_unknown_outcome: u64,
+    /// Requests (or deadline cut-offs) that ended in an unknown outcome.
+    pub cloudwatch_unknown_outcome_events: u64,
     /// Datums written as EMF (sink `emf`/`both`, and the fallback).
     pub emf_datums: u64,
     /// Datums written as EMF because PutMetricData could not take them (fallback).

@@ -4,8 +4,9 @@
 //! Each case runs 8 invokes (each posts the counter `Hits` = 1 and sleeps 50 ms) and a SHUTDOWN, under
 //! `PERFMON_FLUSH=background` (interval 0.2 s: flushes overlap the function) and `PERFMON_FLUSH=end`
 //! (flush before `/next`, billed). Measured per case: `Hits` and `Invocations` that reached CloudWatch
-//! and the EMF on stdout (each must be 8 in total: no loss; more only as a counted unknown outcome or
-//! as noted), PutMetricData requests, unknown outcomes (perfmon's SHUTDOWN warning), the per-invoke
+//! and the EMF on stdout (each must be exactly 8 in total: the embedded CloudWatch stores a request
+//! before it resets or delays the answer, so a datum of unknown outcome did arrive and must not arrive
+//! twice), PutMetricData requests, unknown outcomes (perfmon's total at SHUTDOWN), the per-invoke
 //! overheads the sandbox measures (runtime's `/next` → perfmon's `/next`), and perfmon's exit.
 //! Run `cargo test -p perfmon-tests --test cloudwatch_faults -- --nocapture --test-threads 1` for the table.
 #![allow(clippy::unwrap_used)]
@@ -39,6 +40,10 @@ struct Outcome {
     requests: usize,
     requests_ok: usize,
     unknown_datums: u64,
+    /// Requests (or deadline cut-offs) with an unknown outcome.
+    unknown_events: u64,
+    /// Datums the embedded CloudWatch stored (from its request log).
+    stored_datums: u64,
     emf_fallback_lines: usize,
     overhead_p50_ms: f64,
     overhead_max_ms: f64,
@@ -122,11 +127,18 @@ async fn run(case: Case, policy: &str) -> Outcome {
         inv_emf: emf_sum(&stdout, "Invocations"),
         requests: puts.len(),
         requests_ok: puts.iter().filter(|p| p.status == 200).count(),
+        // perfmon's own total, from its SHUTDOWN line (the `/v1/health` counter at exit).
         unknown_datums: stderr
             .iter()
-            .filter(|l| l.contains("still running at the SHUTDOWN deadline"))
-            .filter_map(|l| field(l, "datums"))
+            .filter(|l| l.contains("shutdown flush done"))
+            .filter_map(|l| field(l, "cloudwatch_unknown_outcome"))
             .sum(),
+        unknown_events: stderr
+            .iter()
+            .filter(|l| l.contains("shutdown flush done"))
+            .filter_map(|l| field(l, "cloudwatch_unknown_outcome_events"))
+            .sum(),
+        stored_datums: puts.iter().map(|p| p.datums as u64).sum(),
         emf_fallback_lines: stdout.len(),
         overhead_p50_ms: stats.overhead_p50_ms.unwrap_or(0.0),
         overhead_max_ms: stats.overhead_ms.iter().copied().fold(0.0, f64::max),
@@ -145,7 +157,7 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
             let n = INVOKES as f64;
             let (hits, inv) = (o.hits_cw + o.hits_emf, o.inv_cw + o.inv_emf);
             let row = format!(
-                "| {} | `{policy}` | {} / {} | {} / {} | {} ({} ok) | {} | {} | {:.2} / {:.1} | {:.0} | {} |",
+                "| {} | `{policy}` | {} / {} | {} / {} | {} ({} ok) | {} ({}) | {} | {:.2} / {:.1} | {:.0} | {} |",
                 case.name,
                 o.hits_cw + 0.0,
                 o.hits_emf + 0.0,
@@ -154,6 +166,7 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
                 o.requests,
                 o.requests_ok,
                 o.unknown_datums,
+                o.unknown_events,
                 o.emf_fallback_lines,
                 o.overhead_p50_ms,
                 o.overhead_max_ms,
@@ -166,12 +179,25 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
             if !o.exited_before_deadline {
                 fail("perfmon did not exit cleanly before the deadline".into());
             }
-            if hits < n || inv < n {
-                fail(format!("data lost: Hits {hits}, Invocations {inv} of {n}"));
+            // The embedded CloudWatch stores a request before it resets or delays the answer, so a
+            // datum of unknown outcome did arrive: every datum must be there exactly once.
+            if hits != n || inv != n {
+                fail(format!("not exactly once: Hits {hits}, Invocations {inv} of {n} (unknown {})", o.unknown_datums));
             }
-            let duplicates_possible = o.unknown_datums > 0 || matches!(case.fault, Fault::Reset { .. });
-            if !duplicates_possible && (hits != n || inv != n) {
-                fail(format!("sent twice without an unknown outcome: Hits {hits}, Invocations {inv}"));
+            if matches!(case.fault, Fault::Reset { .. }) {
+                // Every request was reset after it was stored: each is one unknown outcome, none resent.
+                if o.unknown_datums != o.stored_datums || o.unknown_datums == 0 {
+                    fail(format!(
+                        "unknown outcomes {} != datums stored by reset requests {}",
+                        o.unknown_datums, o.stored_datums
+                    ));
+                }
+                if o.emf_fallback_lines != 0 {
+                    fail(format!("{} EMF lines: datums of unknown outcome were written again", o.emf_fallback_lines));
+                }
+            }
+            if o.unknown_datums > 0 && !matches!(case.fault, Fault::Reset { .. } | Fault::Delay { .. }) {
+                fail(format!("{} unknown outcomes without a reset or a late answer", o.unknown_datums));
             }
             // Overhead budgets: a background flush never holds `/next`. An `end` flush holds it for
             // the PutMetricData round trip: failures cost the SDK's retries once, then the 1 s+ pause
@@ -187,7 +213,7 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
         }
     }
     println!(
-        "| fault | policy | Hits CloudWatch / EMF | Invocations CloudWatch / EMF | PutMetricData requests | unknown-outcome datums | \
+        "| fault | policy | Hits CloudWatch / EMF | Invocations CloudWatch / EMF | PutMetricData requests | unknown-outcome datums (events) | \
          stdout (EMF) lines | overhead p50 / max, ms | SHUTDOWN → exit, ms | exit 0 before deadline |"
     );
     for r in &rows {

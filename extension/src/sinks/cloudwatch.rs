@@ -8,9 +8,14 @@
 //! * Requests carry at most 1 000 datums and stay under 1 MB of body ([`batches`], sized with
 //!   [`encode_query`]: the awsQuery form is always larger than the CBOR the SDK sends, 1.5-3x, so it is
 //!   a safe upper bound that needs no CBOR encoder in the extension).
-//! * Throttling, 5xx and transport errors are retried by the SDK's standard retry strategy
+//! * Throttling, 5xx and errors while connecting are retried by the SDK's standard retry strategy
 //!   (exponential backoff with jitter, 25 ms to 1 s, 3 attempts); what still fails is handed back
 //!   to the caller to keep for the next flush (or to write as EMF at SHUTDOWN).
+//! * PutMetricData is not idempotent (a datum sent twice is counted twice). A request that failed
+//!   without an answer after its connection was up (reset, closed, timed out, an answer that cannot
+//!   be read) may or may not have been stored: an *unknown outcome*. [`UnknownOutcome`] forbids the
+//!   SDK's retry of it, and [`CloudWatchSink::put`] hands its datums back as `unknown`, which the
+//!   flush never sends again (README, "CloudWatch faults").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatch::config::http::HttpResponse;
+use aws_sdk_cloudwatch::config::interceptors::InterceptorContext;
+use aws_sdk_cloudwatch::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -123,6 +130,60 @@ pub enum Failure {
     Retryable(String),
     /// CloudWatch refused the request as invalid (400 other than throttling).
     Rejected(String),
+    /// No answer after the request may have been sent: CloudWatch may or may not have stored it.
+    Unknown(String),
+}
+
+/// Whether an error without an answer may have come after the request reached CloudWatch: true
+/// unless the error chain shows it failed while connecting (refused, DNS, connect timeout), when
+/// nothing was sent. Errors it does not recognise count as "may have been sent".
+pub fn maybe_sent(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if h.is_connect() {
+                return false;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable) {
+                return false;
+            }
+        }
+        next = e.source();
+    }
+    true
+}
+
+/// A retry classifier that forbids the SDK's retry of a request whose outcome is unknown (no answer,
+/// and not a failure to connect): resending it could store its datums twice.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnknownOutcome;
+
+impl ClassifyRetry for UnknownOutcome {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        if ctx.response().is_some() && !err.is_response_error() {
+            // An answer from CloudWatch (throttling, 5xx): the standard classifiers decide.
+            return RetryAction::NoActionIndicated;
+        }
+        let unknown = if err.is_timeout_error() || err.is_response_error() {
+            true
+        } else if let Some(c) = err.as_connector_error() {
+            maybe_sent(c)
+        } else {
+            false
+        };
+        if unknown {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "perfmon: no retry after an unknown outcome"
+    }
 }
 
 /// What a [`CloudWatchSink::put`] did.
@@ -135,7 +196,8 @@ pub struct PutOutcome {
     pub failed: Vec<MetricDatum>,
     /// Refused by CloudWatch as invalid.
     pub rejected: Vec<MetricDatum>,
-    /// Request still running at the deadline: CloudWatch may or may not have them.
+    /// Unknown outcome: a request still running at the deadline, or one that failed without an
+    /// answer after it may have been sent. CloudWatch may or may not have them: never resent.
     pub unknown: Vec<MetricDatum>,
     pub last_error: Option<String>,
 }
@@ -182,7 +244,8 @@ impl CloudWatchSink {
                     Some(_) => conf,
                     None => conf.into_builder().region(Region::new(DEFAULT_REGION)).build(),
                 };
-                let client = Client::new(&conf);
+                let conf = aws_sdk_cloudwatch::config::Builder::from(&conf).retry_classifier(UnknownOutcome).build();
+                let client = Client::from_conf(conf);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "CloudWatch client built");
                 client
             })
@@ -271,6 +334,12 @@ impl CloudWatchSink {
                     out.last_error = Some(e);
                     out.rejected.extend(batch);
                 }
+                Some(Err(Failure::Unknown(e))) => {
+                    // Not sent again; the next batches are independent requests.
+                    out.failed_requests += 1;
+                    out.last_error = Some(e);
+                    out.unknown.extend(batch);
+                }
                 None => {
                     out.failed_requests += 1;
                     out.last_error = Some("request still running at the deadline".to_owned());
@@ -299,6 +368,11 @@ fn classify(e: &SdkError<PutMetricDataError, HttpResponse>) -> Failure {
                 Failure::Rejected(text)
             }
         }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Failure::Unknown(text),
+        SdkError::DispatchFailure(d) => match d.as_connector_error() {
+            Some(c) if maybe_sent(c) => Failure::Unknown(text),
+            _ => Failure::Retryable(text),
+        },
         _ => Failure::Retryable(text),
     }
 }
@@ -360,5 +434,46 @@ mod tests {
         let s = to_sdk(&c);
         assert_eq!(s.statistic_values().map(|v| v.sum()), Some(Some(5.0)));
         assert!(s.values().is_empty());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod outcome_tests {
+    use super::maybe_sent;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tokio::io::AsyncReadExt;
+
+    async fn post(url: String) -> hyper_util::client::legacy::Error {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let req = hyper::Request::post(url).body(Full::new(Bytes::from_static(b"Action=PutMetricData"))).unwrap();
+        client.request(req).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_sent_nothing() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = post(format!("http://127.0.0.1:{port}/")).await;
+        assert!(!maybe_sent(&e), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_after_the_request_may_have_sent_it() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // Closed without an answer, after the request arrived.
+        });
+        let e = post(format!("http://{addr}/")).await;
+        assert!(maybe_sent(&e), "{e:?}");
     }
 }

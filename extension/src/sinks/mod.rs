@@ -9,9 +9,13 @@
 //!   only (its datums already went out as EMF), so the fallback never writes a datum twice.
 //!
 //! "Nothing sent twice": a datum acknowledged by PutMetricData is never written as EMF, and a datum
-//! written as EMF is never sent again. The one ambiguous case is a request still running when the
-//! SHUTDOWN deadline comes: it is written as EMF (a possible duplicate rather than a loss), counted
-//! in `cloudwatch_datums_unknown_outcome` and logged.
+//! written as EMF is never sent again. The ambiguous case is an *unknown outcome*: a request that
+//! failed without an answer after it may have been sent (connection reset or closed, attempt timed
+//! out, an unreadable answer), or one still running at a deadline. CloudWatch may have stored it, and
+//! PutMetricData is not idempotent, so its datums are neither sent again nor written as EMF: they are
+//! counted in `cloudwatch_datums_unknown_outcome` (in `/v1/health` and the SHUTDOWN log line) and
+//! logged (at `warn` the first time and every power of two, with the total). A counted possible loss
+//! rather than an uncounted possible duplicate (README, "CloudWatch faults").
 
 pub mod cloudwatch;
 pub mod emf;
@@ -140,12 +144,6 @@ impl Flusher {
                 "CloudWatch refused datums as invalid; writing them as EMF"
             );
         }
-        if !out.unknown.is_empty() && trigger == Trigger::Final {
-            tracing::warn!(
-                datums = out.unknown.len(),
-                "PutMetricData still running at the SHUTDOWN deadline; its datums go out as EMF too (they may appear twice)"
-            );
-        }
         let mut b = self.breaker();
         if out.failed.is_empty() && out.unknown.is_empty() {
             if b.failures > 0 {
@@ -167,6 +165,29 @@ impl Flusher {
             );
         } else {
             tracing::debug!(consecutive_failures = b.failures, "PutMetricData failed again");
+        }
+    }
+
+    /// Counts datums of unknown outcome (they are not sent again) and logs sparingly.
+    fn note_unknown(&self, trigger: Trigger, datums: usize, error: Option<&str>) {
+        let (events, total) = {
+            let mut g = self.shared.lock();
+            g.sinks.cloudwatch_unknown_outcome_events += 1;
+            g.sinks.cloudwatch_datums_unknown_outcome += datums as u64;
+            (g.sinks.cloudwatch_unknown_outcome_events, g.sinks.cloudwatch_datums_unknown_outcome)
+        };
+        if events.is_power_of_two() || trigger == Trigger::Final {
+            tracing::warn!(
+                trigger = trigger.as_str(),
+                datums,
+                total_datums = total,
+                events,
+                error = error.unwrap_or_default(),
+                "PutMetricData outcome unknown (no answer after the request may have been sent); \
+                 not sending these datums again, CloudWatch may or may not have them"
+            );
+        } else {
+            tracing::debug!(datums, total_datums = total, "PutMetricData outcome unknown again");
         }
     }
 
@@ -199,7 +220,7 @@ impl Flusher {
         if self.sink.emf() {
             emf_out.extend(fresh.iter().cloned());
         }
-        let (mut sent, mut requests, mut failed_requests, mut rejected_n, mut unknown_n) = (0, 0, 0, 0, 0);
+        let (mut sent, mut requests, mut failed_requests, mut rejected_n) = (0, 0, 0, 0);
         if let Some(cw) = &self.cloudwatch {
             let mut to_send = retry;
             to_send.extend(fresh);
@@ -216,13 +237,14 @@ impl Flusher {
                 requests = out.requests;
                 failed_requests = out.failed_requests;
                 rejected_n = out.rejected.len();
-                unknown_n = out.unknown.len();
                 report.cloudwatch_sent = out.sent;
                 report.cloudwatch_failed = out.failed.len() + out.rejected.len() + out.unknown.len();
                 report.error = out.last_error.clone();
                 self.note_outcome(trigger, &out);
-                let mut not_sent = out.failed;
-                not_sent.extend(out.unknown);
+                if !out.unknown.is_empty() {
+                    self.note_unknown(trigger, out.unknown.len(), out.last_error.as_deref());
+                }
+                let not_sent = out.failed;
                 if trigger == Trigger::Final {
                     fallback.extend(not_sent);
                 } else {
@@ -270,7 +292,6 @@ impl Flusher {
             s.cloudwatch_requests += requests as u64;
             s.cloudwatch_requests_failed += failed_requests as u64;
             s.cloudwatch_datums_rejected += rejected_n as u64;
-            s.cloudwatch_datums_unknown_outcome += unknown_n as u64;
             s.emf_datums += emf_datums as u64;
             s.emf_fallback_datums += fallback_n as u64;
             s.emf_lines += emf_lines as u64;
