@@ -148,6 +148,8 @@ pub fn success_body(rejected: u64, message: &str, encoding: Encoding) -> Vec<u8>
     let response = ExportMetricsServiceResponse { partial_success };
     match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
+        // The serde derive writes `"partialSuccess":null` for none; proto3 JSON leaves it out.
+        Encoding::Json if response.partial_success.is_none() => b"{}".to_vec(),
         Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
     }
 }
