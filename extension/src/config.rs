@@ -100,6 +100,11 @@ pub struct Config {
     pub tenant_dimension: bool,
     /// `PERFMON_MAX_SERIES_PER_METRIC` (§12). Defaults to [`defaults::MAX_SERIES_PER_METRIC`].
     pub max_series_per_metric: usize,
+    /// `PERFMON_OTLP_PORT` (§13); `None` when set to `0` (off). Defaults to [`defaults::OTLP_PORT`].
+    pub otlp_port: Option<u16>,
+    /// `PERFMON_OTLP_RESOURCE_ATTRIBUTES`: resource attribute keys added as dimensions to OTLP
+    /// metrics. Defaults to none.
+    pub otlp_resource_attributes: Vec<String>,
 }
 
 /// A setting that could not be used; the default was used instead.
@@ -208,6 +213,10 @@ impl Config {
         let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT);
         let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT)).filter(|p| *p != 0);
         let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT);
+        let otlp_port = Some(port(env::OTLP_PORT, defaults::OTLP_PORT)).filter(|p| *p != 0);
+        let otlp_resource_attributes: Vec<String> = get(env::OTLP_RESOURCE_ATTRIBUTES)
+            .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
 
         let price_gb_s = match get(env::PRICE_GB_S) {
             None => default_price_gb_s(),
@@ -270,6 +279,8 @@ impl Config {
             initialization_type: get(env::INITIALIZATION_TYPE),
             tenant_dimension,
             max_series_per_metric,
+            otlp_port,
+            otlp_resource_attributes,
         };
         (cfg, warnings)
     }
@@ -412,6 +423,17 @@ mod tests {
         assert!(parse_dimensions(&many.join(",")).is_err());
         assert_eq!(parse_dimensions(&many[..29].join(",")).map(|d| d.len()), Ok(29));
         assert_eq!(parse_dimensions(" , "), Ok(vec![]));
+    }
+
+    #[test]
+    fn otlp_settings() {
+        assert_eq!((cfg(&[]).0.otlp_port, cfg(&[]).0.otlp_resource_attributes.len()), (Some(4318), 0));
+        assert_eq!(cfg(&[("PERFMON_OTLP_PORT", "0")]).0.otlp_port, None);
+        let (c, w) =
+            cfg(&[("PERFMON_OTLP_PORT", "x"), ("PERFMON_OTLP_RESOURCE_ATTRIBUTES", " service.name, ,cloud.region")]);
+        assert_eq!(c.otlp_port, Some(4318));
+        assert_eq!(w.len(), 1);
+        assert_eq!(c.otlp_resource_attributes, ["service.name", "cloud.region"]);
     }
 
     #[test]

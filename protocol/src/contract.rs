@@ -19,6 +19,11 @@ pub mod env {
     pub const TENANT_DIMENSION: &str = "PERFMON_TENANT_DIMENSION";
     /// v2 §12: distinct dimension sets per metric name and flush window.
     pub const MAX_SERIES_PER_METRIC: &str = "PERFMON_MAX_SERIES_PER_METRIC";
+    /// v2 §13: the OTLP/HTTP metrics listener's port; `0` turns it off.
+    pub const OTLP_PORT: &str = "PERFMON_OTLP_PORT";
+    /// v2 §13 (perfmon's choice): resource attribute keys added as dimensions to OTLP metrics,
+    /// comma-separated (e.g. `service.name`); empty by default.
+    pub const OTLP_RESOURCE_ATTRIBUTES: &str = "PERFMON_OTLP_RESOURCE_ATTRIBUTES";
     /// Set by Lambda: the function's name (the `FunctionName` dimension).
     pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     pub const FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
@@ -47,6 +52,8 @@ pub mod defaults {
     pub const LOG: &str = "warn";
     /// v2 §12.
     pub const MAX_SERIES_PER_METRIC: usize = 1_000;
+    /// v2 §13: the OpenTelemetry SDKs' default OTLP/HTTP port.
+    pub const OTLP_PORT: u16 = 4318;
     /// v2 §8: an init that ended longer than this before the first invoke started was proactive
     /// (no user waited for it): not a cold start.
     pub const PROACTIVE_INIT_THRESHOLD_MS: i64 = 10_000;

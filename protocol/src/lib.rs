@@ -13,11 +13,13 @@
 //! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
 //! * [`custom`]: the custom-metric HTTP API (`/v1/metrics`, `/v1/operations`): validation and answers.
 //! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
+//! * [`otlp`]: OTLP/HTTP metrics: decoding, the answers, the mapping onto counters, gauges and distributions.
 
 pub mod cloudwatch;
 pub mod contract;
 pub mod custom;
 pub mod extensions;
+pub mod otlp;
 pub mod runtime;
 pub mod statsd;
 pub mod telemetry;

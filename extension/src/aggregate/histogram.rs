@@ -68,16 +68,21 @@ impl Histogram {
     /// Adds `v` if its bucket exists or `may_grow` allows a new one. Returns whether a bucket was
     /// created (for the caller's memory accounting), or `None` when `v` was refused.
     pub fn add(&mut self, v: f64, may_grow: bool) -> Option<bool> {
+        self.add_n(v, 1, may_grow)
+    }
+
+    /// [`Histogram::add`] for `n` samples of the value `v` (a histogram bucket placed at `v`).
+    pub fn add_n(&mut self, v: f64, n: u64, may_grow: bool) -> Option<bool> {
         let key = BucketKey::of(v);
         let v = if key == BucketKey::Zero { 0.0 } else { v };
         match self.buckets.get_mut(&key) {
             Some(b) => {
-                b.count += 1;
-                b.sum += v;
+                b.count += n;
+                b.sum += v * n as f64;
                 Some(false)
             }
             None if may_grow => {
-                self.buckets.insert(key, Bucket { count: 1, sum: v });
+                self.buckets.insert(key, Bucket { count: n, sum: v * n as f64 });
                 Some(true)
             }
             None => None,

@@ -349,10 +349,19 @@ impl Aggregator {
 
     /// Folds `sample` in. `now_ms` bounds the accepted timestamps (CloudWatch's window).
     pub fn record(&mut self, sample: MetricSample, now_ms: i64) -> Result<usize, RecordError> {
+        self.record_weighted(sample, &[], now_ms)
+    }
+
+    /// [`Aggregator::record`] where `values[i]` of a distribution stands for `counts[i]` samples
+    /// (a histogram's bucket, OTLP); `counts` empty: each value once. Counters and gauges ignore
+    /// `counts`. Returns (and counts as recorded) the samples kept.
+    pub fn record_weighted(&mut self, sample: MetricSample, counts: &[u64], now_ms: i64) -> Result<usize, RecordError> {
+        let weight = |i: usize| if counts.is_empty() { 1 } else { counts.get(i).copied().unwrap_or(0) };
+        let total_weight: usize = (0..sample.values.len()).map(|i| weight(i) as usize).sum();
         let dimensions = match self.validate(&sample, now_ms) {
             Ok(d) => d,
             Err(e) => {
-                self.stats.values_invalid += sample.values.len() as u64;
+                self.stats.values_invalid += total_weight as u64;
                 return Err(e.into());
             }
         };
@@ -365,7 +374,7 @@ impl Aggregator {
             resolution: sample.resolution,
             kind: sample.kind,
         };
-        let total = sample.values.len();
+        let total = if sample.kind == Kind::Distribution { total_weight } else { sample.values.len() };
         let mut entry_key = (key, start);
         let mut overflow = None;
         if !self.series.contains_key(&entry_key) {
@@ -399,9 +408,13 @@ impl Aggregator {
         let mut new_buckets = 0;
         match agg {
             Agg::Distribution(h) => {
-                for v in &sample.values {
-                    if let Some(created) = h.add(*v, new_buckets < room) {
-                        accepted += 1;
+                for (i, v) in sample.values.iter().enumerate() {
+                    let n = weight(i);
+                    if n == 0 {
+                        continue;
+                    }
+                    if let Some(created) = h.add_n(*v, n, new_buckets < room) {
+                        accepted += n as usize;
                         new_buckets += usize::from(created);
                     }
                 }

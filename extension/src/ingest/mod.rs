@@ -1,5 +1,6 @@
-//! Custom metrics from the function's own code: the HTTP API (contract §4, [`http`]) and the
-//! StatsD/DogStatsD listener (§5, [`statsd`]), both bound to 127.0.0.1 only.
+//! Custom metrics from the function's own code: the HTTP API (contract §4, [`http`]), the
+//! StatsD/DogStatsD listener (§5, [`statsd`]) and OTLP/HTTP metrics (§13, [`otlp`]), all bound to
+//! 127.0.0.1 only.
 //!
 //! Loopback only, on purpose: these ports serve the function's process inside the same sandbox
 //! (unlike the Telemetry listener, which Lambda reaches as `sandbox.localdomain`), and nothing
@@ -24,6 +25,7 @@
 //! shared state once it exists ([`shared`] implements [`SampleSink`] for it).
 
 pub mod http;
+pub mod otlp;
 pub mod shared;
 pub mod statsd;
 
@@ -33,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use perfmon_protocol::contract::env;
 use perfmon_protocol::custom::{MetricEntry, Validator};
+use perfmon_protocol::otlp::{MapOptions, Mapper, Point};
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
@@ -45,6 +48,10 @@ pub trait SampleSink: Send + Sync + 'static {
     /// into `entries` (the sink counts them in its own health; the listeners only log them and
     /// answer them). Must be quick and must not wait for a flush.
     fn record(&self, entries: Vec<MetricEntry>, now_ms: i64) -> Vec<Refusal>;
+
+    /// Records the points one OTLP request became (§13), as [`SampleSink::record`]; the refusals
+    /// index into `points`.
+    fn record_points(&self, points: Vec<Point>, now_ms: i64) -> Vec<Refusal>;
 
     /// The extension's part of `GET /v1/health` (a JSON object: state, samples held, series held,
     /// samples dropped by reason, last flush result).
@@ -69,6 +76,11 @@ pub struct IngestConfig {
     pub http_port: u16,
     /// `PERFMON_STATSD_PORT`; `None` = off (the variable set to 0), `Some(0)` picks a free port (tests).
     pub statsd_port: Option<u16>,
+    /// `PERFMON_OTLP_PORT`; `None` = off, `Some(0)` picks a free port (tests). [`IngestConfig::new`]
+    /// leaves it off.
+    pub otlp_port: Option<u16>,
+    /// Resource attributes as dimensions and the dimension room of OTLP points.
+    pub otlp_options: MapOptions,
     /// Knows the default dimension names (`FunctionName` and `PERFMON_DIMENSIONS`).
     pub validator: Validator,
     /// The wall clock (epoch ms), injectable for tests.
@@ -82,12 +94,13 @@ impl IngestConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        IngestConfig {
-            http_port,
-            statsd_port,
-            validator: Validator::new(default_dimension_names),
-            clock: system_now_ms,
-        }
+        let validator = Validator::new(default_dimension_names);
+        let otlp_options = MapOptions {
+            resource_attributes: Vec::new(),
+            max_dimensions: perfmon_protocol::cloudwatch::MAX_DIMENSIONS
+                .saturating_sub(validator.default_names().len()),
+        };
+        IngestConfig { http_port, statsd_port, otlp_port: None, otlp_options, validator, clock: system_now_ms }
     }
 }
 
@@ -111,6 +124,17 @@ pub struct IngestCounters {
     /// DogStatsD tags that could not become dimensions (valueless, invalid, repeated); their lines
     /// were kept without them.
     pub statsd_tags_skipped: u64,
+    /// `listening on 127.0.0.1:4318`, `off`, or `bind failed: …` (another collector layer).
+    pub otlp_listener: String,
+    /// OTLP answers by status.
+    pub otlp_responses: BTreeMap<u16, u64>,
+    /// OTLP data points recorded.
+    pub otlp_points_accepted: u64,
+    /// OTLP data points rejected (the partial successes' `rejected_data_points`); by reason in
+    /// `dropped` (`otlp_*`, or the aggregator's own reasons in the health's `samples_dropped`).
+    pub otlp_points_rejected: u64,
+    /// OTLP attributes left off the dimensions (over the 30-dimension limit, empty values).
+    pub otlp_attributes_skipped: u64,
     /// Entries, lines and bodies dropped here or refused by the sink, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
 }
@@ -159,6 +183,7 @@ pub struct Bound {
     cfg: IngestConfig,
     http: Option<TcpListener>,
     statsd: Option<UdpSocket>,
+    otlp: Option<TcpListener>,
     stats: Arc<Stats>,
 }
 
@@ -203,7 +228,25 @@ impl Bound {
                 }
             },
         };
-        Bound { cfg, http, statsd, stats }
+        let otlp = match cfg.otlp_port {
+            None => {
+                stats.lock().otlp_listener = String::from("off");
+                None
+            }
+            Some(port) => match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+                Ok(listener) => {
+                    stats.lock().otlp_listener = format!("listening on {}", fmt_addr(listener.local_addr().ok()));
+                    Some(listener)
+                }
+                Err(error) => {
+                    tracing::error!(port, variable = env::OTLP_PORT, %error,
+                        "OTLP listener cannot bind (another collector layer on this port?); OTLP metrics are off, everything else keeps working");
+                    stats.lock().otlp_listener = format!("bind failed on 127.0.0.1:{port}: {error}");
+                    None
+                }
+            },
+        };
+        Bound { cfg, http, statsd, otlp, stats }
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
@@ -214,10 +257,26 @@ impl Bound {
         self.statsd.as_ref().and_then(|s| s.local_addr().ok())
     }
 
+    pub fn otlp_addr(&self) -> Option<SocketAddr> {
+        self.otlp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves the bound listeners on the current tokio runtime, recording into `sink`.
     pub fn serve(self, sink: Arc<dyn SampleSink>) -> Ingest {
-        let Bound { cfg, http, statsd, stats } = self;
+        let Bound { cfg, http, statsd, otlp, stats } = self;
         let mut tasks = Vec::new();
+        let otlp_addr = otlp.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(listener) = otlp {
+            // The Mapper starts empty: nothing OTLP-related happens before the first request.
+            let ctx = Arc::new(otlp::Context {
+                sink: sink.clone(),
+                mapper: Mutex::new(Mapper::new()),
+                options: cfg.otlp_options.clone(),
+                clock: cfg.clock,
+                stats: stats.clone(),
+            });
+            tasks.push(tokio::spawn(otlp::serve(listener, ctx)));
+        }
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
         if let Some(listener) = http {
@@ -240,7 +299,7 @@ impl Bound {
             tasks.push(tokio::spawn(statsd::serve(receiver.clone())));
             receiver
         });
-        Ingest { http_addr, statsd_addr, stats, statsd, tasks }
+        Ingest { http_addr, statsd_addr, otlp_addr, stats, statsd, tasks }
     }
 }
 
@@ -248,6 +307,7 @@ impl Bound {
 pub struct Ingest {
     http_addr: Option<SocketAddr>,
     statsd_addr: Option<SocketAddr>,
+    otlp_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     statsd: Option<Arc<statsd::Receiver>>,
     tasks: Vec<JoinHandle<()>>,
@@ -271,6 +331,10 @@ impl Ingest {
 
     pub fn statsd_addr(&self) -> Option<SocketAddr> {
         self.statsd_addr
+    }
+
+    pub fn otlp_addr(&self) -> Option<SocketAddr> {
+        self.otlp_addr
     }
 
     pub fn counters(&self) -> IngestCounters {
@@ -324,6 +388,7 @@ pub(crate) mod testing {
     #[derive(Debug, Default)]
     pub struct VecSink {
         pub entries: Mutex<Vec<(MetricEntry, i64)>>,
+        pub points: Mutex<Vec<Point>>,
     }
 
     impl VecSink {
@@ -341,6 +406,19 @@ pub(crate) mod testing {
                     refused.push(Refusal { index, reason: "series_cap", message: String::from("series cap reached") });
                 } else {
                     g.push((e, now_ms));
+                }
+            }
+            refused
+        }
+
+        fn record_points(&self, points: Vec<Point>, _now_ms: i64) -> Vec<Refusal> {
+            let mut refused = Vec::new();
+            let mut g = self.points.lock().unwrap();
+            for (index, p) in points.into_iter().enumerate() {
+                if p.name == "refuse-me" {
+                    refused.push(Refusal { index, reason: "series_cap", message: String::from("series cap reached") });
+                } else {
+                    g.push(p);
                 }
             }
             refused

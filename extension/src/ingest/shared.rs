@@ -7,6 +7,7 @@
 
 use perfmon_protocol::contract::dimension;
 use perfmon_protocol::custom::{self, MetricEntry};
+use perfmon_protocol::otlp::{Point, PointKind};
 
 use super::{IngestConfig, Refusal, SampleSink};
 use crate::aggregate::{Kind, MetricSample, RecordError, Resolution};
@@ -19,7 +20,10 @@ impl IngestConfig {
     pub fn from_config(cfg: &Config) -> Self {
         let names =
             std::iter::once(dimension::FUNCTION_NAME.to_owned()).chain(cfg.dimensions.iter().map(|(n, _)| n.clone()));
-        IngestConfig::new(cfg.http_port, cfg.statsd_port, names)
+        let mut ic = IngestConfig::new(cfg.http_port, cfg.statsd_port, names);
+        ic.otlp_port = cfg.otlp_port;
+        ic.otlp_options.resource_attributes = cfg.otlp_resource_attributes.clone();
+        ic
     }
 }
 
@@ -43,7 +47,43 @@ pub fn sample(entry: MetricEntry, now_ms: i64) -> MetricSample {
     }
 }
 
+/// The aggregator's sample for an OTLP point, and the counts of its values.
+pub fn point_sample(point: Point) -> (MetricSample, Vec<u64>) {
+    let sample = MetricSample {
+        name: point.name,
+        unit: point.unit.to_owned(),
+        kind: match point.kind {
+            PointKind::Counter => Kind::Counter,
+            PointKind::Gauge => Kind::Gauge,
+            PointKind::Distribution => Kind::Distribution,
+        },
+        dimensions: point.dimensions,
+        values: point.values,
+        timestamp_ms: point.timestamp_ms,
+        resolution: Resolution::Standard,
+    };
+    (sample, point.counts)
+}
+
 impl SampleSink for Shared {
+    fn record_points(&self, points: Vec<Point>, now_ms: i64) -> Vec<Refusal> {
+        let mut refused = Vec::new();
+        let mut g = self.lock();
+        for (index, point) in points.into_iter().enumerate() {
+            let (sample, counts) = point_sample(point);
+            match g.agg.record_weighted(sample, &counts, now_ms) {
+                Ok(_) => {}
+                Err(RecordError::Invalid(e)) => {
+                    refused.push(Refusal { index, reason: "invalid", message: e.to_string() });
+                }
+                Err(e @ RecordError::Dropped { reason, .. }) => {
+                    refused.push(Refusal { index, reason: reason.as_str(), message: e.to_string() });
+                }
+            }
+        }
+        refused
+    }
+
     fn record(&self, entries: Vec<MetricEntry>, now_ms: i64) -> Vec<Refusal> {
         let mut refused = Vec::new();
         let mut g = self.lock();
