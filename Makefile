@@ -74,7 +74,8 @@ nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (
 	$(CARGO) test --workspace --doc
 
 .PHONY: demo
-demo: venv build ## run the Rust sample function with perfmon in the local sandbox: 1 cold + 30 warm invokes, embedded CloudWatch
+demo: venv build ## run the Rust sample function with perfmon in the local sandbox: 1 cold + 30 warm invokes, embedded CloudWatch (PROFILE=release: the shipped build)
+	$(if $(filter release,$(PROFILE)),$(CARGO) build --release -p perfmon -p sample-function -p perfmon-sandbox)
 	scripts/demo.sh
 
 .PHONY: check
