@@ -289,6 +289,7 @@ async fn run_example(name: &str) -> usize {
             "OperationCount" => got.sum >= 1.0 && got.sum <= 2.0 * n,
             "OperationErrors" => got.sum >= 0.0 && got.sum <= op_count,
             "OperationMemoryUsed" => got.min > 1.0 && got.max < f64::from(c.memory_mb),
+            "CacheHit" => got.min == 0.0 && got.max == 1.0,
             _ => true,
         };
         assert!(ok, "implausible: {what}");
@@ -353,5 +354,46 @@ fn templates_and_generated_alarms_pass_cfn_lint() {
     for name in EXAMPLES {
         cfn_lint(&example_dir(name).join("template.yaml"));
         cfn_lint(&example_dir(name).join("generated/alarms.json"));
+    }
+}
+
+/// Puts every alarm with `put_metric_alarm(**alarm)` and the dashboard with `put_dashboard` (boto3,
+/// against moto_server); prints how many alarms `describe_alarms` returns and the validation messages.
+const PUT_SCRIPT: &str = r#"
+import json, sys
+import boto3
+alarms, dashboard, name = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+cw = boto3.client("cloudwatch")
+for alarm in alarms:
+    cw.put_metric_alarm(**alarm)
+put = cw.put_dashboard(DashboardName=name, DashboardBody=dashboard)
+names = [a["AlarmName"] for a in cw.describe_alarms(MaxRecords=100)["MetricAlarms"]]
+print(json.dumps({"names": names, "validation": put.get("DashboardValidationMessages", [])}))
+"#;
+
+#[test]
+fn json_alarms_and_dashboards_are_accepted_by_put_metric_alarm_and_put_dashboard() {
+    let moto = common::Moto::start();
+    let mut total = 0;
+    for name in EXAMPLES {
+        let path = example_dir(name).join("perfmon.conf");
+        let path = path.to_str().unwrap();
+        let alarms = perfmon_tool(&["alarms", "--thresholds", path, "--format", "json"]);
+        let dashboard = perfmon_tool(&["dashboard", "--thresholds", path]);
+        let out = Command::new(common::python())
+            .args(["-c", PUT_SCRIPT, &alarms, &dashboard, name])
+            .envs(moto.client_env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "boto3 refused {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got["validation"], json!([]), "{name}");
+        let sent: Vec<Value> = serde_json::from_str(&alarms).unwrap();
+        total += sent.len();
+        let stored = got["names"].as_array().unwrap();
+        assert_eq!(stored.len(), total, "{name}: every alarm stored");
+        for alarm in &sent {
+            assert!(stored.contains(&alarm["AlarmName"]), "{name}: {}", alarm["AlarmName"]);
+        }
     }
 }

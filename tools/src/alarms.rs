@@ -74,10 +74,12 @@ pub enum Kind {
     OperationMemory,
     LambdaThrottles,
     LambdaConcurrency,
+    /// `--metric-alarm`: a custom metric of the function; its spec holds the defaults of those alarms.
+    Metric,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::ColdStarts,
         Kind::DurationP99,
         Kind::ErrorRate,
@@ -91,6 +93,7 @@ impl Kind {
         Kind::OperationMemory,
         Kind::LambdaThrottles,
         Kind::LambdaConcurrency,
+        Kind::Metric,
     ];
 
     /// Left out unless enabled (the default output stays what it was before these kinds existed).
@@ -102,6 +105,7 @@ impl Kind {
                 | Kind::OperationMemory
                 | Kind::LambdaThrottles
                 | Kind::LambdaConcurrency
+                | Kind::Metric
         )
     }
 
@@ -121,6 +125,7 @@ impl Kind {
             Kind::OperationMemory => "operation-memory",
             Kind::LambdaThrottles => "lambda-throttles",
             Kind::LambdaConcurrency => "lambda-concurrency",
+            Kind::Metric => "metric",
         }
     }
 
@@ -140,6 +145,7 @@ impl Kind {
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory | Kind::ColdStartRate => "%",
             Kind::Cost => "USD",
             Kind::OperationMemory => "MB",
+            Kind::Metric => "count",
         }
     }
 
@@ -151,7 +157,8 @@ impl Kind {
             | Kind::InitDurationP99
             | Kind::OperationMemory
             | Kind::LambdaThrottles
-            | Kind::LambdaConcurrency => Comparison::Above,
+            | Kind::LambdaConcurrency
+            | Kind::Metric => Comparison::Above,
         }
     }
 
@@ -189,6 +196,8 @@ impl Kind {
             Kind::LambdaThrottles => spec(0.0, 300, 1, 1, Severity::Critical),
             // 80 % of the default account limit of 1000 concurrent executions (Lambda's own metric).
             Kind::LambdaConcurrency => spec(800.0, 60, 5, 3, Severity::Warning),
+            // A custom metric off target for 15 minutes (threshold and comparison given per alarm).
+            Kind::Metric => spec(0.0, 300, 3, 3, Severity::Warning),
         }
     }
 
@@ -210,6 +219,7 @@ impl Kind {
             }
             Kind::LambdaThrottles => "throttled invokes, AWS/Lambda Throttles (Lambda's metric; opt-in)",
             Kind::LambdaConcurrency => "Maximum of AWS/Lambda ConcurrentExecutions (Lambda's metric; opt-in)",
+            Kind::Metric => "a custom metric, per --metric-alarm (defaults of those alarms)",
         }
     }
 }
@@ -219,6 +229,9 @@ impl Kind {
 pub enum Comparison {
     Above,
     AtOrAbove,
+    /// `--metric-alarm` only (a hit rate under its floor).
+    Below,
+    AtOrBelow,
 }
 
 impl Comparison {
@@ -226,13 +239,17 @@ impl Comparison {
         match self {
             Comparison::Above => "GreaterThanThreshold",
             Comparison::AtOrAbove => "GreaterThanOrEqualToThreshold",
+            Comparison::Below => "LessThanThreshold",
+            Comparison::AtOrBelow => "LessThanOrEqualToThreshold",
         }
     }
 
-    fn symbol(self) -> &'static str {
+    pub fn symbol(self) -> &'static str {
         match self {
             Comparison::Above => ">",
             Comparison::AtOrAbove => ">=",
+            Comparison::Below => "<",
+            Comparison::AtOrBelow => "<=",
         }
     }
 }
@@ -279,9 +296,11 @@ pub struct AlarmOptions {
     /// Alarm names are `{prefix}-{function}-{kind}`.
     pub name_prefix: String,
     /// Indexed like [`Kind::ALL`].
-    pub specs: [AlarmSpec; 13],
+    pub specs: [AlarmSpec; Kind::ALL.len()],
     /// Opt-in kinds ([`Kind::opt_in`]) asked for.
     pub enabled: Vec<Kind>,
+    /// `--metric-alarm`s, in order.
+    pub metric_alarms: Vec<crate::custom::MetricAlarm>,
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
     pub disabled: Vec<Kind>,
@@ -299,6 +318,7 @@ impl AlarmOptions {
             specs: Kind::ALL.map(Kind::default_spec),
             operation_thresholds: Vec::new(),
             enabled: Vec::new(),
+            metric_alarms: Vec::new(),
             disabled: Vec::new(),
             mode: LambdaMode::OnDemand,
         }
@@ -334,6 +354,8 @@ pub enum Condition {
     Metric { metric: MetricRef, stat: &'static str },
     /// Metric math over named inputs: `(id, metric, stat)`.
     Math { expression: String, label: String, inputs: Vec<(&'static str, MetricRef, &'static str)> },
+    /// A custom metric (`--metric-alarm`), compared its own way.
+    Custom { metric: crate::custom::CustomRef, stat: String, comparison: Comparison },
 }
 
 /// One alarm, independent of the output format.
@@ -350,7 +372,10 @@ pub struct Alarm {
 
 impl Alarm {
     pub fn comparison(&self) -> Comparison {
-        self.kind.comparison()
+        match &self.condition {
+            Condition::Custom { comparison, .. } => *comparison,
+            _ => self.kind.comparison(),
+        }
     }
 }
 
@@ -389,7 +414,7 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
             Kind::LambdaConcurrency => {
                 Condition::Metric { metric: lambda_metric(s, LAMBDA_CONCURRENT_EXECUTIONS), stat: "Maximum" }
             }
-            Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory => continue,
+            Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory | Kind::Metric => continue,
         };
         let spec = *opts.spec(kind);
         out.push(Alarm {
@@ -432,6 +457,34 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
                 description: describe(kind, Some(op), &s.function, &spec),
                 condition,
                 spec,
+            });
+        }
+    }
+    if !opts.disabled.contains(&Kind::Metric) {
+        for m in &opts.metric_alarms {
+            let stat_word = m.stat.to_ascii_lowercase();
+            out.push(Alarm {
+                kind: Kind::Metric,
+                operation: None,
+                name: format!("{}-{}-metric-{}-{}", opts.name_prefix, s.function, m.metric, stat_word),
+                description: format!(
+                    "[{}] {} of {} of Lambda function {} {} {} in {} of {} periods of {} s (perfmon)",
+                    m.spec.severity,
+                    m.stat,
+                    m.metric,
+                    s.function,
+                    m.comparison.symbol(),
+                    fmt_number(m.spec.threshold),
+                    m.spec.datapoints,
+                    m.spec.evaluation_periods,
+                    m.spec.period
+                ),
+                condition: Condition::Custom {
+                    metric: crate::custom::CustomRef::new(s, &m.metric),
+                    stat: m.stat.clone(),
+                    comparison: m.comparison,
+                },
+                spec: m.spec,
             });
         }
     }
@@ -478,6 +531,7 @@ fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> S
         Kind::OperationMemory => format!("operation {} memory", op.unwrap_or_default()),
         Kind::LambdaThrottles => "throttles (AWS/Lambda)".to_string(),
         Kind::LambdaConcurrency => "concurrent executions (AWS/Lambda)".to_string(),
+        Kind::Metric => "custom metric".to_string(),
     };
     let unit = match kind.unit() {
         "count" => String::new(),
@@ -560,6 +614,15 @@ fn common_fields(alarm: &Alarm) -> Map<String, Value> {
             queries.push(json!({"Id": "rate", "Expression": expression, "Label": label, "ReturnData": true}));
             m.insert("Metrics".into(), Value::Array(queries));
         }
+        Condition::Custom { metric, stat, .. } => {
+            m.extend(metric.metric_json());
+            if stat.starts_with('p') {
+                m.insert("ExtendedStatistic".into(), json!(stat));
+            } else {
+                m.insert("Statistic".into(), json!(stat));
+            }
+            m.insert("Period".into(), json!(alarm.spec.period));
+        }
     }
     m.insert("EvaluationPeriods".into(), json!(alarm.spec.evaluation_periods));
     m.insert("DatapointsToAlarm".into(), json!(alarm.spec.datapoints));
@@ -639,6 +702,9 @@ pub fn render_cloudformation(alarms: &[Alarm], topics: &Topics, function: &str) 
 
 /// `ColdStartsAlarm`, `OpChatMessageProcessingErrorRateAlarm`: alphanumeric, as CloudFormation wants.
 fn logical_id(alarm: &Alarm) -> String {
+    if let Condition::Custom { metric, stat, .. } = &alarm.condition {
+        return format!("Metric{}{}Alarm", camel(&metric.name), camel(stat));
+    }
     let kind = camel(alarm.kind.key().trim_start_matches("operation-"));
     match &alarm.operation {
         Some(op) => format!("Op{}{}Alarm", camel(op), kind),

@@ -12,6 +12,7 @@
 
 pub mod alarms;
 pub mod args;
+pub mod custom;
 pub mod dashboard;
 mod golden;
 pub mod metric;
@@ -227,6 +228,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut common = Common::new();
     let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
     let (mut streaming, mut tenants) = (false, false);
+    let mut metrics = Vec::new();
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -245,6 +247,10 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 p.push_front_all(thresholds::read(&v, thresholds::Tool::Dashboard, alarms_knows)?);
             }
             "region" => region = Some(p.value(&flag, inline)?),
+            "metric" => {
+                let v = p.value(&flag, inline)?;
+                metrics.push(custom::parse_graph(&v).map_err(|reason| UsageError::invalid(&flag, &v, &reason))?);
+            }
             "period" => {
                 let v = p.value(&flag, inline)?;
                 period = parse_u32(&flag, &v)?;
@@ -288,6 +294,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         mode: common.mode,
         streaming,
         tenants,
+        metrics,
     };
     Ok(Command::Dashboard { options, format, name })
 }
@@ -307,6 +314,8 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
         AlarmOptions::new(Scope { namespace: String::new(), function: String::new(), dimensions: Vec::new() });
     // `--ALARM-target [OP=]N`: the threshold is `target_multiple` x N (set at the end).
     let (mut targets, mut target_multiple) = (Vec::new(), 2.0);
+    // `--metric-alarm` texts, parsed at the end (after the `--metric-*` defaults).
+    let mut metric_alarms = Vec::new();
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -344,6 +353,7 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
                 p.push_front_all(thresholds::read(&v, thresholds::Tool::Alarms, alarms_knows)?);
             }
             "target-multiple" => target_multiple = parse_f64(&flag, &p.value(&flag, inline)?)?,
+            "metric-alarm" => metric_alarms.push(p.value(&flag, inline)?),
             _ => {
                 let Some((kind, field)) = kind_flag(&flag) else {
                     return Err(UsageError::UnknownFlag(format!("--{flag}")));
@@ -380,6 +390,11 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
             None => options.spec_mut(kind).threshold = target * target_multiple,
         }
     }
+    for text in metric_alarms {
+        let alarm = custom::parse_alarm(&text, options.spec(Kind::Metric))
+            .map_err(|reason| UsageError::invalid("metric-alarm", &text, &reason))?;
+        options.metric_alarms.push(alarm);
+    }
     for kind in Kind::ALL {
         options
             .spec(kind)
@@ -406,7 +421,8 @@ const KIND_FIELDS: [&str; 6] = ["threshold", "period", "evaluation-periods", "da
 
 /// Whether `perfmon alarms` takes the option `name` (for thresholds files).
 fn alarms_knows(name: &str) -> bool {
-    ["name-prefix", "critical-topic", "warning-topic", "disable", "enable", "target-multiple", "format"].contains(&name)
+    ["name-prefix", "critical-topic", "warning-topic", "disable", "enable", "target-multiple", "format", "metric-alarm"]
+        .contains(&name)
         || kind_flag(name).is_some()
 }
 
@@ -488,6 +504,8 @@ OPTIONS:
                              duration (always drawn with --mode managed-instances)
     --tenants                per-tenant invocations, errors and p99 duration (the function sets
                              PERFMON_TENANT_DIMENSION=true)
+    --metric NAME[:STATS]    a graph of the function's custom metric NAME (FunctionName and the
+                             --dimension values), STATS comma-separated; repeatable [p50,p90,p99]
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
     --thresholds FILE        read options from FILE, `NAME = VALUE` a line (the alarms' lines
                              are skipped, so one file serves both tools)
@@ -506,10 +524,7 @@ fn alarms_help() -> String {
             kind.key(),
             kind.summary(),
             "",
-            match kind.comparison() {
-                alarms::Comparison::Above => ">",
-                alarms::Comparison::AtOrAbove => ">=",
-            },
+            kind.comparison().symbol(),
             alarms::fmt_number(s.threshold),
             unit,
             s.period,
@@ -546,6 +561,10 @@ OPTIONS:
     --ALARM-target N         alert at a multiple of a latency target: threshold = --target-multiple x N
                              (OP=N for the operation alarms)
     --target-multiple X      the multiple of --ALARM-target [default: 2]
+    --metric-alarm \"NAME STAT OP N [critical|warning] [period=S] [evaluation-periods=N] [datapoints=N]\"
+                             an alarm on the function's custom metric NAME (FunctionName and the
+                             --dimension values); OP is <, <=, > or >=; the rest defaults to the
+                             --metric-* options; repeatable
     --ALARM-period SECONDS   period: 10, 30 or a multiple of 60
     --ALARM-evaluation-periods N
                              periods evaluated

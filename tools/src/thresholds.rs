@@ -20,7 +20,7 @@
 use super::UsageError;
 
 /// Options only `perfmon dashboard` has (skipped by `alarms`).
-pub const DASHBOARD_ONLY: [&str; 6] = ["memory-mb", "region", "period", "streaming", "tenants", "name"];
+pub const DASHBOARD_ONLY: [&str; 7] = ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric"];
 /// Options both tools have.
 pub const COMMON: [&str; 5] = ["function", "namespace", "dimension", "operation", "mode"];
 
