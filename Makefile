@@ -10,6 +10,9 @@ VENV_STAMP := $(VENV)/.installed
 # Every Node.js fixture (a fixtures/* directory with a package-lock.json), installed with npm ci.
 NODE_FIXTURES := $(patsubst %/package-lock.json,%,$(wildcard fixtures/*/package-lock.json))
 NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_FIXTURES))
+# The TypeScript examples (examples/*/package-lock.json): npm ci, then tsc into examples/*/dist.
+NODE_EXAMPLES := $(patsubst %/package-lock.json,%,$(wildcard examples/*/package-lock.json))
+NODE_STAMPS += $(addsuffix /dist/.built,$(NODE_EXAMPLES))
 # Root runs apt-get directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The Node.js fixture is prepared by `make test` only where node is installed.
@@ -40,7 +43,7 @@ $(VENV_STAMP): requirements-test.txt
 	@touch $@
 
 .PHONY: node
-node: $(NODE_STAMPS) ## install the Node.js fixtures (npm ci; aws-lambda-ric is built natively and needs cmake)
+node: $(NODE_STAMPS) ## install the Node.js fixtures and build the TypeScript examples (npm ci; aws-lambda-ric is built natively and needs cmake)
 
 fixtures/%/node_modules/.installed: fixtures/%/package.json fixtures/%/package-lock.json
 	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
@@ -48,6 +51,10 @@ fixtures/%/node_modules/.installed: fixtures/%/package.json fixtures/%/package-l
 	cd fixtures/$* && npm ci --no-audit --no-fund --loglevel=error
 	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
 	  test -f fixtures/$*/node_modules/aws-lambda-ric/rapid-client.node || { echo "aws-lambda-ric: native client not built" >&2; exit 1; }; fi
+	@touch $@
+
+examples/%/dist/.built: examples/%/package.json examples/%/package-lock.json examples/%/tsconfig.json $(wildcard examples/*/src/*.ts)
+	cd examples/$* && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 	@touch $@
 
 .PHONY: build
@@ -67,7 +74,8 @@ nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (
 	$(CARGO) test --workspace --doc
 
 .PHONY: demo
-demo: venv build ## run the Rust sample function with perfmon in the local sandbox: 1 cold + 30 warm invokes, embedded CloudWatch
+demo: venv build ## run the Rust sample function with perfmon in the local sandbox: 1 cold + 30 warm invokes, embedded CloudWatch (PROFILE=release: the shipped build)
+	$(if $(filter release,$(PROFILE)),$(CARGO) build --release -p perfmon -p sample-function -p perfmon-sandbox)
 	scripts/demo.sh
 
 .PHONY: check

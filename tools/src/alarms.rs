@@ -68,10 +68,18 @@ pub enum Kind {
     Cost,
     OperationDuration,
     OperationErrorRate,
+    // Opt-in kinds (left out unless enabled: `--enable`, one of their flags, or a thresholds file).
+    ColdStartRate,
+    InitDurationP99,
+    OperationMemory,
+    LambdaThrottles,
+    LambdaConcurrency,
+    /// `--metric-alarm`: a custom metric of the function; its spec holds the defaults of those alarms.
+    Metric,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 14] = [
         Kind::ColdStarts,
         Kind::DurationP99,
         Kind::ErrorRate,
@@ -80,7 +88,26 @@ impl Kind {
         Kind::Cost,
         Kind::OperationDuration,
         Kind::OperationErrorRate,
+        Kind::ColdStartRate,
+        Kind::InitDurationP99,
+        Kind::OperationMemory,
+        Kind::LambdaThrottles,
+        Kind::LambdaConcurrency,
+        Kind::Metric,
     ];
+
+    /// Left out unless enabled (the default output stays what it was before these kinds existed).
+    pub fn opt_in(self) -> bool {
+        matches!(
+            self,
+            Kind::ColdStartRate
+                | Kind::InitDurationP99
+                | Kind::OperationMemory
+                | Kind::LambdaThrottles
+                | Kind::LambdaConcurrency
+                | Kind::Metric
+        )
+    }
 
     /// Flag prefix (`--cold-starts-threshold`) and alarm name suffix.
     pub fn key(self) -> &'static str {
@@ -93,6 +120,12 @@ impl Kind {
             Kind::Cost => "cost",
             Kind::OperationDuration => "operation-duration-p99",
             Kind::OperationErrorRate => "operation-error-rate",
+            Kind::ColdStartRate => "cold-start-rate",
+            Kind::InitDurationP99 => "init-duration-p99",
+            Kind::OperationMemory => "operation-memory",
+            Kind::LambdaThrottles => "lambda-throttles",
+            Kind::LambdaConcurrency => "lambda-concurrency",
+            Kind::Metric => "metric",
         }
     }
 
@@ -101,16 +134,18 @@ impl Kind {
     }
 
     pub fn is_operation(self) -> bool {
-        matches!(self, Kind::OperationDuration | Kind::OperationErrorRate)
+        matches!(self, Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory)
     }
 
     /// Unit of the threshold, for help texts and descriptions.
     pub fn unit(self) -> &'static str {
         match self {
-            Kind::ColdStarts | Kind::Timeouts => "count",
-            Kind::DurationP99 | Kind::OperationDuration => "ms",
-            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory => "%",
+            Kind::ColdStarts | Kind::Timeouts | Kind::LambdaThrottles | Kind::LambdaConcurrency => "count",
+            Kind::DurationP99 | Kind::OperationDuration | Kind::InitDurationP99 => "ms",
+            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory | Kind::ColdStartRate => "%",
             Kind::Cost => "USD",
+            Kind::OperationMemory => "MB",
+            Kind::Metric => "count",
         }
     }
 
@@ -118,6 +153,12 @@ impl Kind {
         match self {
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
             Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
+            Kind::ColdStartRate
+            | Kind::InitDurationP99
+            | Kind::OperationMemory
+            | Kind::LambdaThrottles
+            | Kind::LambdaConcurrency
+            | Kind::Metric => Comparison::Above,
         }
     }
 
@@ -145,6 +186,18 @@ impl Kind {
             Kind::Cost => spec(1.0, 3600, 1, 1, Severity::Warning),
             Kind::OperationDuration => spec(1000.0, 300, 3, 3, Severity::Warning),
             Kind::OperationErrorRate => spec(5.0, 60, 5, 3, Severity::Warning),
+            // One invoke in five waits for an init.
+            Kind::ColdStartRate => spec(20.0, 300, 1, 1, Severity::Warning),
+            // Users see the init on every cold start.
+            Kind::InitDurationP99 => spec(1000.0, 300, 1, 1, Severity::Warning),
+            // The most heap an operation ended with, per operation.
+            Kind::OperationMemory => spec(100.0, 300, 1, 1, Severity::Warning),
+            // Any throttled invoke (Lambda's own metric: perfmon cannot see a throttle, no sandbox runs).
+            Kind::LambdaThrottles => spec(0.0, 300, 1, 1, Severity::Critical),
+            // 80 % of the default account limit of 1000 concurrent executions (Lambda's own metric).
+            Kind::LambdaConcurrency => spec(800.0, 60, 5, 3, Severity::Warning),
+            // A custom metric off target for 15 minutes (threshold and comparison given per alarm).
+            Kind::Metric => spec(0.0, 300, 3, 3, Severity::Warning),
         }
     }
 
@@ -159,6 +212,14 @@ impl Kind {
             Kind::Cost => "estimated cost per period (Sum of EstimatedCost)",
             Kind::OperationDuration => "p99 of OperationDuration, per --operation",
             Kind::OperationErrorRate => "100 * OperationErrors / OperationCount, per --operation",
+            Kind::ColdStartRate => "cold-start rate, 100 * ColdStart / Invocations (opt-in)",
+            Kind::InitDurationP99 => "p99 of InitDuration, the cold start's wait (opt-in)",
+            Kind::OperationMemory => {
+                "Maximum of OperationMemoryUsed (posted by the function with dimension OperationName), per --operation (opt-in)"
+            }
+            Kind::LambdaThrottles => "throttled invokes, AWS/Lambda Throttles (Lambda's metric; opt-in)",
+            Kind::LambdaConcurrency => "Maximum of AWS/Lambda ConcurrentExecutions (Lambda's metric; opt-in)",
+            Kind::Metric => "a custom metric, per --metric-alarm (defaults of those alarms)",
         }
     }
 }
@@ -168,6 +229,9 @@ impl Kind {
 pub enum Comparison {
     Above,
     AtOrAbove,
+    /// `--metric-alarm` only (a hit rate under its floor).
+    Below,
+    AtOrBelow,
 }
 
 impl Comparison {
@@ -175,13 +239,17 @@ impl Comparison {
         match self {
             Comparison::Above => "GreaterThanThreshold",
             Comparison::AtOrAbove => "GreaterThanOrEqualToThreshold",
+            Comparison::Below => "LessThanThreshold",
+            Comparison::AtOrBelow => "LessThanOrEqualToThreshold",
         }
     }
 
-    fn symbol(self) -> &'static str {
+    pub fn symbol(self) -> &'static str {
         match self {
             Comparison::Above => ">",
             Comparison::AtOrAbove => ">=",
+            Comparison::Below => "<",
+            Comparison::AtOrBelow => "<=",
         }
     }
 }
@@ -228,7 +296,11 @@ pub struct AlarmOptions {
     /// Alarm names are `{prefix}-{function}-{kind}`.
     pub name_prefix: String,
     /// Indexed like [`Kind::ALL`].
-    pub specs: [AlarmSpec; 8],
+    pub specs: [AlarmSpec; Kind::ALL.len()],
+    /// Opt-in kinds ([`Kind::opt_in`]) asked for.
+    pub enabled: Vec<Kind>,
+    /// `--metric-alarm`s, in order.
+    pub metric_alarms: Vec<crate::custom::MetricAlarm>,
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
     pub disabled: Vec<Kind>,
@@ -245,6 +317,8 @@ impl AlarmOptions {
             name_prefix: "perfmon".into(),
             specs: Kind::ALL.map(Kind::default_spec),
             operation_thresholds: Vec::new(),
+            enabled: Vec::new(),
+            metric_alarms: Vec::new(),
             disabled: Vec::new(),
             mode: LambdaMode::OnDemand,
         }
@@ -252,7 +326,16 @@ impl AlarmOptions {
 
     /// Whether the mode's metrics can back an alarm of `kind`.
     pub fn applies(&self, kind: Kind) -> bool {
-        !(self.mode.is_managed_instances() && matches!(kind, Kind::ColdStarts | Kind::Memory | Kind::Cost))
+        let managed_only_lacks =
+            matches!(kind, Kind::ColdStarts | Kind::Memory | Kind::Cost | Kind::ColdStartRate | Kind::InitDurationP99);
+        !(self.mode.is_managed_instances() && managed_only_lacks) && (!kind.opt_in() || self.enabled.contains(&kind))
+    }
+
+    /// Turns an opt-in kind on (no-op for the others and when already on).
+    pub fn enable(&mut self, kind: Kind) {
+        if kind.opt_in() && !self.enabled.contains(&kind) {
+            self.enabled.push(kind);
+        }
     }
 
     pub fn spec(&self, kind: Kind) -> &AlarmSpec {
@@ -271,6 +354,8 @@ pub enum Condition {
     Metric { metric: MetricRef, stat: &'static str },
     /// Metric math over named inputs: `(id, metric, stat)`.
     Math { expression: String, label: String, inputs: Vec<(&'static str, MetricRef, &'static str)> },
+    /// A custom metric (`--metric-alarm`), compared its own way.
+    Custom { metric: crate::custom::CustomRef, stat: String, comparison: Comparison },
 }
 
 /// One alarm, independent of the output format.
@@ -287,7 +372,10 @@ pub struct Alarm {
 
 impl Alarm {
     pub fn comparison(&self) -> Comparison {
-        self.kind.comparison()
+        match &self.condition {
+            Condition::Custom { comparison, .. } => *comparison,
+            _ => self.kind.comparison(),
+        }
     }
 }
 
@@ -313,7 +401,20 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
             Kind::Timeouts => Condition::Metric { metric: s.platform(metric::TIMEOUTS), stat: "Sum" },
             Kind::Memory => Condition::Metric { metric: s.platform(metric::MEMORY_UTILIZATION), stat: "Maximum" },
             Kind::Cost => Condition::Metric { metric: s.platform(metric::ESTIMATED_COST), stat: "Sum" },
-            Kind::OperationDuration | Kind::OperationErrorRate => continue,
+            Kind::ColdStartRate => Condition::Math {
+                expression: "100 * coldstarts / invocations".into(),
+                label: "cold-start rate (%)".into(),
+                inputs: vec![
+                    ("coldstarts", s.platform(metric::COLD_START), "Sum"),
+                    ("invocations", s.platform(metric::INVOCATIONS), "Sum"),
+                ],
+            },
+            Kind::InitDurationP99 => Condition::Metric { metric: s.platform(metric::INIT_DURATION), stat: "p99" },
+            Kind::LambdaThrottles => Condition::Metric { metric: lambda_metric(s, LAMBDA_THROTTLES), stat: "Sum" },
+            Kind::LambdaConcurrency => {
+                Condition::Metric { metric: lambda_metric(s, LAMBDA_CONCURRENT_EXECUTIONS), stat: "Maximum" }
+            }
+            Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory | Kind::Metric => continue,
         };
         let spec = *opts.spec(kind);
         out.push(Alarm {
@@ -326,8 +427,8 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
         });
     }
     for op in &opts.operations {
-        for kind in [Kind::OperationDuration, Kind::OperationErrorRate] {
-            if opts.disabled.contains(&kind) {
+        for kind in [Kind::OperationDuration, Kind::OperationErrorRate, Kind::OperationMemory] {
+            if opts.disabled.contains(&kind) || !opts.applies(kind) {
                 continue;
             }
             let mut spec = *opts.spec(kind);
@@ -338,6 +439,7 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
                 Kind::OperationDuration => {
                     Condition::Metric { metric: s.operation(metric::OPERATION_DURATION, op), stat: "p99" }
                 }
+                Kind::OperationMemory => Condition::Metric { metric: operation_memory(s, op), stat: "Maximum" },
                 _ => Condition::Math {
                     expression: "100 * errors / count".into(),
                     label: format!("{op} error rate (%)"),
@@ -358,7 +460,60 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
             });
         }
     }
+    if !opts.disabled.contains(&Kind::Metric) {
+        for m in &opts.metric_alarms {
+            let stat_word = m.stat.to_ascii_lowercase();
+            out.push(Alarm {
+                kind: Kind::Metric,
+                operation: None,
+                name: format!("{}-{}-metric-{}-{}", opts.name_prefix, s.function, m.metric, stat_word),
+                description: format!(
+                    "[{}] {} of {} of Lambda function {} {} {} in {} of {} periods of {} s (perfmon)",
+                    m.spec.severity,
+                    m.stat,
+                    m.metric,
+                    s.function,
+                    m.comparison.symbol(),
+                    fmt_number(m.spec.threshold),
+                    m.spec.datapoints,
+                    m.spec.evaluation_periods,
+                    m.spec.period
+                ),
+                condition: Condition::Custom {
+                    metric: crate::custom::CustomRef::new(s, &m.metric),
+                    stat: m.stat.clone(),
+                    comparison: m.comparison,
+                },
+                spec: m.spec,
+            });
+        }
+    }
     out
+}
+
+/// Lambda's own namespace, for the alarms on what perfmon cannot see (a throttled invoke runs no sandbox).
+pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
+pub const LAMBDA_THROTTLES: &str = "Throttles";
+pub const LAMBDA_CONCURRENT_EXECUTIONS: &str = "ConcurrentExecutions";
+/// The per-operation memory metric a function posts to `/v1/metrics` (Megabytes; `Operation` is
+/// reserved there for `/v1/operations`, so the operation goes in [`OPERATION_MEMORY_DIMENSION`]).
+pub const OPERATION_MEMORY_METRIC: &str = "OperationMemoryUsed";
+pub const OPERATION_MEMORY_DIMENSION: &str = "OperationName";
+
+/// A metric of `AWS/Lambda` for the function: Lambda publishes it with `FunctionName` alone.
+fn lambda_metric(s: &Scope, name: &'static str) -> MetricRef {
+    MetricRef {
+        namespace: LAMBDA_NAMESPACE.to_string(),
+        name,
+        dimensions: vec![(perfmon_protocol::contract::dimension::FUNCTION_NAME.to_string(), s.function.clone())],
+    }
+}
+
+/// `OperationMemoryUsed` of one operation: the function's dimensions plus `OperationName`.
+fn operation_memory(s: &Scope, op: &str) -> MetricRef {
+    let mut m = s.platform(OPERATION_MEMORY_METRIC);
+    m.dimensions.push((OPERATION_MEMORY_DIMENSION.to_string(), op.to_string()));
+    m
 }
 
 fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> String {
@@ -371,6 +526,12 @@ fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> S
         Kind::Cost => "estimated cost".to_string(),
         Kind::OperationDuration => format!("operation {} p99 duration", op.unwrap_or_default()),
         Kind::OperationErrorRate => format!("operation {} error rate", op.unwrap_or_default()),
+        Kind::ColdStartRate => "cold-start rate".to_string(),
+        Kind::InitDurationP99 => "p99 init duration".to_string(),
+        Kind::OperationMemory => format!("operation {} memory", op.unwrap_or_default()),
+        Kind::LambdaThrottles => "throttles (AWS/Lambda)".to_string(),
+        Kind::LambdaConcurrency => "concurrent executions (AWS/Lambda)".to_string(),
+        Kind::Metric => "custom metric".to_string(),
     };
     let unit = match kind.unit() {
         "count" => String::new(),
@@ -453,6 +614,15 @@ fn common_fields(alarm: &Alarm) -> Map<String, Value> {
             queries.push(json!({"Id": "rate", "Expression": expression, "Label": label, "ReturnData": true}));
             m.insert("Metrics".into(), Value::Array(queries));
         }
+        Condition::Custom { metric, stat, .. } => {
+            m.extend(metric.metric_json());
+            if stat.starts_with('p') {
+                m.insert("ExtendedStatistic".into(), json!(stat));
+            } else {
+                m.insert("Statistic".into(), json!(stat));
+            }
+            m.insert("Period".into(), json!(alarm.spec.period));
+        }
     }
     m.insert("EvaluationPeriods".into(), json!(alarm.spec.evaluation_periods));
     m.insert("DatapointsToAlarm".into(), json!(alarm.spec.datapoints));
@@ -532,6 +702,9 @@ pub fn render_cloudformation(alarms: &[Alarm], topics: &Topics, function: &str) 
 
 /// `ColdStartsAlarm`, `OpChatMessageProcessingErrorRateAlarm`: alphanumeric, as CloudFormation wants.
 fn logical_id(alarm: &Alarm) -> String {
+    if let Condition::Custom { metric, stat, .. } = &alarm.condition {
+        return format!("Metric{}{}Alarm", camel(&metric.name), camel(stat));
+    }
     let kind = camel(alarm.kind.key().trim_start_matches("operation-"));
     match &alarm.operation {
         Some(op) => format!("Op{}{}Alarm", camel(op), kind),
@@ -654,6 +827,37 @@ mod tests {
         assert!(find("perfmon-chat-memory").description.starts_with("[critical] memory utilization"));
         assert_eq!(find("perfmon-chat-db.query-duration-p99").spec.threshold, 500.0);
         assert_eq!(find("perfmon-chat-llm-duration-p99").spec.threshold, 8000.0);
+    }
+
+    #[test]
+    fn opt_in_kinds_only_when_enabled() {
+        let mut o = opts();
+        let before = alarms(&o).len();
+        o.enable(Kind::ColdStartRate);
+        o.enable(Kind::LambdaThrottles);
+        o.enable(Kind::OperationMemory);
+        o.enable(Kind::DurationP99); // not opt-in: no-op
+        o.operation_thresholds.push((Kind::OperationMemory, "llm".into(), 30.0));
+        let list = alarms(&o);
+        assert_eq!(list.len(), before + 4, "cold-start rate, throttles, memory of db.query and llm");
+        let find = |name: &str| list.iter().find(|a| a.name == name).unwrap();
+        let Condition::Math { expression, inputs, .. } = &find("perfmon-chat-cold-start-rate").condition else {
+            panic!()
+        };
+        assert_eq!(
+            (expression.as_str(), inputs[0].1.name, inputs[1].1.name),
+            ("100 * coldstarts / invocations", "ColdStart", "Invocations")
+        );
+        let Condition::Metric { metric, stat } = &find("perfmon-chat-lambda-throttles").condition else { panic!() };
+        assert_eq!((metric.namespace.as_str(), metric.name, *stat), ("AWS/Lambda", "Throttles", "Sum"));
+        assert_eq!(metric.dimensions, [("FunctionName".to_string(), "chat".to_string())]);
+        let llm = find("perfmon-chat-llm-memory");
+        let Condition::Metric { metric, .. } = &llm.condition else { panic!() };
+        assert_eq!(metric.name, OPERATION_MEMORY_METRIC);
+        assert_eq!(metric.dimensions[1], ("OperationName".to_string(), "llm".to_string()));
+        assert_eq!((llm.spec.threshold, find("perfmon-chat-db.query-memory").spec.threshold), (30.0, 100.0));
+        o.mode = LambdaMode::ManagedInstances;
+        assert!(alarms(&o).iter().all(|a| a.kind != Kind::ColdStartRate));
     }
 
     #[test]

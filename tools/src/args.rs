@@ -45,6 +45,13 @@ impl Parser {
         }
     }
 
+    /// Puts `args` in front of the rest (the flags of a thresholds file, read where `--thresholds` stood).
+    pub fn push_front_all(&mut self, args: Vec<String>) {
+        for arg in args.into_iter().rev() {
+            self.args.push_front(arg);
+        }
+    }
+
     /// The value of `--flag`: the inline `=value`, or the next argument.
     pub fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, UsageError> {
         if let Some(v) = inline {

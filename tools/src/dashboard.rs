@@ -27,6 +27,8 @@ pub struct DashboardOptions {
     pub streaming: bool,
     /// `--tenants`: per-tenant graphs (`PERFMON_TENANT_DIMENSION=true`), a SEARCH over `TenantId`.
     pub tenants: bool,
+    /// `--metric`: the function's custom metrics, a graph each (name, statistics).
+    pub metrics: Vec<(String, Vec<String>)>,
 }
 
 const WIDTH: u32 = 12;
@@ -208,6 +210,10 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
             json!({"left": {"label": "%", "showUnits": false, "min": 0}, "right": {"label": "count", "showUnits": false, "min": 0}}),
         ));
     }
+    for (name, stats) in &opts.metrics {
+        let (title, rows) = crate::custom::graph(s, name, stats);
+        grid.push(series(opts, &title, rows, json!({"left": {"showUnits": false}})));
+    }
     json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets})
 }
 
@@ -338,6 +344,7 @@ mod tests {
             mode: LambdaMode::OnDemand,
             streaming: false,
             tenants: false,
+            metrics: vec![],
         }
     }
 

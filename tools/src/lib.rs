@@ -12,9 +12,11 @@
 
 pub mod alarms;
 pub mod args;
+pub mod custom;
 pub mod dashboard;
 mod golden;
 pub mod metric;
+pub mod thresholds;
 
 use std::{
     io::{self, Write},
@@ -226,6 +228,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut common = Common::new();
     let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
     let (mut streaming, mut tenants) = (false, false);
+    let mut metrics = Vec::new();
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -239,7 +242,15 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 no_value(&flag, inline)?;
                 return Ok(Command::Print(dashboard_help()));
             }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read(&v, thresholds::Tool::Dashboard, alarms_knows)?);
+            }
             "region" => region = Some(p.value(&flag, inline)?),
+            "metric" => {
+                let v = p.value(&flag, inline)?;
+                metrics.push(custom::parse_graph(&v).map_err(|reason| UsageError::invalid(&flag, &v, &reason))?);
+            }
             "period" => {
                 let v = p.value(&flag, inline)?;
                 period = parse_u32(&flag, &v)?;
@@ -283,6 +294,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         mode: common.mode,
         streaming,
         tenants,
+        metrics,
     };
     Ok(Command::Dashboard { options, format, name })
 }
@@ -300,6 +312,10 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     // The scope is only known at the end; collect the rest into a template first.
     let mut options =
         AlarmOptions::new(Scope { namespace: String::new(), function: String::new(), dimensions: Vec::new() });
+    // `--ALARM-target [OP=]N`: the threshold is `target_multiple` x N (set at the end).
+    let (mut targets, mut target_multiple) = (Vec::new(), 2.0);
+    // `--metric-alarm` texts, parsed at the end (after the `--metric-*` defaults).
+    let mut metric_alarms = Vec::new();
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -327,12 +343,30 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
                 let kind = Kind::parse(&v).ok_or_else(|| UsageError::invalid(&flag, &v, &kind_list()))?;
                 options.disabled.push(kind);
             }
+            "enable" => {
+                let v = p.value(&flag, inline)?;
+                let kind = Kind::parse(&v).ok_or_else(|| UsageError::invalid(&flag, &v, &kind_list()))?;
+                options.enable(kind);
+            }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read(&v, thresholds::Tool::Alarms, alarms_knows)?);
+            }
+            "target-multiple" => target_multiple = parse_f64(&flag, &p.value(&flag, inline)?)?,
+            "metric-alarm" => metric_alarms.push(p.value(&flag, inline)?),
             _ => {
                 let Some((kind, field)) = kind_flag(&flag) else {
                     return Err(UsageError::UnknownFlag(format!("--{flag}")));
                 };
                 let v = p.value(&flag, inline)?;
+                options.enable(kind);
                 match field {
+                    "target" => match v.split_once('=') {
+                        Some((op, t)) if kind.is_operation() => {
+                            targets.push((kind, Some(op.to_string()), parse_f64(&flag, t)?))
+                        }
+                        _ => targets.push((kind, None, parse_f64(&flag, &v)?)),
+                    },
                     "threshold" => match v.split_once('=') {
                         Some((op, t)) if kind.is_operation() => {
                             options.operation_thresholds.push((kind, op.to_string(), parse_f64(&flag, t)?));
@@ -349,6 +383,17 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
                 }
             }
         }
+    }
+    for (kind, op, target) in targets {
+        match op {
+            Some(op) => options.operation_thresholds.push((kind, op, target * target_multiple)),
+            None => options.spec_mut(kind).threshold = target * target_multiple,
+        }
+    }
+    for text in metric_alarms {
+        let alarm = custom::parse_alarm(&text, options.spec(Kind::Metric))
+            .map_err(|reason| UsageError::invalid("metric-alarm", &text, &reason))?;
+        options.metric_alarms.push(alarm);
     }
     for kind in Kind::ALL {
         options
@@ -372,7 +417,14 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     Ok(Command::Alarms { options: Box::new(options), format, topics })
 }
 
-const KIND_FIELDS: [&str; 5] = ["threshold", "period", "evaluation-periods", "datapoints", "severity"];
+const KIND_FIELDS: [&str; 6] = ["threshold", "period", "evaluation-periods", "datapoints", "severity", "target"];
+
+/// Whether `perfmon alarms` takes the option `name` (for thresholds files).
+fn alarms_knows(name: &str) -> bool {
+    ["name-prefix", "critical-topic", "warning-topic", "disable", "enable", "target-multiple", "format", "metric-alarm"]
+        .contains(&name)
+        || kind_flag(name).is_some()
+}
 
 /// `cold-starts-threshold` → (ColdStarts, "threshold").
 fn kind_flag(flag: &str) -> Option<(Kind, &'static str)> {
@@ -452,7 +504,11 @@ OPTIONS:
                              duration (always drawn with --mode managed-instances)
     --tenants                per-tenant invocations, errors and p99 duration (the function sets
                              PERFMON_TENANT_DIMENSION=true)
+    --metric NAME[:STATS]    a graph of the function's custom metric NAME (FunctionName and the
+                             --dimension values), STATS comma-separated; repeatable [p50,p90,p99]
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
+    --thresholds FILE        read options from FILE, `NAME = VALUE` a line (the alarms' lines
+                             are skipped, so one file serves both tools)
     -h, --help               print this text
 "
     )
@@ -468,10 +524,7 @@ fn alarms_help() -> String {
             kind.key(),
             kind.summary(),
             "",
-            match kind.comparison() {
-                alarms::Comparison::Above => ">",
-                alarms::Comparison::AtOrAbove => ">=",
-            },
+            kind.comparison().symbol(),
             alarms::fmt_number(s.threshold),
             unit,
             s.period,
@@ -501,7 +554,17 @@ OPTIONS:
     --warning-topic ARN      SNS topic of the warning alarms [default: none]
     --name-prefix PREFIX     alarm names are PREFIX-FUNCTION-ALARM [default: perfmon]
     --disable ALARM          leave an alarm out; repeatable [default: none]
+    --enable ALARM           add an opt-in alarm (setting any of its options does too) [default: none]
+    --thresholds FILE        read options from FILE, `NAME = VALUE` a line, e.g.
+                             `cold-starts-threshold = 10` (the dashboard's lines are skipped)
     --ALARM-threshold N      threshold of ALARM; for the operation alarms also OP=N, for one operation
+    --ALARM-target N         alert at a multiple of a latency target: threshold = --target-multiple x N
+                             (OP=N for the operation alarms)
+    --target-multiple X      the multiple of --ALARM-target [default: 2]
+    --metric-alarm \"NAME STAT OP N [critical|warning] [period=S] [evaluation-periods=N] [datapoints=N]\"
+                             an alarm on the function's custom metric NAME (FunctionName and the
+                             --dimension values); OP is <, <=, > or >=; the rest defaults to the
+                             --metric-* options; repeatable
     --ALARM-period SECONDS   period: 10, 30 or a multiple of 60
     --ALARM-evaluation-periods N
                              periods evaluated
