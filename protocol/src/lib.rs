@@ -13,11 +13,13 @@
 //! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
 //! * [`custom`]: the custom-metric HTTP API (`/v1/metrics`, `/v1/operations`): validation and answers.
 //! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
+//! * [`procfs`]: the `/proc` files the system metrics read (v2 §10).
 
 pub mod cloudwatch;
 pub mod contract;
 pub mod custom;
 pub mod extensions;
+pub mod procfs;
 pub mod runtime;
 pub mod statsd;
 pub mod telemetry;
