@@ -118,8 +118,11 @@ pub struct Usage {
     pub env_memory_max: Option<f64>,
 }
 
-/// The usage between two snapshots, with the peaks seen in between.
-pub fn usage(start: &Snapshot, end: &Snapshot, peaks: &Peaks, ms_per_tick: f64) -> Usage {
+/// The usage between two snapshots, with the peaks seen in between. `end_levels`: whether the
+/// closing snapshot's levels count. Not for an invoke closed by the next INVOKE: by the time
+/// perfmon reads, the runtime has the next event too and may already hold its files and threads
+/// (the CPU and network it spent in those microseconds are the only error left in the deltas).
+pub fn usage(start: &Snapshot, end: &Snapshot, peaks: &Peaks, ms_per_tick: f64, end_levels: bool) -> Usage {
     let cpu_ms = match (&start.cpu_ticks, &end.cpu_ticks) {
         (Some(a), Some(b)) => {
             // A pid that is new was started during the invoke: all of its time counts. One that is
@@ -135,7 +138,11 @@ pub fn usage(start: &Snapshot, end: &Snapshot, peaks: &Peaks, ms_per_tick: f64) 
     };
     let mut p = peaks.clone();
     p.observe_levels(start);
-    p.observe(end);
+    if end_levels {
+        p.observe(end);
+    } else {
+        p.observe(&Snapshot { env_cpu: end.env_cpu, ..Snapshot::default() });
+    }
     Usage {
         start_ms: start.at_ms,
         end_ms: end.at_ms,
@@ -332,14 +339,14 @@ impl Tracker {
         let Some((start, peaks)) = self.window.replace((snap.clone(), next)) else {
             return Vec::new();
         };
-        let u = usage(&start, &snap, &peaks, self.settings.ms_per_tick);
+        let u = usage(&start, &snap, &peaks, self.settings.ms_per_tick, true);
         let wall = (snap.at_ms - start.at_ms) as f64;
         u.samples(snap.at_ms, Some(wall), self.settings.vcpus)
     }
 
     fn close_current(&mut self, end: &Snapshot) -> Vec<Finished> {
         let Some(c) = self.current.take() else { return Vec::new() };
-        let u = usage(&c.start, end, &c.peaks, self.settings.ms_per_tick);
+        let u = usage(&c.start, end, &c.peaks, self.settings.ms_per_tick, false);
         if let Some(summary) = self.reports_waiting.remove(&c.request_id) {
             self.order.retain(|id| id != &c.request_id);
             return vec![Finished { summary, usage: Some(u) }];
@@ -398,7 +405,9 @@ mod tests {
         let b = snap(400, &[(10, 120), (12, 3)], 1600, 4);
         let mut peaks = Peaks::default();
         peaks.observe(&snap(100, &[], 0, 9));
-        let u = usage(&a, &b, &peaks, 10.0);
+        let u = usage(&a, &b, &peaks, 10.0, false);
+        assert_eq!(usage(&a, &snap(400, &[], 0, 12), &peaks, 10.0, false).fds_max, Some(9), "not the next invoke's");
+        assert_eq!(usage(&a, &snap(400, &[], 0, 12), &peaks, 10.0, true).fds_max, Some(12));
         assert_eq!(u.cpu_ms, Some(230.0));
         assert_eq!(u.net, Some(NetBytes { rx: 600, tx: 300 }));
         assert_eq!(u.fds_max, Some(9), "the peak between the snapshots");
@@ -415,7 +424,7 @@ mod tests {
     fn unreadable_values_are_left_out_not_zero() {
         let a = Snapshot { at_ms: 0, ..Snapshot::default() };
         let b = Snapshot { at_ms: 5, fds: Some(3), ..Snapshot::default() };
-        let s = usage(&a, &b, &Peaks::default(), 10.0).samples(0, Some(5.0), 1.0);
+        let s = usage(&a, &b, &Peaks::default(), 10.0, true).samples(0, Some(5.0), 1.0);
         let names: Vec<&str> = s.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(names, [metric::FILE_DESCRIPTORS]);
     }

@@ -19,7 +19,8 @@ use perfmon_protocol::procfs::{self, PidStat};
 
 use super::Snapshot;
 
-/// Where the sources are: `/proc`, `/tmp`, `/sys/fs/cgroup` outside tests.
+/// Where the sources are: `/proc`, the temporary directory (`$TMPDIR`, else `/tmp`: Lambda sets
+/// no `TMPDIR`, and the function and its extensions see the same environment), `/sys/fs/cgroup`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     pub proc_root: PathBuf,
@@ -31,7 +32,7 @@ impl Default for Paths {
     fn default() -> Self {
         Self {
             proc_root: PathBuf::from("/proc"),
-            tmp_dir: PathBuf::from("/tmp"),
+            tmp_dir: std::env::temp_dir(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
     }
