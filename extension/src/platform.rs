@@ -161,7 +161,13 @@ pub struct PlatformSettings {
 
 impl Default for PlatformSettings {
     fn default() -> Self {
-        Self { price_gb_s: defaults::PRICE_GB_S_X86_64, memory_mb: None, mode: Mode::OnDemand, tenant_dimension: false, summaries: false }
+        Self {
+            price_gb_s: defaults::PRICE_GB_S_X86_64,
+            memory_mb: None,
+            mode: Mode::OnDemand,
+            tenant_dimension: false,
+            summaries: false,
+        }
     }
 }
 

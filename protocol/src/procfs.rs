@@ -84,7 +84,8 @@ pub struct CpuTotals {
 /// `guest` and `guest_nice` are already inside `user` and `nice`, so only the first 8 count).
 pub fn parse_proc_stat(text: &str) -> Option<CpuTotals> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let nums: Vec<u64> = line.split_ascii_whitespace().skip(1).take(8).map(|n| n.parse().ok()).collect::<Option<_>>()?;
+    let nums: Vec<u64> =
+        line.split_ascii_whitespace().skip(1).take(8).map(|n| n.parse().ok()).collect::<Option<_>>()?;
     if nums.len() < 4 {
         return None;
     }

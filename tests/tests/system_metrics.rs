@@ -264,3 +264,36 @@ async fn switched_off_no_series_and_no_invoke_log_by_default() {
     }
     assert!(invoke_log_lines(&run.sb).is_empty(), "the invoke log is off by default");
 }
+
+/// Every field a query of `perfmon queries` names is one the extension's invoke log really writes
+/// (a success and a handled error, so that `errorType` is there too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_the_queries_name_is_in_the_log() {
+    let _turn = TURN.lock().await;
+    let name = "sysm-queries";
+    let mut run = start(name, &rust_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;
+    for p in [json!({"cpu_ms": 20}), json!({"fail": "boom"})] {
+        run.sb.invoke(p).await.unwrap();
+    }
+    run.sb.shutdown().await.unwrap();
+    let lines = invoke_log_lines(&run.sb);
+    assert_eq!(lines.len(), 2, "{}", logs(&run.sb));
+    let written: BTreeSet<String> = lines.iter().flat_map(|l| l.as_object().unwrap().keys().cloned()).collect();
+    let failed = lines.iter().find(|l| l["status"] != "success").expect("the failed invoke");
+    assert!(failed["errorType"].is_string(), "{failed}");
+    let out: Value = serde_json::from_str(&common::perfmon_tool(&["queries", "--function", name, "--format", "json"]))
+        .expect("queries JSON");
+    let queries = out["queries"].as_array().unwrap();
+    assert!(queries.len() >= 6);
+    for q in queries {
+        for field in q["fields"].as_array().unwrap() {
+            let field = field.as_str().unwrap();
+            assert!(
+                written.contains(field),
+                "query {} names {field}, which the log never wrote: {written:?}",
+                q["name"]
+            );
+            assert!(q["queryString"].as_str().unwrap().contains(field));
+        }
+    }
+}

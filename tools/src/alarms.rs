@@ -68,10 +68,14 @@ pub enum Kind {
     Cost,
     OperationDuration,
     OperationErrorRate,
+    /// v2 §10: invokes using nearly all the CPU their memory size buys (more memory, more CPU).
+    CpuStarved,
+    /// v2 §10: memory about to run out (an out-of-memory kill is next).
+    MemoryNearLimit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ColdStarts,
         Kind::DurationP99,
         Kind::ErrorRate,
@@ -80,6 +84,8 @@ impl Kind {
         Kind::Cost,
         Kind::OperationDuration,
         Kind::OperationErrorRate,
+        Kind::CpuStarved,
+        Kind::MemoryNearLimit,
     ];
 
     /// Flag prefix (`--cold-starts-threshold`) and alarm name suffix.
@@ -93,6 +99,8 @@ impl Kind {
             Kind::Cost => "cost",
             Kind::OperationDuration => "operation-duration-p99",
             Kind::OperationErrorRate => "operation-error-rate",
+            Kind::CpuStarved => "cpu-starved",
+            Kind::MemoryNearLimit => "memory-near-limit",
         }
     }
 
@@ -110,6 +118,7 @@ impl Kind {
             Kind::ColdStarts | Kind::Timeouts => "count",
             Kind::DurationP99 | Kind::OperationDuration => "ms",
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory => "%",
+            Kind::CpuStarved | Kind::MemoryNearLimit => "%",
             Kind::Cost => "USD",
         }
     }
@@ -117,6 +126,7 @@ impl Kind {
     pub fn comparison(self) -> Comparison {
         match self {
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
+            Kind::CpuStarved | Kind::MemoryNearLimit => Comparison::AtOrAbove,
             Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
         }
     }
@@ -145,6 +155,11 @@ impl Kind {
             Kind::Cost => spec(1.0, 3600, 1, 1, Severity::Warning),
             Kind::OperationDuration => spec(1000.0, 300, 3, 3, Severity::Warning),
             Kind::OperationErrorRate => spec(5.0, 60, 5, 3, Severity::Warning),
+            // p90 of the invokes at 90 % of the CPU their memory buys, for 15 minutes: CPU-bound
+            // and slowed by too small a memory size (CPU grows with memory up to 1 vCPU at 1 769 MB).
+            Kind::CpuStarved => spec(90.0, 300, 3, 3, Severity::Warning),
+            // One invoke at 95 % of the memory size: the next bigger payload is an out-of-memory kill.
+            Kind::MemoryNearLimit => spec(95.0, 60, 1, 1, Severity::Critical),
         }
     }
 
@@ -159,6 +174,12 @@ impl Kind {
             Kind::Cost => "estimated cost per period (Sum of EstimatedCost)",
             Kind::OperationDuration => "p99 of OperationDuration, per --operation",
             Kind::OperationErrorRate => "100 * OperationErrors / OperationCount, per --operation",
+            Kind::CpuStarved => {
+                "p90 of CPUUtilization (of the CPU the memory size buys; EnvironmentCPUUtilization Maximum on Managed Instances)"
+            }
+            Kind::MemoryNearLimit => {
+                "Maximum of MemoryUtilization (EnvironmentMemoryUtilization on Managed Instances)"
+            }
         }
     }
 }
@@ -228,7 +249,7 @@ pub struct AlarmOptions {
     /// Alarm names are `{prefix}-{function}-{kind}`.
     pub name_prefix: String,
     /// Indexed like [`Kind::ALL`].
-    pub specs: [AlarmSpec; 8],
+    pub specs: [AlarmSpec; 10],
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
     pub disabled: Vec<Kind>,
@@ -314,6 +335,16 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
             Kind::Memory => Condition::Metric { metric: s.platform(metric::MEMORY_UTILIZATION), stat: "Maximum" },
             Kind::Cost => Condition::Metric { metric: s.platform(metric::ESTIMATED_COST), stat: "Sum" },
             Kind::OperationDuration | Kind::OperationErrorRate => continue,
+            Kind::CpuStarved if opts.mode.is_managed_instances() => {
+                Condition::Metric { metric: s.platform(metric::ENVIRONMENT_CPU_UTILIZATION), stat: "Maximum" }
+            }
+            Kind::CpuStarved => Condition::Metric { metric: s.platform(metric::CPU_UTILIZATION), stat: "p90" },
+            Kind::MemoryNearLimit if opts.mode.is_managed_instances() => {
+                Condition::Metric { metric: s.platform(metric::ENVIRONMENT_MEMORY_UTILIZATION), stat: "Maximum" }
+            }
+            Kind::MemoryNearLimit => {
+                Condition::Metric { metric: s.platform(metric::MEMORY_UTILIZATION), stat: "Maximum" }
+            }
         };
         let spec = *opts.spec(kind);
         out.push(Alarm {
@@ -371,6 +402,8 @@ fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> S
         Kind::Cost => "estimated cost".to_string(),
         Kind::OperationDuration => format!("operation {} p99 duration", op.unwrap_or_default()),
         Kind::OperationErrorRate => format!("operation {} error rate", op.unwrap_or_default()),
+        Kind::CpuStarved => "CPU utilization (of the CPU the memory size buys)".to_string(),
+        Kind::MemoryNearLimit => "memory utilization near the limit".to_string(),
     };
     let unit = match kind.unit() {
         "count" => String::new(),
@@ -581,6 +614,8 @@ mod tests {
                 "perfmon-chat-timeouts",
                 "perfmon-chat-memory",
                 "perfmon-chat-cost",
+                "perfmon-chat-cpu-starved",
+                "perfmon-chat-memory-near-limit",
                 "perfmon-chat-db.query-duration-p99",
                 "perfmon-chat-db.query-error-rate",
                 "perfmon-chat-llm-duration-p99",
@@ -602,6 +637,34 @@ mod tests {
 
     fn kind_cmp(k: Kind) -> &'static str {
         k.comparison().as_str()
+    }
+
+    #[test]
+    fn system_alarms_follow_the_mode() {
+        let on_demand = alarms(&opts());
+        let cpu = on_demand.iter().find(|a| a.kind == Kind::CpuStarved).unwrap();
+        assert_eq!(
+            cpu.condition,
+            Condition::Metric { metric: opts().scope.platform(metric::CPU_UTILIZATION), stat: "p90" }
+        );
+        assert_eq!((cpu.spec.threshold, cpu.spec.severity), (90.0, Severity::Warning));
+        let mem = on_demand.iter().find(|a| a.kind == Kind::MemoryNearLimit).unwrap();
+        assert_eq!((mem.spec.threshold, mem.spec.severity), (95.0, Severity::Critical));
+        let mut o = opts();
+        o.mode = LambdaMode::ManagedInstances;
+        o.spec_mut(Kind::CpuStarved).threshold = 70.0;
+        let lmi = alarms(&o);
+        let names: Vec<&str> = lmi
+            .iter()
+            .filter_map(|a| match &a.condition {
+                Condition::Metric { metric, .. } if matches!(a.kind, Kind::CpuStarved | Kind::MemoryNearLimit) => {
+                    Some(metric.name)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, [metric::ENVIRONMENT_CPU_UTILIZATION, metric::ENVIRONMENT_MEMORY_UTILIZATION]);
+        assert_eq!(lmi.iter().find(|a| a.kind == Kind::CpuStarved).unwrap().spec.threshold, 70.0);
     }
 
     #[test]
@@ -631,7 +694,7 @@ mod tests {
         assert_eq!(metrics[1]["MetricStat"]["Metric"]["MetricName"], "Invocations");
         assert_eq!(metrics[2]["Expression"], "100 * errors / invocations");
         assert_eq!(metrics.iter().filter(|m| m["ReturnData"] == true).count(), 1);
-        let op_rate = &list[7];
+        let op_rate = &list[9];
         let dims = &op_rate["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"];
         assert_eq!(
             dims,
@@ -665,12 +728,12 @@ mod tests {
         assert_eq!(params.len(), 2);
         assert_eq!(params["CriticalTopicArn"]["Default"], "");
         let res = cfn["Resources"].as_object().unwrap();
-        assert_eq!(res.len(), 12);
+        assert_eq!(res.len(), 14);
         assert!(res.contains_key("OpDbQueryDurationP99Alarm") && res.contains_key("OpDbQueryDurationP99Alarm2"));
         assert!(res.keys().all(|k| k.chars().all(|c| c.is_ascii_alphanumeric())));
         assert_eq!(res["ColdStartsAlarm"]["Properties"]["AlarmActions"]["Fn::If"][0], "HasWarningTopic");
         // Only warning alarms: no critical parameter (cfn-lint flags unused parameters).
-        o.disabled = vec![Kind::ErrorRate, Kind::Timeouts];
+        o.disabled = vec![Kind::ErrorRate, Kind::Timeouts, Kind::MemoryNearLimit];
         let cfn = render_cloudformation(&alarms(&o), &Topics::default(), "chat");
         assert!(cfn["Parameters"].get("CriticalTopicArn").is_none());
     }

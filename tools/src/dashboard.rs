@@ -27,6 +27,8 @@ pub struct DashboardOptions {
     pub streaming: bool,
     /// `--tenants`: per-tenant graphs (`PERFMON_TENANT_DIMENSION=true`), a SEARCH over `TenantId`.
     pub tenants: bool,
+    /// `--invoke-log`: a Logs Insights widget over the invoke log in this log group (v2 §9).
+    pub invoke_log_group: Option<String>,
 }
 
 const WIDTH: u32 = 12;
@@ -208,7 +210,11 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
             json!({"left": {"label": "%", "showUnits": false, "min": 0}, "right": {"label": "count", "showUnits": false, "min": 0}}),
         ));
     }
-    json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets})
+    let mut body = json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets});
+    if let Some(group) = &opts.invoke_log_group {
+        super::queries::push_logs_widget(&mut body, group, &opts.region);
+    }
+    body
 }
 
 /// A CloudWatch SEARCH over the `TenantId` series of `name` (one line per tenant).
@@ -330,6 +336,7 @@ mod tests {
 
     fn opts() -> DashboardOptions {
         DashboardOptions {
+            invoke_log_group: None,
             scope: Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![] },
             operations: vec!["db".into()],
             region: "eu-west-1".into(),

@@ -192,7 +192,9 @@ impl Reader {
     fn read_pid_stat(&self, pid: u32) -> Result<Option<PidStat>, String> {
         let path = self.proc_path(&[&pid.to_string(), "stat"]);
         match std::fs::read_to_string(&path) {
-            Ok(text) => procfs::parse_pid_stat(&text).map(Some).ok_or_else(|| format!("{} is malformed", path.display())),
+            Ok(text) => {
+                procfs::parse_pid_stat(&text).map(Some).ok_or_else(|| format!("{} is malformed", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
@@ -331,7 +333,8 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        for (pid, ppid, utime, threads) in [(40, 1, 1, 1), (50, 40, 99, 4), (60, 40, 10, 3), (61, 60, 20, 1), (70, 1, 7, 1)]
+        for (pid, ppid, utime, threads) in
+            [(40, 1, 1, 1), (50, 40, 99, 4), (60, 40, 10, 3), (61, 60, 20, 1), (70, 1, 7, 1)]
         {
             write(&format!("{pid}/stat"), &stat(pid, ppid, utime, threads));
             for fd in 0..(pid / 10) {
@@ -343,10 +346,7 @@ mod tests {
         write("60/task/60/children", "61");
         write("61/task/61/children", "");
         write("50/task/50/children", "");
-        write(
-            "net/dev",
-            "h1\nh2\n  lo: 5 0 0 0 0 0 0 0 5 0 0 0 0 0 0 0\neth0: 100 0 0 0 0 0 0 0 300 0 0 0 0 0 0 0\n",
-        );
+        write("net/dev", "h1\nh2\n  lo: 5 0 0 0 0 0 0 0 5 0 0 0 0 0 0 0\neth0: 100 0 0 0 0 0 0 0 300 0 0 0 0 0 0 0\n");
         write("stat", "cpu  10 0 10 80 0 0 0 0 0 0\n");
         write("meminfo", "MemTotal: 1000 kB\nMemAvailable: 250 kB\n");
         std::fs::create_dir_all(d.path().join("tmp")).unwrap();
