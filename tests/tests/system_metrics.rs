@@ -297,3 +297,53 @@ async fn every_field_the_queries_name_is_in_the_log() {
         }
     }
 }
+
+/// Managed Instances (no INVOKE events, no freeze): system metrics per flush window, with the
+/// environment's CPU and memory; the invoke log has no `coldStart` there (the mode has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_per_window_with_environment_metrics() {
+    let _turn = TURN.lock().await;
+    let name = "sysm-lmi";
+    let cw = CloudWatch::start().await.unwrap();
+    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
+    let tmp = ShmDir::new(name);
+    let runtime = python_function();
+    let mut cfg = SandboxConfig::new(name, runtime.command())
+        .mode(perfmon_sandbox::Mode::ManagedInstances { max_concurrency: 2 })
+        .memory_mb(2048)
+        .timeout(Duration::from_secs(5))
+        .extensions_dir(ext.path())
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("PERFMON_HTTP_PORT", free_port().to_string())
+        .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_FLUSH_INTERVAL_S", "1")
+        .env("PERFMON_INVOKE_LOG", "true")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("TMPDIR", tmp.path().display().to_string());
+    for (k, v) in &runtime.env {
+        cfg = cfg.env(k, v);
+    }
+    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let payloads: Vec<Value> = (0..8).map(|_| json!({"cpu_ms": 100, "threads": 3, "sleep_ms": 200})).collect();
+    let outs = sb.invoke_concurrent(payloads, 2).await.unwrap();
+    assert!(outs.iter().all(|o| o.status == Status::Success), "{outs:?}\n{}", logs(&sb));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    sb.shutdown().await.unwrap();
+    let get = |m: &str| cw.store().statistics(NS, m, &dims(name)).unwrap_or_else(|| panic!("no {m}\n{}", logs(&sb)));
+    let cpu = get(metric::CPU_TIME);
+    assert!(cpu.sum >= 8.0 * 70.0, "8 invokes burning 100 ms each, per window: {cpu:?}");
+    assert!(get(metric::THREADS).maximum >= 3.0);
+    for m in [metric::ENVIRONMENT_CPU_UTILIZATION, metric::ENVIRONMENT_MEMORY_UTILIZATION] {
+        let s = get(m);
+        assert!(s.maximum > 0.0 && s.maximum <= 100.0, "{m}: {s:?}");
+    }
+    let lines = invoke_log_lines(&sb);
+    assert_eq!(lines.len(), 8, "{}", logs(&sb));
+    for l in &lines {
+        assert_eq!(l["initType"], "lambda-managed-instances");
+        assert!(l.get("coldStart").is_none() && l.get("cpuTimeMs").is_none(), "not per invoke here: {l}");
+        assert!(l.get("billedDurationMs").is_none() && l.get("memorySizeMB").is_none(), "{l}");
+    }
+}
