@@ -38,9 +38,8 @@ use crate::lambda_api::{ApiError, ExtensionsApi};
 use crate::platform::Mode;
 use crate::sinks::{Flusher, Trigger, FINAL_EMF_MARGIN, FLUSH_BUDGET};
 use crate::state::{now_ms, Phase, Shared};
-use crate::system::read::{Depth, Paths, Reader};
-use crate::system::{Snapshot, PEAK_INTERVALS_MS, WINDOW_SAMPLE_MS};
-use std::collections::BTreeSet;
+use crate::system::read::Paths;
+use crate::system::sampler::Sampler;
 
 /// Longest wait at SHUTDOWN for the last invokes' `platform.report`.
 pub const REPORT_WAIT: Duration = Duration::from_millis(300);
@@ -66,23 +65,8 @@ pub struct Context {
     /// The custom-metric listeners: StatsD datagrams still queued are drained before the
     /// end-of-invoke and final flushes (`None` in tests without listeners).
     pub ingest: Option<Arc<crate::ingest::Ingest>>,
-    /// The `/proc` reader of the system metrics (`None` with `PERFMON_SYSTEM_METRICS=false`).
-    pub system: Option<Arc<SystemIo>>,
-}
-
-/// The system metrics' reader, shared by the INVOKE handler and the samplers (only one reads at
-/// a time; a read takes tens of microseconds).
-pub type SystemIo = std::sync::Mutex<Reader>;
-
-/// Reads a snapshot (refreshing the process tree first if asked or still unknown); returns it
-/// with the sources that failed so far.
-fn system_snapshot(io: &SystemIo, depth: Depth, refresh: bool) -> (Snapshot, BTreeSet<&'static str>) {
-    let mut r = io.lock().unwrap_or_else(|p| p.into_inner());
-    if refresh || r.processes().is_empty() {
-        r.refresh_processes();
-    }
-    let snap = r.snapshot(now_ms(), depth);
-    (snap, r.unreadable().clone())
+    /// The system metrics' sampler thread (`None` with `PERFMON_SYSTEM_METRICS=false`).
+    pub system: Option<Arc<Sampler>>,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -141,7 +125,11 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     let ingest = Arc::new(ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>));
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
-    let system = cfg.system_metrics.then(|| Arc::new(SystemIo::new(Reader::new(Paths::default(), std::process::id()))));
+    let system = if cfg.system_metrics {
+        Sampler::start(Arc::clone(&shared), Paths::default(), !invoke_events).map(Arc::new)
+    } else {
+        None
+    };
     let ctx = Context {
         policy: cfg.flush,
         interval_ms: cfg.flush_interval.as_millis() as i64,
@@ -157,9 +145,6 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         ctx.shared.lock().phase = Phase::Ready;
         if ctx.policy != FlushPolicy::Shutdown {
             crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
-        }
-        if let Some(io) = ctx.system.clone() {
-            crate::spawn_logged("system-window-sampler", window_sampler(Arc::clone(&ctx.shared), io));
         }
     }
 
@@ -249,48 +234,10 @@ pub async fn timer_flush(ctx: Context) {
         if let Some(ingest) = &ctx.ingest {
             ingest.drain_statsd();
         }
-        if let Some(io) = &ctx.system {
-            let (snap, unreadable) = system_snapshot(io, Depth::Environment, true);
-            ctx.shared.on_system_window(snap, true, &unreadable);
+        if let Some(sampler) = &ctx.system {
+            sampler.window_end().await;
         }
         ctx.flusher.flush(Trigger::Timer, Instant::now() + FLUSH_BUDGET).await;
-    }
-}
-
-/// Managed Instances: samples the environment and the function's processes every
-/// [`WINDOW_SAMPLE_MS`] (the flush window's peaks); stops at SHUTDOWN.
-pub async fn window_sampler(shared: Arc<Shared>, io: Arc<SystemIo>) {
-    let period = Duration::from_millis(WINDOW_SAMPLE_MS);
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if shared.lock().phase == Phase::ShuttingDown {
-            return;
-        }
-        let (snap, unreadable) = system_snapshot(&io, Depth::Environment, true);
-        shared.on_system_window(snap, false, &unreadable);
-    }
-}
-
-/// Samples `/tmp`, fds and threads while invoke `request_id` runs ([`PEAK_INTERVALS_MS`]); stops
-/// when its `platform.runtimeDone` is in, another invoke started, or SHUTDOWN began. The first
-/// sample also walks the process tree again (processes the function started).
-pub async fn peak_sampler(shared: Arc<Shared>, io: Arc<SystemIo>, request_id: String) {
-    let last = PEAK_INTERVALS_MS[PEAK_INTERVALS_MS.len() - 1];
-    for (i, gap) in PEAK_INTERVALS_MS.iter().copied().chain(std::iter::repeat(last)).enumerate() {
-        tokio::time::sleep(Duration::from_millis(gap)).await;
-        {
-            let g = shared.lock();
-            if g.phase == Phase::ShuttingDown
-                || g.system.current() != Some(request_id.as_str())
-                || g.platform.runtime_done_seen(&request_id)
-            {
-                return;
-            }
-        }
-        let (snap, _) = system_snapshot(&io, Depth::Levels, i == 0);
-        shared.on_system_peak(&request_id, &snap);
     }
 }
 
@@ -312,11 +259,8 @@ pub async fn wait_for(shared: &Shared, deadline: Instant, done: impl Fn(&Shared)
 /// Handles one INVOKE event (before the next `/next`).
 pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
     let now = now_ms();
-    if let Some(io) = &ctx.system {
-        let (snap, unreadable) = system_snapshot(io, Depth::Full, false);
-        ctx.shared.on_system_invoke(&inv.request_id, snap, &unreadable);
-        let (shared, io, id) = (Arc::clone(&ctx.shared), Arc::clone(io), inv.request_id.clone());
-        crate::spawn_logged("system-peak-sampler", peak_sampler(shared, io, id));
+    if let Some(sampler) = &ctx.system {
+        sampler.on_invoke(&inv.request_id);
     }
     ctx.shared.on_invoke(&inv.request_id, now);
     let decision = {
@@ -367,14 +311,8 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         g.invoke_events
     };
     // The last invoke's (or window's) usage ends here.
-    if let Some(io) = &ctx.system {
-        let depth = if invoke_events { Depth::Full } else { Depth::Environment };
-        let (snap, unreadable) = system_snapshot(io, depth, false);
-        if invoke_events {
-            ctx.shared.on_system_shutdown(&snap);
-        } else {
-            ctx.shared.on_system_window(snap, true, &unreadable);
-        }
+    if let Some(sampler) = &ctx.system {
+        sampler.shutdown(invoke_events).await;
     }
     let flush_deadline = deadline.checked_sub(FINAL_EMF_MARGIN).unwrap_or(started).max(started);
     // 1. The last reports usually arrive within tens of ms.

@@ -1,6 +1,6 @@
 //! System metrics (contract v2 §10): CPU, network, `/tmp`, file descriptors and threads of the
 //! function's processes. This module is pure (snapshots in, samples and invoke-log joins out);
-//! [`read`] reads `/proc` and `/tmp` into [`Snapshot`]s.
+//! [`read`] reads `/proc` and `/tmp` into [`Snapshot`]s, on the thread of [`sampler`].
 //!
 //! * On-demand modes (INVOKE events): a snapshot when INVOKE arrives opens the invoke; the next
 //!   INVOKE's snapshot (or SHUTDOWN's) closes it. Between the two the sandbox is frozen (Lambda
@@ -21,6 +21,7 @@
 //! both ([`Tracker::on_report`], [`Tracker::on_invoke_start`]).
 
 pub mod read;
+pub mod sampler;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
