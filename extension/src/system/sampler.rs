@@ -1,6 +1,7 @@
 //! The sampler thread: every `/proc` read of the system metrics happens here, on one thread of
 //! its own, so that the INVOKE handler only sends a message and goes straight back to `/next`
-//! (the read, tens of microseconds, runs beside the function instead of before perfmon's `/next`).
+//! (the read, tens of microseconds, runs beside the function instead of before perfmon's `/next`),
+//! at a lower priority ([`SAMPLER_NICE`]).
 //!
 //! The thread owns the [`Reader`]. It takes the INVOKE snapshot when told, then the peak samples of
 //! that invoke ([`PEAK_INTERVALS_MS`]) until its `platform.runtimeDone` is in or another invoke
@@ -89,7 +90,15 @@ struct Peak {
     index: usize,
 }
 
+/// Nice value of the sampler thread: it wakes when INVOKE arrives, exactly when the runtime and
+/// perfmon's own loop want a CPU, and must not preempt them (CFS favours a waking thread).
+pub const SAMPLER_NICE: i32 = 10;
+
 fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
+    // On Linux a thread id names one thread for setpriority(PRIO_PROCESS); failure costs nothing.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SAMPLER_NICE) {
+        tracing::debug!(error = %e, "cannot lower the system-metrics thread's priority");
+    }
     let mut reader = Reader::new(paths, std::process::id());
     let mut peak: Option<Peak> = None;
     let window_period = Duration::from_millis(WINDOW_SAMPLE_MS);
