@@ -380,6 +380,46 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         );
     }
 
+    // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (10 ms ticks are too
+    // coarse for one sandbox of 40 invokes): the whole extension, and perfmon's system-metrics
+    // sampler thread alone (v2 §10, measured after the last invoke, before SHUTDOWN).
+    let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| -> Vec<f64> {
+        let (mut cpu, mut n) = (0.0, 0usize);
+        for r in raw.invoke.iter().filter(|((_, sd), _)| *sd == side).flat_map(|(_, v)| v.iter()) {
+            if let Some(ms) = f(r) {
+                cpu += ms;
+                n += r.invokes;
+            }
+        }
+        if n > 0 {
+            vec![cpu / n as f64 * 1000.0]
+        } else {
+            Vec::new()
+        }
+    };
+    figs.push(
+        Figure::new(
+            "cpu_per_1000_invokes_ms",
+            "cpu",
+            "extension CPU per 1 000 invokes (all cases pooled)",
+            "ms",
+            Better::Lower,
+        )
+        .with(&pooled("perfmon", &|r| r.process_cpu_ms), Some(&pooled("floor", &|r| r.process_cpu_ms)))
+        .note("utime + stime of the extension after the last invoke (Init included), over the invokes run"),
+    );
+    figs.push(
+        Figure::new(
+            "system_sampler_cpu_per_1000_invokes_ms",
+            "cpu",
+            "system-metrics sampler thread CPU per 1 000 invokes (all cases pooled)",
+            "ms",
+            Better::Lower,
+        )
+        .with(&pooled("perfmon", &|r| r.sampler_cpu_ms), None)
+        .note("the perfmon-system thread: INVOKE snapshot and peak samples of /proc, 10 ms ticks pooled"),
+    );
+
     // Ingest.
     for (id, label, load) in loads() {
         let Some(runs) = raw.loads.get(id) else { continue };

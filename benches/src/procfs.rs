@@ -33,6 +33,23 @@ pub fn cpu_ms_fine(pid: i32) -> Option<f64> {
     Some(total as f64 / 1e6)
 }
 
+/// CPU time (utime + stime, 10 ms resolution) of the threads of `pid` named `name` (their
+/// `comm`), in milliseconds; `None` when there is no such thread.
+pub fn thread_cpu_ms(pid: i32, name: &str) -> Option<f64> {
+    let mut found = None;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if let Some(t) = parse_cpu_ticks(&stat) {
+            *found.get_or_insert(0.0) += t as f64 * 1000.0 / TICKS_PER_SECOND;
+        }
+    }
+    found
+}
+
 /// A `kB` field (`VmRSS`, `VmHWM`) of `/proc/<pid>/status` content.
 pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
     status

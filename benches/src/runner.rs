@@ -156,6 +156,11 @@ pub struct InvokeRun {
     pub duration_ms: Vec<f64>,
     /// VmHWM after the last invoke (Init and every invoke; not the SHUTDOWN flush).
     pub peak_rss_kb: Option<u64>,
+    /// After the last invoke: CPU time of the whole extension process, and of perfmon's system
+    /// metrics sampler thread (`perfmon-system`), in ms (10 ms ticks).
+    pub process_cpu_ms: Option<f64>,
+    pub sampler_cpu_ms: Option<f64>,
+    pub invokes: usize,
     pub put_metric_data: usize,
     pub cloudwatch_bytes: usize,
     /// Invokes not `success`, or metrics not answered 202 (perfmon side).
@@ -187,6 +192,9 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke (so the
     // figure excludes the SHUTDOWN flush and is taken at the same point for both sides).
     run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
+    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms);
+    run.sampler_cpu_ms = pid_of(&sb, name).and_then(|pid| crate::procfs::thread_cpu_ms(pid, "perfmon-system"));
+    run.invokes = invokes;
     let down = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {
         run.exec_to_register_ms = s.exec_to_register_ms;

@@ -105,6 +105,10 @@ pub struct Config {
     /// `PERFMON_OTLP_RESOURCE_ATTRIBUTES`: resource attribute keys added as dimensions to OTLP
     /// metrics. Defaults to none.
     pub otlp_resource_attributes: Vec<String>,
+    /// `PERFMON_SYSTEM_METRICS` (v2 §10). Defaults to `true`.
+    pub system_metrics: bool,
+    /// `PERFMON_INVOKE_LOG` (v2 §9). Defaults to `false`.
+    pub invoke_log: bool,
 }
 
 /// A setting that could not be used; the default was used instead.
@@ -234,17 +238,20 @@ impl Config {
             },
         };
 
-        let tenant_dimension = match get(env::TENANT_DIMENSION) {
-            None => false,
+        let mut flag = |variable: &'static str, default: bool| match get(variable) {
+            None => default,
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
                 _ => {
-                    warn(env::TENANT_DIMENSION, &v, "expected true or false".to_owned(), "false".to_owned());
-                    false
+                    warn(variable, &v, "expected true or false".to_owned(), default.to_string());
+                    default
                 }
             },
         };
+        let tenant_dimension = flag(env::TENANT_DIMENSION, false);
+        let system_metrics = flag(env::SYSTEM_METRICS, true);
+        let invoke_log = flag(env::INVOKE_LOG, false);
 
         let memory_mb = get(env::FUNCTION_MEMORY_SIZE).and_then(|v| v.trim().parse::<u64>().ok()).filter(|m| *m > 0);
         let max_series_per_metric = match get(env::MAX_SERIES_PER_METRIC) {
@@ -281,6 +288,8 @@ impl Config {
             max_series_per_metric,
             otlp_port,
             otlp_resource_attributes,
+            system_metrics,
+            invoke_log,
         };
         (cfg, warnings)
     }

@@ -18,6 +18,8 @@
 //! * [`sinks`]: the flusher, PutMetricData ([`sinks::cloudwatch`]) and EMF ([`sinks::emf`]).
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
+//! * [`system`]: system metrics (v2 §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one
+//!   JSON line per invoke (v2 §9).
 //!
 //! The tools (`perfmon dashboard|alarms`; a subcommand turns the binary into a tool) are the
 //! `perfmon-tools` crate (`tools/`), linked by the binary but not part of the sidecar.
@@ -35,12 +37,14 @@ pub mod aggregate;
 pub mod config;
 pub mod flush;
 pub mod ingest;
+pub mod invoke_log;
 pub mod lambda_api;
 pub mod lifecycle;
 pub mod logging;
 pub mod platform;
 pub mod sinks;
 pub mod state;
+pub mod system;
 pub mod telemetry;
 
 use std::future::Future;

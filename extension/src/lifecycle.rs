@@ -38,6 +38,8 @@ use crate::lambda_api::{ApiError, ExtensionsApi};
 use crate::platform::Mode;
 use crate::sinks::{Flusher, Trigger, FINAL_EMF_MARGIN, FLUSH_BUDGET};
 use crate::state::{now_ms, Phase, Shared};
+use crate::system::read::Paths;
+use crate::system::sampler::Sampler;
 
 /// Longest wait at SHUTDOWN for the last invokes' `platform.report`.
 pub const REPORT_WAIT: Duration = Duration::from_millis(300);
@@ -63,6 +65,8 @@ pub struct Context {
     /// The custom-metric listeners: StatsD datagrams still queued are drained before the
     /// end-of-invoke and final flushes (`None` in tests without listeners).
     pub ingest: Option<Arc<crate::ingest::Ingest>>,
+    /// The system metrics' sampler thread (`None` with `PERFMON_SYSTEM_METRICS=false`).
+    pub system: Option<Arc<Sampler>>,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -121,6 +125,11 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     let ingest = Arc::new(ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>));
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
+    let system = if cfg.system_metrics {
+        Sampler::start(Arc::clone(&shared), Paths::default(), !invoke_events).map(Arc::new)
+    } else {
+        None
+    };
     let ctx = Context {
         policy: cfg.flush,
         interval_ms: cfg.flush_interval.as_millis() as i64,
@@ -128,6 +137,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         flusher,
         telemetry,
         ingest: Some(ingest),
+        system,
     };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
     if !invoke_events {
@@ -224,6 +234,9 @@ pub async fn timer_flush(ctx: Context) {
         if let Some(ingest) = &ctx.ingest {
             ingest.drain_statsd();
         }
+        if let Some(sampler) = &ctx.system {
+            sampler.window_end().await;
+        }
         ctx.flusher.flush(Trigger::Timer, Instant::now() + FLUSH_BUDGET).await;
     }
 }
@@ -246,6 +259,9 @@ pub async fn wait_for(shared: &Shared, deadline: Instant, done: impl Fn(&Shared)
 /// Handles one INVOKE event (before the next `/next`).
 pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
     let now = now_ms();
+    if let Some(sampler) = &ctx.system {
+        sampler.on_invoke(&inv.request_id);
+    }
     ctx.shared.on_invoke(&inv.request_id, now);
     let decision = {
         let mut g = ctx.shared.lock();
@@ -289,7 +305,15 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
 pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
     let started = Instant::now();
     let deadline = instant_at(sd.deadline_ms as i64);
-    ctx.shared.lock().phase = Phase::ShuttingDown;
+    let invoke_events = {
+        let mut g = ctx.shared.lock();
+        g.phase = Phase::ShuttingDown;
+        g.invoke_events
+    };
+    // The last invoke's (or window's) usage ends here.
+    if let Some(sampler) = &ctx.system {
+        sampler.shutdown(invoke_events).await;
+    }
     let flush_deadline = deadline.checked_sub(FINAL_EMF_MARGIN).unwrap_or(started).max(started);
     // 1. The last reports usually arrive within tens of ms.
     let left = flush_deadline.saturating_duration_since(started);

@@ -41,6 +41,7 @@ use perfmon_protocol::telemetry::{Event, InitType, Record, Report, RestoreReport
 use serde::Serialize;
 
 use crate::aggregate::{Kind, MetricSample};
+use crate::invoke_log::InvokeSummary;
 
 /// Invokes tracked at once (entries leave when their report arrives). Defaults to 1 024; past it the
 /// oldest entry is closed as at SHUTDOWN (its samples are emitted, not lost).
@@ -132,6 +133,9 @@ struct Invoke {
     /// `ResponseLatency` / `ResponseDuration` emitted (from runtimeDone, else from the report).
     response_spans: bool,
     tenant_id: Option<String>,
+    /// Whether `ColdStart` was 1 (set when counted).
+    cold: Option<bool>,
+    produced_bytes: Option<u64>,
 }
 
 impl Invoke {
@@ -151,11 +155,19 @@ pub struct PlatformSettings {
     pub mode: Mode,
     /// `PERFMON_TENANT_DIMENSION`.
     pub tenant_dimension: bool,
+    /// Keep an [`InvokeSummary`] per report (the invoke log and the system metrics need them).
+    pub summaries: bool,
 }
 
 impl Default for PlatformSettings {
     fn default() -> Self {
-        Self { price_gb_s: defaults::PRICE_GB_S_X86_64, memory_mb: None, mode: Mode::OnDemand, tenant_dimension: false }
+        Self {
+            price_gb_s: defaults::PRICE_GB_S_X86_64,
+            memory_mb: None,
+            mode: Mode::OnDemand,
+            tenant_dimension: false,
+            summaries: false,
+        }
     }
 }
 
@@ -177,6 +189,10 @@ pub struct Platform {
     /// Most invokes in flight at once since the last [`Platform::take_concurrency`].
     window_max_in_flight: usize,
     counters: PlatformCounters,
+    /// `platform.initReport`'s duration, for the cold invoke's summary.
+    init_report_ms: Option<f64>,
+    /// Summaries of the invokes whose report came ([`Platform::take_summaries`]).
+    summaries: Vec<InvokeSummary>,
 }
 
 impl Platform {
@@ -194,6 +210,8 @@ impl Platform {
             finished_order: VecDeque::new(),
             window_max_in_flight: 0,
             counters: PlatformCounters::default(),
+            init_report_ms: None,
+            summaries: Vec::new(),
         }
     }
 
@@ -239,6 +257,7 @@ impl Platform {
             }
             Record::InitReport(r) => {
                 self.init_end_ms = Some(t);
+                self.init_report_ms = Some(r.metrics.duration_ms);
                 self.init_duration(r.metrics.duration_ms, t, &mut out);
             }
             Record::RestoreStart(_) | Record::RestoreRuntimeDone(_) | Record::RestoreReport(_)
@@ -284,6 +303,12 @@ impl Platform {
             }
         }
         self.filter(out)
+    }
+
+    /// The summaries of the invokes whose report came since the last call (only with
+    /// [`PlatformSettings::summaries`]).
+    pub fn take_summaries(&mut self) -> Vec<InvokeSummary> {
+        std::mem::take(&mut self.summaries)
     }
 
     /// On Managed Instances, `ConcurrentInvocations` for the flush window ending at `now_ms`: the
@@ -407,6 +432,7 @@ impl Platform {
                 }
             }
         }
+        inv.cold = Some(cold);
         out.push(counter(metric::INVOCATIONS, 1.0, t));
         out.push(counter(metric::COLD_START, if cold { 1.0 } else { 0.0 }, t));
     }
@@ -456,6 +482,7 @@ impl Platform {
             if let Some(m) = &rd.metrics {
                 out.push(dist(metric::RUNTIME_DURATION, "Milliseconds", m.duration_ms, t));
                 inv.runtime_duration_ms = Some(m.duration_ms);
+                inv.produced_bytes = m.produced_bytes;
                 if let Some(b) = m.produced_bytes {
                     out.push(dist(metric::PRODUCED_BYTES, "Bytes", b as f64, t));
                 }
@@ -524,6 +551,32 @@ impl Platform {
         }
         status_samples(&r.status, r.error_type.as_deref(), t, tenant.as_deref(), out);
         self.remember_finished(&r.request_id);
+        if self.settings.summaries {
+            self.summaries.push(self.summary(r, &inv, t));
+        }
+    }
+
+    /// What the invoke log says of an invoke; only what the records carry (v2 §9).
+    fn summary(&self, r: &Report, inv: &Invoke, t: i64) -> InvokeSummary {
+        let m = &r.metrics;
+        let cold = inv.cold.filter(|_| !self.mode.is_managed_instances());
+        let init = m.init_duration_ms.or_else(|| self.init_report_ms.filter(|_| cold == Some(true)));
+        InvokeSummary {
+            request_id: r.request_id.clone(),
+            timestamp_ms: t,
+            init_type: self.mode.as_str(),
+            cold_start: cold,
+            status: r.status.as_str().to_owned(),
+            error_type: r.error_type.clone(),
+            duration_ms: m.duration_ms,
+            billed_duration_ms: m.billed_duration_ms,
+            init_duration_ms: init,
+            restore_duration_ms: m.restore_duration_ms,
+            memory_size_mb: m.memory_size_mb,
+            max_memory_used_mb: m.max_memory_used_mb,
+            produced_bytes: inv.produced_bytes,
+            tenant_id: r.tenant_id.clone().or_else(|| inv.tenant_id.clone()),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::aggregate::{Aggregator, Limits, MetricSample, RecordError};
 use crate::config::{Config, UNKNOWN_FUNCTION};
 use crate::flush::FlushState;
 use crate::platform::{Mode, Platform, PlatformCounters, PlatformSettings};
+use crate::system::{Finished, Snapshot, SystemSettings, Tracker};
 
 /// Datums kept for the next flush after a failed PutMetricData. Defaults to 20 000; what does not
 /// fit goes out as EMF at once (never dropped silently).
@@ -124,6 +125,22 @@ pub struct Health {
     pub samples_overflowed: BTreeMap<String, u64>,
     /// The same, all metrics (also those past the first 100 names).
     pub samples_overflowed_total: u64,
+    /// System metrics and invoke log (v2 §9, §10).
+    pub system: SystemHealth,
+}
+
+/// System metrics and invoke log, as reported in `/v1/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SystemHealth {
+    pub enabled: bool,
+    pub invoke_log: bool,
+    /// Invokes (or Managed Instances windows) whose usage was measured.
+    pub measured: u64,
+    /// Invoke log lines written, and those stdout refused.
+    pub invoke_log_lines: u64,
+    pub invoke_log_lines_failed: u64,
+    /// Sources that could not be read (their metrics are left out), e.g. `proc_net_dev`.
+    pub unreadable_sources: BTreeSet<&'static str>,
 }
 
 /// Everything behind the lock.
@@ -141,6 +158,9 @@ pub struct Inner {
     pub last_flush: Option<FlushReport>,
     /// Registered for INVOKE events.
     pub invoke_events: bool,
+    /// System metrics and the invoke log joins.
+    pub system: Tracker,
+    pub system_health: SystemHealth,
 }
 
 /// The shared state handle (wrap it in an `Arc`).
@@ -148,6 +168,8 @@ pub struct Inner {
 pub struct Shared {
     inner: Mutex<Inner>,
     progress: watch::Sender<u64>,
+    /// The `functionName` of the invoke log.
+    function_name: String,
 }
 
 impl Shared {
@@ -164,6 +186,7 @@ impl Shared {
                 memory_mb: cfg.memory_mb,
                 mode: Mode::from_env_value(cfg.initialization_type.as_deref()),
                 tenant_dimension: cfg.tenant_dimension,
+                summaries: cfg.system_metrics || cfg.invoke_log,
             }),
             flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false },
             retry: Vec::new(),
@@ -171,8 +194,19 @@ impl Shared {
             sinks: SinkCounters::default(),
             last_flush: None,
             invoke_events: true,
+            system: Tracker::new(SystemSettings {
+                enabled: cfg.system_metrics,
+                invoke_log: cfg.invoke_log,
+                ms_per_tick: crate::system::read::Reader::ms_per_tick(),
+                vcpus: system_vcpus(cfg),
+            }),
+            system_health: SystemHealth {
+                enabled: cfg.system_metrics,
+                invoke_log: cfg.invoke_log,
+                ..SystemHealth::default()
+            },
         };
-        Self { inner: Mutex::new(inner), progress: watch::channel(0).0 }
+        Self { inner: Mutex::new(inner), progress: watch::channel(0).0, function_name: name.to_owned() }
     }
 
     /// Locks the state (recovering from a poisoned lock). Never hold the guard across `.await`.
@@ -209,6 +243,7 @@ impl Shared {
 
     /// A decoded telemetry batch arrived.
     pub fn on_telemetry(&self, decoded: &Decoded, now_ms: i64) {
+        let lines;
         {
             let mut g = self.lock();
             g.telemetry.batches += 1;
@@ -246,8 +281,93 @@ impl Shared {
                 let samples = g.platform.on_event(ev);
                 record_all(&mut g, samples, now_ms);
             }
+            let mut finished = Vec::new();
+            for summary in g.platform.take_summaries() {
+                finished.extend(g.system.on_report(summary));
+            }
+            lines = self.finish(&mut g, finished, now_ms);
         }
+        self.write_invoke_log(lines);
         self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// INVOKE arrived and `snap` was taken (system metrics on): opens the invoke's measurement and
+    /// closes the previous one.
+    pub fn on_system_invoke(&self, request_id: &str, snap: Snapshot, unreadable: &BTreeSet<&'static str>) {
+        let lines = {
+            let mut g = self.lock();
+            g.system_health.unreadable_sources.extend(unreadable.iter().copied());
+            let finished = g.system.on_invoke_start(request_id, snap);
+            self.finish(&mut g, finished, now_ms())
+        };
+        self.write_invoke_log(lines);
+    }
+
+    /// A peak sample while `request_id` runs.
+    pub fn on_system_peak(&self, request_id: &str, snap: &Snapshot) {
+        self.lock().system.on_peak(request_id, snap);
+    }
+
+    /// SHUTDOWN, before the last reports are awaited: closes the last invoke's measurement.
+    pub fn on_system_shutdown(&self, snap: &Snapshot) {
+        let lines = {
+            let mut g = self.lock();
+            let finished = g.system.on_shutdown(snap);
+            self.finish(&mut g, finished, now_ms())
+        };
+        self.write_invoke_log(lines);
+    }
+
+    /// Managed Instances: a sample within the flush window (`end`: it closes the window).
+    pub fn on_system_window(&self, snap: Snapshot, end: bool, unreadable: &BTreeSet<&'static str>) {
+        let mut g = self.lock();
+        g.system_health.unreadable_sources.extend(unreadable.iter().copied());
+        if end {
+            let now = snap.at_ms;
+            let samples = g.system.take_window(snap);
+            if !samples.is_empty() {
+                g.system_health.measured += 1;
+            }
+            record_all(&mut g, samples, now);
+        } else {
+            g.system.on_window_sample(snap);
+        }
+    }
+
+    /// Records the system samples of `finished` invokes and renders their invoke-log lines.
+    fn finish(&self, g: &mut Inner, finished: Vec<Finished>, now_ms: i64) -> Vec<String> {
+        let settings = g.system.settings();
+        let mut lines = Vec::new();
+        for f in finished {
+            if settings.enabled && f.usage.is_some() {
+                g.system_health.measured += 1;
+                let samples = f.samples(settings.vcpus);
+                record_all(g, samples, now_ms);
+            }
+            if settings.invoke_log {
+                lines.push(crate::invoke_log::line(&self.function_name, &f.summary, f.usage.as_ref()));
+            }
+        }
+        lines
+    }
+
+    /// Writes invoke-log lines to stdout (outside the lock), counting what fails.
+    fn write_invoke_log(&self, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let n = lines.len() as u64;
+        let result = crate::sinks::emf::write_lines(&lines);
+        let mut g = self.lock();
+        match result {
+            Ok(()) => g.system_health.invoke_log_lines += n,
+            Err(e) => {
+                if g.system_health.invoke_log_lines_failed == 0 {
+                    tracing::warn!(error = %e, "cannot write the invoke log to stdout");
+                }
+                g.system_health.invoke_log_lines_failed += n;
+            }
+        }
     }
 
     /// A body that was not a JSON array arrived on the telemetry listener.
@@ -255,11 +375,29 @@ impl Shared {
         self.lock().telemetry.invalid_batches += 1;
     }
 
-    /// Closes invokes whose report did not arrive (at SHUTDOWN).
+    /// Closes invokes whose report did not arrive (at SHUTDOWN); reports still waiting for their
+    /// usage go out without it, usage without a report as samples only.
     pub fn finish_pending(&self, now_ms: i64) {
-        let mut g = self.lock();
-        let samples = g.platform.finish_pending(now_ms);
-        record_all(&mut g, samples, now_ms);
+        let lines = {
+            let mut g = self.lock();
+            let samples = g.platform.finish_pending(now_ms);
+            record_all(&mut g, samples, now_ms);
+            let mut finished = Vec::new();
+            for summary in g.platform.take_summaries() {
+                finished.extend(g.system.on_report(summary));
+            }
+            let (rest, usages) = g.system.drain();
+            finished.extend(rest);
+            let settings = g.system.settings();
+            for u in usages.into_iter().filter(|_| settings.enabled) {
+                g.system_health.measured += 1;
+                let wall = (u.end_ms - u.start_ms) as f64;
+                let samples = u.samples(u.start_ms, Some(wall), settings.vcpus);
+                record_all(&mut g, samples, now_ms);
+            }
+            self.finish(&mut g, finished, now_ms)
+        };
+        self.write_invoke_log(lines);
     }
 
     /// Takes what a flush sends: `(new datums, datums to retry on CloudWatch)`.
@@ -301,7 +439,20 @@ impl Shared {
             last_flush: g.last_flush.clone(),
             samples_overflowed: g.agg.stats().values_overflowed.clone(),
             samples_overflowed_total: g.agg.stats().values_overflowed_total,
+            system: g.system_health.clone(),
         }
+    }
+}
+
+/// The CPU the function may use: what its memory size buys on the on-demand modes (one vCPU at
+/// 1 769 MB), the environment's CPUs on Managed Instances (or when the memory size is unknown).
+fn system_vcpus(cfg: &Config) -> f64 {
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    match cfg.memory_mb {
+        Some(mb) if !Mode::from_env_value(cfg.initialization_type.as_deref()).is_managed_instances() => {
+            crate::system::vcpus_for_memory(mb).min(cpus)
+        }
+        _ => cpus,
     }
 }
 

@@ -24,6 +24,10 @@ pub mod env {
     /// v2 §13 (perfmon's choice): resource attribute keys added as dimensions to OTLP metrics,
     /// comma-separated (e.g. `service.name`); empty by default.
     pub const OTLP_RESOURCE_ATTRIBUTES: &str = "PERFMON_OTLP_RESOURCE_ATTRIBUTES";
+    /// v2 §10: `false` turns the system metrics off. Defaults to `true`.
+    pub const SYSTEM_METRICS: &str = "PERFMON_SYSTEM_METRICS";
+    /// v2 §9: `true` writes one JSON line per invoke on stdout. Defaults to `false`.
+    pub const INVOKE_LOG: &str = "PERFMON_INVOKE_LOG";
     /// Set by Lambda: the function's name (the `FunctionName` dimension).
     pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     pub const FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
@@ -89,6 +93,30 @@ pub mod metric {
     pub const RESPONSE_DURATION: &str = "ResponseDuration";
     /// v2 §8: Managed Instances, the most invokes in flight at once in a flush window.
     pub const CONCURRENT_INVOCATIONS: &str = "ConcurrentInvocations";
+    /// v2 §10: system metrics of the function's processes, per invoke (per flush window on
+    /// Managed Instances).
+    pub const CPU_TIME: &str = "CPUTime";
+    pub const CPU_UTILIZATION: &str = "CPUUtilization";
+    pub const NETWORK_RX_BYTES: &str = "NetworkRxBytes";
+    pub const NETWORK_TX_BYTES: &str = "NetworkTxBytes";
+    pub const TMP_USED: &str = "TmpUsed";
+    pub const FILE_DESCRIPTORS: &str = "FileDescriptors";
+    pub const THREADS: &str = "Threads";
+    /// v2 §10, Managed Instances only: the whole environment, Maximum of the samples.
+    pub const ENVIRONMENT_CPU_UTILIZATION: &str = "EnvironmentCPUUtilization";
+    pub const ENVIRONMENT_MEMORY_UTILIZATION: &str = "EnvironmentMemoryUtilization";
+    /// Every system metric of v2 §10 with its unit.
+    pub const SYSTEM: [(&str, &str); 9] = [
+        (CPU_TIME, "Milliseconds"),
+        (CPU_UTILIZATION, "Percent"),
+        (NETWORK_RX_BYTES, "Bytes"),
+        (NETWORK_TX_BYTES, "Bytes"),
+        (TMP_USED, "Bytes"),
+        (FILE_DESCRIPTORS, "Count"),
+        (THREADS, "Count"),
+        (ENVIRONMENT_CPU_UTILIZATION, "Percent"),
+        (ENVIRONMENT_MEMORY_UTILIZATION, "Percent"),
+    ];
     /// Custom operations (`POST /v1/operations`).
     pub const OPERATION_DURATION: &str = "OperationDuration";
     pub const OPERATION_COUNT: &str = "OperationCount";
@@ -120,6 +148,60 @@ pub mod metric {
 
     /// Emitted per tenant too with `PERFMON_TENANT_DIMENSION=true` (v2 §8).
     pub const PER_TENANT: [&str; 4] = [INVOCATIONS, DURATION, ERRORS, TIMEOUTS];
+}
+
+/// v2 §9: the invoke log, one JSON object per invoke on one line. The field names, in the order
+/// the line carries them; `perfmon queries` names only these.
+pub mod invoke_log {
+    /// The value of the discriminating field `perfmon`.
+    pub const KIND: &str = "invoke";
+    pub const PERFMON: &str = "perfmon";
+    pub const REQUEST_ID: &str = "requestId";
+    pub const FUNCTION_NAME: &str = "functionName";
+    pub const TIMESTAMP: &str = "timestamp";
+    pub const INIT_TYPE: &str = "initType";
+    pub const COLD_START: &str = "coldStart";
+    pub const STATUS: &str = "status";
+    pub const ERROR_TYPE: &str = "errorType";
+    pub const DURATION_MS: &str = "durationMs";
+    pub const BILLED_DURATION_MS: &str = "billedDurationMs";
+    pub const INIT_DURATION_MS: &str = "initDurationMs";
+    pub const RESTORE_DURATION_MS: &str = "restoreDurationMs";
+    pub const MEMORY_SIZE_MB: &str = "memorySizeMB";
+    pub const MAX_MEMORY_USED_MB: &str = "maxMemoryUsedMB";
+    pub const CPU_TIME_MS: &str = "cpuTimeMs";
+    pub const NETWORK_RX_BYTES: &str = "networkRxBytes";
+    pub const NETWORK_TX_BYTES: &str = "networkTxBytes";
+    pub const TMP_USED_BYTES: &str = "tmpUsedBytes";
+    pub const FILE_DESCRIPTORS_MAX: &str = "fileDescriptorsMax";
+    pub const THREADS_MAX: &str = "threadsMax";
+    pub const PRODUCED_BYTES: &str = "producedBytes";
+    pub const TENANT_ID: &str = "tenantId";
+    /// Every field, in order.
+    pub const FIELDS: [&str; 22] = [
+        PERFMON,
+        REQUEST_ID,
+        FUNCTION_NAME,
+        TIMESTAMP,
+        INIT_TYPE,
+        COLD_START,
+        STATUS,
+        ERROR_TYPE,
+        DURATION_MS,
+        BILLED_DURATION_MS,
+        INIT_DURATION_MS,
+        RESTORE_DURATION_MS,
+        MEMORY_SIZE_MB,
+        MAX_MEMORY_USED_MB,
+        CPU_TIME_MS,
+        NETWORK_RX_BYTES,
+        NETWORK_TX_BYTES,
+        TMP_USED_BYTES,
+        FILE_DESCRIPTORS_MAX,
+        THREADS_MAX,
+        PRODUCED_BYTES,
+        TENANT_ID,
+    ];
 }
 
 /// Dimension names.

@@ -14,12 +14,14 @@
 //! * [`custom`]: the custom-metric HTTP API (`/v1/metrics`, `/v1/operations`): validation and answers.
 //! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
 //! * [`otlp`]: OTLP/HTTP metrics: decoding, the answers, the mapping onto counters, gauges and distributions.
+//! * [`procfs`]: the `/proc` files the system metrics read (v2 §10).
 
 pub mod cloudwatch;
 pub mod contract;
 pub mod custom;
 pub mod extensions;
 pub mod otlp;
+pub mod procfs;
 pub mod runtime;
 pub mod statsd;
 pub mod telemetry;

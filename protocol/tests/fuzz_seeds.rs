@@ -2,6 +2,7 @@
 //! `cargo test`: each file goes through the same decoder and checks as its fuzz target, so an input
 //! that once broke a property (kept as a seed, e.g. `cloudwatch_cbor/regression-period-fraction`)
 //! stays a regression test. The long runs are `make fuzz` (README, "Fuzzing").
+#![allow(clippy::unwrap_used)]
 
 use std::{fs, path::PathBuf};
 

@@ -130,7 +130,7 @@ fn flags_change_the_output() {
         "cost",
     ]);
     let alarms: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(alarms.len(), 5);
+    assert_eq!(alarms.len(), 7, "five defaults left, with cpu-starved and memory-near-limit");
     let memory = alarms.iter().find(|a| a["AlarmName"] == "perfmon-f-memory").unwrap();
     assert_eq!(memory["Threshold"], 91);
     assert_eq!(memory["AlarmActions"][0], "arn:aws:sns:eu-west-1:123456789012:pager");

@@ -169,7 +169,8 @@ fn json_output_is_accepted_by_put_metric_alarm_and_put_dashboard() {
         assert_eq!(got["validation"], json!([]));
         assert_eq!(got["body"], serde_json::from_str::<Value>(&dashboard).unwrap());
     }
-    assert_eq!(expected_names.len(), 6 + 6 + 2 * 2);
+    // Eight function alarms (with cpu-starved and memory-near-limit), twice; two per operation.
+    assert_eq!(expected_names.len(), 8 + 8 + 2 * 2);
 
     // The control: boto3 rejects a field PutMetricAlarm does not have.
     let mut alarms: Vec<Value> =

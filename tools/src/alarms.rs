@@ -76,10 +76,14 @@ pub enum Kind {
     LambdaConcurrency,
     /// `--metric-alarm`: a custom metric of the function; its spec holds the defaults of those alarms.
     Metric,
+    /// v2 §10: invokes using nearly all the CPU their memory size buys (more memory, more CPU).
+    CpuStarved,
+    /// v2 §10: memory about to run out (an out-of-memory kill is next).
+    MemoryNearLimit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::ColdStarts,
         Kind::DurationP99,
         Kind::ErrorRate,
@@ -94,6 +98,8 @@ impl Kind {
         Kind::LambdaThrottles,
         Kind::LambdaConcurrency,
         Kind::Metric,
+        Kind::CpuStarved,
+        Kind::MemoryNearLimit,
     ];
 
     /// Left out unless enabled (the default output stays what it was before these kinds existed).
@@ -126,6 +132,8 @@ impl Kind {
             Kind::LambdaThrottles => "lambda-throttles",
             Kind::LambdaConcurrency => "lambda-concurrency",
             Kind::Metric => "metric",
+            Kind::CpuStarved => "cpu-starved",
+            Kind::MemoryNearLimit => "memory-near-limit",
         }
     }
 
@@ -143,6 +151,7 @@ impl Kind {
             Kind::ColdStarts | Kind::Timeouts | Kind::LambdaThrottles | Kind::LambdaConcurrency => "count",
             Kind::DurationP99 | Kind::OperationDuration | Kind::InitDurationP99 => "ms",
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory | Kind::ColdStartRate => "%",
+            Kind::CpuStarved | Kind::MemoryNearLimit => "%",
             Kind::Cost => "USD",
             Kind::OperationMemory => "MB",
             Kind::Metric => "count",
@@ -152,6 +161,7 @@ impl Kind {
     pub fn comparison(self) -> Comparison {
         match self {
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
+            Kind::CpuStarved | Kind::MemoryNearLimit => Comparison::AtOrAbove,
             Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
             Kind::ColdStartRate
             | Kind::InitDurationP99
@@ -198,6 +208,11 @@ impl Kind {
             Kind::LambdaConcurrency => spec(800.0, 60, 5, 3, Severity::Warning),
             // A custom metric off target for 15 minutes (threshold and comparison given per alarm).
             Kind::Metric => spec(0.0, 300, 3, 3, Severity::Warning),
+            // p90 of the invokes at 90 % of the CPU their memory buys, for 15 minutes: CPU-bound
+            // and slowed by too small a memory size (CPU grows with memory up to 1 vCPU at 1 769 MB).
+            Kind::CpuStarved => spec(90.0, 300, 3, 3, Severity::Warning),
+            // One invoke at 95 % of the memory size: the next bigger payload is an out-of-memory kill.
+            Kind::MemoryNearLimit => spec(95.0, 60, 1, 1, Severity::Critical),
         }
     }
 
@@ -220,6 +235,12 @@ impl Kind {
             Kind::LambdaThrottles => "throttled invokes, AWS/Lambda Throttles (Lambda's metric; opt-in)",
             Kind::LambdaConcurrency => "Maximum of AWS/Lambda ConcurrentExecutions (Lambda's metric; opt-in)",
             Kind::Metric => "a custom metric, per --metric-alarm (defaults of those alarms)",
+            Kind::CpuStarved => {
+                "p90 of CPUUtilization (of the CPU the memory size buys; EnvironmentCPUUtilization Maximum on Managed Instances)"
+            }
+            Kind::MemoryNearLimit => {
+                "Maximum of MemoryUtilization (EnvironmentMemoryUtilization on Managed Instances)"
+            }
         }
     }
 }
@@ -415,6 +436,16 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
                 Condition::Metric { metric: lambda_metric(s, LAMBDA_CONCURRENT_EXECUTIONS), stat: "Maximum" }
             }
             Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory | Kind::Metric => continue,
+            Kind::CpuStarved if opts.mode.is_managed_instances() => {
+                Condition::Metric { metric: s.platform(metric::ENVIRONMENT_CPU_UTILIZATION), stat: "Maximum" }
+            }
+            Kind::CpuStarved => Condition::Metric { metric: s.platform(metric::CPU_UTILIZATION), stat: "p90" },
+            Kind::MemoryNearLimit if opts.mode.is_managed_instances() => {
+                Condition::Metric { metric: s.platform(metric::ENVIRONMENT_MEMORY_UTILIZATION), stat: "Maximum" }
+            }
+            Kind::MemoryNearLimit => {
+                Condition::Metric { metric: s.platform(metric::MEMORY_UTILIZATION), stat: "Maximum" }
+            }
         };
         let spec = *opts.spec(kind);
         out.push(Alarm {
@@ -532,6 +563,8 @@ fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> S
         Kind::LambdaThrottles => "throttles (AWS/Lambda)".to_string(),
         Kind::LambdaConcurrency => "concurrent executions (AWS/Lambda)".to_string(),
         Kind::Metric => "custom metric".to_string(),
+        Kind::CpuStarved => "CPU utilization (of the CPU the memory size buys)".to_string(),
+        Kind::MemoryNearLimit => "memory utilization near the limit".to_string(),
     };
     let unit = match kind.unit() {
         "count" => String::new(),
@@ -754,6 +787,8 @@ mod tests {
                 "perfmon-chat-timeouts",
                 "perfmon-chat-memory",
                 "perfmon-chat-cost",
+                "perfmon-chat-cpu-starved",
+                "perfmon-chat-memory-near-limit",
                 "perfmon-chat-db.query-duration-p99",
                 "perfmon-chat-db.query-error-rate",
                 "perfmon-chat-llm-duration-p99",
@@ -775,6 +810,34 @@ mod tests {
 
     fn kind_cmp(k: Kind) -> &'static str {
         k.comparison().as_str()
+    }
+
+    #[test]
+    fn system_alarms_follow_the_mode() {
+        let on_demand = alarms(&opts());
+        let cpu = on_demand.iter().find(|a| a.kind == Kind::CpuStarved).unwrap();
+        assert_eq!(
+            cpu.condition,
+            Condition::Metric { metric: opts().scope.platform(metric::CPU_UTILIZATION), stat: "p90" }
+        );
+        assert_eq!((cpu.spec.threshold, cpu.spec.severity), (90.0, Severity::Warning));
+        let mem = on_demand.iter().find(|a| a.kind == Kind::MemoryNearLimit).unwrap();
+        assert_eq!((mem.spec.threshold, mem.spec.severity), (95.0, Severity::Critical));
+        let mut o = opts();
+        o.mode = LambdaMode::ManagedInstances;
+        o.spec_mut(Kind::CpuStarved).threshold = 70.0;
+        let lmi = alarms(&o);
+        let names: Vec<&str> = lmi
+            .iter()
+            .filter_map(|a| match &a.condition {
+                Condition::Metric { metric, .. } if matches!(a.kind, Kind::CpuStarved | Kind::MemoryNearLimit) => {
+                    Some(metric.name)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, [metric::ENVIRONMENT_CPU_UTILIZATION, metric::ENVIRONMENT_MEMORY_UTILIZATION]);
+        assert_eq!(lmi.iter().find(|a| a.kind == Kind::CpuStarved).unwrap().spec.threshold, 70.0);
     }
 
     #[test]
@@ -804,7 +867,7 @@ mod tests {
         assert_eq!(metrics[1]["MetricStat"]["Metric"]["MetricName"], "Invocations");
         assert_eq!(metrics[2]["Expression"], "100 * errors / invocations");
         assert_eq!(metrics.iter().filter(|m| m["ReturnData"] == true).count(), 1);
-        let op_rate = &list[7];
+        let op_rate = &list[9];
         let dims = &op_rate["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"];
         assert_eq!(
             dims,
@@ -869,12 +932,12 @@ mod tests {
         assert_eq!(params.len(), 2);
         assert_eq!(params["CriticalTopicArn"]["Default"], "");
         let res = cfn["Resources"].as_object().unwrap();
-        assert_eq!(res.len(), 12);
+        assert_eq!(res.len(), 14);
         assert!(res.contains_key("OpDbQueryDurationP99Alarm") && res.contains_key("OpDbQueryDurationP99Alarm2"));
         assert!(res.keys().all(|k| k.chars().all(|c| c.is_ascii_alphanumeric())));
         assert_eq!(res["ColdStartsAlarm"]["Properties"]["AlarmActions"]["Fn::If"][0], "HasWarningTopic");
         // Only warning alarms: no critical parameter (cfn-lint flags unused parameters).
-        o.disabled = vec![Kind::ErrorRate, Kind::Timeouts];
+        o.disabled = vec![Kind::ErrorRate, Kind::Timeouts, Kind::MemoryNearLimit];
         let cfn = render_cloudformation(&alarms(&o), &Topics::default(), "chat");
         assert!(cfn["Parameters"].get("CriticalTopicArn").is_none());
     }

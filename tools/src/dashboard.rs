@@ -29,6 +29,8 @@ pub struct DashboardOptions {
     pub tenants: bool,
     /// `--metric`: the function's custom metrics, a graph each (name, statistics).
     pub metrics: Vec<(String, Vec<String>)>,
+    /// `--invoke-log`: a Logs Insights widget over the invoke log in this log group (v2 §9).
+    pub invoke_log_group: Option<String>,
 }
 
 const WIDTH: u32 = 12;
@@ -214,7 +216,11 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
         let (title, rows) = crate::custom::graph(s, name, stats);
         grid.push(series(opts, &title, rows, json!({"left": {"showUnits": false}})));
     }
-    json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets})
+    let mut body = json!({"start": "-PT3H", "periodOverride": "inherit", "widgets": widgets});
+    if let Some(group) = &opts.invoke_log_group {
+        super::queries::push_logs_widget(&mut body, group, &opts.region);
+    }
+    body
 }
 
 /// A CloudWatch SEARCH over the `TenantId` series of `name` (one line per tenant).
@@ -336,6 +342,7 @@ mod tests {
 
     fn opts() -> DashboardOptions {
         DashboardOptions {
+            invoke_log_group: None,
             scope: Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![] },
             operations: vec!["db".into()],
             region: "eu-west-1".into(),

@@ -9,6 +9,7 @@
 //! * [`metric`]: metric references with exactly the dimensions perfmon emits.
 //! * [`dashboard`]: [`dashboard::dashboard_body`] and its CloudFormation wrapper.
 //! * [`alarms`]: [`alarms::alarms`] and the JSON / CloudFormation renderers.
+//! * [`queries`]: `perfmon queries`, Logs Insights queries over the invoke log (v2 §9).
 
 pub mod alarms;
 pub mod args;
@@ -16,6 +17,7 @@ pub mod custom;
 pub mod dashboard;
 mod golden;
 pub mod metric;
+pub mod queries;
 pub mod thresholds;
 
 use std::{
@@ -152,10 +154,12 @@ pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<
             None => Ok(Command::Print(main_help())),
             Some("dashboard") => Ok(Command::Print(dashboard_help())),
             Some("alarms") => Ok(Command::Print(alarms_help())),
+            Some("queries") => Ok(Command::Print(queries::help())),
             Some(other) => Err((UsageError::UnknownCommand(other.into()), hint(""))),
         },
         "dashboard" => parse_dashboard(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
         "alarms" => parse_alarms(Parser::new(iter)).map_err(|e| (e, hint("alarms "))),
+        "queries" => queries::parse(Parser::new(iter)).map_err(|e| (e, hint("queries "))),
         other if other.starts_with('-') => Err((UsageError::UnknownFlag(other.into()), hint(""))),
         other => Err((UsageError::UnknownCommand(other.into()), hint(""))),
     }
@@ -229,6 +233,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
     let (mut streaming, mut tenants) = (false, false);
     let mut metrics = Vec::new();
+    let (mut invoke_log, mut log_group) = (false, None);
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -267,6 +272,11 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 no_value(&flag, inline)?;
                 tenants = true;
             }
+            "invoke-log" => {
+                no_value(&flag, inline)?;
+                invoke_log = true;
+            }
+            "log-group" => log_group = Some(p.value(&flag, inline)?),
             "name" => {
                 let v = p.value(&flag, inline)?;
                 if !dashboard::valid_dashboard_name(&v) {
@@ -285,6 +295,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         (None, Format::Json) => default_region(env),
     };
     let name = name.unwrap_or_else(|| dashboard::default_dashboard_name(&scope.function));
+    let scope_function = scope.function.clone();
     let options = DashboardOptions {
         scope,
         operations: common.operations,
@@ -295,6 +306,8 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         streaming,
         tenants,
         metrics,
+        invoke_log_group: (invoke_log || log_group.is_some())
+            .then(|| log_group.unwrap_or_else(|| queries::default_log_group(&scope_function))),
     };
     Ok(Command::Dashboard { options, format, name })
 }
@@ -459,6 +472,7 @@ USAGE:
     perfmon                       run as the Lambda extension (Lambda starts it from /opt/extensions)
     perfmon dashboard [OPTIONS]   print a CloudWatch dashboard for a function
     perfmon alarms [OPTIONS]      print CloudWatch alarms for a function
+    perfmon queries [OPTIONS]     print CloudWatch Logs Insights queries over the invoke log
     perfmon help [COMMAND]        print this text, or a command's options
     perfmon --version             print the version
 
@@ -506,6 +520,8 @@ OPTIONS:
                              PERFMON_TENANT_DIMENSION=true)
     --metric NAME[:STATS]    a graph of the function's custom metric NAME (FunctionName and the
                              --dimension values), STATS comma-separated; repeatable [p50,p90,p99]
+    --invoke-log             a Logs Insights widget over the invoke log (PERFMON_INVOKE_LOG=true)
+    --log-group NAME         the log group of that widget [default: /aws/lambda/FUNCTION]
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
     --thresholds FILE        read options from FILE, `NAME = VALUE` a line (the alarms' lines
                              are skipped, so one file serves both tools)
@@ -760,7 +776,7 @@ mod tests {
         ] {
             assert!(help.contains(flag), "{flag}");
         }
-        assert_eq!(help.matches("[default:").count(), 9);
+        assert_eq!(help.matches("[default:").count(), 10);
     }
 
     #[test]
@@ -769,6 +785,6 @@ mod tests {
         let text = render(&c);
         assert!(text.ends_with("}\n]\n"));
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v.as_array().unwrap().len(), 6);
+        assert_eq!(v.as_array().unwrap().len(), 8);
     }
 }

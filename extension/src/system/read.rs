@@ -1,0 +1,458 @@
+//! Reads [`Snapshot`]s of the function's processes from `/proc`, `/tmp` and the cgroup. Thin I/O:
+//! the parsing is [`perfmon_protocol::procfs`]'s.
+//!
+//! **Which processes.** In a Lambda sandbox the runtime is not perfmon's child: Lambda's init
+//! (`/var/rapid/init`) starts the runtime and every extension. The function's processes are
+//! therefore the descendants of perfmon's parent, perfmon itself excluded (its own share is the
+//! one that can be told apart; another extension's cannot, and counts as the function's). The
+//! tree is walked through `/proc/<pid>/task/<tid>/children`, or, where the kernel lacks that
+//! file, by scanning every `/proc/<pid>/stat` for parent ids. The local sandbox starts the
+//! runtime and the extensions the same way (children of the sandbox), so the same rule holds.
+//!
+//! Every source is optional: one that is missing, unreadable or malformed is logged once (warn)
+//! and its metrics are left out; nothing here returns an error or panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use perfmon_protocol::procfs::{self, PidStat};
+
+use super::Snapshot;
+
+/// Where the sources are: `/proc`, the temporary directory (`$TMPDIR`, else `/tmp`: Lambda sets
+/// no `TMPDIR`, and the function and its extensions see the same environment), `/sys/fs/cgroup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub proc_root: PathBuf,
+    pub tmp_dir: PathBuf,
+    pub cgroup_root: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            proc_root: PathBuf::from("/proc"),
+            tmp_dir: std::env::temp_dir(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+/// Source names, as logged and listed in `/v1/health`.
+pub mod source {
+    pub const SELF_STAT: &str = "proc_self_stat";
+    pub const PROCESS_TREE: &str = "process_tree";
+    pub const PID_STAT: &str = "proc_pid_stat";
+    pub const PID_FD: &str = "proc_pid_fd";
+    pub const NET_DEV: &str = "proc_net_dev";
+    pub const TMP: &str = "tmp_statvfs";
+    pub const PROC_STAT: &str = "proc_stat";
+    pub const MEMORY: &str = "memory";
+}
+
+/// What a snapshot reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// CPU, network and the levels (INVOKE, SHUTDOWN, window ends).
+    Full,
+    /// The levels only: `/tmp`, fds, threads (the peak sampler).
+    Levels,
+    /// Full plus the environment's CPU and memory (Managed Instances).
+    Environment,
+}
+
+/// The reader; keep one per process (it remembers the process tree and what it already logged).
+#[derive(Debug)]
+pub struct Reader {
+    paths: Paths,
+    self_pid: u32,
+    parent: Option<u32>,
+    pids: Vec<u32>,
+    /// Sources that failed at least once (each logged once).
+    unreadable: BTreeSet<&'static str>,
+}
+
+impl Reader {
+    /// A reader for the processes beside `self_pid` (perfmon: `std::process::id()`).
+    pub fn new(paths: Paths, self_pid: u32) -> Self {
+        let mut r = Self { paths, self_pid, parent: None, pids: Vec::new(), unreadable: BTreeSet::new() };
+        r.parent = r.pid_stat(self_pid, source::SELF_STAT).map(|s| s.ppid).filter(|p| *p > 0);
+        r.refresh_processes();
+        r
+    }
+
+    /// Sources that failed so far.
+    pub fn unreadable(&self) -> &BTreeSet<&'static str> {
+        &self.unreadable
+    }
+
+    /// The function's processes as last discovered.
+    pub fn processes(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// Milliseconds per clock tick of this kernel.
+    pub fn ms_per_tick() -> f64 {
+        let hz = rustix::param::clock_ticks_per_second();
+        if hz == 0 {
+            10.0
+        } else {
+            1000.0 / hz as f64
+        }
+    }
+
+    /// Walks the process tree again (new processes the function started).
+    pub fn refresh_processes(&mut self) {
+        let Some(parent) = self.parent else {
+            self.pids.clear();
+            return;
+        };
+        let pids = self.descendants_by_children(parent).or_else(|| self.descendants_by_scan(parent));
+        match pids {
+            Some(p) => self.pids = p,
+            None => {
+                self.degrade(source::PROCESS_TREE, "neither task/*/children nor a scan of /proc worked");
+                self.pids.clear();
+            }
+        }
+    }
+
+    /// Reads a snapshot at `now_ms`.
+    pub fn snapshot(&mut self, now_ms: i64, depth: Depth) -> Snapshot {
+        let mut snap = Snapshot { at_ms: now_ms, ..Snapshot::default() };
+        if self.parent.is_some() {
+            let mut cpu = BTreeMap::new();
+            let (mut threads, mut fds) = (0u64, Some(0u64));
+            let mut stat_ok = true;
+            for pid in self.pids.clone() {
+                match self.read_pid_stat(pid) {
+                    Ok(Some(s)) => {
+                        cpu.insert(pid, s.cpu_ticks.saturating_add(s.children_cpu_ticks));
+                        threads = threads.saturating_add(s.num_threads);
+                    }
+                    Ok(None) => continue, // gone since the walk
+                    Err(e) => {
+                        self.degrade(source::PID_STAT, e);
+                        stat_ok = false;
+                        break;
+                    }
+                }
+                fds = match (fds, self.count_fds(pid)) {
+                    (Some(total), Some(n)) => Some(total.saturating_add(n)),
+                    _ => None,
+                };
+            }
+            if stat_ok && !self.pids.is_empty() {
+                snap.threads = Some(threads);
+                snap.fds = fds;
+                if depth != Depth::Levels {
+                    snap.cpu_ticks = Some(cpu);
+                }
+            }
+        }
+        snap.tmp_used = self.tmp_used();
+        if depth != Depth::Levels {
+            snap.net = self.read_parsed(&["net", "dev"], source::NET_DEV, procfs::parse_net_dev);
+        }
+        if depth == Depth::Environment {
+            snap.env_cpu = self.read_parsed(&["stat"], source::PROC_STAT, procfs::parse_proc_stat);
+            snap.env_memory_pct = self.memory_pct();
+        }
+        snap
+    }
+
+    fn degrade(&mut self, source: &'static str, error: impl std::fmt::Display) {
+        if self.unreadable.insert(source) {
+            tracing::warn!(source, error = %error, "system metrics: source unreadable; its metrics are left out");
+        }
+    }
+
+    fn proc_path(&self, parts: &[&str]) -> PathBuf {
+        parts.iter().fold(self.paths.proc_root.clone(), |p, part| p.join(part))
+    }
+
+    fn read_parsed<T>(&mut self, parts: &[&str], source: &'static str, parse: fn(&str) -> Option<T>) -> Option<T> {
+        let path = self.proc_path(parts);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let v = parse(&text);
+                if v.is_none() {
+                    self.degrade(source, format!("{} is malformed", path.display()));
+                }
+                v
+            }
+            Err(e) => {
+                self.degrade(source, format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// `Ok(None)`: the process is gone.
+    fn read_pid_stat(&self, pid: u32) -> Result<Option<PidStat>, String> {
+        let path = self.proc_path(&[&pid.to_string(), "stat"]);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                procfs::parse_pid_stat(&text).map(Some).ok_or_else(|| format!("{} is malformed", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn pid_stat(&mut self, pid: u32, source: &'static str) -> Option<PidStat> {
+        match self.read_pid_stat(pid) {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => {
+                self.degrade(source, format!("no {}/{pid}/stat", self.paths.proc_root.display()));
+                None
+            }
+            Err(e) => {
+                self.degrade(source, e);
+                None
+            }
+        }
+    }
+
+    fn count_fds(&mut self, pid: u32) -> Option<u64> {
+        let path = self.proc_path(&[&pid.to_string(), "fd"]);
+        match std::fs::read_dir(&path) {
+            Ok(dir) => Some(dir.count() as u64),
+            Err(e) => {
+                self.degrade(source::PID_FD, format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn tmp_used(&mut self) -> Option<u64> {
+        match rustix::fs::statvfs(&self.paths.tmp_dir) {
+            Ok(s) => Some(s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(s.f_frsize)),
+            Err(e) => {
+                self.degrade(source::TMP, format!("{}: {e}", self.paths.tmp_dir.display()));
+                None
+            }
+        }
+    }
+
+    /// The environment's memory in use: the cgroup's `memory.current` over `memory.max` when the
+    /// cgroup has a limit, else `/proc/meminfo`'s (MemTotal − MemAvailable) / MemTotal.
+    fn memory_pct(&mut self) -> Option<f64> {
+        let read = |name: &str| std::fs::read_to_string(self.paths.cgroup_root.join(name)).ok();
+        if let (Some(cur), Some(max)) =
+            (read("memory.current").and_then(|c| c.trim().parse::<u64>().ok()), read("memory.max"))
+        {
+            if let Some(limit) = procfs::parse_cgroup_limit(&max) {
+                return Some((cur as f64 / limit as f64 * 100.0).min(100.0));
+            }
+        }
+        let (total, available) = self.read_parsed(&["meminfo"], source::MEMORY, procfs::parse_meminfo)?;
+        Some(total.saturating_sub(available) as f64 / total as f64 * 100.0)
+    }
+
+    /// Descendants of `root` (root and perfmon excluded) through `task/*/children`; `None` when the
+    /// kernel has no such files.
+    fn descendants_by_children(&self, root: u32) -> Option<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut queue = vec![root];
+        let mut seen = BTreeSet::new();
+        while let Some(pid) = queue.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            let tasks = std::fs::read_dir(self.proc_path(&[&pid.to_string(), "task"]));
+            let Ok(tasks) = tasks else {
+                if pid == root {
+                    return None;
+                }
+                continue; // exited meanwhile
+            };
+            let mut any_file = false;
+            for task in tasks.flatten() {
+                let Ok(text) = std::fs::read_to_string(task.path().join("children")) else { continue };
+                any_file = true;
+                for child in procfs::parse_children(&text) {
+                    if child != self.self_pid {
+                        out.push(child);
+                        queue.push(child);
+                    }
+                }
+            }
+            if pid == root && !any_file {
+                return None;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+
+    /// The same by reading every `/proc/<pid>/stat` (kernels without `children` files).
+    fn descendants_by_scan(&self, root: u32) -> Option<Vec<u32>> {
+        let dir = std::fs::read_dir(&self.paths.proc_root).ok()?;
+        let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Ok(Some(s)) = self.read_pid_stat(pid) {
+                children.entry(s.ppid).or_default().push(pid);
+            }
+        }
+        let mut out = Vec::new();
+        let mut queue = vec![root];
+        let mut seen = BTreeSet::new();
+        while let Some(pid) = queue.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            for &c in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
+                if c != self.self_pid {
+                    out.push(c);
+                    queue.push(c);
+                }
+            }
+        }
+        out.sort_unstable();
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A fake `/proc`: perfmon (pid 50) and the runtime (60, with a child 61) under the sandbox
+    /// (pid 40); 70 is elsewhere.
+    fn fake_root() -> (tempdir::Dir, Paths) {
+        let d = tempdir::Dir::new();
+        let stat = |pid: u32, ppid: u32, utime: u64, threads: u64| {
+            format!("{pid} (p {pid}) S {ppid} 1 1 0 -1 0 0 0 0 0 {utime} 5 1 1 20 0 {threads} 0 1 1 1")
+        };
+        let write = |rel: &str, text: &str| {
+            let p = d.path().join("proc").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for (pid, ppid, utime, threads) in
+            [(40, 1, 1, 1), (50, 40, 99, 4), (60, 40, 10, 3), (61, 60, 20, 1), (70, 1, 7, 1)]
+        {
+            write(&format!("{pid}/stat"), &stat(pid, ppid, utime, threads));
+            for fd in 0..(pid / 10) {
+                write(&format!("{pid}/fd/{fd}"), "");
+            }
+        }
+        write("40/task/40/children", "50 60 ");
+        write("40/task/41/children", "");
+        write("60/task/60/children", "61");
+        write("61/task/61/children", "");
+        write("50/task/50/children", "");
+        write("net/dev", "h1\nh2\n  lo: 5 0 0 0 0 0 0 0 5 0 0 0 0 0 0 0\neth0: 100 0 0 0 0 0 0 0 300 0 0 0 0 0 0 0\n");
+        write("stat", "cpu  10 0 10 80 0 0 0 0 0 0\n");
+        write("meminfo", "MemTotal: 1000 kB\nMemAvailable: 250 kB\n");
+        std::fs::create_dir_all(d.path().join("tmp")).unwrap();
+        let paths = Paths {
+            proc_root: d.path().join("proc"),
+            tmp_dir: d.path().join("tmp"),
+            cgroup_root: d.path().join("cgroup"),
+        };
+        (d, paths)
+    }
+
+    #[test]
+    fn reads_the_siblings_and_their_children_not_perfmon() {
+        let (_d, paths) = fake_root();
+        let mut r = Reader::new(paths, 50);
+        assert_eq!(r.processes(), &[60, 61]);
+        let s = r.snapshot(5, Depth::Environment);
+        assert_eq!(s.cpu_ticks.unwrap(), [(60, 10 + 5 + 2), (61, 20 + 5 + 2)].into_iter().collect());
+        assert_eq!(s.threads, Some(4));
+        assert_eq!(s.fds, Some(6 + 6));
+        assert_eq!(s.net.map(|n| (n.rx, n.tx)), Some((100, 300)));
+        assert_eq!(s.env_cpu.map(|c| (c.busy, c.total)), Some((20, 100)));
+        assert_eq!(s.env_memory_pct, Some(75.0));
+        assert!(s.tmp_used.is_some());
+        assert!(r.unreadable().is_empty(), "{:?}", r.unreadable());
+    }
+
+    #[test]
+    fn without_children_files_the_scan_finds_the_same_processes() {
+        let (d, paths) = fake_root();
+        for pid in [40, 50, 60, 61] {
+            std::fs::remove_dir_all(d.path().join(format!("proc/{pid}/task"))).unwrap();
+        }
+        let r = Reader::new(paths, 50);
+        assert_eq!(r.processes(), &[60, 61]);
+    }
+
+    #[test]
+    fn missing_unreadable_and_malformed_sources_leave_metrics_out() {
+        let (d, paths) = fake_root();
+        let proc = d.path().join("proc");
+        std::fs::write(proc.join("net/dev"), "garbage").unwrap();
+        std::fs::remove_file(proc.join("stat")).unwrap();
+        std::fs::write(proc.join("meminfo"), "MemTotal: x").unwrap();
+        std::fs::remove_dir_all(proc.join("61/fd")).unwrap();
+        let mut r = Reader::new(Paths { tmp_dir: d.path().join("no-such-tmp"), ..paths.clone() }, 50);
+        let s = r.snapshot(5, Depth::Environment);
+        assert!(s.net.is_none() && s.env_cpu.is_none() && s.env_memory_pct.is_none() && s.tmp_used.is_none());
+        assert!(s.fds.is_none(), "a process whose fds cannot be counted makes the total unknown");
+        assert_eq!(s.threads, Some(4), "the rest is still read");
+        let before = r.unreadable().len();
+        r.snapshot(6, Depth::Environment);
+        assert_eq!(r.unreadable().len(), before, "each source is logged once");
+        assert!(r.unreadable().contains(source::NET_DEV) && r.unreadable().contains(source::PID_FD));
+
+        // A malformed process stat: no CPU, threads or fds, no panic.
+        std::fs::write(proc.join("60/stat"), "60 (x) S").unwrap();
+        let s = r.snapshot(7, Depth::Full);
+        assert!(s.cpu_ticks.is_none() && s.threads.is_none());
+
+        // No /proc at all: an empty snapshot.
+        let mut r = Reader::new(Paths { proc_root: d.path().join("nothing"), ..paths }, 50);
+        let s = r.snapshot(8, Depth::Environment);
+        assert_eq!(Snapshot { at_ms: 8, tmp_used: s.tmp_used, ..Snapshot::default() }, s);
+        assert!(r.unreadable().contains(source::SELF_STAT));
+    }
+
+    #[test]
+    fn the_real_proc_sees_a_child_of_the_parent() {
+        // This test process plays the sandbox: a child it starts is a sibling of nothing, so use a
+        // reader "for" a pid whose parent is us: the child itself.
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut sibling = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let r = Reader::new(Paths::default(), child.id());
+        assert!(r.processes().contains(&sibling.id()), "{:?}", r.processes());
+        assert!(!r.processes().contains(&child.id()));
+        let _ = child.kill();
+        let _ = sibling.kill();
+        let _ = child.wait();
+        let _ = sibling.wait();
+        assert!(Reader::ms_per_tick() > 0.0);
+    }
+
+    /// A temporary directory, removed on drop.
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "perfmon-fakeproc-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Self(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
