@@ -15,10 +15,14 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
+       perfmon-bench soak  [--minutes N] [--sample-s S] [--out DIR] [--perfmon PATH]
 
 run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
        loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
        and DIR/table.md (default DIR: benches/results) and prints the tables.
+soak:  perfmon in one sandbox for N minutes (default 30) of continuous invokes with custom metrics
+       over HTTP and StatsD; /proc sampled every S s (default 60); writes DIR/soak.json and soak.md;
+       exit 1 when a sample is unaccounted for, an invoke failed or perfmon did not exit cleanly.
 check: a fresh run (default --mode quick) compared with FILE (default benches/results/bench.json):
        exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
 Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
@@ -35,16 +39,29 @@ struct Args {
     note: String,
     only: Option<String>,
     file: Option<PathBuf>,
+    minutes: Option<f64>,
+    sample_s: Option<f64>,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak") {
         return Err(USAGE.to_owned());
     }
-    let mut a =
-        Args { cmd, mode: None, out: None, baseline: None, perfmon: None, note: String::new(), only: None, file: None };
+    let mut a = Args {
+        cmd,
+        mode: None,
+        out: None,
+        baseline: None,
+        perfmon: None,
+        note: String::new(),
+        only: None,
+        file: None,
+        minutes: None,
+        sample_s: None,
+    };
+    let number = |flag: &str, v: String| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v:?}"));
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -54,6 +71,8 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--perfmon" => a.perfmon = Some(PathBuf::from(value()?)),
             "--note" => a.note = value()?,
             "--only" => a.only = Some(value()?),
+            "--minutes" => a.minutes = Some(number(&flag, value()?)?),
+            "--sample-s" => a.sample_s = Some(number(&flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
                 a.file = Some(PathBuf::from(other))
@@ -222,6 +241,35 @@ fn check(committed: &Results, fresh: &Results) -> bool {
     bad == 0 && !verdicts.is_empty()
 }
 
+fn soak(a: &Args) -> Result<bool, String> {
+    let mut plan = crate::soak::SoakPlan::new(a.minutes.unwrap_or(30.0));
+    if let Some(s) = a.sample_s {
+        plan.sample_s = s;
+    }
+    let release = target_dir().join("release");
+    let perfmon = a.perfmon.clone().unwrap_or_else(|| release.join("perfmon"));
+    let work = target_dir().join("tmp").join(format!("soak-{}", std::process::id()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let r = rt
+        .block_on(crate::soak::run(&plan, &perfmon, &release.join("sample-function"), &work, &mut |l| eprintln!("{l}")))
+        .map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&work);
+    let mut r = r?;
+    r.machine.load_after = crate::machine::load_average();
+    let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("soak.json"), json + "\n").map_err(|e| e.to_string())?;
+    let md = crate::soak::markdown(&r);
+    std::fs::write(dir.join("soak.md"), &md).map_err(|e| e.to_string())?;
+    println!("{md}\nwritten: {}/soak.json, soak.md", dir.display());
+    Ok(r.ok)
+}
+
 /// Entry point of the binary.
 pub fn main(args: Vec<String>) -> ExitCode {
     let _ = tracing_subscriber::fmt()
@@ -247,6 +295,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             (Some(c), Some(f)) => load(c).and_then(|c| load(f).map(|f| check(&c, &f))),
             _ => Err(USAGE.to_owned()),
         },
+        "soak" => soak(&a),
         "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
