@@ -16,6 +16,7 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush
        perfmon-bench table FILE
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
        perfmon-bench soak  [--minutes N] [--sample-s S] [--out DIR] [--perfmon PATH]
+       perfmon-bench simulate [--out DIR]
 
 run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
        loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
@@ -23,6 +24,9 @@ run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh san
 soak:  perfmon in one sandbox for N minutes (default 30) of continuous invokes with custom metrics
        over HTTP and StatsD; /proc sampled every S s (default 60); writes DIR/soak.json and soak.md;
        exit 1 when a sample is unaccounted for, an invoke failed or perfmon did not exit cleanly.
+simulate: N perfmon flush schedules against one PutMetricData quota on a simulated clock;
+       writes DIR/simulation.json, simulation.svg and simulation.md; exit 1 when a merged
+       percentile is more than 1 % off the exact one or a count is not exact.
 check: a fresh run (default --mode quick) compared with FILE (default benches/results/bench.json):
        exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
 Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
@@ -46,7 +50,7 @@ struct Args {
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak" | "simulate") {
         return Err(USAGE.to_owned());
     }
     let mut a = Args {
@@ -270,6 +274,45 @@ fn soak(a: &Args) -> Result<bool, String> {
     Ok(r.ok)
 }
 
+fn simulate(a: &Args) -> Result<bool, String> {
+    use crate::simulate::{self as sim, Simulation};
+    let mut cases = Vec::new();
+    for case in sim::plan() {
+        let o = sim::run(&case);
+        eprintln!(
+            "[simulate] {:?} N={}: {} requests, {} throttled, {} EMF datums, max percentile error {:.3} %, {:.1} s",
+            case.traffic,
+            case.sandboxes,
+            o.requests,
+            o.throttled,
+            o.emf_fallback_datums,
+            o.max_percentile_error_pct,
+            o.wall_s
+        );
+        cases.push((case, o));
+    }
+    let s = Simulation {
+        quota_tps: sim::DEFAULT_QUOTA_TPS,
+        quota_source: sim::QUOTA_SOURCES.iter().map(|x| (*x).to_owned()).collect(),
+        assumptions: vec![
+            "token bucket: 500 tokens per second, burst 500 (one second's worth)".into(),
+            "round trip 20 ms; the SDK's retry as perfmon configures it: 3 attempts, backoff 25 ms doubling, capped at 1 s, full jitter".into(),
+            "one PutMetricData account quota shared by all N sandboxes and nothing else".into(),
+            "steady: 0.2 invokes/s per sandbox, random phases, PERFMON_FLUSH=background; bursty: 20 s bursts every 120 s at 1 invoke/s, PERFMON_FLUSH=adaptive; interval 60 s; 2 Latency values and 1 Orders count per invoke; 10 simulated minutes, then SHUTDOWNs spread over a minute (2 s window)".into(),
+        ],
+        cases,
+    };
+    let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("simulation.json"), json + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("simulation.svg"), sim::svg(&s)).map_err(|e| e.to_string())?;
+    let table = sim::table(&s);
+    std::fs::write(dir.join("simulation.md"), &table).map_err(|e| e.to_string())?;
+    println!("{table}\nwritten: {}/simulation.json, simulation.svg, simulation.md", dir.display());
+    Ok(s.cases.iter().all(|(_, o)| o.max_percentile_error_pct <= 1.0 && o.orders_exact))
+}
+
 /// Entry point of the binary.
 pub fn main(args: Vec<String>) -> ExitCode {
     let _ = tracing_subscriber::fmt()
@@ -296,6 +339,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             _ => Err(USAGE.to_owned()),
         },
         "soak" => soak(&a),
+        "simulate" => simulate(&a),
         "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));

@@ -8,7 +8,8 @@
 //! * [`bench`]: the plan, the A/B alternation, figures and budgets;
 //! * [`results`], [`chart`], [`check`]: the JSON document, the SVG, the regression check;
 //! * [`stats`], [`machine`]: pure statistics; the machine description and the artefact sizes;
-//! * [`soak`]: the soak run (`make soak`): RSS, fds and sample accounting over a long life.
+//! * [`soak`]: the soak run (`make soak`): RSS, fds and sample accounting over a long life;
+//! * [`simulate`]: many sandboxes against one account's PutMetricData quota (`make simulate`).
 
 pub mod bench;
 pub mod chart;
@@ -19,5 +20,6 @@ pub mod machine;
 pub mod procfs;
 pub mod results;
 pub mod runner;
+pub mod simulate;
 pub mod soak;
 pub mod stats;
