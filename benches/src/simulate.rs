@@ -113,6 +113,9 @@ pub struct Outcome {
     pub requests_per_s: f64,
     pub peak_requests_per_s: u64,
     pub throttled: u64,
+    /// The same before the scale-in (the SHUTDOWNs of the last minute): steady operation only.
+    pub throttled_before_scale_in: u64,
+    pub peak_requests_per_s_before_scale_in: u64,
     /// Attempts after a throttled one (the SDK's retries).
     pub sdk_retries: u64,
     /// Flushes whose requests all failed after the SDK's attempts (datums kept for the next flush).
@@ -385,6 +388,9 @@ impl<'a> Sim<'a> {
             return;
         }
         self.out.throttled += 1;
+        if t < self.case.duration_s {
+            self.out.throttled_before_scale_in += 1;
+        }
         let Some(f) = self.boxes[i].flight.as_mut() else { return };
         if f.attempt < SDK_ATTEMPTS {
             let backoff = (SDK_BACKOFF_S * 2f64.powi(f.attempt as i32 - 1)).min(SDK_BACKOFF_MAX_S) * self.rng.f64();
@@ -513,6 +519,8 @@ pub fn run(case: &Case) -> Outcome {
     let end_s = sim.per_second.len().max(1) as f64;
     o.requests_per_s = o.requests as f64 / end_s;
     o.peak_requests_per_s = sim.per_second.iter().copied().max().unwrap_or(0);
+    o.peak_requests_per_s_before_scale_in =
+        sim.per_second.iter().take(case.duration_s as usize).copied().max().unwrap_or(0);
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v
@@ -566,10 +574,10 @@ pub const QUOTA_SOURCES: [&str; 2] = [
 /// around where throttling starts.
 pub fn plan() -> Vec<Case> {
     let mut v = Vec::new();
-    for n in [100, 300, 1_000, 3_000, 10_000] {
+    for n in [100, 300, 1_000, 2_000, 3_000, 10_000] {
         v.push(Case::new(n, Traffic::Bursty));
     }
-    for n in [100, 1_000, 10_000, 30_000, 50_000] {
+    for n in [100, 1_000, 10_000, 20_000, 25_000, 30_000, 50_000] {
         v.push(Case::new(n, Traffic::Steady));
     }
     v
@@ -577,7 +585,7 @@ pub fn plan() -> Vec<Case> {
 
 /// The chart: throttled share of requests and EMF fallback share vs N (log scale), per traffic.
 pub fn svg(s: &Simulation) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 380.0, 70.0, 20.0, 50.0, 60.0);
+    let (w, h, left, right, top, bottom) = (900.0, 400.0, 70.0, 30.0, 56.0, 64.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let (xmin, xmax) = (2.0_f64, 5.0_f64); // log10 N from 100 to 100 000
     let x = |n: f64| left + (n.log10().clamp(xmin, xmax) - xmin) / (xmax - xmin) * pw;
@@ -585,8 +593,8 @@ pub fn svg(s: &Simulation) -> String {
     let mut out = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="20" font-size="14" font-weight="bold">N sandboxes, one account's PutMetricData quota ({} TPS, token bucket): share of requests throttled, and of datums sent as EMF</text>
-<text x="10" y="38" fill="#555">perfmon flush schedules, 10 simulated minutes, interval 60 s; steady = background flushes, bursty = adaptive (all flush at a burst's start)</text>
+<text x="10" y="20" font-size="14" font-weight="bold">N sandboxes against one PutMetricData quota ({} TPS): requests throttled (solid), datums sent as EMF (dashed)</text>
+<text x="10" y="38" fill="#555">perfmon flush schedules, 10 simulated minutes, interval 60 s; steady: background flushes; bursty: adaptive, every sandbox flushes at a burst's start</text>
 "##,
         s.quota_tps
     );
@@ -646,7 +654,7 @@ pub fn svg(s: &Simulation) -> String {
             out.push_str(&format!(r##"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"##));
         }
         let ly = h - 14.0;
-        let lx = left + k as f64 * 160.0;
+        let lx = left + k as f64 * 190.0;
         out.push_str(&format!(
             r##"<line x1="{lx:.0}" x2="{:.0}" y1="{:.0}" y2="{:.0}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.0}" y="{ly:.0}">{traffic}: {what} %</text>
 "##,
@@ -663,12 +671,12 @@ pub fn svg(s: &Simulation) -> String {
 /// The Markdown table of the cases.
 pub fn table(s: &Simulation) -> String {
     let mut t = String::from(
-        "| traffic | N | invokes | requests (avg / peak per s) | throttled | SDK retries | failed / paused flushes | datums resent | extra delay p50 / p99 / max, s | age p99, s | EMF fallback datums | merged vs exact p50 / p90 / p99 / p99.9 error | `Orders` exact |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| traffic | N | invokes | requests (avg / peak per s) | throttled | before the scale-in: throttled (peak per s) | SDK retries | failed / paused flushes | datums resent | extra delay p50 / p99 / max, s | age p99, s | EMF fallback datums | merged vs exact p50 / p90 / p99 / p99.9 error | `Orders` exact |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (c, o) in &s.cases {
         let errs: Vec<String> = o.percentiles.iter().map(|p| format!("{:.2}", p.error_pct)).collect();
         t.push_str(&format!(
-            "| {} | {} | {} | {} ({:.1} / {}) | {} ({:.1} %) | {} | {} / {} | {} | {:.2} / {:.1} / {:.1} | {:.0} | {} ({:.2} %) | {} % | {} |\n",
+            "| {} | {} | {} | {} ({:.1} / {}) | {} ({:.1} %) | {} ({}) | {} | {} / {} | {} | {:.2} / {:.1} / {:.1} | {:.0} | {} ({:.2} %) | {} % | {} |\n",
             o.traffic,
             c.sandboxes,
             o.invokes,
@@ -677,6 +685,8 @@ pub fn table(s: &Simulation) -> String {
             o.peak_requests_per_s,
             o.throttled,
             if o.requests > 0 { o.throttled as f64 / o.requests as f64 * 100.0 } else { 0.0 },
+            o.throttled_before_scale_in,
+            o.peak_requests_per_s_before_scale_in,
             o.sdk_retries,
             o.flushes_failed,
             o.flushes_paused,
