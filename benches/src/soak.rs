@@ -326,13 +326,10 @@ pub async fn run(
         logs.iter().filter(|l| l.source == "extension:perfmon" && l.stream == stream).map(|l| l.line.clone()).collect()
     };
     let shutdown_line = perfmon_lines("stderr").into_iter().find(|l| l.contains("shutdown flush done"));
-    let field = |key: &str| -> u64 {
-        shutdown_line
-            .as_deref()
-            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok()))
-            .unwrap_or(0)
-    };
-    acc.cloudwatch_datums_unknown_outcome = field("cloudwatch_unknown_outcome");
+    acc.cloudwatch_datums_unknown_outcome = shutdown_line
+        .as_deref()
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("cloudwatch_unknown_outcome=")?.parse().ok()))
+        .unwrap_or(0);
     acc.cloudwatch_datums_rejected = h["sinks"]["cloudwatch_datums_rejected"].as_u64().unwrap_or(0);
     acc.flushes = h["sinks"]["flushes"].as_u64().unwrap_or(0) + 1;
     acc.cloudwatch_samples = cloudwatch_samples(&cw);
