@@ -134,6 +134,18 @@ bench: ## benchmarks (not part of test): perfmon vs the floor in the sandbox, ~1
 	$(CARGO) build --release $(BENCH_PACKAGES)
 	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench run --mode full $(BENCH_ARGS)
 
+SOAK_MINUTES ?= 30
+
+.PHONY: soak
+soak: ## soak run (not part of test or CI): perfmon in the sandbox for SOAK_MINUTES (default 30); writes benches/results/soak.{json,md}
+	$(CARGO) build --release -p perfmon -p sample-function -p perfmon-bench
+	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+.PHONY: simulate
+simulate: ## many sandboxes against one PutMetricData quota, simulated clock (~1 min); writes benches/results/simulation.{json,svg,md}
+	$(CARGO) build --release -p perfmon-bench
+	$(CARGO_TARGET_DIR_OR_DEFAULT)/release/perfmon-bench simulate
+
 .PHONY: bench-check
 bench-check: ## pre-merge: quick fresh run vs benches/results/bench.json, fails on a >20 % regression (~5 min)
 	$(CARGO) build --release $(BENCH_PACKAGES)

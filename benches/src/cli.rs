@@ -15,10 +15,18 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
+       perfmon-bench soak  [--minutes N] [--sample-s S] [--out DIR] [--perfmon PATH]
+       perfmon-bench simulate [--out DIR]
 
 run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
        loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
        and DIR/table.md (default DIR: benches/results) and prints the tables.
+soak:  perfmon in one sandbox for N minutes (default 30) of continuous invokes with custom metrics
+       over HTTP and StatsD; /proc sampled every S s (default 60); writes DIR/soak.json and soak.md;
+       exit 1 when a sample is unaccounted for, an invoke failed or perfmon did not exit cleanly.
+simulate: N perfmon flush schedules against one PutMetricData quota on a simulated clock;
+       writes DIR/simulation.json, simulation.svg and simulation.md; exit 1 when a merged
+       percentile is more than 1 % off the exact one or a count is not exact.
 check: a fresh run (default --mode quick) compared with FILE (default benches/results/bench.json):
        exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
 Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
@@ -35,16 +43,29 @@ struct Args {
     note: String,
     only: Option<String>,
     file: Option<PathBuf>,
+    minutes: Option<f64>,
+    sample_s: Option<f64>,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak" | "simulate") {
         return Err(USAGE.to_owned());
     }
-    let mut a =
-        Args { cmd, mode: None, out: None, baseline: None, perfmon: None, note: String::new(), only: None, file: None };
+    let mut a = Args {
+        cmd,
+        mode: None,
+        out: None,
+        baseline: None,
+        perfmon: None,
+        note: String::new(),
+        only: None,
+        file: None,
+        minutes: None,
+        sample_s: None,
+    };
+    let number = |flag: &str, v: String| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v:?}"));
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -54,6 +75,8 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--perfmon" => a.perfmon = Some(PathBuf::from(value()?)),
             "--note" => a.note = value()?,
             "--only" => a.only = Some(value()?),
+            "--minutes" => a.minutes = Some(number(&flag, value()?)?),
+            "--sample-s" => a.sample_s = Some(number(&flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
                 a.file = Some(PathBuf::from(other))
@@ -222,6 +245,74 @@ fn check(committed: &Results, fresh: &Results) -> bool {
     bad == 0 && !verdicts.is_empty()
 }
 
+fn soak(a: &Args) -> Result<bool, String> {
+    let mut plan = crate::soak::SoakPlan::new(a.minutes.unwrap_or(30.0));
+    if let Some(s) = a.sample_s {
+        plan.sample_s = s;
+    }
+    let release = target_dir().join("release");
+    let perfmon = a.perfmon.clone().unwrap_or_else(|| release.join("perfmon"));
+    let work = target_dir().join("tmp").join(format!("soak-{}", std::process::id()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let r = rt
+        .block_on(crate::soak::run(&plan, &perfmon, &release.join("sample-function"), &work, &mut |l| eprintln!("{l}")))
+        .map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&work);
+    let mut r = r?;
+    r.machine.load_after = crate::machine::load_average();
+    let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("soak.json"), json + "\n").map_err(|e| e.to_string())?;
+    let md = crate::soak::markdown(&r);
+    std::fs::write(dir.join("soak.md"), &md).map_err(|e| e.to_string())?;
+    println!("{md}\nwritten: {}/soak.json, soak.md", dir.display());
+    Ok(r.ok)
+}
+
+fn simulate(a: &Args) -> Result<bool, String> {
+    use crate::simulate::{self as sim, Simulation};
+    let mut cases = Vec::new();
+    for case in sim::plan() {
+        let o = sim::run(&case);
+        eprintln!(
+            "[simulate] {:?} N={}: {} requests, {} throttled, {} EMF datums, max percentile error {:.3} %, {:.1} s",
+            case.traffic,
+            case.sandboxes,
+            o.requests,
+            o.throttled,
+            o.emf_fallback_datums,
+            o.max_percentile_error_pct,
+            o.wall_s
+        );
+        cases.push((case, o));
+    }
+    let s = Simulation {
+        quota_tps: sim::DEFAULT_QUOTA_TPS,
+        quota_source: sim::QUOTA_SOURCES.iter().map(|x| (*x).to_owned()).collect(),
+        assumptions: vec![
+            "token bucket: 500 tokens per second, burst 500 (one second's worth)".into(),
+            "round trip 20 ms; the SDK's retry as perfmon configures it: 3 attempts, backoff 25 ms doubling, capped at 1 s, full jitter".into(),
+            "one PutMetricData account quota shared by all N sandboxes and nothing else".into(),
+            "steady: 0.2 invokes/s per sandbox, random phases, PERFMON_FLUSH=background; bursty: 20 s bursts every 120 s at 1 invoke/s, PERFMON_FLUSH=adaptive; interval 60 s; 2 Latency values and 1 Orders count per invoke; 10 simulated minutes, then SHUTDOWNs spread over a minute (2 s window)".into(),
+        ],
+        cases,
+    };
+    let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("simulation.json"), json + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("simulation.svg"), sim::svg(&s)).map_err(|e| e.to_string())?;
+    let table = sim::table(&s);
+    std::fs::write(dir.join("simulation.md"), &table).map_err(|e| e.to_string())?;
+    println!("{table}\nwritten: {}/simulation.json, simulation.svg, simulation.md", dir.display());
+    Ok(s.cases.iter().all(|(_, o)| o.max_percentile_error_pct <= 1.0 && o.orders_exact))
+}
+
 /// Entry point of the binary.
 pub fn main(args: Vec<String>) -> ExitCode {
     let _ = tracing_subscriber::fmt()
@@ -247,6 +338,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
             (Some(c), Some(f)) => load(c).and_then(|c| load(f).map(|f| check(&c, &f))),
             _ => Err(USAGE.to_owned()),
         },
+        "soak" => soak(&a),
+        "simulate" => simulate(&a),
         "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));

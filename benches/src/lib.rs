@@ -7,7 +7,9 @@
 //! * [`procfs`]: CPU time and memory of a process from `/proc`;
 //! * [`bench`]: the plan, the A/B alternation, figures and budgets;
 //! * [`results`], [`chart`], [`check`]: the JSON document, the SVG, the regression check;
-//! * [`stats`], [`machine`]: pure statistics; the machine description and the artefact sizes.
+//! * [`stats`], [`machine`]: pure statistics; the machine description and the artefact sizes;
+//! * [`soak`]: the soak run (`make soak`): RSS, fds and sample accounting over a long life;
+//! * [`simulate`]: many sandboxes against one account's PutMetricData quota (`make simulate`).
 
 pub mod bench;
 pub mod chart;
@@ -18,4 +20,6 @@ pub mod machine;
 pub mod procfs;
 pub mod results;
 pub mod runner;
+pub mod simulate;
+pub mod soak;
 pub mod stats;

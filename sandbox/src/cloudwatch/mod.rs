@@ -31,6 +31,7 @@
 //! signatures are not checked (any credentials work).
 
 mod faults;
+pub mod limit;
 mod proxy;
 mod server;
 mod store;
@@ -102,6 +103,8 @@ impl CloudWatch {
         let shared = Arc::new(Shared {
             store: Store::default(),
             fault: Mutex::new(Fault::None),
+            limit: Mutex::new(None),
+            clock: std::time::Instant::now(),
             seq: AtomicU64::new(0),
             id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
         });
@@ -132,6 +135,14 @@ impl CloudWatch {
     /// Injects a fault (replacing the previous one); `Fault::None` clears it.
     pub fn set_fault(&self, fault: Fault) {
         *self.shared.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fault;
+    }
+
+    /// Emulates an account-level PutMetricData quota: requests beyond `limit` (a token bucket on the
+    /// wall clock) are answered 400 `Throttling` / `Rate exceeded`, before any fault. `None` lifts it.
+    pub fn set_rate_limit(&self, limit: Option<limit::RateLimit>) {
+        let now = self.shared.clock.elapsed().as_secs_f64();
+        *self.shared.limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            limit.map(|l| limit::TokenBucket::new(l, now));
     }
 
     /// The fault still pending (`Throttle { n }` counts down as requests consume it).

@@ -24,6 +24,9 @@ pub const MAX_DECODED_BYTES: usize = 40 * 1024 * 1024;
 pub(crate) struct Shared {
     pub store: Store,
     pub fault: Mutex<Fault>,
+    /// The PutMetricData rate limit, if one is set (`limit.rs`), on `clock`.
+    pub limit: Mutex<Option<super::limit::TokenBucket>>,
+    pub clock: std::time::Instant,
     pub seq: AtomicU64,
     pub id_base: u64,
 }
@@ -35,6 +38,13 @@ impl Shared {
     }
 
     /// Consumes one injected PutMetricData fault, if any.
+    /// Whether the rate limit throttles this request (takes a token otherwise).
+    fn rate_limited(&self) -> bool {
+        let now = self.clock.elapsed().as_secs_f64();
+        let mut l = self.limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.as_mut().is_some_and(|b| !b.take(now))
+    }
+
     fn take_fault(&self) -> Option<CwError> {
         let mut f = self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &mut *f {
@@ -265,6 +275,9 @@ fn execute(
     let encode_ok = |xml: String, json: serde_json::Value, datums| ok_reply(protocol, xml, json, datums);
     match req {
         cw::Request::PutMetricData(put) => {
+            if shared.rate_limited() {
+                return error_reply(protocol, CwError::new(ErrorCode::Throttling, "Rate exceeded"), request_id);
+            }
             if let Some(e) = shared.take_fault() {
                 return error_reply(protocol, e, request_id);
             }

@@ -123,7 +123,9 @@ impl Store {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn insert(&self, namespace: &str, datums: Vec<MetricDatum>, arrival_ms: i64, request_seq: u64) {
+    /// Stores an accepted PutMetricData's datums (the endpoint does; the bench crate's simulator
+    /// calls it in-process).
+    pub fn insert(&self, namespace: &str, datums: Vec<MetricDatum>, arrival_ms: i64, request_seq: u64) {
         let mut inner = self.lock();
         inner.datums.extend(datums.into_iter().map(|datum| StoredDatum {
             namespace: namespace.to_owned(),
