@@ -15,7 +15,7 @@ use perfmon_protocol::cloudwatch::{
 };
 
 use super::store::{Protocol, RequestRecord, Store};
-use super::Fault;
+use super::{Fault, Network};
 
 /// Largest body accepted after gzip decompression (a guard against gzip bombs; CloudWatch's own
 /// limit applies to the wire size, [`MAX_REQUEST_BYTES`]).
@@ -24,6 +24,8 @@ pub const MAX_DECODED_BYTES: usize = 40 * 1024 * 1024;
 pub(crate) struct Shared {
     pub store: Store,
     pub fault: Mutex<Fault>,
+    pub network: Mutex<Network>,
+    pub connections: AtomicU64,
     pub seq: AtomicU64,
     pub id_base: u64,
 }
@@ -32,6 +34,10 @@ impl Shared {
     /// Whether connections are to be dropped unanswered.
     pub fn refusing(&self) -> bool {
         matches!(*self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Fault::Refuse)
+    }
+
+    pub fn network(&self) -> Network {
+        *self.network.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Consumes one injected PutMetricData fault, if any.
@@ -231,6 +237,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         arrival_ms,
     });
 
+    // The simulated round trip (and jitter) of this answer.
+    let delay = shared.network().answer_delay(shared.id_base, seq);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match after {
         Some(super::faults::After::Delay(d)) => tokio::time::sleep(d).await,
         Some(super::faults::After::Reset) => return Err(HttpError::Refused),
