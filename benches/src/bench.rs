@@ -625,6 +625,21 @@ fn shape_figures(raw: &Raw, figs: &mut Vec<Figure>) {
                     .note("per sandbox: percentile of the warm invokes' runtime /next → extension /next"),
                 );
             }
+            for q in [50.0, 99.0] {
+                let pv = collect(p, |r| crate::stats::percentile(&r.billed_ms, q));
+                let fv = collect(floor, |r| crate::stats::percentile(&r.billed_ms, q));
+                figs.push(
+                    Figure::new(
+                        &format!("shape_billed_p{q:.0}/{}/{mode}", shape.as_str()),
+                        "realistic network",
+                        &format!("{what}: billed ms per warm invoke, p{q:.0}"),
+                        "ms",
+                        Better::Lower,
+                    )
+                    .with(&pv, Some(&fv))
+                    .check(CheckOn::None, 0.0),
+                );
+            }
             let pb = collect(p, |r| per_1000(&r.billed_ms));
             let fb = collect(floor, |r| per_1000(&r.billed_ms));
             figs.push(

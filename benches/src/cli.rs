@@ -161,7 +161,7 @@ pub fn overhead_matrix(r: &Results) -> String {
 /// The realistic-network cases (issue 14) by traffic shape and `PERFMON_SPARSE_FLUSH`.
 pub fn shape_matrix(r: &Results) -> String {
     let mut out = String::from(
-        "| traffic | PERFMON_SPARSE_FLUSH | overhead p50 / p99 (Δ floor p99) | floor p50 / p99 | billed ms / 1 000 (floor) | data delay p50 / p99 | waited for SHUTDOWN | PutMetricData / 1 000 invokes | EMF KiB / 1 000 invokes |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| traffic | PERFMON_SPARSE_FLUSH | overhead p50 / p99 (Δ floor p99) | floor p50 / p99 | billed ms per invoke p50 / p99 (floor) | billed ms / 1 000 (floor) | data delay p50 / p99 | waited for SHUTDOWN | PutMetricData / 1 000 invokes | EMF KiB / 1 000 invokes |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let med = |id: String| r.figure(&id).and_then(|f| f.perfmon).map(|s| s.median);
     let fl = |id: String| r.figure(&id).and_then(|f| f.floor).map(|s| s.median);
@@ -174,13 +174,17 @@ pub fn shape_matrix(r: &Results) -> String {
             }
             let delta = r.figure(&format!("shape_overhead_p99/{k}")).and_then(|f| f.delta);
             out.push_str(&format!(
-                "| {} | {mode} | {} / {} ms ({}) | {} / {} ms | {} ({}) | {} / {} ms | {} | {} | {} |\n",
+                "| {} | {mode} | {} / {} ms ({}) | {} / {} ms | {} / {} ({} / {}) | {} ({}) | {} / {} ms | {} | {} | {} |\n",
                 shape.as_str(),
                 n(med(format!("shape_overhead_p50/{k}"))),
                 n(med(format!("shape_overhead_p99/{k}"))),
                 delta.map_or("–".to_owned(), |d| format!("{d:+.1}")),
                 n(fl(format!("shape_overhead_p50/{k}"))),
                 n(fl(format!("shape_overhead_p99/{k}"))),
+                n(med(format!("shape_billed_p50/{k}"))),
+                n(med(format!("shape_billed_p99/{k}"))),
+                n(fl(format!("shape_billed_p50/{k}"))),
+                n(fl(format!("shape_billed_p99/{k}"))),
                 n(med(format!("shape_billed_per_1000/{k}"))),
                 n(fl(format!("shape_billed_per_1000/{k}"))),
                 n(med(format!("shape_data_delay_p50/{k}"))),
