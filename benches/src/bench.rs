@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::results::{Better, Budget, CheckOn, Figure, Results, RunShape};
-use crate::runner::{self, Case, FlushRun, InvokeRun, LmiRun, Load, LoadRun, Setup, Side};
+use crate::runner::{self, Case, FlushRun, InvokeRun, LmiRun, Load, LoadRun, Setup, Shape, ShapeRun, Side};
 
 pub const POLICIES: [&str; 4] = ["end", "background", "adaptive", "shutdown"];
 pub const SINKS: [&str; 3] = ["cloudwatch", "emf", "both"];
 pub const METRICS: [usize; 3] = [0, 10, 100];
+/// `PERFMON_SPARSE_FLUSH` values measured in the realistic-network cases; the first is the default.
+pub const SPARSE_FLUSH: [&str; 3] = ["end", "emf", "defer"];
 const MIB: f64 = 1024.0;
 
 /// How much to run.
@@ -27,6 +29,8 @@ pub struct Plan {
     /// Managed Instances sandboxes per side (alternated with the bare function).
     pub lmi_rounds: usize,
     pub lmi_invokes: usize,
+    /// Rounds of the realistic-network cases (every shape × every `PERFMON_SPARSE_FLUSH`, and the floor).
+    pub shape_rounds: usize,
 }
 
 impl Plan {
@@ -54,6 +58,7 @@ impl Plan {
             flush_repeats: 5,
             lmi_rounds: 6,
             lmi_invokes: 200,
+            shape_rounds: 5,
         }
     }
 
@@ -70,6 +75,7 @@ impl Plan {
             flush_repeats: 3,
             lmi_rounds: 2,
             lmi_invokes: 200,
+            shape_rounds: 2,
         }
     }
 
@@ -88,6 +94,7 @@ impl Plan {
             flush_repeats: 1,
             lmi_rounds: 1,
             lmi_invokes: 40,
+            shape_rounds: 1,
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct Raw {
     pub loads: BTreeMap<&'static str, Vec<LoadRun>>,
     pub flush: Vec<FlushRun>,
     pub lmi: BTreeMap<&'static str, Vec<LmiRun>>,
+    /// Realistic-network cases by (shape, `PERFMON_SPARSE_FLUSH` or "floor").
+    pub shapes: BTreeMap<(Shape, &'static str), Vec<ShapeRun>>,
     pub sizes: BTreeMap<&'static str, (u64, Option<u64>)>,
     pub sandboxes: usize,
     pub failures: usize,
@@ -182,6 +191,31 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
     }
     if plan.lmi_rounds > 0 {
         progress(&format!("managed instances done, {:.0} s", started.elapsed().as_secs_f64()));
+    }
+    for round in 0..plan.shape_rounds {
+        for shape in Shape::ALL {
+            let mut sides: Vec<Option<&'static str>> = SPARSE_FLUSH.iter().copied().map(Some).collect();
+            sides.push(None);
+            if round % 2 == 1 {
+                sides.reverse();
+            }
+            for mode in sides {
+                let (side, key) = match mode {
+                    Some(m) => (Side::Perfmon, m),
+                    None => (Side::Floor, "floor"),
+                };
+                let r = runner::shape_run(setup, side, shape, mode.unwrap_or("end")).await?;
+                raw.failures += r.failures;
+                raw.sandboxes += 1;
+                raw.shapes.entry((shape, key)).or_default().push(r);
+            }
+        }
+        progress(&format!(
+            "realistic network {}/{} done, {:.0} s",
+            round + 1,
+            plan.shape_rounds,
+            started.elapsed().as_secs_f64()
+        ));
     }
     for _ in 0..plan.flush_repeats {
         raw.flush.push(runner::flush_run(setup).await?);
@@ -302,6 +336,8 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             );
         }
     }
+
+    shape_figures(raw, &mut figs);
 
     // Managed Instances: 4 invokes in flight, perfmon beside the bare function (no extension can
     // be a floor there: a do-nothing extension registers for INVOKE, which Lambda refuses).
@@ -602,6 +638,130 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     (figs, budgets)
 }
 
+/// The realistic-network cases (issue 14): per shape and `PERFMON_SPARSE_FLUSH`, the overhead
+/// beside the floor of the same shape, the data delay, billed ms and PutMetricData calls.
+fn shape_figures(raw: &Raw, figs: &mut Vec<Figure>) {
+    for shape in Shape::ALL {
+        let Some(floor) = raw.shapes.get(&(shape, "floor")) else { continue };
+        for mode in SPARSE_FLUSH {
+            let Some(p) = raw.shapes.get(&(shape, mode)) else { continue };
+            let what = format!("{} traffic, in-region network, adaptive, sparse flush {mode}", shape.as_str());
+            for q in [50.0, 99.0] {
+                let pv = collect(p, |r| crate::stats::percentile(&r.overhead_ms, q));
+                let fv = collect(floor, |r| crate::stats::percentile(&r.overhead_ms, q));
+                // The end-of-invoke flushes wait on telemetry and a simulated network: several ms of
+                // spread between runs. `defer` and frequent invokes must stay within the issue's
+                // floor + 2 ms (a p99 of 11 invokes is nearly their max: one stall on a loaded
+                // machine moves it by milliseconds).
+                let slack = if mode == "defer" || shape == Shape::Steady { 2.0 } else { 10.0 };
+                figs.push(
+                    Figure::new(
+                        &format!("shape_overhead_p{q:.0}/{}/{mode}", shape.as_str()),
+                        "realistic network",
+                        &format!("{what}: overhead p{q:.0}"),
+                        "ms",
+                        Better::Lower,
+                    )
+                    .with(&pv, Some(&fv))
+                    .check(CheckOn::Delta, slack)
+                    .note("per sandbox: percentile of the warm invokes' runtime /next → extension /next"),
+                );
+            }
+            for q in [50.0, 99.0] {
+                let pv = collect(p, |r| crate::stats::percentile(&r.billed_ms, q));
+                let fv = collect(floor, |r| crate::stats::percentile(&r.billed_ms, q));
+                figs.push(
+                    Figure::new(
+                        &format!("shape_billed_p{q:.0}/{}/{mode}", shape.as_str()),
+                        "realistic network",
+                        &format!("{what}: billed ms per warm invoke, p{q:.0}"),
+                        "ms",
+                        Better::Lower,
+                    )
+                    .with(&pv, Some(&fv))
+                    .check(CheckOn::None, 0.0),
+                );
+            }
+            let pb = collect(p, |r| per_1000(&r.billed_ms));
+            let fb = collect(floor, |r| per_1000(&r.billed_ms));
+            figs.push(
+                Figure::new(
+                    &format!("shape_billed_per_1000/{}/{mode}", shape.as_str()),
+                    "realistic network",
+                    &format!("{what}: billed ms per 1 000 warm invokes"),
+                    "ms",
+                    Better::Lower,
+                )
+                .with(&pb, Some(&fb))
+                .check(CheckOn::None, 0.0),
+            );
+            for q in [50.0, 99.0] {
+                let dv = collect(p, |r| crate::stats::percentile(&r.data_delay_ms, q));
+                figs.push(
+                    Figure::new(
+                        &format!("shape_data_delay_p{q:.0}/{}/{mode}", shape.as_str()),
+                        "realistic network",
+                        &format!("{what}: data delay p{q:.0} (invoke start → at CloudWatch, or on stdout)"),
+                        "ms",
+                        Better::Lower,
+                    )
+                    .with(&dv, None)
+                    .check(CheckOn::None, 0.0),
+                );
+            }
+            let held = collect(p, |r| Some(r.delayed_to_shutdown as f64));
+            figs.push(
+                Figure::new(
+                    &format!("shape_held_to_shutdown/{}/{mode}", shape.as_str()),
+                    "realistic network",
+                    &format!("{what}: warm invokes whose data waited for SHUTDOWN, per sandbox"),
+                    "invokes",
+                    Better::Lower,
+                )
+                .with(&held, None)
+                .check(CheckOn::None, 0.0),
+            );
+            let n = shape.invokes() as f64;
+            let calls = collect(p, |r| Some(r.put_metric_data as f64 * 1000.0 / n));
+            figs.push(
+                Figure::new(
+                    &format!("shape_put_calls_per_1000/{}/{mode}", shape.as_str()),
+                    "realistic network",
+                    &format!("{what}: PutMetricData calls per 1 000 invokes"),
+                    "calls",
+                    Better::Lower,
+                )
+                .with(&calls, None)
+                .check(CheckOn::None, 0.0),
+            );
+            let kib = collect(p, |r| Some(r.emf_bytes as f64 * 1000.0 / n / 1024.0));
+            figs.push(
+                Figure::new(
+                    &format!("shape_emf_kib_per_1000/{}/{mode}", shape.as_str()),
+                    "realistic network",
+                    &format!("{what}: EMF KiB per 1 000 invokes (CloudWatch Logs ingestion)"),
+                    "KiB",
+                    Better::Lower,
+                )
+                .with(&kib, None)
+                .check(CheckOn::None, 0.0),
+            );
+            let lines = collect(p, |r| Some(r.emf_lines as f64 * 1000.0 / n));
+            figs.push(
+                Figure::new(
+                    &format!("shape_emf_lines_per_1000/{}/{mode}", shape.as_str()),
+                    "realistic network",
+                    &format!("{what}: EMF lines per 1 000 invokes"),
+                    "lines",
+                    Better::Lower,
+                )
+                .with(&lines, None)
+                .check(CheckOn::None, 0.0),
+            );
+        }
+    }
+}
+
 fn med(figs: &[Figure], id: &str) -> Option<(f64, Option<f64>)> {
     let f = figs.iter().find(|f| f.id == id)?;
     Some((f.perfmon?.median, f.floor.map(|s| s.median)))
@@ -635,6 +795,35 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
         let mut x =
             Budget::max("overhead_p99_delta", "overhead p99 without flush ≤ floor + 0.2 ms (worst case)", &id, d, 0.2);
         x.note = format!("worst of the background, adaptive and shutdown cases: {id}");
+        b.push(x);
+    }
+    // Issue 14: a sparse invoke under the default `PERFMON_SPARSE_FLUSH`, realistic network.
+    let sparse_default = format!("shape_overhead_p99/sparse/{}", SPARSE_FLUSH[0]);
+    if let Some(d) = figs.iter().find(|f| f.id == sparse_default).and_then(|f| f.delta) {
+        b.push(Budget::max(
+            "sparse_p99_delta",
+            "sparse invoke overhead p99 ≤ floor + 2 ms, in-region network, default policy",
+            &sparse_default,
+            d,
+            2.0,
+        ));
+    }
+    let best = SPARSE_FLUSH
+        .iter()
+        .filter_map(|m| {
+            let id = format!("shape_overhead_p99/sparse/{m}");
+            figs.iter().find(|f| f.id == id).and_then(|f| f.delta.map(|d| (d, id)))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((d, id)) = best {
+        let mut x = Budget::max(
+            "sparse_p99_delta_best",
+            "sparse invoke overhead p99 ≤ floor + 2 ms, in-region network, best PERFMON_SPARSE_FLUSH",
+            &id,
+            d,
+            2.0,
+        );
+        x.note = format!("best of end, emf, defer: {id}");
         b.push(x);
     }
     let worst_rss = figs

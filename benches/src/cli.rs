@@ -10,7 +10,7 @@ use crate::results::{self, Results};
 use crate::runner::Setup;
 
 const USAGE: &str = "\
-usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush] [--out DIR]
+usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush|network] [--out DIR]
                            [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
@@ -115,10 +115,11 @@ fn plan(mode: &str, only: Option<&str>) -> Result<Plan, String> {
     };
     match only {
         None => {}
-        Some("invoke") => (p.load_repeats, p.flush_repeats) = (0, 0),
-        Some("ingest") => (p.rounds, p.flush_repeats) = (0, 0),
-        Some("flush") => (p.rounds, p.load_repeats) = (0, 0),
-        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, flush)")),
+        Some("invoke") => (p.load_repeats, p.flush_repeats, p.shape_rounds) = (0, 0, 0),
+        Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds) = (0, 0, 0),
+        Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds) = (0, 0, 0),
+        Some("network") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds) = (0, 0, 0, 0),
+        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, flush, network)")),
     }
     Ok(p)
 }
@@ -180,11 +181,52 @@ pub fn overhead_matrix(r: &Results) -> String {
     out
 }
 
+/// The realistic-network cases (issue 14) by traffic shape and `PERFMON_SPARSE_FLUSH`.
+pub fn shape_matrix(r: &Results) -> String {
+    let mut out = String::from(
+        "| traffic | PERFMON_SPARSE_FLUSH | overhead p50 / p99 (Δ floor p99) | floor p50 / p99 | billed ms per invoke p50 / p99 (floor) | billed ms / 1 000 (floor) | data delay p50 / p99 | waited for SHUTDOWN | PutMetricData / 1 000 invokes | EMF KiB / 1 000 invokes |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let med = |id: String| r.figure(&id).and_then(|f| f.perfmon).map(|s| s.median);
+    let fl = |id: String| r.figure(&id).and_then(|f| f.floor).map(|s| s.median);
+    let n = |v: Option<f64>| v.map_or("–".to_owned(), |x| format!("{x:.1}"));
+    for shape in crate::runner::Shape::ALL {
+        for mode in bench::SPARSE_FLUSH {
+            let k = format!("{}/{mode}", shape.as_str());
+            if r.figure(&format!("shape_overhead_p99/{k}")).is_none() {
+                continue;
+            }
+            let delta = r.figure(&format!("shape_overhead_p99/{k}")).and_then(|f| f.delta);
+            out.push_str(&format!(
+                "| {} | {mode} | {} / {} ms ({}) | {} / {} ms | {} / {} ({} / {}) | {} ({}) | {} / {} ms | {} | {} | {} |\n",
+                shape.as_str(),
+                n(med(format!("shape_overhead_p50/{k}"))),
+                n(med(format!("shape_overhead_p99/{k}"))),
+                delta.map_or("–".to_owned(), |d| format!("{d:+.1}")),
+                n(fl(format!("shape_overhead_p50/{k}"))),
+                n(fl(format!("shape_overhead_p99/{k}"))),
+                n(med(format!("shape_billed_p50/{k}"))),
+                n(med(format!("shape_billed_p99/{k}"))),
+                n(fl(format!("shape_billed_p50/{k}"))),
+                n(fl(format!("shape_billed_p99/{k}"))),
+                n(med(format!("shape_billed_per_1000/{k}"))),
+                n(fl(format!("shape_billed_per_1000/{k}"))),
+                n(med(format!("shape_data_delay_p50/{k}"))),
+                n(med(format!("shape_data_delay_p99/{k}"))),
+                n(med(format!("shape_held_to_shutdown/{k}"))),
+                n(med(format!("shape_put_calls_per_1000/{k}"))),
+                n(med(format!("shape_emf_kib_per_1000/{k}"))),
+            ));
+        }
+    }
+    out
+}
+
 fn tables(r: &Results) -> String {
     format!(
         "Machine: {} × {}, kernel {}, {}, load average {} before → {} after, commit {}{}\n\
          Run: {} mode, {} rounds × {} cases × 2 sides, {} invokes per sandbox, {} sandboxes in all, {:.0} s\n\n\
-         ### Budgets\n\n{}\n### Per-invoke overhead (runtime's /next → extension's /next; floor p99 is about 0)\n\n{}\n### All figures\n\n{}",
+         ### Budgets\n\n{}\n### Per-invoke overhead (runtime's /next → extension's /next; floor p99 is about 0)\n\n{}\n\
+         ### Realistic network: traffic shape × PERFMON_SPARSE_FLUSH (adaptive, cloudwatch sink, in-region delays, a new connection per request)\n\n{}\n### All figures\n\n{}",
         r.machine.nproc,
         r.machine.cpu_model,
         r.machine.kernel,
@@ -201,6 +243,7 @@ fn tables(r: &Results) -> String {
         r.run.duration_s,
         results::budget_table(r),
         overhead_matrix(r),
+        shape_matrix(r),
         results::markdown_table(r)
     )
 }

@@ -527,3 +527,163 @@ pub async fn lmi_run(setup: &Setup, side: Side, invokes: usize) -> Result<LmiRun
     run.duration_ms = sb.reports().iter().map(|r| r.metrics.duration_ms).collect();
     Ok(run)
 }
+
+/// A traffic shape for the realistic-network cases (issue 14): how invokes are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Shape {
+    /// Every invoke after a gap longer than the flush interval.
+    Sparse,
+    /// Back to back.
+    Steady,
+    /// Bursts of [`BURST`] back-to-back invokes, a gap longer than the interval between bursts.
+    Bursty,
+}
+
+/// The flush interval of the realistic-network cases, s (`PERFMON_FLUSH_INTERVAL_S`).
+pub const SHAPE_INTERVAL_S: &str = "0.2";
+/// The gap that makes an invoke sparse: longer than [`SHAPE_INTERVAL_S`].
+pub const SHAPE_GAP: Duration = Duration::from_millis(300);
+/// Invokes per burst in [`Shape::Bursty`].
+pub const BURST: usize = 5;
+
+impl Shape {
+    pub const ALL: [Shape; 3] = [Shape::Sparse, Shape::Steady, Shape::Bursty];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sparse => "sparse",
+            Self::Steady => "steady",
+            Self::Bursty => "bursty",
+        }
+    }
+
+    /// Invokes per sandbox, the cold one included.
+    pub fn invokes(self) -> usize {
+        match self {
+            Self::Sparse => 12,
+            Self::Steady => 40,
+            Self::Bursty => 1 + 3 * BURST,
+        }
+    }
+
+    /// The pause before invoke `i` (`i` ≥ 1).
+    fn gap_before(self, i: usize) -> Duration {
+        match self {
+            Self::Sparse => SHAPE_GAP,
+            Self::Steady => Duration::ZERO,
+            Self::Bursty if (i - 1).is_multiple_of(BURST) => SHAPE_GAP,
+            Self::Bursty => Duration::ZERO,
+        }
+    }
+}
+
+/// What one realistic-network sandbox measured.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeRun {
+    /// Warm invokes: the runtime's `/next` → the extension's `/next`, ms.
+    pub overhead_ms: Vec<f64>,
+    /// Warm invokes: `billedDurationMs`.
+    pub billed_ms: Vec<f64>,
+    /// Warm invokes: the invoke's start → its custom metric at CloudWatch (PutMetricData arrival),
+    /// or, for EMF, → the end of the invoke when its line was on stdout by then, ms.
+    pub data_delay_ms: Vec<f64>,
+    /// Warm invokes whose metric reached neither CloudWatch nor stdout before SHUTDOWN's flush.
+    pub delayed_to_shutdown: usize,
+    pub put_metric_data: usize,
+    pub emf_lines: usize,
+    /// perfmon's EMF lines, bytes (newline included): what CloudWatch Logs ingestion bills.
+    pub emf_bytes: usize,
+    pub failures: usize,
+}
+
+/// One fresh sandbox with the embedded CloudWatch behind [`Network::IN_REGION`] without keep-alive
+/// (every flush on a new connection, as after minutes idle), `PERFMON_FLUSH=adaptive` with
+/// `sparse_flush`, interval [`SHAPE_INTERVAL_S`], invokes spaced by `shape`. Invoke `i` posts one
+/// metric named `bench.shape.<i>`, so its arrival can be found.
+pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &str) -> Result<ShapeRun, RunError> {
+    use perfmon_sandbox::cloudwatch::Network;
+    let case = Case { policy: "adaptive", sink: "cloudwatch", metrics: 1 };
+    let cloudwatch = CloudWatch::start().await?;
+    cloudwatch.set_network(Network { keep_alive: false, ..Network::IN_REGION });
+    let http_port = free_port()?;
+    let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
+        .memory_mb(128)
+        .timeout(Duration::from_secs(3))
+        .extensions_dir(setup.dir(side))
+        .env("PERFMON_SINK", case.sink)
+        .env("PERFMON_FLUSH", case.policy)
+        .env("PERFMON_FLUSH_INTERVAL_S", SHAPE_INTERVAL_S)
+        .env("PERFMON_SPARSE_FLUSH", sparse_flush)
+        .env("PERFMON_HTTP_PORT", http_port.to_string())
+        .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    let mut sb = Sandbox::start(cfg).await?;
+    let mut run = ShapeRun::default();
+    let mut warm: Vec<(String, usize, i64, i64)> = Vec::new(); // (request id, i, start ms, end ms)
+    let mut on_stdout_by_end: Vec<bool> = Vec::new();
+    // Whether invoke `i`'s line was on stdout by its end: read after the gap that follows it, while
+    // the sandbox is frozen (perfmon cannot write then; the sandbox's log reader catches up).
+    let stdout_has = |sb: &Sandbox, i: usize| {
+        let needle = format!("\"bench.shape.{i}\"");
+        sb.logs().iter().any(|l| l.stream == "stdout" && l.line.contains(&needle))
+    };
+    for i in 0..shape.invokes() {
+        if i > 0 {
+            tokio::time::sleep(shape.gap_before(i)).await;
+            if warm.last().is_some_and(|w| w.1 == i - 1) {
+                on_stdout_by_end.push(stdout_has(&sb, i - 1));
+            }
+        }
+        let name = format!("bench.shape.{i}");
+        let start = epoch_ms();
+        let out =
+            sb.invoke(json!({"metrics": [{"name": name, "value": 1.0 + i as f64, "unit": "Milliseconds"}]})).await?;
+        let end = epoch_ms();
+        let mut ok = out.status == Status::Success;
+        if side == Side::Perfmon {
+            ok &= out.json().and_then(|v| v.get("posted").cloned()) == Some(json!([202]));
+        }
+        run.failures += usize::from(!ok);
+        if !out.cold {
+            warm.push((out.request_id, i, start, end));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(w) = warm.last() {
+        on_stdout_by_end.push(stdout_has(&sb, w.1));
+    }
+    let ext = match side {
+        Side::Perfmon => "perfmon",
+        Side::Floor => "noop-extension",
+    };
+    let shutdown_ms = epoch_ms();
+    let _ = sb.shutdown().await?;
+    if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == ext) {
+        run.overhead_ms = s.overhead_ms.get(1..).unwrap_or_default().to_vec();
+    }
+    for r in sb.reports().iter().filter(|r| warm.iter().any(|w| w.0 == r.request_id)) {
+        run.billed_ms.push(r.metrics.billed_duration_ms.unwrap_or(0) as f64);
+    }
+    if side == Side::Perfmon {
+        let datums = cloudwatch.store().all_datums();
+        for ((_, i, start, end), on_stdout) in warm.iter().zip(&on_stdout_by_end) {
+            let name = format!("bench.shape.{i}");
+            let arrival = datums.iter().filter(|d| d.datum.metric_name == name).map(|d| d.arrival_ms).min();
+            match arrival {
+                _ if *on_stdout => run.data_delay_ms.push((end - start) as f64),
+                Some(ms) if ms < shutdown_ms => run.data_delay_ms.push((ms - start) as f64),
+                _ => run.delayed_to_shutdown += 1,
+            }
+        }
+        run.put_metric_data = cloudwatch.requests().put_metric_data().len();
+        let logs = sb.logs();
+        let emf = logs.iter().filter(|l| l.source == "extension:perfmon" && l.line.contains("\"_aws\""));
+        (run.emf_lines, run.emf_bytes) = emf.fold((0, 0), |(n, b), l| (n + 1, b + l.line.len() + 1));
+    }
+    Ok(run)
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

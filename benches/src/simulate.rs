@@ -20,7 +20,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
 use perfmon::aggregate::{Aggregator, Limits};
-use perfmon::config::FlushPolicy;
+use perfmon::config::{FlushPolicy, SparseFlush};
 use perfmon::flush::{self, FlushDecision, FlushEvent, FlushState};
 use perfmon::sinks::cloudwatch::batches;
 use perfmon::sinks::{PAUSE_MAX, PAUSE_MIN};
@@ -277,6 +277,7 @@ impl<'a> Sim<'a> {
                 Traffic::Steady => FlushPolicy::Background,
                 Traffic::Bursty => FlushPolicy::Adaptive,
             },
+            SparseFlush::End,
             (c.interval_s * 1000.0) as i64,
             &self.boxes[i].state,
             FlushEvent::Invoke,

@@ -62,6 +62,29 @@ impl FlushPolicy {
     }
 }
 
+/// What `adaptive` does for a sparse invoke (`PERFMON_SPARSE_FLUSH`, issue 14). Defaults to
+/// [`defaults::SPARSE_FLUSH`] (`end`). See [`crate::flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SparseFlush {
+    /// Wait for `platform.runtimeDone`, flush to the configured sink, then `/next`.
+    End,
+    /// The same wait, then everything pending as EMF lines on stdout (no network on the invoke's clock).
+    Emf,
+    /// Nothing at the end: the data goes out with the next invoke's background flush, or at SHUTDOWN.
+    Defer,
+}
+
+impl SparseFlush {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "end" => Some(Self::End),
+            "emf" => Some(Self::Emf),
+            "defer" => Some(Self::Defer),
+            _ => None,
+        }
+    }
+}
+
 /// Function name used when neither `AWS_LAMBDA_FUNCTION_NAME` nor the register response has one.
 pub const UNKNOWN_FUNCTION: &str = "unknown";
 
@@ -80,6 +103,8 @@ pub struct Config {
     pub flush: FlushPolicy,
     /// `PERFMON_FLUSH_INTERVAL_S`. Defaults to [`defaults::FLUSH_INTERVAL_S`]; fractions accepted.
     pub flush_interval: Duration,
+    /// `PERFMON_SPARSE_FLUSH` (issue 14): what `adaptive` does for a sparse invoke.
+    pub sparse_flush: SparseFlush,
     /// `PERFMON_HTTP_PORT`. Defaults to [`defaults::HTTP_PORT`]. `0` is accepted (the listener's
     /// owner decides what it means: a free port).
     pub http_port: u16,
@@ -184,6 +209,13 @@ impl Config {
                 FlushPolicy::Adaptive
             }),
         };
+        let sparse_flush = match get(env::SPARSE_FLUSH) {
+            None => SparseFlush::End,
+            Some(v) => SparseFlush::parse(&v).unwrap_or_else(|| {
+                warn(env::SPARSE_FLUSH, &v, "expected end, emf or defer".to_owned(), defaults::SPARSE_FLUSH.to_owned());
+                SparseFlush::End
+            }),
+        };
         let default_interval = Duration::from_secs(defaults::FLUSH_INTERVAL_S);
         let flush_interval = match get(env::FLUSH_INTERVAL_S) {
             None => default_interval,
@@ -277,6 +309,7 @@ impl Config {
             sink,
             flush,
             flush_interval,
+            sparse_flush,
             http_port,
             statsd_port,
             telemetry_port,
@@ -362,10 +395,22 @@ mod tests {
         assert_eq!(c.sink, Sink::CloudWatch);
         assert_eq!(c.flush, FlushPolicy::Adaptive);
         assert_eq!(c.flush_interval, Duration::from_secs(60));
+        assert_eq!(c.sparse_flush, SparseFlush::End);
         assert_eq!((c.http_port, c.statsd_port, c.telemetry_port), (4280, Some(8125), 4281));
         assert_eq!(c.price_gb_s, default_price_gb_s());
         assert_eq!(c.log, "warn");
         assert!(c.dimensions.is_empty() && c.function_name.is_none() && c.runtime_api.is_none());
+    }
+
+    #[test]
+    fn sparse_flush_values() {
+        for (v, want) in [("end", SparseFlush::End), ("EMF", SparseFlush::Emf), (" defer ", SparseFlush::Defer)] {
+            let (c, w) = cfg(&[("PERFMON_SPARSE_FLUSH", v)]);
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(c.sparse_flush, want);
+        }
+        let (c, w) = cfg(&[("PERFMON_SPARSE_FLUSH", "later")]);
+        assert_eq!((c.sparse_flush, w.len()), (SparseFlush::End, 1));
     }
 
     #[test]

@@ -4,15 +4,21 @@
 //! |---|---|---|
 //! | `end` | wait for this invoke's `platform.runtimeDone`, flush, then `/next` ([`FlushDecision::AtEnd`]) | final |
 //! | `background` | if the interval has passed since the last flush and no flush is running, start one now and go straight to `/next` ([`FlushDecision::Background`]): it overlaps the function's own work | final |
-//! | `adaptive` | `end` when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), else `background` | final |
+//! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `end` (default) as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
 //! | `shutdown` | nothing | final |
 //!
 //! Why `adaptive`: in a frozen sandbox nothing runs, so with `background` a rarely invoked function
 //! would hold its data until the next invoke, minutes or hours later. When invokes are sparse, the
 //! few milliseconds of an end-of-invoke flush are worth it; when they are frequent, the next invoke
 //! comes soon and the flush can ride along with it at no cost to the caller.
+//!
+//! What a sparse invoke pays (issue 14, `make bench`, "sparse" figures): an end-of-invoke flush
+//! waits for `platform.runtimeDone`, which the Telemetry API buffers for at least 25 ms, then for
+//! PutMetricData's round trip (25–60 ms in a region, more on a new connection). `emf` removes the
+//! round trip but not the wait; `defer` removes both and delays the data until the next invoke
+//! (the gap) or SHUTDOWN.
 
-use crate::config::FlushPolicy;
+use crate::config::{FlushPolicy, SparseFlush};
 
 /// What [`decide`] looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub enum FlushDecision {
     Background,
     /// Wait for this invoke's `platform.runtimeDone`, flush, then call `/next`.
     AtEnd,
+    /// As [`FlushDecision::AtEnd`], but everything goes out as EMF lines (no network).
+    AtEndEmf,
     /// Flush everything before the SHUTDOWN deadline.
     Final,
 }
@@ -50,6 +58,7 @@ pub enum FlushDecision {
 /// The flush decision. `interval_ms` is `PERFMON_FLUSH_INTERVAL_S` in milliseconds.
 pub fn decide(
     policy: FlushPolicy,
+    sparse_flush: SparseFlush,
     interval_ms: i64,
     state: &FlushState,
     event: FlushEvent,
@@ -71,10 +80,10 @@ pub fn decide(
         FlushPolicy::Background => background(),
         FlushPolicy::Adaptive => {
             let sparse = state.last_invoke_ms.is_none_or(|prev| now_ms - prev >= interval_ms);
-            if sparse {
-                FlushDecision::AtEnd
-            } else {
-                background()
+            match (sparse, sparse_flush) {
+                (true, SparseFlush::End) => FlushDecision::AtEnd,
+                (true, SparseFlush::Emf) => FlushDecision::AtEndEmf,
+                (true, SparseFlush::Defer) | (false, _) => background(),
             }
         }
     }
@@ -120,14 +129,34 @@ mod tests {
             (P::Adaptive, st(0, Some(0), true), FlushEvent::Shutdown, D::Final, "final, adaptive"),
         ];
         for (policy, state, event, want, why) in rows {
-            assert_eq!(decide(*policy, I, state, *event, T), *want, "{policy:?} {why}");
+            assert_eq!(decide(*policy, SparseFlush::End, I, state, *event, T), *want, "{policy:?} {why}");
+        }
+    }
+
+    #[test]
+    fn sparse_flush_changes_only_sparse_adaptive_invokes() {
+        use SparseFlush as S;
+        let sparse = st(I, Some(I), false);
+        let first = st(0, None, false);
+        let frequent_due = st(I, Some(10), false);
+        let e = FlushEvent::Invoke;
+        assert_eq!(decide(P::Adaptive, S::Emf, I, &sparse, e, T), D::AtEndEmf);
+        assert_eq!(decide(P::Adaptive, S::Emf, I, &first, e, T), D::AtEndEmf);
+        assert_eq!(decide(P::Adaptive, S::Defer, I, &sparse, e, T), D::Background);
+        // First invoke right after init: nothing due yet, nothing at the end either.
+        assert_eq!(decide(P::Adaptive, S::Defer, I, &first, e, T), D::Skip);
+        for s in [S::End, S::Emf, S::Defer] {
+            assert_eq!(decide(P::Adaptive, s, I, &frequent_due, e, T), D::Background, "{s:?}");
+            assert_eq!(decide(P::End, s, I, &sparse, e, T), D::AtEnd, "{s:?}");
+            assert_eq!(decide(P::Background, s, I, &sparse, e, T), D::Background, "{s:?}");
+            assert_eq!(decide(P::Adaptive, s, I, &sparse, FlushEvent::Shutdown, T), D::Final, "{s:?}");
         }
     }
 
     #[test]
     fn zero_interval_means_every_invoke() {
         let s = st(0, Some(0), false);
-        assert_eq!(decide(P::Background, 0, &s, FlushEvent::Invoke, T), D::Background);
-        assert_eq!(decide(P::Adaptive, 0, &s, FlushEvent::Invoke, T), D::AtEnd);
+        assert_eq!(decide(P::Background, SparseFlush::End, 0, &s, FlushEvent::Invoke, T), D::Background);
+        assert_eq!(decide(P::Adaptive, SparseFlush::End, 0, &s, FlushEvent::Invoke, T), D::AtEnd);
     }
 }

@@ -14,6 +14,7 @@
 //! * `Background`: spawn a flush now and go straight back to `/next`: it overlaps the function;
 //! * `AtEnd`: wait for this invoke's `platform.runtimeDone` (bounded by the invoke's deadline),
 //!   flush, then `/next` (never wait for `platform.report`: it only exists after our `/next`);
+//! * `AtEndEmf`: the same, but the flush writes everything as EMF lines (no network);
 //! * `Skip`: straight back to `/next`.
 //!
 //! On SHUTDOWN, in this order, all before `deadlineMs`:
@@ -32,7 +33,7 @@ use perfmon_protocol::telemetry::{SCHEMA_DEFAULT, SCHEMA_MANAGED_INSTANCES};
 use tokio::time::Instant;
 
 use crate::aggregate::Limits;
-use crate::config::{Config, ConfigWarning, FlushPolicy};
+use crate::config::{Config, ConfigWarning, FlushPolicy, SparseFlush};
 use crate::flush::{decide, FlushDecision, FlushEvent};
 use crate::lambda_api::{ApiError, ExtensionsApi};
 use crate::platform::Mode;
@@ -57,6 +58,8 @@ pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct Context {
     pub policy: FlushPolicy,
+    /// `PERFMON_SPARSE_FLUSH`: what `adaptive` does for a sparse invoke.
+    pub sparse_flush: SparseFlush,
     pub interval_ms: i64,
     pub shared: Arc<Shared>,
     pub flusher: Arc<Flusher>,
@@ -132,6 +135,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     };
     let ctx = Context {
         policy: cfg.flush,
+        sparse_flush: cfg.sparse_flush,
         interval_ms: cfg.flush_interval.as_millis() as i64,
         shared,
         flusher,
@@ -265,7 +269,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
     ctx.shared.on_invoke(&inv.request_id, now);
     let decision = {
         let mut g = ctx.shared.lock();
-        let d = decide(ctx.policy, ctx.interval_ms, &g.flush, FlushEvent::Invoke, now);
+        let d = decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, &g.flush, FlushEvent::Invoke, now);
         g.flush.last_invoke_ms = Some(now);
         d
     };
@@ -281,7 +285,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                 f.flush(Trigger::Background, Instant::now() + FLUSH_BUDGET).await;
             });
         }
-        FlushDecision::AtEnd => {
+        FlushDecision::AtEnd | FlushDecision::AtEndEmf => {
             let invoke_deadline = instant_at(inv.deadline_ms as i64);
             if ctx.telemetry {
                 let id = inv.request_id.clone();
@@ -296,7 +300,11 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                 ingest.drain_statsd();
             }
             let budget = (Instant::now() + FLUSH_BUDGET).min(invoke_deadline.max(Instant::now() + FINAL_EMF_MARGIN));
-            ctx.flusher.flush(Trigger::End, budget).await;
+            if decision == FlushDecision::AtEndEmf {
+                ctx.flusher.flush_as_emf(Trigger::End).await;
+            } else {
+                ctx.flusher.flush(Trigger::End, budget).await;
+            }
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod env {
     pub const SINK: &str = "PERFMON_SINK";
     pub const FLUSH: &str = "PERFMON_FLUSH";
     pub const FLUSH_INTERVAL_S: &str = "PERFMON_FLUSH_INTERVAL_S";
+    /// Issue 14: what `adaptive` does at the end of a sparse invoke (`end`, `emf`, `defer`).
+    pub const SPARSE_FLUSH: &str = "PERFMON_SPARSE_FLUSH";
     pub const HTTP_PORT: &str = "PERFMON_HTTP_PORT";
     pub const STATSD_PORT: &str = "PERFMON_STATSD_PORT";
     pub const TELEMETRY_PORT: &str = "PERFMON_TELEMETRY_PORT";
@@ -50,6 +52,7 @@ pub mod defaults {
     pub const SINK: &str = "cloudwatch";
     pub const FLUSH: &str = "adaptive";
     pub const FLUSH_INTERVAL_S: u64 = 60;
+    pub const SPARSE_FLUSH: &str = "end";
     pub const HTTP_PORT: u16 = 4280;
     pub const STATSD_PORT: u16 = 8125;
     pub const TELEMETRY_PORT: u16 = 4281;

@@ -16,6 +16,7 @@ usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PA
                            [--function-name NAME] [--memory-mb MB]
                            [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
+                           [--cloudwatch-network none|in-region|RTT_MS,CONNECT_MS,JITTER_MS[,close]]
                            [--mode on-demand|provisioned-concurrency|snap-start|managed-instances]
                            [--max-concurrency N] [--in-flight K] [--first-invoke-delay-ms MS]
                            [--streaming] [--tenants a,b,c] [--restore-fails]
@@ -28,6 +29,9 @@ wait4's ru_maxrss (includes the sandbox's pre-exec RSS), exited before the shutd
 --extension NAME=PATH lays out a temporary extensions directory (symlinks) instead of --extensions.
 --cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
 extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
+--cloudwatch-network (with --cloudwatch embedded; default none) simulates the network to it: a round
+trip on every answer, a setup delay per new connection, uniform jitter up to JITTER_MS, and with
+`close` no keep-alive; in-region = 25,15,35 (25-60 ms per call, 15 ms per new connection).
 
 Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and initializationType follow it):
   provisioned-concurrency  init before the invokes; reports carry no initDurationMs.
@@ -60,6 +64,7 @@ struct Args {
     cold_payload: Option<Value>,
     env: Vec<(String, String)>,
     cloudwatch: Option<String>,
+    cloudwatch_network: crate::cloudwatch::Network,
     sigstop: bool,
     json: bool,
     mode: String,
@@ -110,6 +115,10 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
                 a.env.push((k.to_owned(), v.to_owned()));
             }
             "--cloudwatch" => a.cloudwatch = Some(value("--cloudwatch")?),
+            "--cloudwatch-network" => {
+                a.cloudwatch_network = crate::cloudwatch::Network::parse(&value("--cloudwatch-network")?)
+                    .map_err(|e| format!("--cloudwatch-network: {e}"))?
+            }
             "--no-sigstop" => a.sigstop = false,
             "--json" => a.json = true,
             "--mode" => a.mode = value("--mode")?,
@@ -134,6 +143,9 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     }
     if a.runtime.is_none() {
         return Err(format!("--runtime is required\n{USAGE}"));
+    }
+    if !a.cloudwatch_network.is_none() && a.cloudwatch.as_deref() != Some("embedded") {
+        return Err("--cloudwatch-network needs --cloudwatch embedded".to_owned());
     }
     let mode = a.parsed_mode()?;
     if a.max_concurrency == Some(0) || a.in_flight == Some(0) {
@@ -254,6 +266,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         }
     };
     if let Some(cw) = &cloudwatch {
+        cw.set_network(a.cloudwatch_network);
         cfg = cfg.env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url());
     }
     for (k, v) in &a.env {

@@ -193,6 +193,17 @@ impl Flusher {
 
     /// Flushes everything held; CloudWatch requests are not started after `deadline`.
     pub async fn flush(&self, trigger: Trigger, deadline: Instant) -> FlushReport {
+        self.flush_with(trigger, deadline, self.sink).await
+    }
+
+    /// Flushes everything held, the CloudWatch retry backlog included, as EMF lines on stdout,
+    /// whatever the configured sink: no network on the caller's clock (`PERFMON_SPARSE_FLUSH=emf`).
+    /// Datums written here are never sent again, so nothing goes out twice.
+    pub async fn flush_as_emf(&self, trigger: Trigger) -> FlushReport {
+        self.flush_with(trigger, Instant::now(), Sink::Emf).await
+    }
+
+    async fn flush_with(&self, trigger: Trigger, deadline: Instant, sink: Sink) -> FlushReport {
         let _serial = self.serial.lock().await;
         let started = Instant::now();
         let at_ms = now_ms();
@@ -217,11 +228,15 @@ impl Flusher {
             elapsed_ms: 0,
             error: None,
         };
-        if self.sink.emf() {
+        if sink.emf() {
             emf_out.extend(fresh.iter().cloned());
         }
+        if !sink.cloudwatch() {
+            // Datums kept from a failed PutMetricData go out now, as EMF.
+            emf_out.extend(retry.iter().cloned());
+        }
         let (mut sent, mut requests, mut failed_requests, mut rejected_n) = (0, 0, 0, 0);
-        if let Some(cw) = &self.cloudwatch {
+        if let Some(cw) = self.cloudwatch.as_ref().filter(|_| sink.cloudwatch()) {
             let mut to_send = retry;
             to_send.extend(fresh);
             let paused =
@@ -254,8 +269,8 @@ impl Flusher {
             }
         }
         // With `both`, every datum already went out as EMF in the flush that drained it.
-        let fallback_n = if self.sink.emf() { 0 } else { fallback.len() };
-        if !self.sink.emf() && !fallback.is_empty() {
+        let fallback_n = if sink.emf() { 0 } else { fallback.len() };
+        if !sink.emf() && !fallback.is_empty() {
             tracing::warn!(
                 datums = fallback.len(),
                 trigger = trigger.as_str(),

@@ -32,6 +32,7 @@
 
 mod faults;
 pub mod limit;
+mod network;
 mod proxy;
 mod server;
 mod store;
@@ -46,6 +47,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use network::Network;
 pub use perfmon_protocol::cloudwatch::read::MetricId;
 pub use perfmon_protocol::cloudwatch::stats::MetricStatistics;
 pub use proxy::CborProxy;
@@ -105,6 +107,8 @@ impl CloudWatch {
             fault: Mutex::new(Fault::None),
             limit: Mutex::new(None),
             clock: std::time::Instant::now(),
+            network: Mutex::new(Network::NONE),
+            connections: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
         });
@@ -145,6 +149,22 @@ impl CloudWatch {
             limit.map(|l| limit::TokenBucket::new(l, now));
     }
 
+    /// Sets the simulated network path ([`Network::IN_REGION`] for realistic figures); applies to
+    /// connections accepted and answers sent from now on.
+    pub fn set_network(&self, network: Network) {
+        *self.shared.network.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = network;
+    }
+
+    /// Connections accepted so far (each paid `Network::connect`).
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The simulated network path.
+    pub fn network(&self) -> Network {
+        self.shared.network()
+    }
+
     /// The fault still pending (`Throttle { n }` counts down as requests consume it).
     pub fn fault(&self) -> Fault {
         *self.shared.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -176,9 +196,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     continue;
                 }
                 let shared = shared.clone();
+                shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let network = shared.network();
                 conns.spawn(async move {
+                    // Connection setup (DNS, TCP, TLS) delays the first answer on this connection.
+                    if !network.connect.is_zero() {
+                        tokio::time::sleep(network.connect).await;
+                    }
                     let svc = service_fn(move |req| server::handle(shared.clone(), req));
-                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                    let mut builder = http1::Builder::new();
+                    builder.keep_alive(network.keep_alive);
+                    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                         tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
                     }
                 });

@@ -15,7 +15,7 @@ use perfmon_protocol::cloudwatch::{
 };
 
 use super::store::{Protocol, RequestRecord, Store};
-use super::Fault;
+use super::{Fault, Network};
 
 /// Largest body accepted after gzip decompression (a guard against gzip bombs; CloudWatch's own
 /// limit applies to the wire size, [`MAX_REQUEST_BYTES`]).
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     /// The PutMetricData rate limit, if one is set (`limit.rs`), on `clock`.
     pub limit: Mutex<Option<super::limit::TokenBucket>>,
     pub clock: std::time::Instant,
+    pub network: Mutex<Network>,
+    pub connections: AtomicU64,
     pub seq: AtomicU64,
     pub id_base: u64,
 }
@@ -37,7 +39,10 @@ impl Shared {
         matches!(*self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Fault::Refuse)
     }
 
-    /// Consumes one injected PutMetricData fault, if any.
+    pub fn network(&self) -> Network {
+        *self.network.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether the rate limit throttles this request (takes a token otherwise).
     fn rate_limited(&self) -> bool {
         let now = self.clock.elapsed().as_secs_f64();
@@ -45,6 +50,7 @@ impl Shared {
         l.as_mut().is_some_and(|b| !b.take(now))
     }
 
+    /// Consumes one injected PutMetricData fault, if any.
     fn take_fault(&self) -> Option<CwError> {
         let mut f = self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &mut *f {
@@ -241,6 +247,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         arrival_ms,
     });
 
+    // The simulated round trip (and jitter) of this answer.
+    let delay = shared.network().answer_delay(shared.id_base, seq);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match after {
         Some(super::faults::After::Delay(d)) => tokio::time::sleep(d).await,
         Some(super::faults::After::Reset) => return Err(HttpError::Refused),
