@@ -1,7 +1,7 @@
 //! OTLP metrics end to end (contract §13) with the real OpenTelemetry SDKs: a Python function
 //! (opentelemetry-sdk + opentelemetry-exporter-otlp-proto-http, `fixtures/python/otel_handler.py`,
 //! run by awslambdaric) and a Node.js one (@opentelemetry/sdk-metrics +
-//! @opentelemetry/exporter-metrics-otlp-proto, `fixtures/node-otel`, run by aws-lambda-ric), each in
+//! @opentelemetry/exporter-metrics-otlp-proto, `fixtures/node-otel`, run by its own aws-lambda-ric), each in
 //! two modes: exporting every second (PeriodicExportingMetricReader, interval 1000 ms) and
 //! force-flushing before returning. Both SDKs export cumulative temporality by default; both shut
 //! their provider down on SIGTERM (the last export, after the last invoke, before SHUTDOWN).
@@ -32,17 +32,25 @@ fn python_otel_function() -> RuntimeSpec {
     spec
 }
 
+/// `node fixtures/node-otel/node_modules/aws-lambda-ric/index.mjs` (the fixture's own copy of the
+/// runtime interface client, as `fixtures/node` has), handler `handler.handler`. Panics with the
+/// command to run when `make node` has not installed it: a Node test never passes by skipping.
 fn node_otel_function() -> RuntimeSpec {
-    let mut spec = common::node_function();
     let dir = common::workspace_root().join("fixtures/node-otel");
+    let ric = dir.join("node_modules/aws-lambda-ric/index.mjs");
     assert!(
-        dir.join("node_modules/@opentelemetry/sdk-metrics/package.json").is_file(),
-        "the OpenTelemetry SDK is not installed: run `make node` (or `cd fixtures/node-otel && npm ci`)"
+        ric.is_file() && dir.join("node_modules/@opentelemetry/sdk-metrics/package.json").is_file(),
+        "fixtures/node-otel is not installed: run `make node` (or `cd fixtures/node-otel && npm ci`; needs cmake and g++)"
     );
-    spec.cwd = Some(dir.clone());
-    spec.env =
-        vec![("_HANDLER".into(), "handler.handler".into()), ("LAMBDA_TASK_ROOT".into(), dir.display().to_string())];
-    spec
+    RuntimeSpec {
+        program: common::find_in_path("node").unwrap_or_else(|| panic!("`node` is not on PATH")),
+        args: vec![ric.display().to_string()],
+        cwd: Some(dir.clone()),
+        env: vec![
+            ("_HANDLER".into(), "handler.handler".into()),
+            ("LAMBDA_TASK_ROOT".into(), dir.display().to_string()),
+        ],
+    }
 }
 
 /// Latency values of invoke `k` (ms), spread over the SDKs' default explicit buckets.
@@ -151,19 +159,11 @@ async fn python_sdk_force_flushing_before_returning_with_service_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdk_exporting_every_second() {
-    if !common::node_available() {
-        eprintln!("skipped: the Node.js fixture is not installed (make node)");
-        return;
-    }
     scenario("node-otel-periodic", node_otel_function(), "periodic", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdk_force_flushing_before_returning_with_service_name() {
-    if !common::node_available() {
-        eprintln!("skipped: the Node.js fixture is not installed (make node)");
-        return;
-    }
     scenario("node-otel-flush", node_otel_function(), "flush", true).await;
 }
 
