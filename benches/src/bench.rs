@@ -31,6 +31,8 @@ pub struct Plan {
     pub lmi_invokes: usize,
     /// Rounds of the realistic-network cases (every shape × every `PERFMON_SPARSE_FLUSH`, and the floor).
     pub shape_rounds: usize,
+    /// Only this ingest load (`--only ingest:ID`), e.g. `otlp_1c_1000`.
+    pub load_only: Option<String>,
 }
 
 impl Plan {
@@ -59,6 +61,7 @@ impl Plan {
             lmi_rounds: 6,
             lmi_invokes: 200,
             shape_rounds: 5,
+            load_only: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl Plan {
             lmi_rounds: 2,
             lmi_invokes: 200,
             shape_rounds: 2,
+            load_only: None,
         }
     }
 
@@ -95,6 +99,7 @@ impl Plan {
             lmi_rounds: 1,
             lmi_invokes: 40,
             shape_rounds: 1,
+            load_only: None,
         }
     }
 }
@@ -129,6 +134,11 @@ fn loads() -> Vec<(&'static str, &'static str, Load)> {
         ),
         ("statsd_20", "StatsD, 20 lines/datagram, sent at 600 000 lines/s", Load::Statsd { lines: 20, pace: 30_000 }),
         ("statsd_20_max", "StatsD, 20 lines/datagram, sent as fast as possible", Load::Statsd { lines: 20, pace: 0 }),
+        (
+            "otlp_1c_1000",
+            "OTLP/HTTP protobuf, 1 keep-alive connection, 1 000 data points/request (delta sums and 16-bucket histograms), request-response",
+            Load::Otlp { points: 1_000 },
+        ),
     ]
 }
 
@@ -174,6 +184,9 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
     }
     for rep in 0..plan.load_repeats {
         for (id, _, load) in loads() {
+            if plan.load_only.as_deref().is_some_and(|only| only != id) {
+                continue;
+            }
             let r = runner::load_run(setup, &load, plan.load_window).await?;
             raw.sandboxes += 1;
             raw.loads.entry(id).or_default().push(r);
@@ -473,6 +486,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Load::Http { entries: 1, .. } => ("requests/s", "req/s"),
             Load::Http { .. } => ("metrics/s", "metrics/s"),
             Load::Statsd { .. } => ("lines/s", "lines/s"),
+            Load::Otlp { .. } => ("data points/s", "points/s"),
         };
         let rate: Vec<f64> = runs
             .iter()
@@ -858,6 +872,15 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
             "http_1c_array100/rate",
             p,
             200_000.0,
+        ));
+    }
+    if let Some((p, _)) = med(figs, "otlp_1c_1000/rate") {
+        b.push(Budget::min(
+            "otlp",
+            "OTLP ≥ 100 000 data points/s, 1 connection, 1 000 points/request",
+            "otlp_1c_1000/rate",
+            p,
+            100_000.0,
         ));
     }
     if let Some((p, _)) = med(figs, "statsd_20/rate") {

@@ -10,7 +10,7 @@ use crate::results::{self, Results};
 use crate::runner::Setup;
 
 const USAGE: &str = "\
-usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|flush|network] [--out DIR]
+usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|ingest:ID|flush|network] [--out DIR]
                            [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
@@ -119,7 +119,11 @@ fn plan(mode: &str, only: Option<&str>) -> Result<Plan, String> {
         Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds) = (0, 0, 0),
         Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds) = (0, 0, 0),
         Some("network") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds) = (0, 0, 0, 0),
-        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, flush, network)")),
+        Some(load) if load.starts_with("ingest:") => {
+            (p.rounds, p.flush_repeats, p.lmi_rounds, p.shape_rounds) = (0, 0, 0, 0);
+            p.load_only = Some(load["ingest:".len()..].to_owned());
+        }
+        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, ingest:ID, flush, network)")),
     }
     Ok(p)
 }

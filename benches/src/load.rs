@@ -45,6 +45,17 @@ pub fn post_request(port: u16, path: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A `POST path` request with a binary body of `content_type`, keep-alive.
+pub fn post_binary(port: u16, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
 /// Incremental parser of HTTP/1.1 responses with `Content-Length` bodies.
 #[derive(Debug, Default)]
 pub struct ResponseReader {

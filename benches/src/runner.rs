@@ -111,12 +111,13 @@ impl Case {
 struct Env {
     http_port: u16,
     statsd_port: u16,
+    otlp_port: u16,
     cloudwatch: CloudWatch,
 }
 
 async fn sandbox(setup: &Setup, side: Side, case: &Case, timeout: Duration) -> Result<(Sandbox, Env), RunError> {
     let cloudwatch = CloudWatch::start().await?;
-    let env = Env { http_port: free_port()?, statsd_port: free_port()?, cloudwatch };
+    let env = Env { http_port: free_port()?, statsd_port: free_port()?, otlp_port: free_port()?, cloudwatch };
     let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
         .memory_mb(128)
         .timeout(timeout)
@@ -125,6 +126,7 @@ async fn sandbox(setup: &Setup, side: Side, case: &Case, timeout: Duration) -> R
         .env("PERFMON_FLUSH", case.policy)
         .env("PERFMON_HTTP_PORT", env.http_port.to_string())
         .env("PERFMON_STATSD_PORT", env.statsd_port.to_string())
+        .env("PERFMON_OTLP_PORT", env.otlp_port.to_string())
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", env.cloudwatch.endpoint_url());
     Ok((Sandbox::start(cfg).await?, env))
@@ -226,6 +228,9 @@ pub enum Load {
     Http { entries: usize, connections: usize, depth: usize },
     /// StatsD datagrams of `lines` lines each.
     Statsd { lines: usize, pace: u64 },
+    /// OTLP/HTTP protobuf `POST /v1/metrics` with `points` data points per body, one keep-alive
+    /// connection, request-response (as an SDK exporter sends).
+    Otlp { points: usize },
 }
 
 /// What one load run measured.
@@ -287,6 +292,88 @@ pub fn health(port: u16) -> Result<Value, RunError> {
     serde_json::from_str(body).map_err(|e| RunError::Other(format!("health body: {e}: {body:?}")))
 }
 
+fn otlp_points_accepted(h: &Value) -> u64 {
+    h["ingest"]["otlp_points_accepted"].as_u64().unwrap_or(0)
+}
+
+/// 16 protobuf bodies of `points` data points: 10 metrics, half delta monotonic sums, half delta
+/// histograms with the SDKs' 15 default bounds, over 50 attribute values (within the budget).
+/// Delta temporality: the bodies are cycled, and cumulative points repeated with the same time
+/// would (rightly) be taken as duplicates and not recorded.
+fn otlp_bodies(points: usize) -> Vec<Vec<u8>> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics, Sum,
+    };
+    use prost::Message;
+    let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let bounds =
+        vec![0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0];
+    let attr = |j: usize| {
+        vec![KeyValue {
+            key: "route".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("/r{}", j % 50))) }),
+            ..Default::default()
+        }]
+    };
+    (0..16)
+        .map(|b| {
+            let per = points / 10;
+            let metrics = (0..10)
+                .map(|m| {
+                    let data = if m % 2 == 0 {
+                        metric::Data::Sum(Sum {
+                            data_points: (0..per)
+                                .map(|j| NumberDataPoint {
+                                    attributes: attr(j + b),
+                                    start_time_unix_nano: now_ns - 1_000_000_000,
+                                    time_unix_nano: now_ns,
+                                    value: Some(number_data_point::Value::AsInt((j % 7 + 1) as i64)),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            aggregation_temporality: 1,
+                            is_monotonic: true,
+                        })
+                    } else {
+                        metric::Data::Histogram(Histogram {
+                            data_points: (0..per)
+                                .map(|j| {
+                                    let mut counts = vec![0u64; 16];
+                                    for k in 0..4 {
+                                        counts[(j + k * 3 + b) % 16] += 1;
+                                    }
+                                    HistogramDataPoint {
+                                        attributes: attr(j + b),
+                                        start_time_unix_nano: now_ns - 1_000_000_000,
+                                        time_unix_nano: now_ns,
+                                        count: 4,
+                                        sum: None,
+                                        bucket_counts: counts,
+                                        explicit_bounds: bounds.clone(),
+                                        ..Default::default()
+                                    }
+                                })
+                                .collect(),
+                            aggregation_temporality: 1,
+                        })
+                    };
+                    Metric { name: format!("bench.otlp{m}"), unit: "ms".into(), data: Some(data), ..Default::default() }
+                })
+                .collect();
+            ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
 fn statsd_lines_counted(h: &Value) -> u64 {
     h["ingest"]["statsd_lines_accepted"].as_u64().unwrap_or(0)
 }
@@ -298,7 +385,7 @@ pub async fn load_run(setup: &Setup, load: &Load, window: Duration) -> Result<Lo
     sb.invoke(json!({})).await?; // init
     let pid = pid_of(&sb, "perfmon").ok_or_else(|| RunError::Other("perfmon is not running".into()))?;
     let sleep_ms = window.as_millis() as u64 + 1500;
-    let (http_port, statsd_port) = (env.http_port, env.statsd_port);
+    let (http_port, statsd_port, otlp_port) = (env.http_port, env.statsd_port, env.otlp_port);
     let load2 = load.clone();
     let generator = tokio::task::spawn_blocking(move || -> Result<LoadRun, RunError> {
         // The invoke thaws perfmon; give it a moment, then check it answers.
@@ -320,6 +407,21 @@ pub async fn load_run(setup: &Setup, load: &Load, window: Duration) -> Result<Lo
                 run.units_per_s = out.responses as f64 / elapsed;
                 run.non_202 = out.responses - out.accepted_202;
                 accepted_samples = out.accepted_202 * *entries as u64;
+            }
+            Load::Otlp { points } => {
+                let reqs: Vec<Vec<u8>> = otlp_bodies(*points)
+                    .iter()
+                    .map(|b| crate::load::post_binary(otlp_port, "/v1/metrics", "application/x-protobuf", b))
+                    .collect();
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, otlp_port));
+                let out = crate::load::http_run(addr, &reqs, 1, window, 50_000_000)?;
+                let after = health(http_port)?;
+                let counted = otlp_points_accepted(&after).saturating_sub(otlp_points_accepted(&before));
+                elapsed = out.elapsed.as_secs_f64();
+                run.units_per_s = out.responses as f64 / elapsed;
+                run.non_202 = 0;
+                run.lost_fraction = 1.0 - counted as f64 / (out.responses * *points as u64).max(1) as f64;
+                accepted_samples = counted;
             }
             Load::Statsd { lines, pace } => {
                 let grams = statsd_datagrams(*lines);

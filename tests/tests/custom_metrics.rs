@@ -40,6 +40,7 @@ async fn http_and_statsd_samples_reach_cloudwatch_per_series() {
         ("PERFMON_DIMENSIONS", "Env=e2e".to_owned()),
         ("PERFMON_HTTP_PORT", http_port.to_string()),
         ("PERFMON_STATSD_PORT", statsd_port.to_string()),
+        ("PERFMON_OTLP_PORT", "0".to_owned()),
         ("PERFMON_TELEMETRY_PORT", "0".to_owned()),
         ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url()),
     ] {

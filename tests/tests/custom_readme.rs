@@ -41,6 +41,7 @@ fn run(mut cmd: Command, http_port: u16, statsd_port: u16, what: &str) -> Output
     let out = cmd
         .env("PERFMON_HTTP_PORT", http_port.to_string())
         .env("PERFMON_STATSD_PORT", statsd_port.to_string())
+        .env("PERFMON_OTLP_PORT", "0")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -31,6 +31,7 @@ fn setup(name: &str, runtime: &RuntimeSpec, env: &[(&str, String)]) -> (SandboxC
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("PERFMON_HTTP_PORT", free_port().to_string())
         .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_OTLP_PORT", "0")
         .env("PERFMON_LOG", "info")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing");

@@ -62,6 +62,7 @@ async fn run(extensions: &[&str], cw: &CloudWatch) -> Figures {
             .env("PERFMON_TELEMETRY_PORT", "0")
             .env("PERFMON_HTTP_PORT", free_port().to_string())
             .env("PERFMON_STATSD_PORT", "0")
+            .env("PERFMON_OTLP_PORT", "0")
             .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");

@@ -66,7 +66,8 @@ fn config(name: &str, spec: &RuntimeSpec, http_port: u16, statsd_port: u16) -> S
         .memory_mb(256)
         .timeout(Duration::from_secs(2))
         .env("PERFMON_HTTP_PORT", http_port.to_string())
-        .env("PERFMON_STATSD_PORT", statsd_port.to_string());
+        .env("PERFMON_STATSD_PORT", statsd_port.to_string())
+        .env("PERFMON_OTLP_PORT", "0");
     for (k, v) in &spec.env {
         cfg = cfg.env(k.clone(), v.clone());
     }

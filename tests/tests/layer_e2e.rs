@@ -86,6 +86,7 @@ async fn run_and_check(name: &str, extensions: &Path, arch_label: &str) {
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("PERFMON_HTTP_PORT", http_port.to_string())
         .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_OTLP_PORT", "0")
         .env("PERFMON_LOG", "info")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
         .env("AWS_ACCESS_KEY_ID", "testing")

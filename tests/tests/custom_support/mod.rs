@@ -54,6 +54,10 @@ pub async fn start(
         ("PERFMON_TELEMETRY_PORT".into(), "0".into()),
         ("PERFMON_LOG".into(), "info".into()),
     ]);
+    // Parallel tests would all bind 4318: OTLP off unless the test sets a port (otlp_e2e).
+    if !env.iter().any(|(k, _)| k == "PERFMON_OTLP_PORT") {
+        all.push(("PERFMON_OTLP_PORT".into(), "0".into()));
+    }
     all.extend(env.iter().cloned());
     for (k, v) in all {
         cfg = cfg.env(k, v);
