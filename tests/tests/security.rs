@@ -12,7 +12,10 @@
 //!   No planted value may appear in any line perfmon wrote (stdout or stderr).
 //! * **Tools.** `perfmon dashboard` / `perfmon alarms` (every format, `--help`, a usage error) run
 //!   under `strace -f -e trace=%network`, with AWS credentials and endpoints in the environment:
-//!   not one network system call (no `socket`, `connect`, `bind`, `sendto`, …).
+//!   not one network system call (no `socket`, `connect`, `bind`, `sendto`, …). `perfmon recommend` and
+//!   `perfmon compare` read CloudWatch by design (issue 16): their only network calls are GetMetricData
+//!   over HTTP(S) to the CloudWatch endpoint (`--endpoint-url` or the AWS config's); their `--help` and
+//!   usage errors are in the list below and make none.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -180,6 +183,10 @@ fn the_tools_make_no_network_system_call() {
         &["dashboard", "--help"],
         &["alarms", "--bogus"],
         &["--version"],
+        &["recommend", "--help"],
+        &["compare", "--help"],
+        &["recommend", "--function", "f", "--days", "zero"],
+        &["compare", "--function", "f"],
     ];
     for (i, args) in runs.iter().enumerate() {
         let trace = dir.path().join(format!("trace-{i}"));
