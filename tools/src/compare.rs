@@ -7,7 +7,8 @@
 //! `Invocations`) (change in percentage points, limits `--max-error-rate-increase`, default 1, and
 //! `--max-cold-start-increase`, default 5). Exit 1 when a row regressed beyond its limit, 0 otherwise,
 //! 2 when either side has fewer than `--min-samples` durations (default 30). `InitDuration` is judged
-//! only when both sides have `--min-samples-init` cold starts (default 3).
+//! only when both sides have `--min-samples-init` cold starts (default 3), a duration percentile only
+//! when each side has at least [`TAIL_SAMPLES`] samples above it (p95: 60, p99: 300 samples).
 
 use std::process::ExitCode;
 
@@ -112,18 +113,35 @@ pub struct Row {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    TooLittleData { baseline: f64, candidate: f64, needed: f64 },
-    Compared { rows: Vec<Row> },
+    TooLittleData {
+        baseline: f64,
+        candidate: f64,
+        needed: f64,
+    },
+    /// Durations were counted but the endpoint answered no percentiles (moto computes none).
+    NoPercentiles,
+    Compared {
+        rows: Vec<Row>,
+    },
 }
 
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::TooLittleData { .. } => 2,
+            Outcome::TooLittleData { .. } | Outcome::NoPercentiles => 2,
             Outcome::Compared { rows } if rows.iter().any(|r| r.verdict == Verdict::Regressed) => 1,
             Outcome::Compared { .. } => 0,
         }
     }
+}
+
+/// A percentile is judged only when each side has at least this many samples above it
+/// (`n × (1 − p) ≥ 3`: p50 needs 6 samples, p95 60, p99 300); below that the figure is one or two
+/// outliers, not a tail.
+pub const TAIL_SAMPLES: f64 = 3.0;
+
+fn tail_ok(b: &Side, c: &Side, p: f64) -> bool {
+    b.durations.min(c.durations) * (1.0 - p / 100.0) >= TAIL_SAMPLES - 1e-9
 }
 
 fn relative(name: &'static str, b: Option<f64>, c: Option<f64>, limit: f64, judged: bool) -> Row {
@@ -154,11 +172,14 @@ pub fn compare(b: &Side, c: &Side, limits: &Limits) -> Outcome {
     if b.durations < limits.min_samples || c.durations < limits.min_samples {
         return Outcome::TooLittleData { baseline: b.durations, candidate: c.durations, needed: limits.min_samples };
     }
+    if [b.p50, b.p95, b.p99, c.p50, c.p95, c.p99].iter().any(Option::is_none) {
+        return Outcome::NoPercentiles;
+    }
     let inits = b.inits >= limits.min_samples_init && c.inits >= limits.min_samples_init;
     let rows = vec![
-        relative("Duration p50", b.p50, c.p50, limits.max_regression, true),
-        relative("Duration p95", b.p95, c.p95, limits.max_regression, true),
-        relative("Duration p99", b.p99, c.p99, limits.max_regression, true),
+        relative("Duration p50", b.p50, c.p50, limits.max_regression, tail_ok(b, c, 50.0)),
+        relative("Duration p95", b.p95, c.p95, limits.max_regression, tail_ok(b, c, 95.0)),
+        relative("Duration p99", b.p99, c.p99, limits.max_regression, tail_ok(b, c, 99.0)),
         relative("InitDuration p50", b.init_p50, c.init_p50, limits.max_regression, inits),
         points("error rate", b.rate(b.errors), c.rate(c.errors), limits.max_error_rate_increase),
         points("cold-start rate", b.rate(b.cold_starts), c.rate(c.cold_starts), limits.max_cold_start_increase),
@@ -219,6 +240,10 @@ pub fn render_text(labels: &Labels, b: &Side, c: &Side, outcome: &Outcome) -> St
                  each side (exit 2)\n"
             ));
         }
+        Outcome::NoPercentiles => s.push_str(
+            "TOO LITTLE DATA: the CloudWatch endpoint answered no Duration percentiles (an endpoint without \
+             percentiles, such as moto?) (exit 2)\n",
+        ),
         Outcome::Compared { rows } => {
             s.push_str(&format!(
                 "{:<18}{:>14}{:>14}{:>11}{:>10}  {}\n",
@@ -266,6 +291,10 @@ pub fn render_json(labels: &Labels, b: &Side, c: &Side, outcome: &Outcome) -> Va
         Outcome::TooLittleData { needed, .. } => {
             out["status"] = json!("too little data");
             out["minSamples"] = json!(needed);
+        }
+        Outcome::NoPercentiles => {
+            out["status"] = json!("too little data");
+            out["reason"] = json!("no Duration percentiles answered");
         }
         Outcome::Compared { rows } => {
             out["status"] = json!(if outcome.exit_code() == 1 { "regressed" } else { "pass" });
@@ -389,6 +418,8 @@ OPTIONS:
     --max-cold-start-increase PT   cold-start rate, percentage points [default: 5]
     --min-samples N          durations needed on each side, else exit 2 [default: 30]
     --min-samples-init N     cold starts needed on each side to judge InitDuration [default: 3]
+A duration percentile is judged only with 3 samples above it on each side (p95: 60 samples,
+p99: 300); below that it is shown but \"not judged\": one or two outliers are not a tail.
 "
     )
 }
@@ -463,7 +494,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         render_text(&labels, &b, &c, &outcome)
     };
     print(&text);
-    if let Outcome::TooLittleData { .. } = outcome {
+    if let Outcome::TooLittleData { .. } | Outcome::NoPercentiles = outcome {
         eprint(&format!(
             "too little data to compare function {:?} (no or too few Duration samples on a side): check the windows, \
              the function name, namespace and dimensions",
@@ -501,6 +532,13 @@ mod tests {
         let text = render_text(&labels, &side(100.0, 100.0), &side(130.0, 100.0), &out);
         assert!(text.contains("REGRESSION: Duration p50 +30.0 %"), "{text}");
         assert_eq!(compare(&side(100.0, 100.0), &side(110.0, 100.0), &l).exit_code(), 0);
+        // p99 of 100 samples is one outlier: shown, not judged; of 300 it is judged.
+        let mut tail = side(100.0, 100.0);
+        tail.p99 = Some(400.0);
+        let Outcome::Compared { rows } = compare(&side(100.0, 100.0), &tail, &l) else { panic!() };
+        assert_eq!((rows[1].verdict, rows[2].verdict), (Verdict::Ok, Verdict::Skipped));
+        tail.durations = 300.0;
+        assert_eq!(compare(&side(100.0, 300.0), &tail, &l).exit_code(), 1);
         // Settable: 5 % makes 10 % slower a regression.
         let strict = Limits { max_regression: 5.0, ..l };
         assert_eq!(compare(&side(100.0, 100.0), &side(110.0, 100.0), &strict).exit_code(), 1);
@@ -517,6 +555,10 @@ mod tests {
         assert_eq!(compare(&b, &c, &l).exit_code(), 0);
         assert_eq!(compare(&b, &side(100.0, 29.0), &l).exit_code(), 2);
         assert_eq!(compare(&side(100.0, 0.0), &c, &l).exit_code(), 2);
+        let mut no_pct = side(100.0, 100.0);
+        no_pct.p95 = None;
+        assert_eq!(compare(&b, &no_pct, &l), Outcome::NoPercentiles);
+        assert_eq!(compare(&b, &no_pct, &l).exit_code(), 2);
         // InitDuration with one cold start per side is not judged, however slow.
         let mut slow_init = side(100.0, 100.0);
         slow_init.init_p50 = Some(900.0);

@@ -137,6 +137,11 @@ pub enum ReadError {
     Rejected(String),
     #[error("cannot reach CloudWatch: {0}")]
     Unreachable(String),
+    #[error(
+        "no AWS credentials found (environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the config \
+         files, SSO, web identity, container or instance credentials): {0}"
+    )]
+    NoCredentials(String),
 }
 
 /// Classifies an error code (awsQuery code or JSON/CBOR `__type`).
@@ -169,6 +174,15 @@ where
         SdkError::ServiceError(se) => {
             let err = se.err();
             classify(err.code(), err.message().unwrap_or("no message"))
+        }
+        SdkError::DispatchFailure(_)
+            if ["loading credentials", "no credentials found"]
+                .iter()
+                .any(|t| DisplayErrorContext(&e).to_string().contains(t)) =>
+        {
+            let text = DisplayErrorContext(&e).to_string();
+            // The first sentence; the rest is the SDK's debug dump.
+            ReadError::NoCredentials(text.split(" (").next().unwrap_or(&text).to_owned())
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
             ReadError::Unreachable(DisplayErrorContext(&e).to_string())

@@ -72,6 +72,8 @@ pub struct Observed {
     pub memory_max: f64,
     /// Memory size derived as Σ MaxMemoryUsed / Σ MemoryUtilization × 100 (when both were read).
     pub memory_size_derived: Option<f64>,
+    /// Statistics CloudWatch did not answer although there were samples (`Duration p99`, ...).
+    pub missing: Vec<&'static str>,
     pub timeouts: f64,
     pub errors: f64,
     pub out_of_memory: f64,
@@ -91,6 +93,18 @@ pub fn observe(f: &Figures) -> Option<Observed> {
         (Some(used), Some(util)) if util > 0.0 => Some(snap_memory(used / util * 100.0)),
         _ => None,
     };
+    let mut missing = Vec::new();
+    for (metric, stat, label) in [
+        (m::DURATION, "p50", "Duration p50"),
+        (m::DURATION, "p99", "Duration p99"),
+        (m::DURATION, "Maximum", "Duration Maximum"),
+        (m::MAX_MEMORY_USED, "p99", "MaxMemoryUsed p99"),
+        (m::MAX_MEMORY_USED, "Maximum", "MaxMemoryUsed Maximum"),
+    ] {
+        if f.get(metric, "SampleCount").is_some_and(|c| c > 0.0) && f.get(metric, stat).is_none() {
+            missing.push(label);
+        }
+    }
     let with_count =
         |metric: &str, stat: &str| f.get(metric, "SampleCount").filter(|c| *c > 0.0).and_then(|_| f.get(metric, stat));
     Some(Observed {
@@ -104,6 +118,7 @@ pub fn observe(f: &Figures) -> Option<Observed> {
         memory_p99: f.get(m::MAX_MEMORY_USED, "p99").unwrap_or(0.0),
         memory_max: f.get(m::MAX_MEMORY_USED, "Maximum").unwrap_or(0.0),
         memory_size_derived,
+        missing,
         timeouts: sum(m::TIMEOUTS),
         errors: sum(m::ERRORS),
         out_of_memory: sum(m::OUT_OF_MEMORY),
@@ -134,7 +149,13 @@ pub struct Current {
 /// What `recommend` answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    NotEnoughData { invocations: f64, needed: f64 },
+    NotEnoughData {
+        invocations: f64,
+        needed: f64,
+    },
+    /// Invocations were counted but statistics the rules need were not answered (an endpoint without
+    /// percentiles, such as moto).
+    MissingStatistics(Vec<&'static str>),
     Recommendation(Box<Recommendation>),
 }
 
@@ -168,6 +189,9 @@ pub fn recommend(o: &Observed, current: Current, prices: &Prices, window: Window
     let enough = o.invocations.min(o.duration_count).min(o.memory_count);
     if enough < min_invocations {
         return Answer::NotEnoughData { invocations: enough, needed: min_invocations };
+    }
+    if !o.missing.is_empty() {
+        return Answer::MissingStatistics(o.missing.clone());
     }
     let mut reasons = Vec::new();
     let mem_now = current.memory_mb;
@@ -329,6 +353,10 @@ pub fn render_json(function: &str, window: Window, o: Option<&Observed>, answer:
             out["reason"] =
                 json!(format!("{invocations:.0} invocations with duration and memory data, {needed:.0} needed"));
         }
+        Answer::MissingStatistics(missing) => {
+            out["status"] = json!("not enough data");
+            out["reason"] = json!(format!("the endpoint answered no {}", missing.join(", ")));
+        }
         Answer::Recommendation(r) => {
             out["status"] = json!("ok");
             out["current"] = json!({"memoryMb": r.current.memory_mb, "timeoutS": r.current.timeout_s,
@@ -354,6 +382,13 @@ pub fn render_text(function: &str, window: Window, o: Option<&Observed>, answer:
             s.push_str(&format!(
                 "not enough data: {invocations:.0} invocations with duration and memory data in the window, {needed:.0} \
                  needed for a recommendation (widen --days/--since, or lower --min-invocations)\n"
+            ));
+        }
+        Answer::MissingStatistics(missing) => {
+            s.push_str(&format!(
+                "not enough data: the CloudWatch endpoint answered no {} although it has samples (an endpoint \
+                 without percentiles, such as moto?)\n",
+                missing.join(", ")
             ));
         }
         Answer::Recommendation(r) => {
@@ -555,7 +590,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
     };
     print(&text);
     match answer {
-        Answer::NotEnoughData { .. } => ExitCode::from(2),
+        Answer::NotEnoughData { .. } | Answer::MissingStatistics(_) => ExitCode::from(2),
         Answer::Recommendation(_) => ExitCode::SUCCESS,
     }
 }
@@ -670,6 +705,17 @@ mod tests {
         assert_eq!(observe(&f).unwrap().memory_size_derived, Some(1280.0));
         f.set(m::MEMORY_UTILIZATION, "Sum", 40.0); // 1000 MB: 1024 is 2.4 % off → 1024
         assert_eq!(observe(&f).unwrap().memory_size_derived, Some(1024.0));
+        assert!(observe(&f).unwrap().missing.is_empty());
+        f.set(m::DURATION, "SampleCount", 10.0);
+        f.set(m::DURATION, "Maximum", 10.0);
+        assert_eq!(observe(&f).unwrap().missing, vec!["Duration p50", "Duration p99"]);
+        let mut o = observed();
+        o.missing = vec!["Duration p99"];
+        let cur = Current { memory_mb: 128.0, timeout_s: None, arch: Arch::X86_64 };
+        let a = recommend(&o, cur, &Prices::new(Arch::X86_64, None), DAY, 100.0);
+        assert_eq!(a, Answer::MissingStatistics(vec!["Duration p99"]));
+        assert!(render_text("f", DAY, Some(&o), &a)
+            .contains("not enough data: the CloudWatch endpoint answered no Duration p99"));
         f.set(m::INVOCATIONS, "Sum", 0.0);
         assert_eq!(observe(&f), None);
     }
