@@ -190,6 +190,8 @@ pub enum ErrorCode {
     SerializationException,
     /// 413: request body over [`MAX_REQUEST_BYTES`].
     RequestEntityTooLarge,
+    /// 403, `AccessDenied`: the caller's IAM policy does not allow the action.
+    AccessDenied,
 }
 
 impl ErrorCode {
@@ -204,6 +206,7 @@ impl ErrorCode {
             Self::InvalidAction => "InvalidAction",
             Self::SerializationException => "SerializationException",
             Self::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Self::AccessDenied => "AccessDenied",
         }
     }
 
@@ -218,6 +221,7 @@ impl ErrorCode {
             Self::InvalidAction => "UnknownOperationException",
             Self::SerializationException => "SerializationException",
             Self::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Self::AccessDenied => "AccessDeniedException",
         }
     }
 
@@ -225,6 +229,7 @@ impl ErrorCode {
         match self {
             Self::InternalServiceError => 500,
             Self::RequestEntityTooLarge => 413,
+            Self::AccessDenied => 403,
             _ => 400,
         }
     }

@@ -12,7 +12,8 @@ use crate::stats::percentile;
 use crate::{Mode, RuntimeCommand, Sandbox, SandboxConfig};
 
 const USAGE: &str = "\
-usage: perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PATH ...]
+usage: perfmon-sandbox cloudwatch [--port N] [--bind ADDR]   (the embedded CloudWatch alone: see below)
+       perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PATH ...]
                            [--function-name NAME] [--memory-mb MB]
                            [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
@@ -48,6 +49,9 @@ Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and init
                             streaming, chunked, up to 20 MB); the summary shows responseDuration.
 --tenants a,b,c             tenant isolation (on-demand only): invoke i is for tenant i mod 3; an
                             environment serves one tenant, so a change of tenant means a new one.
+`cloudwatch` serves the embedded CloudWatch (PutMetricData, ListMetrics, GetMetricStatistics,
+GetMetricData with percentiles) on ADDR:N (default 127.0.0.1, port 0 = a free one) until stopped
+(Ctrl-C / SIGTERM), prints `endpoint http://ADDR:PORT` first, and the table of what reached it on exit.
 Log level: PERFMON_SANDBOX_LOG (tracing filter, default warn).";
 
 #[derive(Debug, Default)]
@@ -210,6 +214,9 @@ pub fn main(args: Vec<String>) -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .try_init();
+    if args.first().map(String::as_str) == Some("cloudwatch") {
+        return crate::cli_cloudwatch::serve_main(args.into_iter().skip(1).collect(), USAGE);
+    }
     let args = match parse(args) {
         Ok(a) => a,
         Err(msg) => {

@@ -137,3 +137,80 @@ pub(crate) fn table(cw: &CloudWatch) -> String {
     }
     out
 }
+
+/// `perfmon-sandbox cloudwatch [--port N] [--bind ADDR]`: serves until Ctrl-C / SIGTERM.
+pub(crate) fn serve_main(args: Vec<String>, usage: &str) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let addr = match serve_addr(&args) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("perfmon-sandbox cloudwatch: {msg}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("perfmon-sandbox: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let cw = match CloudWatch::start_on(addr).await {
+            Ok(cw) => cw,
+            Err(e) => {
+                eprintln!("perfmon-sandbox cloudwatch: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // The first line is what scripts read; nothing to do if stdout is gone.
+            let _ = writeln!(out, "endpoint {}", cw.endpoint_url());
+            let _ = out.flush();
+        }
+        stopped().await;
+        print!("{}", table(&cw));
+        ExitCode::SUCCESS
+    })
+}
+
+/// The address to serve on; `None` for `--help`.
+fn serve_addr(args: &[String]) -> Result<Option<std::net::SocketAddr>, String> {
+    let (mut host, mut port) = (std::net::IpAddr::from([127, 0, 0, 1]), 0u16);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{flag} needs a value"));
+        match flag {
+            "--port" => {
+                let v = value()?;
+                port = v.parse().map_err(|_| format!("--port: not a port number: {v:?}"))?;
+            }
+            "--bind" => {
+                let v = value()?;
+                host = v.parse().map_err(|_| format!("--bind: not an IP address: {v:?}"))?;
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(Some(std::net::SocketAddr::new(host, port)))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stopped() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -12,7 +12,11 @@
 //!   No planted value may appear in any line perfmon wrote (stdout or stderr).
 //! * **Tools.** `perfmon dashboard` / `perfmon alarms` (every format, `--help`, a usage error) run
 //!   under `strace -f -e trace=%network`, with AWS credentials and endpoints in the environment:
-//!   not one network system call (no `socket`, `connect`, `bind`, `sendto`, …).
+//!   not one network system call (no `socket`, `connect`, `bind`, `sendto`, …). `perfmon recommend` and
+//!   `perfmon compare` read CloudWatch by design (issue 16): their only network calls are GetMetricData
+//!   over HTTP(S) to the CloudWatch endpoint (`--endpoint-url` or the AWS config's); their `--help` and
+//!   usage errors are in the list below and make none, and under `strace -e trace=connect` every IP
+//!   `connect` of a real read goes to the endpoint given (credentials from the environment, IMDS off).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -180,6 +184,10 @@ fn the_tools_make_no_network_system_call() {
         &["dashboard", "--help"],
         &["alarms", "--bogus"],
         &["--version"],
+        &["recommend", "--help"],
+        &["compare", "--help"],
+        &["recommend", "--function", "f", "--days", "zero"],
+        &["compare", "--function", "f"],
     ];
     for (i, args) in runs.iter().enumerate() {
         let trace = dir.path().join(format!("trace-{i}"));
@@ -199,6 +207,67 @@ fn the_tools_make_no_network_system_call() {
         let calls: Vec<&str> = calls.lines().filter(|l| !l.contains("+++ exited")).collect();
         println!("perfmon {}: exit {:?}, {} network system calls", args.join(" "), out.status.code(), calls.len());
         assert!(calls.is_empty(), "perfmon {} made network system calls: {calls:?}", args.join(" "));
+        let printed = [out.stdout, out.stderr].concat();
+        let printed = String::from_utf8_lossy(&printed);
+        for (k, v) in SECRETS {
+            assert!(!printed.contains(v), "{k}'s value in the output of perfmon {}", args.join(" "));
+        }
+    }
+}
+
+/// `perfmon recommend` and `perfmon compare` read CloudWatch and nothing else: under
+/// `strace -f -e trace=connect`, with credentials in the environment and IMDS disabled, every
+/// `connect` of an IP socket goes to the CloudWatch endpoint given (the embedded one here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommend_and_compare_connect_only_to_the_cloudwatch_endpoint() {
+    let strace = ["/usr/bin/strace", "/bin/strace"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let strace = strace.unwrap_or_else(|| panic!("strace is needed for this test: apt-get install strace")).to_owned();
+    let cw = CloudWatch::start().await.unwrap();
+    let url = cw.endpoint_url();
+    let port = cw.addr().port();
+    let dir = common::TempDir::new("sec-readtools");
+    let runs: Vec<Vec<String>> = vec![
+        vec!["recommend".into(), "--function".into(), "f".into(), "--endpoint-url".into(), url.clone()],
+        ["compare", "--function", "f", "--endpoint-url", &url, "--baseline", "-2h/-1h", "--candidate", "-1h/now"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ];
+    for (i, args) in runs.into_iter().enumerate() {
+        let trace = dir.path().join(format!("connect-{i}"));
+        let (strace, trace2) = (strace.clone(), trace.clone());
+        let a = args.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(strace)
+                .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+                .arg(&trace2)
+                .arg(custom_support::perfmon_bin())
+                .args(&a)
+                .envs(SECRETS)
+                .env("AWS_REGION", "eu-west-1")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("AWS_ENDPOINT_URL_CLOUDWATCH")
+                .env_remove("AWS_LAMBDA_RUNTIME_API")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        // No data for "f": exit 2, after reading.
+        assert_eq!(out.status.code(), Some(2), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        let calls = std::fs::read_to_string(&trace).unwrap_or_else(|e| panic!("strace wrote no trace ({e}): {out:?}"));
+        let ip: Vec<&str> = calls.lines().filter(|l| l.contains("AF_INET")).collect();
+        assert!(!ip.is_empty(), "perfmon {} connected nowhere: {calls}", args.join(" "));
+        let want = format!("sin_port=htons({port})");
+        for line in &ip {
+            assert!(
+                line.contains(&want) && line.contains("127.0.0.1"),
+                "perfmon {} connected elsewhere than {url}: {line}",
+                args.join(" ")
+            );
+        }
+        println!("perfmon {}: {} connect calls, all to {url}", args.join(" "), ip.len());
         let printed = [out.stdout, out.stderr].concat();
         let printed = String::from_utf8_lossy(&printed);
         for (k, v) in SECRETS {

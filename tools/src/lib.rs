@@ -13,11 +13,15 @@
 
 pub mod alarms;
 pub mod args;
+pub mod compare;
 pub mod custom;
+pub mod cwread;
 pub mod dashboard;
 mod golden;
 pub mod metric;
+pub mod pricing;
 pub mod queries;
+pub mod recommend;
 pub mod thresholds;
 
 use std::{
@@ -96,6 +100,12 @@ pub enum Command {
 
 /// Entry point for `perfmon <args>` (the arguments after the program name).
 pub fn run(args: Vec<String>) -> ExitCode {
+    // The tools that read CloudWatch (issue 16) have their own parsing, I/O and exit codes.
+    match args.first().map(String::as_str) {
+        Some("recommend") => return recommend::main(args.into_iter().skip(1).collect()),
+        Some("compare") => return compare::main(args.into_iter().skip(1).collect()),
+        _ => {}
+    }
     let command = parse(args, |k| std::env::var(k).ok());
     let text = match command {
         Ok(command) => render(&command),
@@ -155,6 +165,8 @@ pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<
             Some("dashboard") => Ok(Command::Print(dashboard_help())),
             Some("alarms") => Ok(Command::Print(alarms_help())),
             Some("queries") => Ok(Command::Print(queries::help())),
+            Some("recommend") => Ok(Command::Print(recommend::help())),
+            Some("compare") => Ok(Command::Print(compare::help())),
             Some(other) => Err((UsageError::UnknownCommand(other.into()), hint(""))),
         },
         "dashboard" => parse_dashboard(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
@@ -473,11 +485,14 @@ USAGE:
     perfmon dashboard [OPTIONS]   print a CloudWatch dashboard for a function
     perfmon alarms [OPTIONS]      print CloudWatch alarms for a function
     perfmon queries [OPTIONS]     print CloudWatch Logs Insights queries over the invoke log
+    perfmon recommend [OPTIONS]   right-size memory, timeout and architecture from CloudWatch data
+    perfmon compare [OPTIONS]     gate a deploy on a regression between two windows or versions
     perfmon help [COMMAND]        print this text, or a command's options
     perfmon --version             print the version
 
-The dashboard and the alarms reference the metric names and dimensions the extension emits.
-The tools only print JSON to stdout; they never touch the network.
+The dashboard and the alarms reference the metric names and dimensions the extension emits;
+they only print JSON to stdout and never touch the network. recommend and compare read perfmon's
+metrics back from CloudWatch (GetMetricData, HTTPS to the CloudWatch endpoint only).
 "
     )
 }

@@ -2,6 +2,7 @@
 //! answers with a status and code the protocol crate's `ErrorCode` does not model (503
 //! `ServiceUnavailable`, 500 `InternalFailure`), a late answer, and a connection closed after the
 //! request was handled. Each counts down per PutMetricData request, like `Throttle`/`ServerError`.
+//! Issue 16 adds faults for the read side: `AccessDenied` (any operation) and `ThrottleReads`.
 
 use std::time::Duration;
 
@@ -41,6 +42,19 @@ impl Shared {
             }
             Fault::InternalFailure { n } => {
                 count_down(n).then_some((500, "InternalFailure", "Internal failure (injected fault)."))
+            }
+            _ => None,
+        })
+    }
+
+    /// Consumes one `AccessDenied` (any operation) or `ThrottleReads` (reads only).
+    pub(crate) fn take_request_fault(&self, read: bool) -> Option<CwError> {
+        self.fault_mut(|f| match f {
+            Fault::AccessDenied { n } => count_down(n).then(|| {
+                CwError::new(ErrorCode::AccessDenied, "User is not authorized to perform this action (injected fault).")
+            }),
+            Fault::ThrottleReads { n } if read => {
+                count_down(n).then(|| CwError::new(ErrorCode::Throttling, "Rate exceeded (injected fault)."))
             }
             _ => None,
         })

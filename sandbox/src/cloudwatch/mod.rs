@@ -77,6 +77,12 @@ pub enum Fault {
     /// The next `n` PutMetricData requests are handled (stored if valid), then the connection is
     /// closed without an answer: the client sees a reset mid-request and cannot know the outcome.
     Reset { n: u32 },
+    /// The next `n` requests of any operation are answered HTTP 403 `AccessDenied` (a caller whose IAM
+    /// policy lacks the action, e.g. `cloudwatch:GetMetricData`).
+    AccessDenied { n: u32 },
+    /// The next `n` read requests (GetMetricData, GetMetricStatistics, ListMetrics) are answered HTTP 400
+    /// `Throttling`; PutMetricData is served.
+    ThrottleReads { n: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]

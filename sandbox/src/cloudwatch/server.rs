@@ -284,6 +284,9 @@ fn execute(
     seq: u64,
 ) -> Reply {
     let encode_ok = |xml: String, json: serde_json::Value, datums| ok_reply(protocol, xml, json, datums);
+    if let Some(e) = shared.take_request_fault(!matches!(req, cw::Request::PutMetricData(_))) {
+        return error_reply(protocol, e, request_id);
+    }
     match req {
         cw::Request::PutMetricData(put) => {
             if shared.rate_limited() {
