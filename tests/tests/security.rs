@@ -94,6 +94,9 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
     let telemetry_port = common::free_port();
     let mut env = embedded_env(&cw.endpoint_url());
     env.push(("PERFMON_TELEMETRY_PORT".into(), telemetry_port.to_string()));
+    let otlp_port = common::free_port();
+    env.retain(|(k, _)| k != "PERFMON_OTLP_PORT");
+    env.push(("PERFMON_OTLP_PORT".into(), otlp_port.to_string()));
     let mut run =
         start("sec-listen", &common::rust_function(), "Sec/Listen", &env, |c| c.freeze_with_sigstop(false)).await;
     let out = run.sb.invoke(json!({"metrics": [{"name": "X", "value": 1}], "statsd": ["y:1|c"]})).await.unwrap();
@@ -103,7 +106,11 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
     println!("perfmon (pid {pid}) listeners: {bound:?}");
     let http = bound.iter().find(|b| b.proto.starts_with("tcp") && b.port == run.http_port).unwrap();
     let statsd = bound.iter().find(|b| b.proto.starts_with("udp") && b.port == run.statsd_port).unwrap();
-    assert!(is_loopback(&http.ip) && is_loopback(&statsd.ip), "custom-metric listeners on 127.0.0.1: {bound:?}");
+    let otlp = bound.iter().find(|b| b.proto.starts_with("tcp") && b.port == otlp_port).unwrap();
+    assert!(
+        is_loopback(&http.ip) && is_loopback(&statsd.ip) && is_loopback(&otlp.ip),
+        "custom-metric and OTLP listeners on 127.0.0.1: {bound:?}"
+    );
     let others: Vec<&Bound> = bound.iter().filter(|b| !is_loopback(&b.ip)).collect();
     assert!(others.len() <= 1, "only the telemetry listener may be off loopback: {bound:?}");
     for o in &others {
@@ -112,7 +119,7 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
         assert_eq!(o.port, telemetry_port, "the off-loopback listener is the telemetry one: {bound:?}");
         assert!(!run.sb.telemetry_batches("perfmon").is_empty(), "telemetry was delivered");
     }
-    assert_eq!(bound.len(), 2 + others.len(), "no other listener: {bound:?}");
+    assert_eq!(bound.len(), 3 + others.len(), "no other listener: {bound:?}");
     let down = run.sb.shutdown().await.unwrap();
     custom_support::assert_clean_exit(&down);
 }

@@ -239,7 +239,9 @@ impl Bound {
                     Some(listener)
                 }
                 Err(error) => {
-                    tracing::error!(port, variable = env::OTLP_PORT, %error,
+                    // A warning, not an error: 4318 is every OTLP receiver's default, and another
+                    // collector layer holding it is a legitimate setup (that collector gets the metrics).
+                    tracing::warn!(port, variable = env::OTLP_PORT, %error,
                         "OTLP listener cannot bind (another collector layer on this port?); OTLP metrics are off, everything else keeps working");
                     stats.lock().otlp_listener = format!("bind failed on 127.0.0.1:{port}: {error}");
                     None

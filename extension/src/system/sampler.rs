@@ -103,6 +103,12 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
     let mut peak: Option<Peak> = None;
     let window_period = Duration::from_millis(WINDOW_SAMPLE_MS);
     let mut next_window = windows.then(|| Instant::now() + window_period);
+    if windows {
+        // Managed Instances: the first window opens now, so the CPU of invokes that run before the
+        // first periodic sample (or flush) is counted.
+        let snap = snapshot(&mut reader, Depth::Environment, true);
+        shared.on_system_window(snap, false, reader.unreadable());
+    }
     loop {
         let due = match (peak.as_ref().map(|p| p.due), next_window) {
             (Some(a), Some(b)) => Some(a.min(b)),
