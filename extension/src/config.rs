@@ -261,8 +261,7 @@ impl Config {
         let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT);
         let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT)).filter(|p| *p != 0);
         let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT);
-        let runtime_proxy_port =
-            Some(port(env::RUNTIME_PROXY_PORT, defaults::RUNTIME_PROXY_PORT)).filter(|p| *p != 0);
+        let runtime_proxy_port = Some(port(env::RUNTIME_PROXY_PORT, defaults::RUNTIME_PROXY_PORT)).filter(|p| *p != 0);
         let otlp_port = Some(port(env::OTLP_PORT, defaults::OTLP_PORT)).filter(|p| *p != 0);
         let otlp_resource_attributes: Vec<String> = get(env::OTLP_RESOURCE_ATTRIBUTES)
             .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())

@@ -227,7 +227,7 @@ mod tests {
         let waiter = tokio::spawn(async move { s2.wait_done("b", Instant::now() + Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
         s.on_done("b");
-        assert!(waiter.await.unwrap());
+        assert!(waiter.await.expect("the waiter ends"));
     }
 
     #[test]

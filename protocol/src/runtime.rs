@@ -78,7 +78,9 @@ mod tests {
         assert_eq!(classify("POST", "/2018-06-01/runtime/invocation/r-1/error?a"), RuntimeCall::Error("r-1"));
         assert_eq!(classify("GET", "/2018-06-01/runtime/invocation/r-1/response"), RuntimeCall::Other);
         assert_eq!(classify("POST", INIT_ERROR_PATH), RuntimeCall::InitError);
-        for bad in ["", "/", "//", "/2018-06-01/runtime/invocation/", "/2018-06-01/runtime/invocation/a/b/response", "%zz"] {
+        for bad in
+            ["", "/", "//", "/2018-06-01/runtime/invocation/", "/2018-06-01/runtime/invocation/a/b/response", "%zz"]
+        {
             assert_eq!(classify("POST", bad), RuntimeCall::Other, "{bad:?}");
         }
     }
