@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the perfmon Lambda layer: a statically linked (musl) release binary per architecture, zipped as
-# `extensions/perfmon` (mode 755), the layout Lambda unpacks into /opt.
+# `extensions/perfmon` (mode 755), the layout Lambda unpacks into /opt, beside `perfmon-wrapper` (mode 755,
+# a POSIX sh script: AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper points the runtime at perfmon's Runtime API
+# proxy when perfmon listens, issue 14).
 #
 #   layer-build/build.sh [x86_64] [arm64]      (default: both)
 #
@@ -56,9 +58,10 @@ for arch in "${archs[@]}"; do
     rm -rf "$stage" "$zipfile"
     mkdir -p "$stage/extensions"
     cp "$bin" "$stage/extensions/perfmon"
-    chmod 755 "$stage/extensions" "$stage/extensions/perfmon"
-    touch -d "@$stamp" "$stage/extensions/perfmon" "$stage/extensions"
-    (cd "$stage" && TZ=UTC zip -q -9 -X -r "$(realpath -m "../$(basename "$zipfile")")" extensions)
+    cp layer-build/perfmon-wrapper "$stage/perfmon-wrapper"
+    chmod 755 "$stage/extensions" "$stage/extensions/perfmon" "$stage/perfmon-wrapper"
+    touch -d "@$stamp" "$stage/extensions/perfmon" "$stage/extensions" "$stage/perfmon-wrapper"
+    (cd "$stage" && TZ=UTC zip -q -9 -X -r "$(realpath -m "../$(basename "$zipfile")")" extensions perfmon-wrapper)
     rm -rf "$stage"
     printf 'layer: %-6s binary %9d bytes, zip %9d bytes  %s\n' "$arch" \
         "$(stat -c %s "$bin")" "$(stat -c %s "$zipfile")" "$zipfile"

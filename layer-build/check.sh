@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the layer zips that layer-build/build.sh made (run by `make layer-check`, itself run by `make test`):
-#   - each zip holds exactly `extensions/` and `extensions/perfmon`, the binary with mode 755 (rwxr-xr-x);
+#   - each zip holds exactly `extensions/`, `extensions/perfmon` and `perfmon-wrapper`, both files with mode 755
+#     (rwxr-xr-x), the wrapper identical to layer-build/perfmon-wrapper;
 #   - each zip is at most 3.2 MB (3,200,000 bytes; issue 13);
 #   - `file` shows the right architecture and a statically linked executable (no interpreter: it runs on
 #     Amazon Linux 2 and 2023 and in custom runtimes, whatever their libc);
@@ -39,13 +40,16 @@ for arch in x86_64 arm64; do
 
     # zipinfo lines: mode, zip version, host system, size, type, method, date, time, name.
     listing=$(unzip -Z "$zipfile" | awk '$1 ~ /^[d-]/ {print $1, $3, $NF}' | sort)
-    expected=$'-rwxr-xr-x unx extensions/perfmon\ndrwxr-xr-x unx extensions/'
-    if [ "$listing" = "$expected" ]; then ok "$arch zip layout: extensions/ and extensions/perfmon, mode 755"
+    expected=$(printf '%s\n' '-rwxr-xr-x unx extensions/perfmon' '-rwxr-xr-x unx perfmon-wrapper' \
+        'drwxr-xr-x unx extensions/' | sort)
+    if [ "$listing" = "$expected" ]; then ok "$arch zip layout: extensions/, extensions/perfmon, perfmon-wrapper, mode 755"
     else fail "$arch zip layout/modes: got"$'\n'"$listing"$'\n'"expected"$'\n'"$expected"; fi
 
     mkdir -p "$work/$arch"
     unzip -q "$zipfile" -d "$work/$arch"
     bin="$work/$arch/extensions/perfmon"
+    if cmp -s "$work/$arch/perfmon-wrapper" layer-build/perfmon-wrapper; then ok "$arch perfmon-wrapper is layer-build/perfmon-wrapper"
+    else fail "$arch perfmon-wrapper differs from layer-build/perfmon-wrapper"; fi
     if [ -x "$bin" ]; then ok "$arch unpacked binary is executable"; else fail "$arch unpacked binary not executable"; continue; fi
 
     desc=$(file -b "$bin")

@@ -17,6 +17,8 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|inges
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
        perfmon-bench soak  [--minutes N] [--sample-s S] [--out DIR] [--perfmon PATH]
        perfmon-bench simulate [--out DIR]
+       perfmon-bench proxy-hop [--out DIR]   (what the Runtime API proxy adds to /next and /response;
+                           writes DIR/proxy-hop.md, default DIR: benches/results/network-proxy)
 
 run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
        loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
@@ -321,6 +323,23 @@ fn soak(a: &Args) -> Result<bool, String> {
     Ok(r.ok)
 }
 
+fn proxy_hop(a: &Args) -> Result<bool, String> {
+    const N: usize = 5_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let load = crate::machine::load_average();
+    let hops = rt.block_on(crate::proxy_hop::measure(N))?;
+    let md = crate::proxy_hop::table(&hops, N, &load);
+    let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches/results/network-proxy"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("proxy-hop.md"), &md).map_err(|e| e.to_string())?;
+    println!("{md}");
+    Ok(true)
+}
+
 fn simulate(a: &Args) -> Result<bool, String> {
     use crate::simulate::{self as sim, Simulation};
     let mut cases = Vec::new();
@@ -387,6 +406,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         },
         "soak" => soak(&a),
         "simulate" => simulate(&a),
+        "proxy-hop" => proxy_hop(&a),
         "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod load;
 pub mod machine;
 pub mod procfs;
+pub mod proxy_hop;
 pub mod results;
 pub mod runner;
 pub mod simulate;

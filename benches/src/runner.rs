@@ -715,11 +715,18 @@ pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &s
         .env("PERFMON_SINK", case.sink)
         .env("PERFMON_FLUSH", case.policy)
         .env("PERFMON_FLUSH_INTERVAL_S", SHAPE_INTERVAL_S)
-        .env("PERFMON_SPARSE_FLUSH", sparse_flush)
         .env("PERFMON_HTTP_PORT", http_port.to_string())
         .env("PERFMON_STATSD_PORT", "0")
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    // `proxy`: the default (`auto`) with the runtime started through the layer's wrapper.
+    let cfg = if sparse_flush == "proxy" {
+        let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
+        cfg.env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
+            .env("PERFMON_RUNTIME_PROXY_PORT", free_port()?.to_string())
+    } else {
+        cfg.env("PERFMON_SPARSE_FLUSH", sparse_flush)
+    };
     let mut sb = Sandbox::start(cfg).await?;
     let mut run = ShapeRun::default();
     let mut warm: Vec<(String, usize, i64, i64)> = Vec::new(); // (request id, i, start ms, end ms)

@@ -461,7 +461,12 @@ pub fn run(case: &Case) -> Outcome {
     let boxes = (0..case.sandboxes)
         .map(|_| Sandbox {
             agg: Aggregator::new(Limits::default(), defaults.clone()),
-            state: FlushState { last_flush_ms: ms(0.0), last_invoke_ms: None, in_flight: false },
+            state: FlushState {
+                last_flush_ms: ms(0.0),
+                last_invoke_ms: None,
+                in_flight: false,
+                runtime_proxied: false,
+            },
             retry: Vec::new(),
             failures: 0,
             paused_until: 0.0,

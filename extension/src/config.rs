@@ -63,9 +63,12 @@ impl FlushPolicy {
 }
 
 /// What `adaptive` does for a sparse invoke (`PERFMON_SPARSE_FLUSH`, issue 14). Defaults to
-/// [`defaults::SPARSE_FLUSH`] (`end`). See [`crate::flush`].
+/// [`defaults::SPARSE_FLUSH`] (`auto`). See [`crate::flush`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SparseFlush {
+    /// With the runtime talking through perfmon's Runtime API proxy: everything pending as EMF the
+    /// moment Lambda took the runtime's `/response` (or `/error`), no wait for telemetry; else `End`.
+    Auto,
     /// Wait for `platform.runtimeDone`, flush to the configured sink, then `/next`.
     End,
     /// The same wait, then everything pending as EMF lines on stdout (no network on the invoke's clock).
@@ -77,6 +80,7 @@ pub enum SparseFlush {
 impl SparseFlush {
     fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
             "end" => Some(Self::End),
             "emf" => Some(Self::Emf),
             "defer" => Some(Self::Defer),
@@ -113,6 +117,9 @@ pub struct Config {
     /// `PERFMON_TELEMETRY_PORT`. Defaults to [`defaults::TELEMETRY_PORT`]. `0` picks a free port
     /// (perfmon subscribes with the port it got), which is what parallel tests use.
     pub telemetry_port: u16,
+    /// `PERFMON_RUNTIME_PROXY_PORT` (issue 14); `None` when set to `0` (off). Defaults to
+    /// [`defaults::RUNTIME_PROXY_PORT`]. See [`crate::runtime_proxy`].
+    pub runtime_proxy_port: Option<u16>,
     /// `PERFMON_PRICE_GB_S`. Defaults to the us-east-1 price of this binary's architecture.
     pub price_gb_s: f64,
     /// `PERFMON_LOG` (a `tracing` filter). Defaults to [`defaults::LOG`]; validated by [`crate::logging`].
@@ -210,10 +217,15 @@ impl Config {
             }),
         };
         let sparse_flush = match get(env::SPARSE_FLUSH) {
-            None => SparseFlush::End,
+            None => SparseFlush::Auto,
             Some(v) => SparseFlush::parse(&v).unwrap_or_else(|| {
-                warn(env::SPARSE_FLUSH, &v, "expected end, emf or defer".to_owned(), defaults::SPARSE_FLUSH.to_owned());
-                SparseFlush::End
+                warn(
+                    env::SPARSE_FLUSH,
+                    &v,
+                    "expected auto, end, emf or defer".to_owned(),
+                    defaults::SPARSE_FLUSH.to_owned(),
+                );
+                SparseFlush::Auto
             }),
         };
         let default_interval = Duration::from_secs(defaults::FLUSH_INTERVAL_S);
@@ -249,6 +261,7 @@ impl Config {
         let http_port = port(env::HTTP_PORT, defaults::HTTP_PORT);
         let statsd_port = Some(port(env::STATSD_PORT, defaults::STATSD_PORT)).filter(|p| *p != 0);
         let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT);
+        let runtime_proxy_port = Some(port(env::RUNTIME_PROXY_PORT, defaults::RUNTIME_PROXY_PORT)).filter(|p| *p != 0);
         let otlp_port = Some(port(env::OTLP_PORT, defaults::OTLP_PORT)).filter(|p| *p != 0);
         let otlp_resource_attributes: Vec<String> = get(env::OTLP_RESOURCE_ATTRIBUTES)
             .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
@@ -313,6 +326,7 @@ impl Config {
             http_port,
             statsd_port,
             telemetry_port,
+            runtime_proxy_port,
             price_gb_s,
             log: get(env::LOG).unwrap_or_else(|| defaults::LOG.to_owned()),
             runtime_api: get(RUNTIME_API_ENV),
@@ -395,7 +409,8 @@ mod tests {
         assert_eq!(c.sink, Sink::CloudWatch);
         assert_eq!(c.flush, FlushPolicy::Adaptive);
         assert_eq!(c.flush_interval, Duration::from_secs(60));
-        assert_eq!(c.sparse_flush, SparseFlush::End);
+        assert_eq!(c.sparse_flush, SparseFlush::Auto);
+        assert_eq!(c.runtime_proxy_port, Some(9009));
         assert_eq!((c.http_port, c.statsd_port, c.telemetry_port), (4280, Some(8125), 4281));
         assert_eq!(c.price_gb_s, default_price_gb_s());
         assert_eq!(c.log, "warn");
@@ -410,7 +425,9 @@ mod tests {
             assert_eq!(c.sparse_flush, want);
         }
         let (c, w) = cfg(&[("PERFMON_SPARSE_FLUSH", "later")]);
-        assert_eq!((c.sparse_flush, w.len()), (SparseFlush::End, 1));
+        assert_eq!((c.sparse_flush, w.len()), (SparseFlush::Auto, 1));
+        let (c, w) = cfg(&[("PERFMON_SPARSE_FLUSH", "auto"), ("PERFMON_RUNTIME_PROXY_PORT", "0")]);
+        assert_eq!((c.sparse_flush, c.runtime_proxy_port, w.len()), (SparseFlush::Auto, None, 0));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `end` | wait for this invoke's `platform.runtimeDone`, flush, then `/next` ([`FlushDecision::AtEnd`]) | final |
 //! | `background` | if the interval has passed since the last flush and no flush is running, start one now and go straight to `/next` ([`FlushDecision::Background`]): it overlaps the function's own work | final |
-//! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `end` (default) as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
+//! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `auto` (default) with the runtime talking through perfmon's Runtime API proxy: wait for Lambda to take the runtime's `/response` (or `/error`), write everything pending as EMF, `/next` ([`FlushDecision::AtResponseEmf`]), without the proxy as `end`; `end` as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
 //! | `shutdown` | nothing | final |
 //!
 //! Why `adaptive`: in a frozen sandbox nothing runs, so with `background` a rarely invoked function
@@ -29,6 +29,8 @@ pub struct FlushState {
     pub last_invoke_ms: Option<i64>,
     /// A flush is running.
     pub in_flight: bool,
+    /// The runtime talks through perfmon's Runtime API proxy (`/opt/perfmon-wrapper`).
+    pub runtime_proxied: bool,
 }
 
 /// What happened.
@@ -51,6 +53,10 @@ pub enum FlushDecision {
     AtEnd,
     /// As [`FlushDecision::AtEnd`], but everything goes out as EMF lines (no network).
     AtEndEmf,
+    /// Wait until Lambda took the runtime's `/response` or `/error` (seen by the Runtime API proxy),
+    /// write everything pending as EMF lines, then call `/next`. This invoke's own platform metrics
+    /// (from `platform.runtimeDone`, still buffered by the Telemetry API) go with the next flush.
+    AtResponseEmf,
     /// Flush everything before the SHUTDOWN deadline.
     Final,
 }
@@ -81,7 +87,8 @@ pub fn decide(
         FlushPolicy::Adaptive => {
             let sparse = state.last_invoke_ms.is_none_or(|prev| now_ms - prev >= interval_ms);
             match (sparse, sparse_flush) {
-                (true, SparseFlush::End) => FlushDecision::AtEnd,
+                (true, SparseFlush::Auto) if state.runtime_proxied => FlushDecision::AtResponseEmf,
+                (true, SparseFlush::Auto | SparseFlush::End) => FlushDecision::AtEnd,
                 (true, SparseFlush::Emf) => FlushDecision::AtEndEmf,
                 (true, SparseFlush::Defer) | (false, _) => background(),
             }
@@ -99,7 +106,12 @@ mod tests {
     const T: i64 = 1_000_000;
 
     fn st(last_flush_ago: i64, last_invoke_ago: Option<i64>, in_flight: bool) -> FlushState {
-        FlushState { last_flush_ms: T - last_flush_ago, last_invoke_ms: last_invoke_ago.map(|a| T - a), in_flight }
+        FlushState {
+            last_flush_ms: T - last_flush_ago,
+            last_invoke_ms: last_invoke_ago.map(|a| T - a),
+            in_flight,
+            runtime_proxied: false,
+        }
     }
 
     #[test]
@@ -151,6 +163,25 @@ mod tests {
             assert_eq!(decide(P::Background, s, I, &sparse, e, T), D::Background, "{s:?}");
             assert_eq!(decide(P::Adaptive, s, I, &sparse, FlushEvent::Shutdown, T), D::Final, "{s:?}");
         }
+    }
+
+    #[test]
+    fn auto_uses_the_response_only_through_the_proxy() {
+        use SparseFlush as S;
+        let e = FlushEvent::Invoke;
+        let proxied = |s: FlushState| FlushState { runtime_proxied: true, ..s };
+        for s in [st(I, Some(I), false), st(0, None, false)] {
+            assert_eq!(decide(P::Adaptive, S::Auto, I, &s, e, T), D::AtEnd, "no proxy: as end");
+            assert_eq!(decide(P::Adaptive, S::Auto, I, &proxied(s), e, T), D::AtResponseEmf);
+            // An explicit choice is kept with the proxy.
+            assert_eq!(decide(P::Adaptive, S::End, I, &proxied(s), e, T), D::AtEnd);
+            assert_eq!(decide(P::Adaptive, S::Emf, I, &proxied(s), e, T), D::AtEndEmf);
+            assert_eq!(decide(P::End, S::Auto, I, &proxied(s), e, T), D::AtEnd);
+        }
+        // Frequent traffic: background as before (PutMetricData), proxy or not.
+        let frequent_due = proxied(st(I, Some(10), false));
+        assert_eq!(decide(P::Adaptive, S::Auto, I, &frequent_due, e, T), D::Background);
+        assert_eq!(decide(P::Adaptive, S::Auto, I, &frequent_due, FlushEvent::Shutdown, T), D::Final);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! * [`sinks`]: the flusher, PutMetricData ([`sinks::cloudwatch`]) and EMF ([`sinks::emf`]).
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
+//! * [`runtime_proxy`]: the Runtime API pass-through proxy used with `/opt/perfmon-wrapper` (issue 14).
 //! * [`system`]: system metrics (v2 §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one
 //!   JSON line per invoke (v2 §9).
 //!
@@ -42,6 +43,7 @@ pub mod lambda_api;
 pub mod lifecycle;
 pub mod logging;
 pub mod platform;
+pub mod runtime_proxy;
 pub mod sinks;
 pub mod state;
 pub mod system;

@@ -15,6 +15,8 @@
 //! * `AtEnd`: wait for this invoke's `platform.runtimeDone` (bounded by the invoke's deadline),
 //!   flush, then `/next` (never wait for `platform.report`: it only exists after our `/next`);
 //! * `AtEndEmf`: the same, but the flush writes everything as EMF lines (no network);
+//! * `AtResponseEmf` (the runtime talks through [`crate::runtime_proxy`]): wait until Lambda took
+//!   the runtime's `/response` or `/error` (bounded by the deadline), write EMF lines, then `/next`;
 //! * `Skip`: straight back to `/next`.
 //!
 //! On SHUTDOWN, in this order, all before `deadlineMs`:
@@ -70,6 +72,8 @@ pub struct Context {
     pub ingest: Option<Arc<crate::ingest::Ingest>>,
     /// The system metrics' sampler thread (`None` with `PERFMON_SYSTEM_METRICS=false`).
     pub system: Option<Arc<Sampler>>,
+    /// The Runtime API proxy (`None` when off or not bound).
+    pub proxy: Option<crate::runtime_proxy::RuntimeProxy>,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -99,6 +103,11 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     // Custom-metric listeners: bound before registering (Lambda starts the runtime once every
     // extension has registered), served once the shared state exists. Bind failures are logged.
     let ingest = crate::ingest::Bound::bind(crate::ingest::IngestConfig::from_config(&cfg)).await;
+    // The Runtime API proxy too: the wrapper looks for it when Lambda starts the runtime.
+    let proxy = match cfg.runtime_proxy_port {
+        Some(port) => crate::runtime_proxy::RuntimeProxy::start(port, &addr).await,
+        None => None,
+    };
     let name = extension_name();
     let mode = Mode::from_env_value(cfg.initialization_type.as_deref());
     let mut api = ExtensionsApi::new(&addr);
@@ -142,6 +151,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         telemetry,
         ingest: Some(ingest),
         system,
+        proxy,
     };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
     if !invoke_events {
@@ -269,10 +279,12 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
     ctx.shared.on_invoke(&inv.request_id, now);
     let decision = {
         let mut g = ctx.shared.lock();
+        g.flush.runtime_proxied = ctx.proxy.as_ref().is_some_and(|p| p.signals.in_use());
         let d = decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, &g.flush, FlushEvent::Invoke, now);
         g.flush.last_invoke_ms = Some(now);
         d
     };
+    let proxy = ctx.proxy.as_ref().map(|p| &p.signals);
     if ctx.policy != FlushPolicy::Shutdown {
         ctx.flusher.warm();
     }
@@ -284,6 +296,18 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
             crate::spawn_logged("background-flush", async move {
                 f.flush(Trigger::Background, Instant::now() + FLUSH_BUDGET).await;
             });
+        }
+        FlushDecision::AtResponseEmf => {
+            let invoke_deadline = instant_at(inv.deadline_ms as i64);
+            if let Some(signals) = proxy {
+                if !signals.wait_done(&inv.request_id, invoke_deadline).await {
+                    tracing::debug!(request_id = %inv.request_id, "no /response or /error before the invoke deadline");
+                }
+            }
+            if let Some(ingest) = &ctx.ingest {
+                ingest.drain_statsd();
+            }
+            ctx.flusher.flush_as_emf(Trigger::End).await;
         }
         FlushDecision::AtEnd | FlushDecision::AtEndEmf => {
             let invoke_deadline = instant_at(inv.deadline_ms as i64);
@@ -343,6 +367,9 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         ingest.drain_statsd();
     }
     let report = ctx.flusher.flush(Trigger::Final, flush_deadline).await;
+    if let Some(proxy) = &ctx.proxy {
+        proxy.remove_marker();
+    }
     let health = ctx.shared.health();
     tracing::info!(
         reason = sd.shutdown_reason.as_str(),

@@ -188,7 +188,7 @@ impl Shared {
                 tenant_dimension: cfg.tenant_dimension,
                 summaries: cfg.system_metrics || cfg.invoke_log,
             }),
-            flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false },
+            flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false, runtime_proxied: false },
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),

@@ -12,6 +12,8 @@ pub mod env {
     pub const FLUSH_INTERVAL_S: &str = "PERFMON_FLUSH_INTERVAL_S";
     /// Issue 14: what `adaptive` does at the end of a sparse invoke (`end`, `emf`, `defer`).
     pub const SPARSE_FLUSH: &str = "PERFMON_SPARSE_FLUSH";
+    /// Issue 14: the Runtime API proxy's port on 127.0.0.1 (used with `/opt/perfmon-wrapper`); `0` turns it off.
+    pub const RUNTIME_PROXY_PORT: &str = "PERFMON_RUNTIME_PROXY_PORT";
     pub const HTTP_PORT: &str = "PERFMON_HTTP_PORT";
     pub const STATSD_PORT: &str = "PERFMON_STATSD_PORT";
     pub const TELEMETRY_PORT: &str = "PERFMON_TELEMETRY_PORT";
@@ -52,7 +54,10 @@ pub mod defaults {
     pub const SINK: &str = "cloudwatch";
     pub const FLUSH: &str = "adaptive";
     pub const FLUSH_INTERVAL_S: u64 = 60;
-    pub const SPARSE_FLUSH: &str = "end";
+    /// `auto`: `emf` at the runtime's `/response` when the runtime talks through perfmon's Runtime API
+    /// proxy, else `end`.
+    pub const SPARSE_FLUSH: &str = "auto";
+    pub const RUNTIME_PROXY_PORT: u16 = 9009;
     pub const HTTP_PORT: u16 = 4280;
     pub const STATSD_PORT: u16 = 8125;
     pub const TELEMETRY_PORT: u16 = 4281;

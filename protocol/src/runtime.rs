@@ -35,9 +35,55 @@ pub fn parse_invocation_path(path: &str) -> Option<InvocationPost<'_>> {
     }
 }
 
+/// What a request to the Runtime API is, by method and path (the query, if any, is ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeCall<'a> {
+    /// `GET …/invocation/next`.
+    Next,
+    /// `POST …/invocation/{id}/response`.
+    Response(&'a str),
+    /// `POST …/invocation/{id}/error`.
+    Error(&'a str),
+    /// `POST …/init/error`.
+    InitError,
+    /// Anything else (another method, an unknown or malformed path): a proxy passes it on as is.
+    Other,
+}
+
+/// Classifies a Runtime API request; never fails (unknown input is [`RuntimeCall::Other`]).
+pub fn classify<'a>(method: &str, path_and_query: &'a str) -> RuntimeCall<'a> {
+    let path = path_and_query.split_once('?').map_or(path_and_query, |(p, _)| p);
+    match (method, path) {
+        ("GET", NEXT_PATH) => RuntimeCall::Next,
+        ("POST", INIT_ERROR_PATH) => RuntimeCall::InitError,
+        ("POST", p) => match parse_invocation_path(p) {
+            Some(InvocationPost::Response(id)) => RuntimeCall::Response(id),
+            Some(InvocationPost::Error(id)) => RuntimeCall::Error(id),
+            None => RuntimeCall::Other,
+        },
+        _ => RuntimeCall::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classify_calls() {
+        assert_eq!(classify("GET", NEXT_PATH), RuntimeCall::Next);
+        assert_eq!(classify("GET", "/2018-06-01/runtime/invocation/next?x=1"), RuntimeCall::Next);
+        assert_eq!(classify("POST", NEXT_PATH), RuntimeCall::Other);
+        assert_eq!(classify("POST", "/2018-06-01/runtime/invocation/r-1/response"), RuntimeCall::Response("r-1"));
+        assert_eq!(classify("POST", "/2018-06-01/runtime/invocation/r-1/error?a"), RuntimeCall::Error("r-1"));
+        assert_eq!(classify("GET", "/2018-06-01/runtime/invocation/r-1/response"), RuntimeCall::Other);
+        assert_eq!(classify("POST", INIT_ERROR_PATH), RuntimeCall::InitError);
+        for bad in
+            ["", "/", "//", "/2018-06-01/runtime/invocation/", "/2018-06-01/runtime/invocation/a/b/response", "%zz"]
+        {
+            assert_eq!(classify("POST", bad), RuntimeCall::Other, "{bad:?}");
+        }
+    }
 
     #[test]
     fn invocation_paths() {

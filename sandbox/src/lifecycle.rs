@@ -114,13 +114,14 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
     if matches!(gate, Gate::Ok) {
         // (4) start the runtime: one process, or one per worker on Managed Instances.
         runtime_start_delay_ms = ms_between(start, Instant::now());
+        let (program, args) = exec_wrapped(&fenv, &cfg.runtime.program, &cfg.runtime.args);
         for _ in 0..workers {
             let spawned = process::spawn(
                 inner,
                 Spawn {
                     role: Role::Runtime,
-                    program: &cfg.runtime.program,
-                    args: &cfg.runtime.args,
+                    program: &program,
+                    args: &args,
                     cwd: cfg.runtime.cwd.as_deref(),
                     env: &fenv,
                 },
@@ -702,4 +703,41 @@ pub(crate) fn current_stats(st: &State) -> Vec<ExtensionStats> {
             }
         })
         .collect()
+}
+
+/// The runtime's command as Lambda runs it: with `AWS_LAMBDA_EXEC_WRAPPER` set (non-empty) in the
+/// function's environment, `wrapper <program> <args...>`; else the command itself.
+pub(crate) fn exec_wrapped(
+    env: &[(String, String)],
+    program: &std::path::Path,
+    args: &[String],
+) -> (std::path::PathBuf, Vec<String>) {
+    match env.iter().find(|(k, v)| k == "AWS_LAMBDA_EXEC_WRAPPER" && !v.is_empty()) {
+        Some((_, wrapper)) => {
+            let mut all = Vec::with_capacity(args.len() + 1);
+            all.push(program.display().to_string());
+            all.extend(args.iter().cloned());
+            (std::path::PathBuf::from(wrapper), all)
+        }
+        None => (program.to_path_buf(), args.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod exec_wrapper_tests {
+    use super::exec_wrapped;
+    use std::path::Path;
+
+    #[test]
+    fn wrapper_prepended_only_when_set() {
+        let args = vec!["a".to_owned(), "b c".to_owned()];
+        let (p, a) = exec_wrapped(&[], Path::new("/bin/fn"), &args);
+        assert_eq!((p.as_path(), a.as_slice()), (Path::new("/bin/fn"), args.as_slice()));
+        let env = [("AWS_LAMBDA_EXEC_WRAPPER".to_owned(), "/opt/w".to_owned())];
+        let (p, a) = exec_wrapped(&env, Path::new("/bin/fn"), &args);
+        assert_eq!(p, Path::new("/opt/w"));
+        assert_eq!(a, vec!["/bin/fn".to_owned(), "a".to_owned(), "b c".to_owned()]);
+        let empty = [("AWS_LAMBDA_EXEC_WRAPPER".to_owned(), String::new())];
+        assert_eq!(exec_wrapped(&empty, Path::new("/bin/fn"), &args).0, Path::new("/bin/fn"));
+    }
 }

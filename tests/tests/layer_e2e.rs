@@ -45,14 +45,22 @@ fn built_zip(arch: &str) -> Option<PathBuf> {
 }
 
 /// Unpacks `zip` into `<opt>` like Lambda unpacks a layer into /opt; checks that `extensions/` holds
-/// exactly `perfmon`, executable (mode 755). Returns `<opt>/extensions`.
+/// exactly `perfmon`, executable (mode 755), and `<opt>/perfmon-wrapper` (755) is the repository's. Returns `<opt>/extensions`.
 fn unpack_like_opt(zip: &Path, opt: &Path) -> PathBuf {
     let unzip = find_in_path("unzip").expect("`unzip` not on PATH: `make layer` installs it");
     let out = Command::new(unzip).arg("-q").arg(zip).arg("-d").arg(opt).output().unwrap();
     assert!(out.status.success(), "unzip {}: {}", zip.display(), String::from_utf8_lossy(&out.stderr));
-    let top: Vec<String> =
+    let mut top: Vec<String> =
         std::fs::read_dir(opt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(top, ["extensions"], "the layer holds only extensions/");
+    top.sort();
+    assert_eq!(top, ["extensions", "perfmon-wrapper"], "the layer holds extensions/ and perfmon-wrapper");
+    let wrapper = opt.join("perfmon-wrapper");
+    let mode = std::fs::metadata(&wrapper).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "perfmon-wrapper mode {mode:o}");
+    assert_eq!(
+        std::fs::read(&wrapper).unwrap(),
+        std::fs::read(common::workspace_root().join("layer-build/perfmon-wrapper")).unwrap()
+    );
     let extensions = opt.join("extensions");
     let names: Vec<String> = std::fs::read_dir(&extensions)
         .unwrap()
