@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time from exec to the first PutMetricData of a fresh perfmon process (README, design notes, TLS backend).
+# Time from exec to the first PutMetricData of a fresh perfmon process (docs/design.md, TLS backend).
 #
 #   scripts/first-put-latency.sh PATH/TO/perfmon N [RUNNER]     (RUNNER: e.g. qemu-aarch64-static for arm64)
 #

@@ -1,6 +1,6 @@
 //! perfmon's benchmarks: perfmon against the do-nothing floor (`fixtures/noop-extension`) in the
 //! local sandbox (`perfmon_sandbox`). `make bench` runs [`cli::run`] with `run`, `make bench-check`
-//! with `check`. README section "Benchmarks" explains the method and shows the committed results.
+//! with `check`. docs/benchmarks.md explains the method and shows the committed results.
 //!
 //! * [`runner`]: one fresh sandbox per measurement (per-invoke runs, ingest loads, flush cost);
 //! * [`load`]: the load generators (keep-alive HTTP/1.1 over `TcpStream`, StatsD over UDP);

@@ -1,4 +1,4 @@
-//! `perfmon-bench`: see `perfmon-bench --help` and the README section "Benchmarks".
+//! `perfmon-bench`: see `perfmon-bench --help` and docs/benchmarks.md.
 
 fn main() -> std::process::ExitCode {
     perfmon_bench::cli::main(std::env::args().skip(1).collect())

@@ -218,7 +218,7 @@ fn fmt_summary(s: &Option<Summary>) -> String {
     }
 }
 
-/// The figures as a Markdown table (printed by `make bench` and pasted into the README).
+/// The figures as a Markdown table (printed by `make bench` and pasted into docs/benchmarks.md).
 pub fn markdown_table(r: &Results) -> String {
     let mut out = String::from(
         "| figure | unit | perfmon median (range) | floor median (range) | perfmon/floor |\n|---|---|---|---|---|\n",

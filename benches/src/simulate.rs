@@ -31,7 +31,7 @@ use perfmon_sandbox::cloudwatch::limit::{RateLimit, TokenBucket};
 use perfmon_sandbox::cloudwatch::{MetricStatistics, Store};
 use serde::{Deserialize, Serialize};
 
-/// PutMetricData's default quota, transactions per second per account and Region (README cites the
+/// PutMetricData's default quota, transactions per second per account and Region (docs/reliability.md cites the
 /// AWS pages).
 pub const DEFAULT_QUOTA_TPS: f64 = 500.0;
 const NAMESPACE: &str = "Sim";

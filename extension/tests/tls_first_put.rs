@@ -1,6 +1,6 @@
 //! What TLS adds to the first PutMetricData of a fresh CloudWatch client, for the TLS backend this
 //! build has (`tls-ring`, the default, or `tls-aws-lc`). Not part of `cargo test`: run it by hand,
-//! once per backend, optimised and without LTO (README, design notes, "TLS backend"):
+//! once per backend, optimised and without LTO (docs/design.md, "TLS backend"):
 //!
 //! ```sh
 //! CARGO_PROFILE_RELEASE_LTO=false cargo test --release -p perfmon --test tls_first_put -- --ignored --nocapture

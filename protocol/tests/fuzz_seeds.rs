@@ -1,7 +1,7 @@
 //! The fuzzers' committed seed corpus (`protocol/fuzz/seeds/<target>/`), replayed on stable in every
 //! `cargo test`: each file goes through the same decoder and checks as its fuzz target, so an input
 //! that once broke a property (kept as a seed, e.g. `cloudwatch_cbor/regression-period-fraction`)
-//! stays a regression test. The long runs are `make fuzz` (README, "Fuzzing").
+//! stays a regression test. The long runs are `make fuzz` (docs/reliability.md, "Fuzzing").
 #![allow(clippy::unwrap_used)]
 
 use std::{fs, path::PathBuf};

@@ -164,7 +164,7 @@ impl SandboxConfig {
         self.delivery_give_up = after;
         self
     }
-    /// The Lambda mode (default [`Mode::OnDemand`]). See the README's sandbox notes for what each
+    /// The Lambda mode (default [`Mode::OnDemand`]). See docs/lambda-modes.md for what each
     /// mode emits and which source each behaviour follows.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;

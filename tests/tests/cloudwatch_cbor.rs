@@ -1,7 +1,7 @@
 //! RPC v2 CBOR, the protocol of `aws-sdk-cloudwatch` ≥ 1.100.0: the embedded CloudWatch and the
 //! CBOR-to-JSON proxy in front of moto answer malformed bodies with CloudWatch's error (not a crash),
 //! GetMetricData works on both, and (ignored, `--ignored --nocapture`) the request-size and encode-time
-//! figures of the README, CBOR against awsQuery for the same datums.
+//! figures of docs/design.md, CBOR against awsQuery for the same datums.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -308,7 +308,7 @@ fn gzip_len(b: &[u8]) -> usize {
     e.finish().unwrap().len()
 }
 
-/// The README's figures: request bytes per 1 000 datums and encode time, RPC v2 CBOR (what the SDK
+/// The figures of docs/design.md: request bytes per 1 000 datums and encode time, RPC v2 CBOR (what the SDK
 /// serializes, timed with an interceptor) against awsQuery (`perfmon_protocol::cloudwatch::encode_query`,
 /// byte-identical to what aws-sdk-cloudwatch 1.99.0 sent), for the same datums.
 /// `cargo test --release -p perfmon-tests --test cloudwatch_cbor -- --ignored --nocapture`

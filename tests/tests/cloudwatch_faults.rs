@@ -201,7 +201,7 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
             }
             // Overhead budgets: a background flush never holds `/next`. An `end` flush holds it for
             // the PutMetricData round trip: failures cost the SDK's retries once, then the 1 s+ pause
-            // skips CloudWatch; a slow answer that succeeds is paid on every invoke (measured, see README).
+            // skips CloudWatch; a slow answer that succeeds is paid on every invoke (measured: docs/reliability.md).
             let bound = match (policy, case.fault) {
                 ("background", _) => 5.0,
                 (_, Fault::Delay { ms, .. }) => ms as f64 + 200.0,

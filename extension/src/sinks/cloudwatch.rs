@@ -1,4 +1,4 @@
-//! PutMetricData through `aws-sdk-cloudwatch` (RPC v2 CBOR since 1.100.0; see README "Design notes").
+//! PutMetricData through `aws-sdk-cloudwatch` (RPC v2 CBOR since 1.100.0; see docs/design.md).
 //!
 //! * The client (and TLS, credentials, endpoint resolution) is built on first use, through a
 //!   `OnceCell`: nothing of it runs during Init. [`CloudWatchSink::warm`] may build it concurrently
@@ -15,7 +15,7 @@
 //!   without an answer after its connection was up (reset, closed, timed out, an answer that cannot
 //!   be read) may or may not have been stored: an *unknown outcome*. [`UnknownOutcome`] forbids the
 //!   SDK's retry of it, and [`CloudWatchSink::put`] hands its datums back as `unknown`, which the
-//!   flush never sends again (README, "CloudWatch faults").
+//!   flush never sends again (docs/reliability.md, "CloudWatch faults").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +114,7 @@ fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoade
     loader
 }
 
-/// hyper 1 + rustls with ring (feature `tls-ring`, the default; README, design notes, TLS backend).
+/// hyper 1 + rustls with ring (feature `tls-ring`, the default; docs/design.md, TLS backend).
 #[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};

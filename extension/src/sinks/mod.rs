@@ -15,7 +15,7 @@
 //! PutMetricData is not idempotent, so its datums are neither sent again nor written as EMF: they are
 //! counted in `cloudwatch_datums_unknown_outcome` (in `/v1/health` and the SHUTDOWN log line) and
 //! logged (at `warn` the first time and every power of two, with the total). A counted possible loss
-//! rather than an uncounted possible duplicate (README, "CloudWatch faults").
+//! rather than an uncounted possible duplicate (docs/reliability.md, "CloudWatch faults").
 
 pub mod cloudwatch;
 pub mod emf;

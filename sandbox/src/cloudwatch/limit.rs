@@ -1,6 +1,6 @@
 //! An account-level PutMetricData rate limit (issue 12, part 5): a token bucket that CloudWatch's
 //! quota is emulated with. Real CloudWatch throttles PutMetricData per account and Region (500
-//! transactions per second by default, adjustable: README, "Many sandboxes, one CloudWatch") and
+//! transactions per second by default, adjustable: docs/reliability.md, "Many sandboxes, one CloudWatch") and
 //! answers HTTP 400 `Throttling` / `Rate exceeded` beyond it.
 //!
 //! [`TokenBucket`] is pure and clocked from outside (seconds as `f64`), so the same bucket serves the
