@@ -73,6 +73,11 @@ nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
+.PHONY: test-proxy
+test-proxy: venv $(if $(HAVE_NODE),node) build ## every end-to-end test with each function run through layer-build/perfmon-wrapper (the Runtime API proxy), ~10 min; not CI
+	@$(call ensure_tool,strace,strace)
+	SANDBOX_EXEC_WRAPPER=$(CURDIR)/layer-build/perfmon-wrapper $(CARGO) test -p perfmon-tests --no-fail-fast
+
 .PHONY: demo
 demo: venv build ## run the Rust sample function with perfmon in the local sandbox: 1 cold + 30 warm invokes, embedded CloudWatch (PROFILE=release: the shipped build)
 	$(if $(filter release,$(PROFILE)),$(CARGO) build --release -p perfmon -p sample-function -p perfmon-sandbox)

@@ -122,6 +122,9 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         now_ms(),
     ));
     shared.lock().invoke_events = invoke_events;
+    if let Some(p) = &proxy {
+        shared.attach_runtime_proxy(p.port, Arc::clone(&p.signals));
+    }
 
     let telemetry = match crate::telemetry::bind(cfg.telemetry_port).await {
         Ok(listener) => {
@@ -383,6 +386,9 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         dropped = health.samples_dropped.values().sum::<u64>(),
         telemetry_skipped = health.telemetry.skipped.values().sum::<u64>(),
         elapsed_ms = started.elapsed().as_millis() as u64,
+        runtime_proxy_in_use = health.runtime_proxy.as_ref().is_some_and(|p| p.in_use),
+        runtime_proxy_forwarded = health.runtime_proxy.as_ref().map_or(0, |p| p.forwarded),
+        runtime_proxy_upstream_errors = health.runtime_proxy.as_ref().map_or(0, |p| p.upstream_errors),
         "shutdown flush done"
     );
 }

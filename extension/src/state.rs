@@ -9,7 +9,7 @@
 //! `platform.runtimeDone` / `platform.report` without polling.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use perfmon_protocol::cloudwatch::MetricDatum;
 use perfmon_protocol::contract::dimension;
@@ -127,6 +127,21 @@ pub struct Health {
     pub samples_overflowed_total: u64,
     /// System metrics and invoke log (v2 §9, §10).
     pub system: SystemHealth,
+    /// The Runtime API proxy (issue 14); absent when it is off or could not bind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_proxy: Option<RuntimeProxyHealth>,
+}
+
+/// The Runtime API proxy, as reported in `/v1/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeProxyHealth {
+    pub port: u16,
+    /// The runtime talks through the proxy (it sent at least one request).
+    pub in_use: bool,
+    /// Requests forwarded to the Runtime API and answered by it.
+    pub forwarded: u64,
+    /// Requests answered `502` because the Runtime API could not be reached.
+    pub upstream_errors: u64,
 }
 
 /// System metrics and invoke log, as reported in `/v1/health`.
@@ -170,6 +185,8 @@ pub struct Shared {
     progress: watch::Sender<u64>,
     /// The `functionName` of the invoke log.
     function_name: String,
+    /// The Runtime API proxy's port and counters, once it listens.
+    runtime_proxy: OnceLock<(u16, Arc<crate::runtime_proxy::ProxySignals>)>,
 }
 
 impl Shared {
@@ -206,7 +223,12 @@ impl Shared {
                 ..SystemHealth::default()
             },
         };
-        Self { inner: Mutex::new(inner), progress: watch::channel(0).0, function_name: name.to_owned() }
+        Self {
+            inner: Mutex::new(inner),
+            progress: watch::channel(0).0,
+            function_name: name.to_owned(),
+            runtime_proxy: OnceLock::new(),
+        }
     }
 
     /// Locks the state (recovering from a poisoned lock). Never hold the guard across `.await`.
@@ -421,7 +443,16 @@ impl Shared {
         overflow
     }
 
+    /// Shows the Runtime API proxy in `/v1/health` (once; later calls are ignored).
+    pub fn attach_runtime_proxy(&self, port: u16, signals: Arc<crate::runtime_proxy::ProxySignals>) {
+        let _ = self.runtime_proxy.set((port, signals));
+    }
+
     pub fn health(&self) -> Health {
+        let runtime_proxy = self.runtime_proxy.get().map(|(port, s)| {
+            let (forwarded, upstream_errors) = s.counts();
+            RuntimeProxyHealth { port: *port, in_use: s.in_use(), forwarded, upstream_errors }
+        });
         let g = self.lock();
         Health {
             state: g.phase,
@@ -440,6 +471,7 @@ impl Shared {
             samples_overflowed: g.agg.stats().values_overflowed.clone(),
             samples_overflowed_total: g.agg.stats().values_overflowed_total,
             system: g.system_health.clone(),
+            runtime_proxy,
         }
     }
 }

@@ -102,6 +102,7 @@ impl Sandbox {
         if let Mode::ManagedInstances { max_concurrency: 0 } = cfg.mode {
             return Err(SandboxError::Config("Managed Instances need max_concurrency >= 1".to_owned()));
         }
+        let cfg = through_test_wrapper(cfg, std::env::var_os(TEST_WRAPPER_ENV));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(SandboxError::Bind)?;
         let addr: SocketAddr = listener.local_addr().map_err(SandboxError::Bind)?;
         let inner = Arc::new(Inner::new(cfg, addr));
@@ -299,5 +300,57 @@ impl Drop for Sandbox {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+/// The sandbox process's variable that runs every function through a wrapper (a test aid: `make
+/// test-proxy` sets it to `layer-build/perfmon-wrapper`, so that every end-to-end test's runtime talks
+/// to the Runtime API through perfmon's proxy).
+pub const TEST_WRAPPER_ENV: &str = "SANDBOX_EXEC_WRAPPER";
+
+/// With `wrapper` set (non-empty) and no `AWS_LAMBDA_EXEC_WRAPPER` of the function's own: the function
+/// gets `AWS_LAMBDA_EXEC_WRAPPER=wrapper`, perfmon's Runtime API proxy on a free port (unless
+/// `PERFMON_RUNTIME_PROXY_PORT` is set) and `PERFMON_SPARSE_FLUSH=end` (unless set), so perfmon
+/// flushes as it would without the wrapper and only the runtime's path to the Runtime API differs.
+fn through_test_wrapper(mut cfg: SandboxConfig, wrapper: Option<std::ffi::OsString>) -> SandboxConfig {
+    let Some(wrapper) = wrapper.filter(|w| !w.is_empty()) else { return cfg };
+    let has = |cfg: &SandboxConfig, k: &str| cfg.env.iter().any(|(key, _)| key == k);
+    if has(&cfg, "AWS_LAMBDA_EXEC_WRAPPER") {
+        return cfg;
+    }
+    cfg.env.push(("AWS_LAMBDA_EXEC_WRAPPER".to_owned(), wrapper.to_string_lossy().into_owned()));
+    if !has(&cfg, "PERFMON_RUNTIME_PROXY_PORT") {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port());
+        if let Ok(port) = port {
+            cfg.env.push(("PERFMON_RUNTIME_PROXY_PORT".to_owned(), port.to_string()));
+        }
+    }
+    if !has(&cfg, "PERFMON_SPARSE_FLUSH") {
+        cfg.env.push(("PERFMON_SPARSE_FLUSH".to_owned(), "end".to_owned()));
+    }
+    cfg
+}
+
+#[cfg(test)]
+mod test_wrapper_tests {
+    use super::*;
+
+    fn env(cfg: &SandboxConfig, k: &str) -> Option<String> {
+        cfg.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn only_when_set_and_never_over_the_functions_own() {
+        let base = || SandboxConfig::new("f", RuntimeCommand::new("/bin/true"));
+        assert!(through_test_wrapper(base(), None).env.is_empty());
+        assert!(through_test_wrapper(base(), Some("".into())).env.is_empty());
+        let c = through_test_wrapper(base(), Some("/w".into()));
+        assert_eq!(env(&c, "AWS_LAMBDA_EXEC_WRAPPER").as_deref(), Some("/w"));
+        assert_eq!(env(&c, "PERFMON_SPARSE_FLUSH").as_deref(), Some("end"));
+        assert!(env(&c, "PERFMON_RUNTIME_PROXY_PORT").is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)));
+        let own = base().env("AWS_LAMBDA_EXEC_WRAPPER", "/mine");
+        assert_eq!(through_test_wrapper(own, Some("/w".into())).env.len(), 1);
+        let c = through_test_wrapper(base().env("PERFMON_SPARSE_FLUSH", "auto"), Some("/w".into()));
+        assert_eq!(env(&c, "PERFMON_SPARSE_FLUSH").as_deref(), Some("auto"));
     }
 }

@@ -92,6 +92,23 @@ async fn runtime_through_proxy(name: &str, spec: RuntimeSpec, error_type: &str) 
     assert_eq!(emf_lines(&r, "Proxy0"), 1, "{name}: Proxy0 written once");
     assert!(cw.store().datums(ns, "Proxy0").is_empty(), "{name}: Proxy0 never sent twice");
     assert!(!marker(port).exists(), "{name}: marker removed at SHUTDOWN");
+    // perfmon's own count (`/v1/health` `runtime_proxy`, logged at SHUTDOWN): every Runtime API call
+    // of the 5 invokes went through it (at least /next and /response or /error each), none failed.
+    let line =
+        r.sb.logs()
+            .into_iter()
+            .find(|l| l.source == "extension:perfmon" && l.line.contains("shutdown flush done"))
+            .unwrap_or_else(|| panic!("{name}: no shutdown log line"));
+    assert!(line.line.contains("runtime_proxy_in_use=true"), "{name}: {}", line.line);
+    assert!(line.line.contains("runtime_proxy_upstream_errors=0"), "{name}: {}", line.line);
+    let forwarded: u64 = line
+        .line
+        .split("runtime_proxy_forwarded=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(forwarded >= 10, "{name}: {forwarded} requests forwarded: {}", line.line);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
