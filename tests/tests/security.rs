@@ -97,6 +97,8 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
     let otlp_port = common::free_port();
     env.retain(|(k, _)| k != "PERFMON_OTLP_PORT");
     env.push(("PERFMON_OTLP_PORT".into(), otlp_port.to_string()));
+    let proxy_port = common::free_port();
+    env.push(("PERFMON_RUNTIME_PROXY_PORT".into(), proxy_port.to_string()));
     let mut run =
         start("sec-listen", &common::rust_function(), "Sec/Listen", &env, |c| c.freeze_with_sigstop(false)).await;
     let out = run.sb.invoke(json!({"metrics": [{"name": "X", "value": 1}], "statsd": ["y:1|c"]})).await.unwrap();
@@ -107,9 +109,10 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
     let http = bound.iter().find(|b| b.proto.starts_with("tcp") && b.port == run.http_port).unwrap();
     let statsd = bound.iter().find(|b| b.proto.starts_with("udp") && b.port == run.statsd_port).unwrap();
     let otlp = bound.iter().find(|b| b.proto.starts_with("tcp") && b.port == otlp_port).unwrap();
+    let proxy = bound.iter().find(|b| b.proto.starts_with("tcp") && b.port == proxy_port).unwrap();
     assert!(
-        is_loopback(&http.ip) && is_loopback(&statsd.ip) && is_loopback(&otlp.ip),
-        "custom-metric and OTLP listeners on 127.0.0.1: {bound:?}"
+        is_loopback(&http.ip) && is_loopback(&statsd.ip) && is_loopback(&otlp.ip) && is_loopback(&proxy.ip),
+        "custom-metric, OTLP and Runtime API proxy listeners on 127.0.0.1: {bound:?}"
     );
     let others: Vec<&Bound> = bound.iter().filter(|b| !is_loopback(&b.ip)).collect();
     assert!(others.len() <= 1, "only the telemetry listener may be off loopback: {bound:?}");
@@ -119,7 +122,7 @@ async fn every_listener_is_on_loopback_except_the_documented_telemetry_listener(
         assert_eq!(o.port, telemetry_port, "the off-loopback listener is the telemetry one: {bound:?}");
         assert!(!run.sb.telemetry_batches("perfmon").is_empty(), "telemetry was delivered");
     }
-    assert_eq!(bound.len(), 3 + others.len(), "no other listener: {bound:?}");
+    assert_eq!(bound.len(), 4 + others.len(), "no other listener: {bound:?}");
     let down = run.sb.shutdown().await.unwrap();
     custom_support::assert_clean_exit(&down);
 }
