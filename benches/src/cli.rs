@@ -52,7 +52,7 @@ struct Args {
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak" | "simulate") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak" | "simulate" | "proxy-hop") {
         return Err(USAGE.to_owned());
     }
     let mut a = Args {
