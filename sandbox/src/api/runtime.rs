@@ -110,9 +110,9 @@ pub(crate) async fn invocation_post(inner: &Arc<Inner>, req: Request<Incoming>, 
     };
     let header_type = header(&req, FUNCTION_ERROR_TYPE_HEADER).map(str::to_owned);
     let streamed = header(&req, RESPONSE_MODE_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("streaming"));
-    {
+    let check = {
         let mut st = inner.lock();
-        let check = match st.invoke_by_id_mut(&id) {
+        match st.invoke_by_id_mut(&id) {
             Some(inv) if inv.posted.is_none() && inv.response_head_at.is_none() => {
                 inv.response_head_at = Some(Instant::now());
                 inv.streamed = streamed;
@@ -120,11 +120,11 @@ pub(crate) async fn invocation_post(inner: &Arc<Inner>, req: Request<Incoming>, 
             }
             Some(_) => Err(("InvalidStateTransition", format!("{id} was already answered"))),
             None => Err(("InvalidRequestID", format!("unknown request id {id}"))),
-        };
-        if let Err((t, msg)) = check {
-            drop(st);
-            return refuse(inner, &m, &path, StatusCode::BAD_REQUEST, t, msg, None);
         }
+    };
+    if let Err((t, msg)) = check {
+        drain(req.into_body()).await;
+        return refuse(inner, &m, &path, StatusCode::BAD_REQUEST, t, msg, None);
     }
     let limit = if streamed && inner.cfg.streaming { MAX_STREAMED_BODY } else { MAX_BUFFERED_BODY };
     let raw = match Limited::new(req.into_body(), limit).collect().await {
@@ -153,6 +153,25 @@ pub(crate) async fn invocation_post(inner: &Arc<Inner>, req: Request<Incoming>, 
     drop(st);
     inner.touch();
     json(StatusCode::ACCEPTED, &serde_json::json!({"status": "OK"}))
+}
+
+/// Reads and drops a refused request's body (at most [`MAX_STREAMED_BODY`] bytes, for at most 2 s)
+/// before the answer goes out. A server that answers and closes with the body unread makes the
+/// kernel reset the connection, and the reset can destroy the answer before the client reads it;
+/// Lambda's Runtime API (Go's net/http) reads what is left of a body after its handler and delays
+/// the close to avoid exactly that. Without this, a client sending a large body to a wrong request id
+/// (or a proxy in front of the Runtime API, like perfmon's) sometimes sees a reset instead of the 400.
+async fn drain(mut body: Incoming) {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > MAX_STREAMED_BODY {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
 }
 
 pub(crate) async fn init_error(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp {
