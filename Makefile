@@ -74,7 +74,7 @@ nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (
 	$(CARGO) test --workspace --doc
 
 .PHONY: test-proxy
-test-proxy: venv $(if $(HAVE_NODE),node) build ## every end-to-end test with each function run through layer-build/perfmon-wrapper (the Runtime API proxy), ~10 min; not CI
+test-proxy: venv $(if $(HAVE_NODE),node) build ## every end-to-end test with each function run through layer-build/perfmon-wrapper (the Runtime API proxy), ~4 min; not CI
 	@$(call ensure_tool,strace,strace)
 	SANDBOX_EXEC_WRAPPER=$(CURDIR)/layer-build/perfmon-wrapper $(CARGO) test -p perfmon-tests --no-fail-fast
 
