@@ -306,7 +306,11 @@ async fn compare_gates_on_regressions() {
     assert_eq!(v["status"], "regressed");
     let p50 = v["rows"].as_array().unwrap().iter().find(|r| r["figure"] == "Duration p50").unwrap();
     assert_eq!(p50["verdict"], "REGRESSED");
-    assert!((20.0..45.0).contains(&p50["change"].as_f64().unwrap()), "{p50}");
+    // The change is the one the two p50s give, and beyond the gate. (Not bounded above: on a loaded
+    // machine the 260 ms invokes have run 297 ms against 204, +46 %.)
+    let (b, c, change) =
+        (p50["baseline"].as_f64().unwrap(), p50["candidate"].as_f64().unwrap(), p50["change"].as_f64().unwrap());
+    assert!((change - (c - b) / b * 100.0).abs() < 1e-6 && change > 20.0, "{p50}");
     let p99 = v["rows"].as_array().unwrap().iter().find(|r| r["figure"] == "Duration p99").unwrap();
     assert_eq!(p99["verdict"], "not judged", "40 samples: p99 is one outlier");
 
