@@ -202,10 +202,12 @@ async fn cloudwatch_faults_during_invokes_and_at_shutdown() {
             // Overhead budgets: a background flush never holds `/next`. An `end` flush holds it for
             // the PutMetricData round trip: failures cost the SDK's retries once, then the 1 s+ pause
             // skips CloudWatch; a slow answer that succeeds is paid on every invoke (measured: docs/reliability.md).
+            // The `end` bound is what tells "the retries, once" (28–114 ms measured idle, 253 ms at load 7
+            // on 2 cores) from waiting on the SDK's 3 s attempt timeouts; it is not a performance figure.
             let bound = match (policy, case.fault) {
                 ("background", _) => 5.0,
                 (_, Fault::Delay { ms, .. }) => ms as f64 + 200.0,
-                _ => 150.0,
+                _ => 1_000.0,
             };
             if o.overhead_max_ms > bound {
                 fail(format!("overhead {:.1} ms over {bound} ms", o.overhead_max_ms));
