@@ -65,20 +65,22 @@ pub fn point_sample(point: Point) -> (MetricSample, Vec<u64>) {
     (sample, point.counts)
 }
 
+/// The HTTP answer's entry for the `index`-th sample, which the aggregator refused (and counted).
+fn refusal(index: usize, e: RecordError) -> Refusal {
+    match e {
+        RecordError::Invalid(e) => Refusal { index, reason: "invalid", message: e.to_string() },
+        e @ RecordError::Dropped { reason, .. } => Refusal { index, reason: reason.as_str(), message: e.to_string() },
+    }
+}
+
 impl SampleSink for Shared {
     fn record_points(&self, points: Vec<Point>, now_ms: i64) -> Vec<Refusal> {
         let mut refused = Vec::new();
         let mut g = self.lock();
         for (index, point) in points.into_iter().enumerate() {
             let (sample, counts) = point_sample(point);
-            match g.agg.record_weighted(sample, &counts, now_ms) {
-                Ok(_) => {}
-                Err(RecordError::Invalid(e)) => {
-                    refused.push(Refusal { index, reason: "invalid", message: e.to_string() });
-                }
-                Err(e @ RecordError::Dropped { reason, .. }) => {
-                    refused.push(Refusal { index, reason: reason.as_str(), message: e.to_string() });
-                }
+            if let Err(e) = g.agg.record_weighted(sample, &counts, now_ms) {
+                refused.push(refusal(index, e));
             }
         }
         refused
@@ -88,14 +90,8 @@ impl SampleSink for Shared {
         let mut refused = Vec::new();
         let mut g = self.lock();
         for (index, entry) in entries.into_iter().enumerate() {
-            match g.agg.record(sample(entry, now_ms), now_ms) {
-                Ok(_) => {}
-                Err(RecordError::Invalid(e)) => {
-                    refused.push(Refusal { index, reason: "invalid", message: e.to_string() });
-                }
-                Err(e @ RecordError::Dropped { reason, .. }) => {
-                    refused.push(Refusal { index, reason: reason.as_str(), message: e.to_string() });
-                }
+            if let Err(e) = g.agg.record(sample(entry, now_ms), now_ms) {
+                refused.push(refusal(index, e));
             }
         }
         refused
