@@ -46,31 +46,46 @@ pub struct Context {
     pub stats: Arc<Stats>,
 }
 
-/// Accept loop: one task per connection, at most [`MAX_CONNECTIONS`]; accept errors (e.g. out of
-/// file descriptors) are logged and retried after a short pause, never fatal.
+/// Accept loop of the custom-metric API.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    accept_loop(listener, "custom-metric HTTP", move |req| {
+        let ctx = ctx.clone();
+        async move { handle(req, &ctx).await }
+    })
+    .await
+}
+
+/// The listeners' accept loop (custom-metric HTTP and OTLP): one task per connection, at most
+/// [`MAX_CONNECTIONS`], HTTP/1.1 keep-alive, `answer` per request; accept errors (e.g. out of file
+/// descriptors) are logged and retried after a short pause, never fatal. `what` names the listener
+/// in the log.
+pub async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, answer: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = HttpResponse> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
-                tracing::warn!(%error, "custom-metric HTTP listener: accept failed");
+                tracing::warn!(%error, "{what} listener: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+                let answer = answer.clone();
+                async move { Ok::<_, Infallible>(answer(req).await) }
             });
             if let Err(error) =
                 http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
             {
-                tracing::debug!(%error, "custom-metric HTTP connection ended with an error");
+                tracing::debug!(%error, "{what} connection ended with an error");
             }
             drop(permit);
         });

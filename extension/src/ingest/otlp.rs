@@ -15,23 +15,17 @@
 //! goes out with the final flush. Rejected points are counted by reason (`otlp_*`) in
 //! `samples_dropped` of `GET /v1/health`, accepted ones under `ingest.otlp_points_accepted`.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use perfmon_protocol::otlp::{self, Encoding, MapOptions, Mapper, MAX_BODY_BYTES, METRICS_PATH};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use super::http::{BODY_TIMEOUT, MAX_CONNECTIONS};
+use super::http::BODY_TIMEOUT;
 use super::{SampleSink, Stats};
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
@@ -45,34 +39,13 @@ pub struct Context {
     pub stats: Arc<Stats>,
 }
 
-/// Accept loop, as [`super::http::serve`].
+/// Accept loop, [`super::http::accept_loop`].
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "OTLP listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    super::http::accept_loop(listener, "OTLP", move |req| {
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
-            });
-            if let Err(error) =
-                http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
-            {
-                tracing::debug!(%error, "OTLP connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
+        async move { handle(req, &ctx).await }
+    })
+    .await
 }
 
 /// Answers one request and counts the answer.
