@@ -71,6 +71,51 @@ where
     })
 }
 
+/// The accept loop of perfmon's HTTP/1.1 servers toward Lambda (the Telemetry API listener, the
+/// Runtime API proxy), in the background: one [`spawn_logged`] task per connection (`tasks`: the
+/// listener's and the connections' names), keep-alive, `answer` per request; an accept error is
+/// logged (`what` names the server) and retried after a pause that doubles from 5 ms to 1 s.
+pub fn serve_http1<F, Fut, B>(
+    listener: tokio::net::TcpListener,
+    tasks: (&'static str, &'static str),
+    what: &'static str,
+    preserve_header_case: bool,
+    answer: F,
+) where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    spawn_logged(tasks.0, async move {
+        let mut backoff = std::time::Duration::from_millis(5);
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    backoff = std::time::Duration::from_millis(5);
+                    let _ = stream.set_nodelay(true);
+                    let answer = answer.clone();
+                    spawn_logged(tasks.1, async move {
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .preserve_header_case(preserve_header_case)
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), hyper::service::service_fn(answer));
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "{what} connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+            }
+        }
+    });
+}
+
 /// Runs the extension (no arguments given): a current-thread runtime (small, fast to start) until
 /// SHUTDOWN has been handled, then exits the process explicitly.
 pub fn run() -> ExitCode {

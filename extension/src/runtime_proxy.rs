@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use perfmon_protocol::runtime::{classify, RuntimeCall};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -142,34 +142,8 @@ pub fn serve(listener: TcpListener, upstream: String, signals: Arc<ProxySignals>
         .pool_idle_timeout(None::<Duration>)
         .build(connector);
     let upstream: Arc<str> = Arc::from(upstream);
-    crate::spawn_logged("runtime-proxy", async move {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    backoff = Duration::from_millis(5);
-                    let _ = stream.set_nodelay(true);
-                    let (client, upstream, signals) = (client.clone(), Arc::clone(&upstream), Arc::clone(&signals));
-                    crate::spawn_logged("runtime-proxy-connection", async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            forward(req, client.clone(), Arc::clone(&upstream), Arc::clone(&signals))
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .preserve_header_case(true)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "runtime proxy connection ended");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "runtime proxy accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
+    crate::serve_http1(listener, ("runtime-proxy", "runtime-proxy-connection"), "runtime proxy", true, move |req| {
+        forward(req, client.clone(), Arc::clone(&upstream), Arc::clone(&signals))
     });
 }
 

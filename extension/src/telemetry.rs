@@ -9,13 +9,11 @@
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use perfmon_protocol::telemetry::decode_batch;
 use tokio::net::TcpListener;
 
@@ -39,33 +37,10 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Serves `listener` in the background.
+/// Serves `listener` in the background ([`crate::serve_http1`]).
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    crate::spawn_logged("telemetry-listener", async move {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    backoff = Duration::from_millis(5);
-                    let _ = stream.set_nodelay(true);
-                    let shared = Arc::clone(&shared);
-                    crate::spawn_logged("telemetry-connection", async move {
-                        let svc = hyper::service::service_fn(move |req| handle(req, Arc::clone(&shared)));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "telemetry connection ended");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "telemetry accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
+    crate::serve_http1(listener, ("telemetry-listener", "telemetry-connection"), "telemetry", false, move |req| {
+        handle(req, Arc::clone(&shared))
     });
 }
 
