@@ -1,0 +1,130 @@
+//! The properties each fuzz target checks, one function per target. The targets in `fuzz_targets/`
+//! call them on libFuzzer's inputs; `protocol/tests/fuzz_seeds.rs` calls them on the committed seeds
+//! in every `cargo test` (on stable), so a seed is held to exactly its target's checks.
+#![allow(dead_code)] // each fuzz target uses one of these
+
+use perfmon_protocol::cloudwatch::{self, cbor, json, query, Request};
+use perfmon_protocol::custom::{Response, Validator};
+use perfmon_protocol::otlp::{self, Encoding, MapOptions, Mapped, Mapper};
+use perfmon_protocol::{statsd, telemetry};
+use serde_json::Value;
+
+pub const NOW_MS: i64 = 1_767_225_600_000;
+/// The operation a CBOR or JSON body is decoded as: the input's first byte picks one.
+pub const OPERATIONS: [&str; 5] = ["PutMetricData", "GetMetricData", "GetMetricStatistics", "ListMetrics", "Nope"];
+
+/// A datagram: every accepted line has finite values, weights ≥ 1 and at most 30 dimensions.
+/// Returns the lines accepted.
+pub fn statsd(data: &[u8]) -> usize {
+    let validator = Validator::new(["FunctionName", "Environment"]);
+    let mut accepted = 0;
+    for line in statsd::parse_datagram_with(data, &validator).flatten() {
+        assert!(line.values().all(f64::is_finite));
+        assert!(line.samples().all(|(v, w)| v.is_finite() && w >= 1.0));
+        assert!(line.dimensions().count() <= 30);
+        accepted += 1;
+    }
+    accepted
+}
+
+/// A body of `POST /v1/metrics` or `/v1/operations`: every entry is accepted or rejected, accepted
+/// metrics have finite values, an operation gives at least 3 metrics, and the answers serialise.
+/// Returns the metric entries accepted.
+pub fn custom(data: &[u8]) -> usize {
+    let validator = Validator::new(["FunctionName"]);
+    let metrics = validator.parse_metrics(data, NOW_MS);
+    let _ = Response::from_result(&metrics).to_json();
+    if let Ok(batch) = &metrics {
+        assert!(batch.entries.iter().all(|e| !e.values.is_empty() && e.values.iter().all(|v| v.is_finite())));
+    }
+    let operations = validator.parse_operations(data, NOW_MS);
+    if let Ok(batch) = &operations {
+        for op in &batch.entries {
+            assert!(op.metrics().len() >= 3);
+        }
+    }
+    let _ = Response::from_result(&operations).to_json();
+    metrics.map_or(0, |b| b.entries.len())
+}
+
+/// A Telemetry API batch: decoding never panics. Returns whether it decoded.
+pub fn telemetry(data: &[u8]) -> bool {
+    telemetry::decode_batch(data).is_ok()
+}
+
+/// An awsQuery form body: a PutMetricData that decodes and validates survives `encode_query` →
+/// `decode_query` unchanged. Returns whether it decoded as a request.
+pub fn cloudwatch_query(data: &[u8]) -> bool {
+    let Ok(request) = query::decode_request(data) else { return false };
+    if let Request::PutMetricData(put) = &request {
+        if cloudwatch::validate(put, NOW_MS).is_ok() {
+            let again = cloudwatch::decode_query(cloudwatch::encode_query(put).as_bytes());
+            assert_eq!(again.as_ref().ok(), Some(put), "awsQuery round trip");
+        }
+    }
+    true
+}
+
+/// An RPC v2 CBOR body after the operation byte: a body that reads as a JSON value is written back
+/// (`from_json`) and read again, and from then on the round trip is a fixed point. (The first trip
+/// may normalise: `from_json` types numbers by Smithy member name, so a fraction under an integer
+/// member such as `Period` is truncated, and an RFC 3339 string under `Timestamp` becomes a
+/// timestamp. Numbers are compared as f64.) Every operation's decoder and the validation never panic.
+pub fn cloudwatch_cbor(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else { return };
+    if let Ok(value) = cbor::to_json(body) {
+        let once = cbor::to_json(&cbor::from_json(&value));
+        let Ok(once) = once else { panic!("CBOR written by from_json does not read back: {value:?} -> {once:?}") };
+        let twice = cbor::to_json(&cbor::from_json(&once));
+        assert!(twice.as_ref().is_ok_and(|t| same(t, &once)), "CBOR round trip: {once:?} -> {twice:?}");
+    }
+    let operation = OPERATIONS[usize::from(selector) % OPERATIONS.len()];
+    if let Ok(Request::PutMetricData(put)) = cbor::decode_request(operation, body) {
+        let _ = cloudwatch::validate(&put, NOW_MS);
+    }
+}
+
+/// An AWS JSON 1.0 body after the operation byte: every operation's decoder and the validation never
+/// panic. Returns whether it decoded (`None` for an empty input).
+pub fn cloudwatch_json(data: &[u8]) -> Option<bool> {
+    let (&selector, body) = data.split_first()?;
+    let operation = OPERATIONS[usize::from(selector) % OPERATIONS.len()];
+    let request = json::decode_request(operation, body);
+    if let Ok(Request::PutMetricData(put)) = &request {
+        let _ = cloudwatch::validate(put, NOW_MS);
+    }
+    Some(request.is_ok())
+}
+
+/// An OTLP/HTTP body in one encoding: whatever decodes maps, twice with `mapper` (the second pass
+/// exercises the cumulative-stream deltas), to points with finite values, counts matching values and
+/// at most 29 dimensions, and never more rejections than points. Returns the first pass's mapping
+/// (`None` when the body does not decode).
+pub fn otlp(data: &[u8], encoding: Encoding, gzip: bool, mapper: &mut Mapper) -> Option<Mapped> {
+    let options = MapOptions { resource_attributes: vec!["service.name".into()], max_dimensions: 29 };
+    let request = otlp::decode(data, encoding, gzip).ok()?;
+    let mut first = None;
+    for _ in 0..2 {
+        let mapped = mapper.map(&request, &options, NOW_MS);
+        for p in &mapped.points {
+            assert!(p.values.iter().all(|v| v.is_finite()), "{p:?}");
+            assert!(p.counts.is_empty() || p.counts.len() == p.values.len());
+            assert!(p.dimensions.len() <= 29);
+        }
+        assert!(mapped.rejected_total() <= mapped.data_points);
+        first.get_or_insert(mapped);
+    }
+    first
+}
+
+/// JSON values equal, numbers compared as f64.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
