@@ -59,6 +59,16 @@ impl Drop for ShmDir {
 }
 
 async fn start(name: &str, runtime: &RuntimeSpec, env: &[(&str, &str)]) -> Run {
+    start_with(name, runtime, env, |c| c).await
+}
+
+/// As [`start`], with `tune` applied to the sandbox's configuration (mode, memory size).
+async fn start_with(
+    name: &str,
+    runtime: &RuntimeSpec,
+    env: &[(&str, &str)],
+    tune: impl FnOnce(SandboxConfig) -> SandboxConfig,
+) -> Run {
     let cw = CloudWatch::start().await.unwrap();
     let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
     let tmp = ShmDir::new(name);
@@ -81,7 +91,7 @@ async fn start(name: &str, runtime: &RuntimeSpec, env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cfg = cfg.env(*k, *v);
     }
-    let sb = Sandbox::start(cfg).await.unwrap();
+    let sb = Sandbox::start(tune(cfg)).await.unwrap();
     Run { sb, cw, _ext: ext, tmp }
 }
 
@@ -304,28 +314,12 @@ async fn every_field_the_queries_name_is_in_the_log() {
 async fn managed_instances_per_window_with_environment_metrics() {
     let _turn = TURN.lock().await;
     let name = "sysm-lmi";
-    let cw = CloudWatch::start().await.unwrap();
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let tmp = ShmDir::new(name);
-    let runtime = python_function();
-    let mut cfg = SandboxConfig::new(name, runtime.command())
-        .mode(perfmon_sandbox::Mode::ManagedInstances { max_concurrency: 2 })
-        .memory_mb(2048)
-        .timeout(Duration::from_secs(5))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        .env("PERFMON_FLUSH_INTERVAL_S", "1")
-        .env("PERFMON_INVOKE_LOG", "true")
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("TMPDIR", tmp.path().display().to_string());
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    let mut sb = Sandbox::start(cfg).await.unwrap();
+    // `start`'s sandbox, with the mode's own flush (adaptive: windows by the interval).
+    let env = [("PERFMON_FLUSH", "adaptive"), ("PERFMON_FLUSH_INTERVAL_S", "1"), ("PERFMON_INVOKE_LOG", "true")];
+    let Run { mut sb, cw, _ext, tmp: _tmp } = start_with(name, &python_function(), &env, |c| {
+        c.mode(perfmon_sandbox::Mode::ManagedInstances { max_concurrency: 2 }).memory_mb(2048)
+    })
+    .await;
     let payloads: Vec<Value> = (0..8).map(|_| json!({"cpu_ms": 100, "threads": 3, "sleep_ms": 200})).collect();
     let outs = sb.invoke_concurrent(payloads, 2).await.unwrap();
     assert!(outs.iter().all(|o| o.status == Status::Success), "{outs:?}\n{}", logs(&sb));
