@@ -16,9 +16,9 @@ mod custom_support;
 
 use std::ops::Range;
 
-use custom_support::{embedded_env, start};
+use custom_support::{cw_sum, embedded_env, emf_sum, start};
 use perfmon_sandbox::cloudwatch::{CloudWatch, Fault};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const INVOKES: usize = 8;
 const ALWAYS: u32 = 1_000_000;
@@ -61,30 +61,6 @@ fn cases() -> Vec<Case> {
         Case { name: "reset after handling", fault: Fault::Reset { n: ALWAYS }, during: 0..INVOKES },
         Case { name: "partial outage (500, invokes 3-5)", fault: Fault::ServerError { n: ALWAYS }, during: 2..5 },
     ]
-}
-
-/// The sum of metric `name` in perfmon's EMF lines (a counter is its sum; arrays are summed).
-fn emf_sum(lines: &[String], name: &str) -> f64 {
-    lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| match &v[name] {
-            Value::Number(n) => n.as_f64().unwrap(),
-            Value::Array(a) => a.iter().filter_map(Value::as_f64).sum(),
-            _ => 0.0,
-        })
-        .sum()
-}
-
-fn cw_sum(cw: &CloudWatch, ns: &str, name: &str) -> f64 {
-    cw.store()
-        .datums(ns, name)
-        .iter()
-        .map(|d| {
-            let d = &d.datum;
-            d.statistic_values.map(|s| s.sum).or(d.value).unwrap_or_else(|| d.values.iter().sum())
-        })
-        .sum()
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {

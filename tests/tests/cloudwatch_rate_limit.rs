@@ -9,33 +9,13 @@
 mod common;
 mod custom_support;
 
-use custom_support::{embedded_env, start};
+use custom_support::{cw_sum, embedded_env, emf_sum, start};
 use perfmon_protocol::cloudwatch::ErrorCode;
 use perfmon_sandbox::cloudwatch::limit::RateLimit;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const INVOKES: usize = 6;
-
-fn sum(cw: &CloudWatch, name: &str) -> f64 {
-    cw.store()
-        .datums("Quota", name)
-        .iter()
-        .map(|d| d.datum.statistic_values.map(|s| s.sum).or(d.datum.value).unwrap_or(0.0))
-        .sum()
-}
-
-fn emf_sum(lines: &[String], name: &str) -> f64 {
-    lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| match &v[name] {
-            Value::Number(n) => n.as_f64().unwrap(),
-            Value::Array(a) => a.iter().filter_map(Value::as_f64).sum(),
-            _ => 0.0,
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sandboxes_over_one_quota_lose_nothing_and_send_nothing_twice() {
@@ -68,7 +48,7 @@ async fn two_sandboxes_over_one_quota_lose_nothing_and_send_nothing_twice() {
     let puts = puts.put_metric_data();
     let throttled = puts.iter().filter(|p| p.error.as_ref().is_some_and(|e| e.code == ErrorCode::Throttling)).count();
     let stored = puts.iter().filter(|p| p.status == 200).count();
-    let hits = sum(&cw, "Hits");
+    let hits = cw_sum(&cw, "Quota", "Hits");
     println!(
         "PutMetricData: {} requests, {stored} stored, {throttled} throttled; Hits: {hits} in CloudWatch, {emf} as EMF",
         puts.len()

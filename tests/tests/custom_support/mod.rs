@@ -270,3 +270,29 @@ pub fn perfmon_logs(sb: &Sandbox) -> String {
 pub fn workspace_file(rel: &str) -> PathBuf {
     crate::common::workspace_root().join(rel)
 }
+
+/// The sum of metric `name` in namespace `ns` as the embedded CloudWatch stored it: statistic sets'
+/// sums, single values, and value arrays summed.
+pub fn cw_sum(cw: &perfmon_sandbox::cloudwatch::CloudWatch, ns: &str, name: &str) -> f64 {
+    cw.store()
+        .datums(ns, name)
+        .iter()
+        .map(|d| {
+            let d = &d.datum;
+            d.statistic_values.map(|s| s.sum).or(d.value).unwrap_or_else(|| d.values.iter().sum())
+        })
+        .sum()
+}
+
+/// The sum of metric `name` in perfmon's EMF lines (a counter is its sum; arrays are summed).
+pub fn emf_sum(lines: &[String], name: &str) -> f64 {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| match &v[name] {
+            serde_json::Value::Number(n) => n.as_f64().unwrap(),
+            serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_f64).sum(),
+            _ => 0.0,
+        })
+        .sum()
+}
