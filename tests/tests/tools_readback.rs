@@ -29,10 +29,10 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// Runs `n` invokes of `payload` at `memory_mb` with perfmon sending to `cw`; returns the reports'
-/// (maxMemoryUsedMB, durationMs) per invoke.
+/// Runs `n` invokes of `payload` at `memory_mb` with perfmon sending to the CloudWatch at
+/// `endpoint_url`; returns the reports' (maxMemoryUsedMB, durationMs) per invoke.
 async fn run_profile(
-    cw: &CloudWatch,
+    endpoint_url: &str,
     name: &str,
     memory_mb: u64,
     payload: Value,
@@ -50,7 +50,7 @@ async fn run_profile(
         .env("PERFMON_STATSD_PORT", "0")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url());
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint_url);
     if let Some(d) = dims {
         cfg = cfg.env("PERFMON_DIMENSIONS", d);
     }
@@ -169,7 +169,7 @@ async fn profiles_recommendations_match_the_hand_computation() {
     ];
     let mut runs = Vec::new();
     for (name, mb, payload, cpu) in &profiles {
-        runs.push((*name, *mb, *cpu, run_profile(&cw, name, *mb, payload.clone(), n, None).await));
+        runs.push((*name, *mb, *cpu, run_profile(&cw.endpoint_url(), name, *mb, payload.clone(), n, None).await));
     }
     let (since, until, days) = window(t0);
     for (name, mb, cpu, reports) in &runs {
@@ -270,13 +270,13 @@ async fn compare_gates_on_regressions() {
     // CloudWatch's resolution) the candidate at 130 ms.
     // 200 ms against 260 and 220: the fixed per-invoke overhead (tens of ms on a loaded machine)
     // dilutes the 30 % and 10 % a little. With 40 samples only p50 is judged (TAIL_SAMPLES).
-    run_profile(&cw, "cmpw", 256, json!({"sleep_ms": 200}), n, None).await;
-    run_profile(&cw, "cmp", 256, json!({"sleep_ms": 200}), n, Some("Version=1")).await;
-    run_profile(&cw, "cmp", 256, json!({"sleep_ms": 260}), n, Some("Version=2")).await;
-    run_profile(&cw, "cmp", 256, json!({"sleep_ms": 220}), n, Some("Version=3")).await;
+    run_profile(&cw.endpoint_url(), "cmpw", 256, json!({"sleep_ms": 200}), n, None).await;
+    run_profile(&cw.endpoint_url(), "cmp", 256, json!({"sleep_ms": 200}), n, Some("Version=1")).await;
+    run_profile(&cw.endpoint_url(), "cmp", 256, json!({"sleep_ms": 260}), n, Some("Version=2")).await;
+    run_profile(&cw.endpoint_url(), "cmp", 256, json!({"sleep_ms": 220}), n, Some("Version=3")).await;
     let mid = minute_s(now_ms()) + 60;
     tokio::time::sleep(Duration::from_millis((mid * 1000 - now_ms()).max(0) as u64 + 100)).await;
-    run_profile(&cw, "cmpw", 256, json!({"sleep_ms": 260}), n, None).await;
+    run_profile(&cw.endpoint_url(), "cmpw", 256, json!({"sleep_ms": 260}), n, None).await;
     let end = now_ms() / 1000 + 60;
     let since = minute_s(t0).to_string();
     let url = cw.endpoint_url();
@@ -461,25 +461,9 @@ async fn bad_input_gives_a_message_and_a_non_zero_exit() {
 async fn moto_sums_read_back_and_percentile_failure_is_reported() {
     use perfmon_tools::cwread::{self, Connection, Target, Window};
     let moto = tokio::task::spawn_blocking(common::Moto::start).await.unwrap();
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
     let name = "moto-profile";
-    let cfg = SandboxConfig::new(name, rust_function().command())
-        .memory_mb(512)
-        .timeout(Duration::from_secs(5))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", moto.endpoint_url());
     let t0 = now_ms();
-    let mut sb = Sandbox::start(cfg).await.unwrap();
-    for _ in 0..30 {
-        assert_eq!(sb.invoke(json!({"sleep_ms": 5})).await.unwrap().status, Status::Success);
-    }
-    sb.shutdown().await.unwrap();
-    let reports = sb.reports();
+    let reports = run_profile(&moto.endpoint_url(), name, 512, json!({"sleep_ms": 5}), 30, None).await;
     let url = moto.endpoint_url();
 
     // The reader against moto, in this process: test credentials (the other tests of this binary give
@@ -495,9 +479,9 @@ async fn moto_sums_read_back_and_percentile_failure_is_reported() {
     let f = cwread::read(&client, &target, window, wanted).await.unwrap();
     assert_eq!(f.get(metric::INVOCATIONS, "Sum"), Some(30.0));
     assert_eq!(f.get(metric::DURATION, "SampleCount"), Some(30.0));
-    let exact_sum: f64 = reports.iter().map(|r| r.metrics.duration_ms).sum();
+    let exact_sum: f64 = reports.iter().map(|(_, duration)| duration).sum();
     assert!(rel(f.get(metric::DURATION, "Sum").unwrap(), exact_sum) < 0.01);
-    let exact_max = reports.iter().map(|r| r.metrics.duration_ms).fold(0.0, f64::max);
+    let exact_max = reports.iter().map(|(_, duration)| *duration).fold(0.0, f64::max);
     assert!(rel(f.get(metric::DURATION, "Maximum").unwrap(), exact_max) < 0.01);
 
     // The tools need percentiles: moto's 500 is reported, exit 3, no panic.
