@@ -33,7 +33,7 @@ fn golden_files() {
     assert!(cases.len() >= 5);
     let mut failures = Vec::new();
     for (file, args) in cases {
-        let text = render(&parse(args, |_| None).unwrap());
+        let text = render(&parse(args, |_| None).unwrap()).unwrap();
         let path = golden_dir().join(&file);
         if update {
             std::fs::write(&path, &text).unwrap();

@@ -18,10 +18,12 @@ pub mod custom;
 pub mod cwread;
 pub mod dashboard;
 mod golden;
+pub mod limits;
 pub mod metric;
 pub mod pricing;
 pub mod queries;
 pub mod recommend;
+pub mod slo;
 pub mod thresholds;
 
 use std::{
@@ -56,6 +58,9 @@ pub enum UsageError {
     Missing(&'static str),
     #[error("invalid value `{value}` for `--{flag}`: {reason}")]
     InvalidValue { flag: String, value: String, reason: String },
+    /// What would be printed breaks one of CloudWatch's alarm limits ([`limits`]).
+    #[error("CloudWatch would refuse this: {0}")]
+    Limits(String),
 }
 
 impl UsageError {
@@ -96,6 +101,11 @@ pub enum Command {
         format: Format,
         topics: Topics,
     },
+    Slo {
+        options: slo::SloOptions,
+        format: slo::SloFormat,
+        topics: slo::SloTopics,
+    },
 }
 
 /// Entry point for `perfmon <args>` (the arguments after the program name).
@@ -107,8 +117,8 @@ pub fn run(args: Vec<String>) -> ExitCode {
         _ => {}
     }
     let command = parse(args, |k| std::env::var(k).ok());
-    let text = match command {
-        Ok(command) => render(&command),
+    let text = match command.and_then(|c| render(&c).map_err(|e| (e, String::new()))) {
+        Ok(text) => text,
         Err((err, help_hint)) => {
             let mut stderr = io::stderr().lock();
             // Nothing sensible to do if stderr itself is gone.
@@ -127,10 +137,11 @@ pub fn run(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// The text a command prints (with a final newline).
-pub fn render(command: &Command) -> String {
+/// The text a command prints (with a final newline), or why CloudWatch would refuse it (checked by
+/// [`limits`] on every alarm `alarms` and `slo` print).
+pub fn render(command: &Command) -> Result<String, UsageError> {
     let value: Value = match command {
-        Command::Print(text) => return text.clone(),
+        Command::Print(text) => return Ok(text.clone()),
         Command::Dashboard { options, format, name } => {
             let body = dashboard::dashboard_body(options);
             match format {
@@ -140,16 +151,49 @@ pub fn render(command: &Command) -> String {
         }
         Command::Alarms { options, format, topics } => {
             let list = alarms::alarms(options);
+            let inputs = alarms::render_json(&list, topics);
+            limits::check_metric_alarms(inputs.as_array().map_or(&[][..], Vec::as_slice))
+                .map_err(UsageError::Limits)?;
             match format {
-                Format::Json => alarms::render_json(&list, topics),
+                Format::Json => inputs,
                 Format::CloudFormation => alarms::render_cloudformation(&list, topics, &options.scope.function),
+            }
+        }
+        Command::Slo { options, format, topics } => {
+            let refused = |r: slo::Refusal| UsageError::invalid(r.flag, &r.value, &r.reason);
+            let sets = slo::build(options).map_err(refused)?;
+            let inputs = slo::render_json(&sets, topics);
+            check_slo_output(&inputs).map_err(UsageError::Limits)?;
+            match format {
+                slo::SloFormat::Json => inputs,
+                slo::SloFormat::CloudFormation => slo::render_cloudformation(&sets, topics, &options.scope.function),
+                slo::SloFormat::ApplicationSignals => slo::render_application_signals(options).map_err(refused)?,
             }
         }
     };
     // Serializing a `Value` cannot fail; fall back to the compact form all the same.
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
     text.push('\n');
-    text
+    Ok(text)
+}
+
+/// [`limits`] on the PutMetricAlarm and PutCompositeAlarm inputs of `slo` (the CloudFormation output
+/// has the same alarms, under logical ids).
+fn check_slo_output(inputs: &Value) -> Result<(), String> {
+    let list = |k: &str| inputs.get(k).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    limits::check_metric_alarms(list("MetricAlarms"))?;
+    let mut known: Vec<&str> = list("MetricAlarms").iter().filter_map(|a| a["AlarmName"].as_str()).collect();
+    known.extend(list("CompositeAlarms").iter().filter_map(|a| a["AlarmName"].as_str()));
+    for composite in list("CompositeAlarms") {
+        limits::check_composite(composite, &known)?;
+    }
+    let mut sorted = known.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != known.len() {
+        return Err("two alarms with the same name (an objective given twice?)".into());
+    }
+    Ok(())
 }
 
 /// Parses a whole command line; on error, also the hint to print under it.
@@ -164,6 +208,7 @@ pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<
             None => Ok(Command::Print(main_help())),
             Some("dashboard") => Ok(Command::Print(dashboard_help())),
             Some("alarms") => Ok(Command::Print(alarms_help())),
+            Some("slo") => Ok(Command::Print(slo_help())),
             Some("queries") => Ok(Command::Print(queries::help())),
             Some("recommend") => Ok(Command::Print(recommend::help())),
             Some("compare") => Ok(Command::Print(compare::help())),
@@ -171,6 +216,7 @@ pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<
         },
         "dashboard" => parse_dashboard(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
         "alarms" => parse_alarms(Parser::new(iter)).map_err(|e| (e, hint("alarms "))),
+        "slo" => parse_slo(Parser::new(iter)).map_err(|e| (e, hint("slo "))),
         "queries" => queries::parse(Parser::new(iter)).map_err(|e| (e, hint("queries "))),
         other if other.starts_with('-') => Err((UsageError::UnknownFlag(other.into()), hint(""))),
         other => Err((UsageError::UnknownCommand(other.into()), hint(""))),
@@ -442,6 +488,224 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     Ok(Command::Alarms { options: Box::new(options), format, topics })
 }
 
+/// `perfmon slo` (contract §15).
+fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let mut topics = slo::SloTopics::default();
+    let (mut window_days, mut min_requests, mut name_prefix) = (30, None, "perfmon".to_string());
+    let mut format = slo::SloFormat::CloudFormation;
+    let mut routes: Vec<String> = Vec::new();
+    // (sli, explicit operation, target) in the order given.
+    let mut wanted: Vec<(slo::Sli, Option<String>, f64, &'static str, String)> = Vec::new();
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if flag == "format" {
+            let v = p.value(&flag, inline)?;
+            format = match v.as_str() {
+                "cloudformation" | "cfn" => slo::SloFormat::CloudFormation,
+                "json" => slo::SloFormat::Json,
+                "application-signals" => slo::SloFormat::ApplicationSignals,
+                _ => {
+                    return Err(UsageError::invalid(&flag, &v, "expected cloudformation, json or application-signals"))
+                }
+            };
+            continue;
+        }
+        if flag != "mode" && common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(slo_help()));
+            }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read_checked(&v, thresholds::Tool::Slo, alarms_knows, slo_line)?);
+            }
+            "availability" | "slo-availability" => {
+                let v = p.value(&flag, inline)?;
+                let (op, text) = split_operation(&v);
+                let target = parse_target(&flag, &v, text)?;
+                wanted.push((slo::Sli::Availability, op, target, "availability", v));
+            }
+            "latency" | "slo-latency" => {
+                let v = p.value(&flag, inline)?;
+                let (op, text) = split_operation(&v);
+                let (ms, pct) = text
+                    .split_once('@')
+                    .ok_or_else(|| UsageError::invalid(&flag, &v, "expected MS@PCT, e.g. 300ms@99"))?;
+                let ms_text = ms.trim().strip_suffix("ms").unwrap_or(ms.trim());
+                let threshold_ms = match ms_text.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() && x > 0.0 => x,
+                    _ => {
+                        return Err(UsageError::invalid(&flag, &v, "the latency threshold is a positive number of ms"))
+                    }
+                };
+                let target = parse_target(&flag, &v, pct)?;
+                wanted.push((slo::Sli::Latency { threshold_ms }, op, target, "latency", v));
+            }
+            "route" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty()
+                    || v.len() > 1024
+                    || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(
+                        &flag,
+                        &v,
+                        "1-1024 characters, no quotes, parentheses or control characters",
+                    ));
+                }
+                if !routes.contains(&v) {
+                    routes.push(v);
+                }
+            }
+            "window-days" => {
+                let v = p.value(&flag, inline)?;
+                window_days = match v.trim().parse::<u32>() {
+                    Ok(d) if (1..=90).contains(&d) => d,
+                    _ => return Err(UsageError::invalid(&flag, &v, "1-90 days")),
+                };
+            }
+            "min-requests" => {
+                let v = p.value(&flag, inline)?;
+                min_requests = if v == "auto" { None } else { Some(u64::from(parse_u32(&flag, &v)?)) };
+            }
+            "page-topic" => topics.page = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "ticket-topic" => topics.ticket = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
+                }
+                name_prefix = v;
+            }
+            _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
+        }
+    }
+    for op in &common.operations {
+        if op.chars().any(|c| c == '"' || c == '(' || c == ')') {
+            return Err(UsageError::invalid("operation", op, "no quotes or parentheses in an SLO's operation"));
+        }
+    }
+    if wanted.is_empty() {
+        return Err(UsageError::Missing("availability"));
+    }
+    // A bare objective is for each --operation and --route given, else for the function; `OP=...`
+    // is for that operation.
+    let mut subjects: Vec<slo::Subject> = common.operations.iter().cloned().map(slo::Subject::Operation).collect();
+    subjects.extend(routes.iter().cloned().map(slo::Subject::Route));
+    if subjects.is_empty() {
+        subjects.push(slo::Subject::Function);
+    }
+    let mut objectives: Vec<slo::Objective> = Vec::new();
+    for (sli, op, target, flag, text) in wanted {
+        let those = match op {
+            Some(op) => vec![slo::Subject::Operation(op)],
+            None => subjects.clone(),
+        };
+        for subject in those {
+            let objective = slo::Objective { subject, sli, target };
+            slo::check_objective(&objective, window_days).map_err(|r| UsageError::invalid(flag, &text, &r.reason))?;
+            // A later objective of the same kind for the same subject replaces the earlier one (a
+            // flag after --thresholds overrides the file).
+            objectives.retain(|o| !(o.subject == objective.subject && o.sli.key() == objective.sli.key()));
+            objectives.push(objective);
+        }
+    }
+    let options = slo::SloOptions { scope: common.scope()?, objectives, window_days, min_requests, name_prefix };
+    Ok(Command::Slo { options, format, topics })
+}
+
+/// A thresholds-file line of `slo`, checked the way its flag would be (so the error names the line).
+fn slo_line(name: &str, value: Option<&str>) -> Result<(), String> {
+    if !thresholds::SLO_ONLY.contains(&name) {
+        return Ok(());
+    }
+    let mut args = vec!["--function=f".to_string(), format!("--{name}")];
+    if let Some(v) = value {
+        args[1] = format!("--{name}={v}");
+    }
+    if !name.starts_with("slo-") {
+        args.push("--availability=99.9".into());
+    }
+    match parse_slo(Parser::new(args)) {
+        Ok(_) => Ok(()),
+        Err(UsageError::InvalidValue { reason, .. }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `OP=VALUE` → (Some(OP), VALUE); `VALUE` → (None, VALUE).
+fn split_operation(text: &str) -> (Option<String>, &str) {
+    match text.rsplit_once('=') {
+        Some((op, v)) if !op.trim().is_empty() => (Some(op.trim().to_string()), v),
+        _ => (None, text),
+    }
+}
+
+fn parse_target(flag: &str, whole: &str, text: &str) -> Result<f64, UsageError> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t < 100.0 => Ok(t),
+        Ok(t) if t.is_finite() && t >= 100.0 => {
+            Err(UsageError::invalid(flag, whole, "a target must be under 100 % (100 % leaves no error budget)"))
+        }
+        _ => Err(UsageError::invalid(flag, whole, "expected a percentage above 0 and under 100")),
+    }
+}
+
+fn slo_help() -> String {
+    let f: Vec<String> = slo::WINDOWS.iter().map(|w| slo::num(w.factor(30))).collect();
+    format!(
+        "perfmon slo: print service level objectives as multi-window, multi-burn-rate CloudWatch alarms
+
+For each objective, six metric math alarms compute the burn rate (bad / total / budget) over one
+window each, and two composite alarms join them (SRE Workbook ch. 5): the page alarm fires when
+the 1 h and 5 min burn rates are both over {f0} or the 6 h and 30 min ones over {f1}; the ticket
+alarm when the 24 h and 2 h ones are over {f2} (suppressed while the page fires). Thresholds are for
+a 30-day window; other windows scale them. A minimum-traffic guard keeps one failure on a quiet
+function from paging.
+
+USAGE:
+    perfmon slo --function NAME --availability 99.9 --latency 300ms@99 > slo.json
+    aws cloudformation deploy --template-file slo.json --stack-name perfmon-slo-NAME \\
+        --parameter-overrides PageTopicArn=arn:aws:sns:... TicketTopicArn=arn:aws:sns:...
+
+OPTIONS:
+    --function NAME          the Lambda function (the FunctionName dimension); required
+    --namespace NS           CloudWatch namespace, as PERFMON_NAMESPACE [default: Perfmon]
+    --dimension K=V[,K=V]    the function's PERFMON_DIMENSIONS; repeatable [default: none]
+    --availability [OP=]PCT  availability objective: Errors + Timeouts of Invocations (operations:
+                             OperationErrors of OperationCount; routes: Http5xx of Invocations)
+    --latency [OP=]MS@PCT    latency objective: PCT % of requests at or under MS ms (percentile rank
+                             PR(:MS) of Duration or OperationDuration)
+    --operation OP           the objectives are for this operation (repeatable) [default: the function]
+    --route ROUTE            the objectives are for this route (`GET /users/{{id}}`, per-route metrics of
+                             the Runtime API proxy); repeatable [default: the function]
+    --window-days N          the SLO window, 1-90 days [default: 30]
+    --min-requests auto|N    requests a long window needs before it can fire (auto: ceil(1 / (threshold
+                             x budget)), so one failure alone never pages) [default: auto]
+    --format FORMAT          cloudformation, json (PutMetricAlarm and PutCompositeAlarm inputs) or
+                             application-signals (AWS::ApplicationSignals::ServiceLevelObjective)
+                             [default: cloudformation]
+    --page-topic ARN         SNS topic of the page alarms [default: none]
+    --ticket-topic ARN       SNS topic of the ticket alarms [default: none]
+    --name-prefix PREFIX     alarm names are PREFIX-FUNCTION[-OP]-slo-KIND-WINDOW [default: perfmon]
+    --thresholds FILE        read options from FILE: `slo-availability = 99.9`, `slo-latency =
+                             300ms@99`, `slo-availability = OP=99.5` (the alarms' lines are skipped)
+    -h, --help               print this text
+",
+        f0 = f[0],
+        f1 = f[1],
+        f2 = f[2]
+    )
+}
+
 const KIND_FIELDS: [&str; 6] = ["threshold", "period", "evaluation-periods", "datapoints", "severity", "target"];
 
 /// Whether `perfmon alarms` takes the option `name` (for thresholds files).
@@ -484,6 +748,7 @@ USAGE:
     perfmon                       run as the Lambda extension (Lambda starts it from /opt/extensions)
     perfmon dashboard [OPTIONS]   print a CloudWatch dashboard for a function
     perfmon alarms [OPTIONS]      print CloudWatch alarms for a function
+    perfmon slo [OPTIONS]         print service level objectives as burn-rate alarms
     perfmon queries [OPTIONS]     print CloudWatch Logs Insights queries over the invoke log
     perfmon recommend [OPTIONS]   right-size memory, timeout and architecture from CloudWatch data
     perfmon compare [OPTIONS]     gate a deploy on a regression between two windows or versions
@@ -795,9 +1060,70 @@ mod tests {
     }
 
     #[test]
+    fn slo_flags_and_refusals() {
+        let Command::Slo { options, format, topics } = cmd("slo --function chat --availability 99.9 --latency 300ms@99 \
+             --latency llm=2000ms@95 --page-topic arn:aws:sns:us-east-1:123456789012:page --min-requests 5 --format json")
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(format, slo::SloFormat::Json);
+        assert_eq!(topics.page.as_deref(), Some("arn:aws:sns:us-east-1:123456789012:page"));
+        assert_eq!(options.min_requests, Some(5));
+        let subjects: Vec<(&slo::Subject, &str, f64)> =
+            options.objectives.iter().map(|o| (&o.subject, o.sli.key(), o.target)).collect();
+        assert_eq!(
+            subjects,
+            [
+                (&slo::Subject::Function, "availability", 99.9),
+                (&slo::Subject::Function, "latency", 99.0),
+                (&slo::Subject::Operation("llm".into()), "latency", 95.0)
+            ]
+        );
+        let Command::Slo { options, .. } =
+            cmd("slo --function chat --operation db --route GET_/x --availability 99").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(options.objectives.len(), 2, "one per --operation and --route, none for the function");
+        let invalid = |args: &str, flag: &str| match cmd(args) {
+            Err(UsageError::InvalidValue { flag: f, .. }) => assert_eq!(f, flag, "{args}"),
+            other => panic!("{args}: {other:?}"),
+        };
+        invalid("slo --function f --availability 100", "availability");
+        invalid("slo --function f --availability 99.99999999 --availability 120", "availability");
+        invalid("slo --function f --availability 90", "availability");
+        invalid("slo --function f --latency 300@93", "latency");
+        invalid("slo --function f --latency 300", "latency");
+        invalid("slo --function f --latency -3ms@99", "latency");
+        invalid("slo --function f --availability 99.9 --window-days 0", "window-days");
+        invalid("slo --function f --availability 99.9 --window-days 91", "window-days");
+        invalid("slo --function f --availability 99.9 --format yaml", "format");
+        assert_eq!(cmd("slo --availability 99.9"), Err(UsageError::Missing("function")));
+        assert_eq!(cmd("slo --function f"), Err(UsageError::Missing("availability")));
+        // 7 days: the fast threshold is 3.36, so 70 % is the lowest target that can page.
+        assert!(cmd("slo --function f --availability 71 --window-days 7").is_ok());
+        invalid("slo --function f --availability 70 --window-days 7", "availability");
+    }
+
+    #[test]
+    fn slo_output_is_checked_before_printing() {
+        let c = cmd("slo --function chat --availability 99.9 --format json").unwrap();
+        let v: Value = serde_json::from_str(&render(&c).unwrap()).unwrap();
+        assert_eq!(
+            (v["MetricAlarms"].as_array().unwrap().len(), v["CompositeAlarms"].as_array().unwrap().len()),
+            (6, 2)
+        );
+        // A name prefix long enough to push the alarm names over 255 characters is refused.
+        let long = "x".repeat(64);
+        let function = "f".repeat(200);
+        let c = cmd(&format!("slo --function {function} --name-prefix {long} --availability 99.9")).unwrap();
+        assert!(matches!(render(&c), Err(UsageError::Limits(r)) if r.contains("1-255")));
+    }
+
+    #[test]
     fn render_ends_with_newline_and_parses() {
         let c = cmd("alarms --function chat --format json").unwrap();
-        let text = render(&c);
+        let text = render(&c).unwrap();
         assert!(text.ends_with("}\n]\n"));
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 8);

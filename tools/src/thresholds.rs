@@ -23,12 +23,19 @@ use super::UsageError;
 pub const DASHBOARD_ONLY: [&str; 7] = ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric"];
 /// Options both tools have.
 pub const COMMON: [&str; 5] = ["function", "namespace", "dimension", "operation", "mode"];
+/// Options only `perfmon slo` has (skipped by `alarms` and `dashboard`).
+pub const SLO_ONLY: [&str; 7] =
+    ["slo-availability", "slo-latency", "window-days", "min-requests", "page-topic", "ticket-topic", "route"];
+/// The common options `perfmon slo` takes from a file: not `operation` (a file's operations are the
+/// alarms'; an objective for one is written `slo-availability = OP=99.5`) nor `mode`.
+const SLO_COMMON: [&str; 3] = ["function", "namespace", "dimension"];
 
 /// Which tool reads the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
     Dashboard,
     Alarms,
+    Slo,
 }
 
 /// The lines of a thresholds file as `(name, value)`; errors name the line.
@@ -68,11 +75,16 @@ pub fn to_args(
     let mut args = Vec::new();
     for (line, name, value) in lines {
         let dashboard_only = DASHBOARD_ONLY.contains(&name.as_str());
+        let slo_only = SLO_ONLY.contains(&name.as_str());
         let common = COMMON.contains(&name.as_str());
-        if !dashboard_only && !common && !alarms_knows(&name) {
+        if !dashboard_only && !slo_only && !common && !alarms_knows(&name) {
             return Err(format!("line {line}: unknown option `{name}`"));
         }
-        let take = common || (tool == Tool::Dashboard) == dashboard_only;
+        let take = match tool {
+            Tool::Dashboard => common || dashboard_only,
+            Tool::Alarms => common || !(dashboard_only || slo_only),
+            Tool::Slo => slo_only || SLO_COMMON.contains(&name.as_str()) || name == "name-prefix",
+        };
         if take {
             args.push(match value {
                 Some(v) => format!("--{name}={v}"),
@@ -85,10 +97,24 @@ pub fn to_args(
 
 /// Reads and converts `path` for `tool`.
 pub fn read(path: &str, tool: Tool, alarms_knows: impl Fn(&str) -> bool) -> Result<Vec<String>, UsageError> {
+    read_checked(path, tool, alarms_knows, |_, _| Ok(()))
+}
+
+/// [`read`], with `check(name, value)` run on every line the tool takes, so a bad value is reported
+/// with its line number.
+pub fn read_checked(
+    path: &str,
+    tool: Tool,
+    alarms_knows: impl Fn(&str) -> bool,
+    check: impl Fn(&str, Option<&str>) -> Result<(), String>,
+) -> Result<Vec<String>, UsageError> {
     let text = std::fs::read_to_string(path).map_err(|e| UsageError::invalid("thresholds", path, &e.to_string()))?;
-    parse(&text)
-        .and_then(|lines| to_args(lines, tool, alarms_knows))
-        .map_err(|reason| UsageError::invalid("thresholds", path, &reason))
+    let lines = parse(&text).map_err(|reason| UsageError::invalid("thresholds", path, &reason))?;
+    for (line, name, value) in &lines {
+        check(name, value.as_deref())
+            .map_err(|reason| UsageError::invalid("thresholds", path, &format!("line {line}: `{name}`: {reason}")))?;
+    }
+    to_args(lines, tool, alarms_knows).map_err(|reason| UsageError::invalid("thresholds", path, &reason))
 }
 
 #[cfg(test)]
@@ -153,6 +179,23 @@ mod tests {
             parse_cmd(vec!["alarms".into(), "--thresholds".into(), "/nonexistent/t.conf".into()], |_| None).is_err()
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn slo_lines_go_to_slo_only() {
+        let lines = parse("function = f\noperation = db\nslo-availability = 99.9\nslo-latency = db=300ms@99\ncold-starts-threshold = 10\nmemory-mb = 1\n").unwrap();
+        assert_eq!(
+            to_args(lines.clone(), Tool::Slo, knows).unwrap(),
+            ["--function=f", "--slo-availability=99.9", "--slo-latency=db=300ms@99"]
+        );
+        assert_eq!(
+            to_args(lines.clone(), Tool::Alarms, knows).unwrap(),
+            ["--function=f", "--operation=db", "--cold-starts-threshold=10"]
+        );
+        assert_eq!(
+            to_args(lines, Tool::Dashboard, knows).unwrap(),
+            ["--function=f", "--operation=db", "--memory-mb=1"]
+        );
     }
 
     #[test]

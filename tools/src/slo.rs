@@ -1,0 +1,627 @@
+//! `perfmon slo`: service level objectives with error budgets and multi-window, multi-burn-rate
+//! alarms (contract §15), for plain CloudWatch.
+//!
+//! The method is the Google SRE Workbook's ch. 5 "Alerting on SLOs"
+//! (<https://sre.google/workbook/alerting-on-slos/>), approach 6: a page when the budget burns fast
+//! over both a long and a short window (1 h and 5 min at 14.4×, 6 h and 30 min at 6× for a 30-day
+//! window), a ticket on a slower burn (24 h and 2 h at 3×, the workbook's own ticket pair: CloudWatch
+//! alarm periods stop at one day, so its 3-day window cannot be expressed). The burn-rate factor of a
+//! window is the share of the budget it consumes × the SLO window / the long window (2 %, 5 %, 10 %).
+//!
+//! CloudWatch has no moving-window function, so each window is the `Period` of a math alarm with one
+//! evaluation period; an alarm's metrics must share their period, so the long/short AND is a composite
+//! alarm (CloudWatch UG "Alarm data queries"; the same pattern as guardian/cdk's error-budget alarm).
+
+use perfmon_protocol::contract::metric;
+use serde_json::{json, Map, Value};
+
+use super::metric::{MetricRef, Scope};
+
+/// Section 14's per-route metrics (the `Route` dimension and the 0-or-1 `Http5xx` sample per invoke).
+pub const ROUTE_DIMENSION: &str = "Route";
+pub const HTTP_5XX: &str = "Http5xx";
+
+/// A long window, its short companion, and the share of the budget it stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub long_s: u32,
+    pub short_s: u32,
+    /// Share of the whole window's budget consumed when the alarm fires (0.02 = 2 %).
+    pub budget_share: f64,
+    pub page: bool,
+}
+
+/// Fast page, slow page, ticket (SRE Workbook table 5-8 and its ticket rule).
+pub const WINDOWS: [Window; 3] = [
+    Window { long_s: 3600, short_s: 300, budget_share: 0.02, page: true },
+    Window { long_s: 21_600, short_s: 1800, budget_share: 0.05, page: true },
+    Window { long_s: 86_400, short_s: 7200, budget_share: 0.10, page: false },
+];
+
+impl Window {
+    /// Burn-rate threshold for an SLO window of `days`: share × window / long window.
+    pub fn factor(&self, days: u32) -> f64 {
+        round6(self.budget_share * f64::from(days) * 86_400.0 / f64::from(self.long_s))
+    }
+}
+
+/// `1h`, `5m`, `30m`, `24h`.
+pub fn window_label(seconds: u32) -> String {
+    if seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else {
+        format!("{}m", seconds / 60)
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Shortest decimal text of a number given with a few decimals (99.9, 0.001, 300).
+pub fn num(x: f64) -> String {
+    let r = (x * 1e9).round() / 1e9;
+    let text = format!("{r}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+}
+
+/// What an objective measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sli {
+    Availability,
+    /// The share of requests at or under `threshold_ms`.
+    Latency {
+        threshold_ms: f64,
+    },
+}
+
+impl Sli {
+    pub fn key(&self) -> &'static str {
+        match self {
+            Sli::Availability => "availability",
+            Sli::Latency { .. } => "latency",
+        }
+    }
+}
+
+/// Whose requests an objective is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Function,
+    Operation(String),
+    Route(String),
+}
+
+/// One objective: `target` % of requests good over the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    pub subject: Subject,
+    pub sli: Sli,
+    /// Percent, below 100.
+    pub target: f64,
+}
+
+impl Objective {
+    /// The error budget as a fraction (0.001 for 99.9 %), rounded to the target's decimals.
+    pub fn budget(&self) -> f64 {
+        ((100.0 - self.target) / 100.0 * 1e12).round() / 1e12
+    }
+}
+
+/// Everything `slo` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloOptions {
+    pub scope: Scope,
+    pub objectives: Vec<Objective>,
+    pub window_days: u32,
+    /// `--min-requests N`; `None` is `auto` (ceil(1 / (factor × budget)) on the long windows).
+    pub min_requests: Option<u64>,
+    pub name_prefix: String,
+}
+
+/// One burn-rate math alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurnAlarm {
+    pub name: String,
+    pub logical_id: String,
+    pub period: u32,
+    pub threshold: f64,
+    pub min_requests: u64,
+    /// `(id, metric, stat)`; `total` is always one of them.
+    pub inputs: Vec<(&'static str, MetricRef, String)>,
+    pub expression: String,
+    pub description: String,
+}
+
+/// A composite alarm: its rule over alarm names (`{0}` placeholders filled per output format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Composite {
+    pub name: String,
+    pub logical_id: String,
+    /// Rule text with `ALARM("{i}")` referring to `children[i]`.
+    pub children: Vec<usize>,
+    pub rule_template: String,
+    pub page: bool,
+    pub description: String,
+}
+
+/// The eight alarms of one objective.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloAlarms {
+    pub objective: Objective,
+    /// Fast long, fast short, slow long, slow short, ticket long, ticket short.
+    pub alarms: Vec<BurnAlarm>,
+    pub page: Composite,
+    pub ticket: Composite,
+}
+
+/// Why an objective cannot be generated (the flag it came from, the reason).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Checks a target and the window (contract §15's refusals).
+pub fn check_objective(objective: &Objective, window_days: u32) -> Result<(), Refusal> {
+    let flag = match objective.sli {
+        Sli::Availability => "availability",
+        Sli::Latency { .. } => "latency",
+    };
+    let refuse = |reason: String| Err(Refusal { flag, value: num(objective.target), reason });
+    if !(objective.target > 0.0 && objective.target < 100.0) {
+        return refuse("a target is a percentage above 0 and under 100 (100 % leaves no error budget)".into());
+    }
+    let fast = WINDOWS[0].factor(window_days);
+    let max_burn = 1.0 / objective.budget();
+    if max_burn <= fast {
+        return refuse(format!(
+            "the fast alarm could never fire: with every request bad the burn rate is {} and the fast \
+             threshold is {} ({} % of a {window_days}-day budget in 1 h); raise the target above {} %",
+            num(round6(max_burn)),
+            num(fast),
+            num(WINDOWS[0].budget_share * 100.0),
+            num(round6(100.0 * (1.0 - 1.0 / fast)))
+        ));
+    }
+    if let Sli::Latency { threshold_ms } = objective.sli {
+        if !(threshold_ms > 0.0 && threshold_ms.is_finite()) {
+            return refuse(format!("latency threshold {threshold_ms} ms must be positive"));
+        }
+    }
+    Ok(())
+}
+
+fn camel(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next().map(|c| c.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+fn subject_metric(scope: &Scope, subject: &Subject, name: &'static str) -> MetricRef {
+    match subject {
+        Subject::Function => scope.platform(name),
+        Subject::Operation(op) => scope.operation(name, op),
+        Subject::Route(route) => {
+            let mut m = scope.platform(name);
+            m.dimensions.push((ROUTE_DIMENSION.to_string(), route.clone()));
+            m
+        }
+    }
+}
+
+/// The inputs and the bad-share expression (before `/ budget`) of an objective.
+fn sli_inputs(scope: &Scope, o: &Objective) -> (Vec<(&'static str, MetricRef, String)>, String) {
+    let m = |name| subject_metric(scope, &o.subject, name);
+    match (&o.sli, &o.subject) {
+        (Sli::Availability, Subject::Function) => (
+            vec![
+                ("errors", m(metric::ERRORS), "Sum".into()),
+                ("timeouts", m(metric::TIMEOUTS), "Sum".into()),
+                ("total", m(metric::INVOCATIONS), "Sum".into()),
+            ],
+            "(errors + timeouts) / total".into(),
+        ),
+        (Sli::Availability, Subject::Operation(_)) => (
+            vec![
+                ("errors", m(metric::OPERATION_ERRORS), "Sum".into()),
+                ("total", m(metric::OPERATION_COUNT), "Sum".into()),
+            ],
+            "errors / total".into(),
+        ),
+        (Sli::Availability, Subject::Route(_)) => (
+            vec![("errors", m(HTTP_5XX), "Sum".into()), ("total", m(metric::INVOCATIONS), "Sum".into())],
+            "errors / total".into(),
+        ),
+        (Sli::Latency { threshold_ms }, subject) => {
+            let name =
+                if matches!(subject, Subject::Operation(_)) { metric::OPERATION_DURATION } else { metric::DURATION };
+            (
+                vec![
+                    ("good", m(name), format!("PR(:{})", num(*threshold_ms))),
+                    ("total", m(name), "SampleCount".into()),
+                ],
+                "(100 - good) / 100".into(),
+            )
+        }
+    }
+}
+
+/// The alarms of every objective, or the first refusal.
+pub fn build(options: &SloOptions) -> Result<Vec<SloAlarms>, Refusal> {
+    let days = options.window_days;
+    let mut out = Vec::new();
+    for objective in &options.objectives {
+        check_objective(objective, days)?;
+        let b = objective.budget();
+        let kind = objective.sli.key();
+        let (subject_name, subject_id, subject_text) = match &objective.subject {
+            Subject::Function => (String::new(), String::new(), format!("function {}", options.scope.function)),
+            Subject::Operation(op) => {
+                (format!("-{op}"), format!("Op{}", camel(op)), format!("operation {op} of {}", options.scope.function))
+            }
+            Subject::Route(r) => {
+                (format!("-{r}"), format!("Route{}", camel(r)), format!("route {r} of {}", options.scope.function))
+            }
+        };
+        let base = format!("{}-{}{subject_name}-slo-{kind}", options.name_prefix, options.scope.function);
+        let id_base = format!("{subject_id}Slo{}", camel(kind));
+        let what = match objective.sli {
+            Sli::Availability => format!("availability {} %", num(objective.target)),
+            Sli::Latency { threshold_ms } => {
+                format!("latency: {} % of requests at or under {} ms", num(objective.target), num(threshold_ms))
+            }
+        };
+        let (inputs, bad) = sli_inputs(&options.scope, objective);
+        let mut alarms = Vec::new();
+        for w in WINDOWS {
+            let factor = w.factor(days);
+            for (long, period) in [(true, w.long_s), (false, w.short_s)] {
+                let min_requests = match (long, options.min_requests) {
+                    (false, _) => 1,
+                    (true, Some(n)) => n,
+                    // ceil(1 / (factor × b)): one bad request alone never crosses the threshold.
+                    (true, None) => ((1.0 / (factor * b)) - 1e-9).ceil().max(1.0) as u64,
+                };
+                let label = window_label(period);
+                let expression = format!("IF(total >= {min_requests}, {bad} / {}, 0)", num(b));
+                let severity = if w.page { "page" } else { "ticket" };
+                alarms.push(BurnAlarm {
+                    name: format!("{base}-{label}"),
+                    logical_id: format!("{id_base}{}", camel(&label)),
+                    period,
+                    threshold: factor,
+                    min_requests,
+                    inputs: inputs.clone(),
+                    expression,
+                    description: format!(
+                        "[{severity}] {what} over {days} days, {subject_text}: burn rate over {label} above {} \
+                         ({} % of the budget in {}), at least {min_requests} requests",
+                        num(factor),
+                        num(w.budget_share * 100.0),
+                        window_label(w.long_s)
+                    ),
+                });
+            }
+        }
+        let page = Composite {
+            name: format!("{base}-page"),
+            logical_id: format!("{id_base}Page"),
+            children: vec![0, 1, 2, 3],
+            rule_template: "(ALARM(\"{0}\") AND ALARM(\"{1}\")) OR (ALARM(\"{2}\") AND ALARM(\"{3}\"))".into(),
+            page: true,
+            description: format!(
+                "[page] {what} over {days} days, {subject_text}: the budget burns fast (1 h and 5 min over {}) \
+                 or steadily (6 h and 30 min over {})",
+                num(WINDOWS[0].factor(days)),
+                num(WINDOWS[1].factor(days))
+            ),
+        };
+        let ticket = Composite {
+            name: format!("{base}-ticket"),
+            logical_id: format!("{id_base}Ticket"),
+            children: vec![4, 5],
+            rule_template: "(ALARM(\"{0}\") AND ALARM(\"{1}\"))".into(),
+            page: false,
+            description: format!(
+                "[ticket] {what} over {days} days, {subject_text}: 24 h and 2 h burn rates over {} \
+                 (suppressed while the page alarm fires)",
+                num(WINDOWS[2].factor(days))
+            ),
+        };
+        out.push(SloAlarms { objective: objective.clone(), alarms, page, ticket });
+    }
+    Ok(out)
+}
+
+impl Composite {
+    /// The rule with each child written by `child` (a name, or `${LogicalId}` for `Fn::Sub`).
+    pub fn rule(&self, child: impl Fn(usize) -> String) -> String {
+        let mut rule = self.rule_template.clone();
+        for (slot, index) in self.children.iter().enumerate() {
+            rule = rule.replace(&format!("{{{slot}}}"), &child(*index));
+        }
+        rule
+    }
+}
+
+/// Output format of `perfmon slo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SloFormat {
+    Json,
+    CloudFormation,
+    ApplicationSignals,
+}
+
+/// SNS topics of the two severities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SloTopics {
+    pub page: Option<String>,
+    pub ticket: Option<String>,
+}
+
+/// The wait and extension of the ticket's suppression (guardian/cdk's values; contract §15).
+pub const SUPPRESSOR_WAIT_S: u32 = 120;
+pub const SUPPRESSOR_EXTENSION_S: u32 = 7200;
+
+fn metric_alarm_fields(a: &BurnAlarm) -> Map<String, Value> {
+    let mut queries: Vec<Value> = a
+        .inputs
+        .iter()
+        .map(|(id, metric, stat)| {
+            json!({"Id": id, "MetricStat": {"Metric": Value::Object(metric.metric_json()), "Period": a.period, "Stat": stat}, "ReturnData": false})
+        })
+        .collect();
+    queries.push(json!({"Id": "burnrate", "Expression": a.expression, "Label": "burn rate", "ReturnData": true}));
+    let mut m = Map::new();
+    m.insert("AlarmName".into(), json!(a.name));
+    m.insert("AlarmDescription".into(), json!(a.description));
+    m.insert("Metrics".into(), Value::Array(queries));
+    m.insert("EvaluationPeriods".into(), json!(1));
+    m.insert("DatapointsToAlarm".into(), json!(1));
+    m.insert("Threshold".into(), json!(a.threshold));
+    m.insert("ComparisonOperator".into(), json!("GreaterThanThreshold"));
+    m.insert("TreatMissingData".into(), json!("notBreaching"));
+    m
+}
+
+/// `{"MetricAlarms": [PutMetricAlarm inputs], "CompositeAlarms": [PutCompositeAlarm inputs]}`, in the
+/// order to create them (children first, the page composite before the ticket it suppresses).
+pub fn render_json(sets: &[SloAlarms], topics: &SloTopics) -> Value {
+    let mut metric_alarms = Vec::new();
+    let mut composites = Vec::new();
+    for set in sets {
+        for a in &set.alarms {
+            let mut m = metric_alarm_fields(a);
+            m.insert("Tags".into(), json!([{"Key": "perfmon:slo", "Value": set.objective.sli.key()}]));
+            metric_alarms.push(Value::Object(m));
+        }
+        for c in [&set.page, &set.ticket] {
+            let mut m = Map::new();
+            m.insert("AlarmName".into(), json!(c.name));
+            m.insert("AlarmDescription".into(), json!(c.description));
+            m.insert("AlarmRule".into(), json!(c.rule(|i| set.alarms[i].name.clone())));
+            let topic = if c.page { &topics.page } else { &topics.ticket };
+            if let Some(t) = topic {
+                m.insert("AlarmActions".into(), json!([t]));
+                m.insert("OKActions".into(), json!([t]));
+            }
+            if !c.page {
+                m.insert("ActionsSuppressor".into(), json!(set.page.name));
+                m.insert("ActionsSuppressorWaitPeriod".into(), json!(SUPPRESSOR_WAIT_S));
+                m.insert("ActionsSuppressorExtensionPeriod".into(), json!(SUPPRESSOR_EXTENSION_S));
+            }
+            composites.push(Value::Object(m));
+        }
+    }
+    json!({"MetricAlarms": metric_alarms, "CompositeAlarms": composites})
+}
+
+/// A CloudFormation template: the topics as parameters (empty: no actions), one
+/// `AWS::CloudWatch::Alarm` per burn-rate alarm, two `AWS::CloudWatch::CompositeAlarm` per objective
+/// whose rules name the children through `Fn::Sub` (so CloudFormation creates the children first).
+pub fn render_cloudformation(sets: &[SloAlarms], topics: &SloTopics, function: &str) -> Value {
+    let mut resources = Map::new();
+    for set in sets {
+        for a in &set.alarms {
+            resources.insert(
+                a.logical_id.clone(),
+                json!({"Type": "AWS::CloudWatch::Alarm", "Properties": Value::Object(metric_alarm_fields(a))}),
+            );
+        }
+        for c in [&set.page, &set.ticket] {
+            let (param, cond) =
+                if c.page { ("PageTopicArn", "HasPageTopic") } else { ("TicketTopicArn", "HasTicketTopic") };
+            let actions = json!({"Fn::If": [cond, [{"Ref": param}], {"Ref": "AWS::NoValue"}]});
+            let mut p = Map::new();
+            p.insert("AlarmName".into(), json!(c.name));
+            p.insert("AlarmDescription".into(), json!(c.description));
+            p.insert("AlarmRule".into(), json!({"Fn::Sub": c.rule(|i| format!("${{{}}}", set.alarms[i].logical_id))}));
+            p.insert("AlarmActions".into(), actions.clone());
+            p.insert("OKActions".into(), actions);
+            if !c.page {
+                p.insert("ActionsSuppressor".into(), json!({"Fn::GetAtt": [set.page.logical_id, "Arn"]}));
+                p.insert("ActionsSuppressorWaitPeriod".into(), json!(SUPPRESSOR_WAIT_S));
+                p.insert("ActionsSuppressorExtensionPeriod".into(), json!(SUPPRESSOR_EXTENSION_S));
+            }
+            resources.insert(
+                c.logical_id.clone(),
+                json!({"Type": "AWS::CloudWatch::CompositeAlarm", "Properties": Value::Object(p)}),
+            );
+        }
+    }
+    let parameter = |what: &str, default: &Option<String>| {
+        json!({"Type": "String", "Default": default.clone().unwrap_or_default(),
+            "Description": format!("ARN of the SNS topic the {what} alarms notify (empty: no notification)")})
+    };
+    let has = |p: &str| json!({"Fn::Not": [{"Fn::Equals": [{"Ref": p}, ""]}]});
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("perfmon service level objectives for the Lambda function {function}: multi-window burn-rate alarms (generated by `perfmon slo`)"),
+        "Parameters": {"PageTopicArn": parameter("page", &topics.page), "TicketTopicArn": parameter("ticket", &topics.ticket)},
+        "Conditions": {"HasPageTopic": has("PageTopicArn"), "HasTicketTopic": has("TicketTopicArn")},
+        "Resources": Value::Object(resources),
+    })
+}
+
+/// The same objectives as `AWS::ApplicationSignals::ServiceLevelObjective` (request-based SLIs over
+/// perfmon's metrics, a rolling window, one burn-rate look-back per alarm window).
+pub fn render_application_signals(options: &SloOptions) -> Result<Value, Refusal> {
+    let sets = build(options)?;
+    let mut resources = Map::new();
+    for set in &sets {
+        let o = &set.objective;
+        let period = 60;
+        let (inputs, _) = sli_inputs(&options.scope, o);
+        let query = |id: &str, metric: &MetricRef, stat: &str, ret: bool| json!({"Id": id, "MetricStat": {"Metric": Value::Object(metric.metric_json()), "Period": period, "Stat": stat}, "ReturnData": ret});
+        let total = inputs.iter().find(|(id, ..)| *id == "total").map(|(_, m, s)| query("total", m, s, true));
+        let monitored = match o.sli {
+            Sli::Availability => {
+                let mut q: Vec<Value> =
+                    inputs.iter().filter(|(id, ..)| *id != "total").map(|(id, m, s)| query(id, m, s, false)).collect();
+                let sum: Vec<&str> = inputs.iter().filter(|(id, ..)| *id != "total").map(|(id, ..)| *id).collect();
+                q.push(json!({"Id": "bad", "Expression": sum.join(" + "), "ReturnData": true}));
+                json!({"BadCountMetric": q})
+            }
+            Sli::Latency { threshold_ms } => {
+                // TC(:T): the number of requests at or under T (CloudWatch "Statistics definitions").
+                let (_, m, _) = &inputs[0];
+                json!({"GoodCountMetric": [query("good", m, &format!("TC(:{})", num(threshold_ms)), true)]})
+            }
+        };
+        let name: String = set
+            .page
+            .name
+            .trim_end_matches("-page")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-._".contains(c) { c } else { '-' })
+            .collect();
+        let mut lookbacks: Vec<u32> = WINDOWS.iter().flat_map(|w| [w.long_s / 60, w.short_s / 60]).collect();
+        lookbacks.sort_unstable();
+        resources.insert(
+            set.page.logical_id.trim_end_matches("Page").to_string(),
+            json!({
+                "Type": "AWS::ApplicationSignals::ServiceLevelObjective",
+                "Properties": {
+                    "Name": name.chars().take(128).collect::<String>(),
+                    "Description": set.page.description.replace("[page] ", ""),
+                    "RequestBasedSli": {"RequestBasedSliMetric": {
+                        "TotalRequestCountMetric": [total],
+                        "MonitoredRequestCountMetric": monitored,
+                    }},
+                    "Goal": {
+                        "Interval": {"RollingInterval": {"Duration": options.window_days, "DurationUnit": "DAY"}},
+                        "AttainmentGoal": o.target,
+                        "WarningThreshold": 50,
+                    },
+                    "BurnRateConfigurations": lookbacks.iter().map(|m| json!({"LookBackWindowMinutes": m})).collect::<Vec<_>>(),
+                }
+            }),
+        );
+    }
+    Ok(json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("perfmon service level objectives for the Lambda function {} as Application Signals SLOs (generated by `perfmon slo`)", options.scope.function),
+        "Resources": Value::Object(resources),
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn options(objectives: Vec<Objective>) -> SloOptions {
+        SloOptions {
+            scope: Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![] },
+            objectives,
+            window_days: 30,
+            min_requests: None,
+            name_prefix: "perfmon".into(),
+        }
+    }
+
+    fn availability(target: f64) -> Objective {
+        Objective { subject: Subject::Function, sli: Sli::Availability, target }
+    }
+
+    #[test]
+    fn factors_follow_the_workbook() {
+        let f: Vec<f64> = WINDOWS.iter().map(|w| w.factor(30)).collect();
+        assert_eq!(f, [14.4, 6.0, 3.0]);
+        assert_eq!(WINDOWS[0].factor(28), 13.44);
+        for w in WINDOWS {
+            assert_eq!(w.long_s, 12 * w.short_s, "the short window is 1/12 of the long one");
+        }
+    }
+
+    #[test]
+    fn names_thresholds_and_guards() {
+        let sets = build(&options(vec![availability(99.9)])).unwrap();
+        let names: Vec<&str> = sets[0].alarms.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "perfmon-chat-slo-availability-1h",
+                "perfmon-chat-slo-availability-5m",
+                "perfmon-chat-slo-availability-6h",
+                "perfmon-chat-slo-availability-30m",
+                "perfmon-chat-slo-availability-24h",
+                "perfmon-chat-slo-availability-2h"
+            ]
+        );
+        let mins: Vec<u64> = sets[0].alarms.iter().map(|a| a.min_requests).collect();
+        assert_eq!(mins, [70, 1, 167, 1, 334, 1]);
+        assert_eq!(sets[0].alarms[0].expression, "IF(total >= 70, (errors + timeouts) / total / 0.001, 0)");
+        let lat = Objective {
+            subject: Subject::Operation("llm".into()),
+            sli: Sli::Latency { threshold_ms: 300.0 },
+            target: 99.0,
+        };
+        let sets = build(&options(vec![lat])).unwrap();
+        let a = &sets[0].alarms[2];
+        assert_eq!(a.name, "perfmon-chat-llm-slo-latency-6h");
+        assert_eq!(a.min_requests, 17);
+        assert_eq!(a.inputs[0].2, "PR(:300)");
+        assert_eq!(a.inputs[0].1.name, "OperationDuration");
+        assert_eq!(a.expression, "IF(total >= 17, (100 - good) / 100 / 0.01, 0)");
+        assert_eq!(
+            sets[0].page.rule(|i| sets[0].alarms[i].name.clone()),
+            "(ALARM(\"perfmon-chat-llm-slo-latency-1h\") AND ALARM(\"perfmon-chat-llm-slo-latency-5m\")) OR \
+             (ALARM(\"perfmon-chat-llm-slo-latency-6h\") AND ALARM(\"perfmon-chat-llm-slo-latency-30m\"))"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(build(&options(vec![availability(100.0)])).unwrap_err().reason.contains("no error budget"));
+        // 1 / (1 - t) <= 14.4  <=>  t <= 93.06 %.
+        assert!(build(&options(vec![availability(93.0)])).unwrap_err().reason.contains("could never fire"));
+        build(&options(vec![availability(93.1)])).unwrap();
+    }
+
+    #[test]
+    fn outputs_pass_the_limits() {
+        let o = options(vec![
+            availability(99.9),
+            Objective { subject: Subject::Route("GET /users/{id}".into()), sli: Sli::Availability, target: 99.5 },
+        ]);
+        let out = render_json(&build(&o).unwrap(), &SloTopics::default());
+        let metric_alarms = out["MetricAlarms"].as_array().unwrap();
+        crate::limits::check_metric_alarms(metric_alarms).unwrap();
+        let mut known: Vec<&str> = metric_alarms.iter().map(|a| a["AlarmName"].as_str().unwrap()).collect();
+        known.extend(out["CompositeAlarms"].as_array().unwrap().iter().map(|a| a["AlarmName"].as_str().unwrap()));
+        for c in out["CompositeAlarms"].as_array().unwrap() {
+            crate::limits::check_composite(c, &known).unwrap();
+        }
+        assert_eq!((metric_alarms.len(), known.len()), (12, 16));
+        let route = &metric_alarms[6]["Metrics"][0]["MetricStat"]["Metric"];
+        assert_eq!(route["MetricName"], "Http5xx");
+        assert_eq!(route["Dimensions"][1], json!({"Name": "Route", "Value": "GET /users/{id}"}));
+    }
+}
