@@ -180,3 +180,125 @@ fn json_output_is_accepted_by_put_metric_alarm_and_put_dashboard() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Severity"));
 }
+
+/// `perfmon slo` for `chat-api` with `args`.
+fn slo(args: &[&str]) -> String {
+    let mut a = vec!["slo", "--function", "chat-api"];
+    a.extend_from_slice(args);
+    perfmon(&a)
+}
+
+#[test]
+fn slo_templates_pass_cfn_lint() {
+    let dir = common::TempDir::new("tools-slo-cfn");
+    let cases: [(&str, &[&str]); 5] = [
+        ("slo-availability.json", &["--availability", "99.9"]),
+        ("slo-latency.json", &["--latency", "300ms@99", "--dimension", "Environment=prod,Service=chat"]),
+        (
+            "slo-operation.json",
+            &[
+                "--operation",
+                "chat_message_processing",
+                "--availability",
+                "99.5",
+                "--latency",
+                "2000ms@95",
+                "--page-topic",
+                "arn:aws:sns:us-east-1:123456789012:page",
+            ],
+        ),
+        ("slo-route.json", &["--route", "GET /users/{id}", "--availability", "99.9", "--latency", "300ms@99"]),
+        (
+            "slo-application-signals.json",
+            &["--availability", "99.9", "--latency", "llm.call=300ms@99", "--format", "application-signals"],
+        ),
+    ];
+    for (name, args) in cases {
+        let template = slo(args);
+        let parsed: Value = serde_json::from_str(&template).unwrap();
+        let types: Vec<&str> =
+            parsed["Resources"].as_object().unwrap().values().map(|r| r["Type"].as_str().unwrap()).collect();
+        assert!(!types.is_empty(), "{name}");
+        let out = cfn_lint(&dir, name, &template);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "cfn-lint {name} (perfmon slo {}): exit {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The control: cfn-lint checks the composite and Application Signals resources too.
+    let mut template: Value = serde_json::from_str(&slo(&["--availability", "99.9"])).unwrap();
+    template["Resources"]["SloAvailabilityTicket"]["Properties"]["ActionsSuppressorWaitPeriod"] = json!("soon");
+    template["Resources"]["SloAvailabilityPage"]["Properties"]["AlarmRul"] = json!("TRUE");
+    let out = cfn_lint(&dir, "slo-broken.json", &template.to_string());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("soon") && text.contains("AlarmRul"), "{text}");
+    let mut template: Value =
+        serde_json::from_str(&slo(&["--availability", "99.9", "--format", "application-signals"])).unwrap();
+    template["Resources"]["SloAvailability"]["Properties"]["BurnRateConfigurations"][0]["LookBackWindowMinutes"] =
+        json!(20_000);
+    let out = cfn_lint(&dir, "slo-signals-broken.json", &template.to_string());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("20000"), "{text}");
+}
+
+/// Puts every `MetricAlarms` entry of `perfmon slo --format json` with `put_metric_alarm(**alarm)`
+/// (moto has no PutCompositeAlarm: the composites are checked by perfmon's validator and loaded into
+/// the embedded CloudWatch by the cloudwatch_alarms tests), then prints `describe_alarms`.
+const PUT_SLO_SCRIPT: &str = r#"
+import json, sys
+import boto3
+cw = boto3.client("cloudwatch")
+for alarm in json.load(open(sys.argv[1]))["MetricAlarms"]:
+    cw.put_metric_alarm(**alarm)
+print(json.dumps(cw.describe_alarms(MaxRecords=100)["MetricAlarms"], default=str))
+"#;
+
+#[test]
+fn slo_json_metric_alarms_are_accepted_by_put_metric_alarm() {
+    let moto = common::Moto::start();
+    let dir = common::TempDir::new("tools-slo-moto");
+    let run = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        Command::new(common::python()).args(["-c", PUT_SLO_SCRIPT]).arg(&path).envs(moto.client_env()).output().unwrap()
+    };
+    let text = slo(&[
+        "--availability",
+        "99.9",
+        "--latency",
+        "300ms@99",
+        "--operation",
+        "llm.call",
+        "--format",
+        "json",
+        "--name-prefix",
+        "slo-moto",
+    ]);
+    let sent: Value = serde_json::from_str(&text).unwrap();
+    let sent = sent["MetricAlarms"].as_array().unwrap();
+    // Two objectives for one operation, six windows each.
+    assert_eq!(sent.len(), 12);
+    let out = run("slo.json", &text);
+    assert!(out.status.success(), "boto3 refused: {}", String::from_utf8_lossy(&out.stderr));
+    let stored: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for alarm in sent {
+        let back = stored.iter().find(|s| s["AlarmName"] == alarm["AlarmName"]).unwrap();
+        assert_eq!(back["Threshold"].as_f64(), alarm["Threshold"].as_f64());
+        assert_eq!(back["Metrics"].as_array().unwrap().len(), alarm["Metrics"].as_array().unwrap().len());
+        assert_eq!(back["TreatMissingData"], "notBreaching");
+        let stat = |a: &Value| a["Metrics"][0]["MetricStat"]["Stat"].clone();
+        assert_eq!(stat(back), stat(alarm));
+    }
+
+    // The control: boto3 rejects a query without an Id.
+    let mut broken: Value = serde_json::from_str(&text).unwrap();
+    broken["MetricAlarms"][0]["Metrics"][0].as_object_mut().unwrap().remove("Id");
+    let out = run("broken.json", &broken.to_string());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Id"), "{}", String::from_utf8_lossy(&out.stderr));
+}
