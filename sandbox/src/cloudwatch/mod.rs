@@ -30,8 +30,10 @@
 //! PutMetricData is validated with CloudWatch's limits (`perfmon_protocol::cloudwatch::validate`);
 //! signatures are not checked (any credentials work).
 
+pub mod alarms;
 mod faults;
 pub mod limit;
+pub mod math;
 mod network;
 mod proxy;
 mod server;
@@ -114,6 +116,7 @@ impl CloudWatch {
             limit: Mutex::new(None),
             clock: std::time::Instant::now(),
             network: Mutex::new(Network::NONE),
+            alarms: Mutex::new(alarms::Alarms::default()),
             connections: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
@@ -169,6 +172,34 @@ impl CloudWatch {
     /// The simulated network path.
     pub fn network(&self) -> Network {
         self.shared.network()
+    }
+
+    /// PutMetricAlarm, as a PutMetricAlarm input in the AWS JSON shape (what `perfmon slo --format json`
+    /// prints in `MetricAlarms`). The same operations are served on the wire (AWS JSON and CBOR).
+    pub fn put_metric_alarm(&self, input: &serde_json::Value) -> Result<(), perfmon_protocol::cloudwatch::CwError> {
+        self.shared.alarms().put_metric_alarm(input)
+    }
+
+    /// PutCompositeAlarm, as a PutCompositeAlarm input in the AWS JSON shape.
+    pub fn put_composite_alarm(&self, input: &serde_json::Value) -> Result<(), perfmon_protocol::cloudwatch::CwError> {
+        self.shared.alarms().put_composite_alarm(input)
+    }
+
+    /// Evaluates every alarm at `now_ms` (epoch ms; the clock is the caller's: alarms are evaluated
+    /// only when this is called, over the datums' own timestamps). See [`alarms`].
+    pub fn evaluate_alarms(&self, now_ms: i64) {
+        let store = self.shared.store.clone();
+        self.shared.alarms().evaluate(&store, now_ms);
+    }
+
+    /// The state of an alarm (`None`: no alarm of that name).
+    pub fn alarm_state(&self, name: &str) -> Option<alarms::State> {
+        self.shared.alarms().state(name)
+    }
+
+    /// A snapshot of the alarms, their history and the actions that ran.
+    pub fn alarms(&self) -> alarms::Alarms {
+        self.shared.alarms().clone()
     }
 
     /// The fault still pending (`Throttle { n }` counts down as requests consume it).

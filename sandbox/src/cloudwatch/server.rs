@@ -28,12 +28,18 @@ pub(crate) struct Shared {
     pub limit: Mutex<Option<super::limit::TokenBucket>>,
     pub clock: std::time::Instant,
     pub network: Mutex<Network>,
+    /// Alarms (`alarms.rs`), evaluated only when the owner calls `CloudWatch::evaluate_alarms`.
+    pub alarms: Mutex<super::alarms::Alarms>,
     pub connections: AtomicU64,
     pub seq: AtomicU64,
     pub id_base: u64,
 }
 
 impl Shared {
+    pub fn alarms(&self) -> std::sync::MutexGuard<'_, super::alarms::Alarms> {
+        self.alarms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether connections are to be dropped unanswered.
     pub fn refusing(&self) -> bool {
         matches!(*self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Fault::Refuse)
@@ -208,11 +214,24 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
                 ),
                 &request_id,
             ),
+            Some(op) if ALARM_OPERATIONS.contains(&op) => {
+                let value = if body.iter().all(u8::is_ascii_whitespace) {
+                    Ok(serde_json::Value::Object(serde_json::Map::new()))
+                } else {
+                    serde_json::from_slice(&body)
+                        .map_err(|e| CwError::new(ErrorCode::SerializationException, e.to_string()))
+                };
+                alarm_operation(&shared, protocol, op, value, &request_id)
+            }
             Some(op) => match json::decode_request(op, &body) {
                 Ok(r) => execute(&shared, protocol, r, &request_id, arrival_ms, seq),
                 Err(e) => error_reply(protocol, e, &request_id),
             },
         },
+        (Protocol::Cbor, Ok(body)) if ALARM_OPERATIONS.contains(&operation.as_deref().unwrap_or_default()) => {
+            let op = operation.clone().unwrap_or_default();
+            alarm_operation(&shared, protocol, &op, cbor::to_json(&body), &request_id)
+        }
         (Protocol::Cbor, Ok(body)) => {
             let op = operation.as_deref().unwrap_or_default();
             match cbor::decode_request(op, &body) {
@@ -329,6 +348,51 @@ fn execute(
             }
             Err(e) => error_reply(protocol, e, request_id),
         },
+    }
+}
+
+/// The alarm operations, served in the AWS JSON and RPC v2 CBOR protocols (`alarms.rs`).
+const ALARM_OPERATIONS: [&str; 4] = ["PutMetricAlarm", "PutCompositeAlarm", "DescribeAlarms", "DeleteAlarms"];
+
+fn alarm_operation(
+    shared: &Shared,
+    protocol: Protocol,
+    op: &str,
+    input: Result<serde_json::Value, CwError>,
+    request_id: &str,
+) -> Reply {
+    if let Some(e) = shared.take_request_fault(true) {
+        return error_reply(protocol, e, request_id);
+    }
+    let input = match input {
+        Ok(v) if v.is_object() => v,
+        Ok(_) => {
+            return error_reply(
+                protocol,
+                CwError::new(ErrorCode::SerializationException, "the body is not an object"),
+                request_id,
+            )
+        }
+        Err(e) => return error_reply(protocol, e, request_id),
+    };
+    let mut alarms = shared.alarms();
+    let answer = match op {
+        "PutMetricAlarm" => alarms.put_metric_alarm(&input).map(|()| serde_json::json!({})),
+        "PutCompositeAlarm" => alarms.put_composite_alarm(&input).map(|()| serde_json::json!({})),
+        "DeleteAlarms" => {
+            let names: Vec<String> = input
+                .get("AlarmNames")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            alarms.delete(&names);
+            Ok(serde_json::json!({}))
+        }
+        _ => Ok(alarms.describe(&input)),
+    };
+    match answer {
+        Ok(json) => ok_reply(protocol, String::new(), json, 0),
+        Err(e) => error_reply(protocol, e, request_id),
     }
 }
 
