@@ -34,7 +34,8 @@
 
 use std::collections::HashMap;
 
-use perfmon_protocol::cloudwatch::{CwError, Dimension, ErrorCode};
+use perfmon_protocol::cloudwatch::stats::MetricStatistics;
+use perfmon_protocol::cloudwatch::{CwError, Dimension, ErrorCode, MetricDatum};
 use serde_json::{json, Map, Value};
 
 use super::math::{self, Expr};
@@ -117,7 +118,7 @@ impl Stat {
     }
 
     /// The statistic of the datums of one window (`None`: no data point).
-    fn compute(self, stats: Option<perfmon_protocol::cloudwatch::stats::MetricStatistics>) -> Option<f64> {
+    fn compute(self, stats: Option<MetricStatistics>) -> Option<f64> {
         let s = stats?;
         let in_range = |lo: Option<f64>, hi: Option<f64>| -> Option<(f64, f64)> {
             let dist = s.distribution()?;
@@ -149,6 +150,19 @@ struct MetricQuery {
     dimensions: Vec<Dimension>,
     period: u32,
     stat: Stat,
+}
+
+/// A metric's identity: namespace, name, sorted dimensions.
+type MetricKey = (String, String, Vec<Dimension>);
+/// The datums of each metric the alarms read, over the longest range they need, with timestamps.
+type Series = HashMap<MetricKey, Vec<(i64, MetricDatum)>>;
+
+impl MetricQuery {
+    fn key(&self) -> MetricKey {
+        let mut dims = self.dimensions.clone();
+        dims.sort();
+        (self.namespace.clone(), self.metric_name.clone(), dims)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -376,14 +390,17 @@ impl MetricAlarm {
     }
 
     /// The data point of the window `[end − period, end)`.
-    fn point(&self, store: &Store, end_ms: i64) -> Option<f64> {
+    fn point(&self, series: &Series, end_ms: i64) -> Option<f64> {
         let start_ms = end_ms - i64::from(self.period) * 1000;
         let mut vars: HashMap<String, math::Value> = HashMap::new();
         let mut result = None;
         // Queries may reference earlier ones; metric queries first, then expressions in order.
         for (id, q, _) in &self.queries {
             if let Query::Metric(m) = q {
-                let stats = store.statistics_in(&m.namespace, &m.metric_name, &m.dimensions, start_ms, end_ms);
+                let datums = series.get(&m.key()).map_or(&[][..], Vec::as_slice);
+                let stats = MetricStatistics::from_datums(
+                    datums.iter().filter(|(ts, _)| (start_ms..end_ms).contains(ts)).map(|(_, d)| d),
+                );
                 vars.insert(id.clone(), math::Value::Series(m.stat.compute(stats)));
             }
         }
@@ -408,10 +425,15 @@ impl MetricAlarm {
         }
     }
 
+    /// How far back its evaluation reads.
+    fn range_ms(&self) -> i64 {
+        i64::from(self.period) * i64::from(self.evaluation_periods) * 1000
+    }
+
     /// The state after an evaluation at minute `t_ms`.
-    fn evaluate(&mut self, store: &Store, t_ms: i64) -> State {
+    fn evaluate(&mut self, series: &Series, t_ms: i64) -> State {
         let points: Vec<Option<f64>> = (0..self.evaluation_periods)
-            .map(|i| self.point(store, t_ms - i64::from(i) * i64::from(self.period) * 1000))
+            .map(|i| self.point(series, t_ms - i64::from(i) * i64::from(self.period) * 1000))
             .collect();
         self.last_value = points[0];
         let present = points.iter().filter(|p| p.is_some()).count();
@@ -679,8 +701,25 @@ impl Alarms {
     /// Evaluates every alarm at `now_ms` (epoch ms, truncated to the minute) over `store`'s datums.
     pub fn evaluate(&mut self, store: &Store, now_ms: i64) {
         let t = now_ms - now_ms.rem_euclid(60_000);
+        // Each metric is read once per tick, over the longest range an alarm on it needs.
+        let mut ranges: HashMap<MetricKey, (MetricQuery, i64)> = HashMap::new();
+        for a in &self.metric {
+            for (_, q, _) in &a.queries {
+                if let Query::Metric(m) = q {
+                    let e = ranges.entry(m.key()).or_insert_with(|| (m.clone(), 0));
+                    e.1 = e.1.max(a.range_ms());
+                }
+            }
+        }
+        let series: Series = ranges
+            .into_iter()
+            .map(|(k, (m, range))| {
+                let datums = store.datums_in(&m.namespace, &m.metric_name, &m.dimensions, t - range, t);
+                (k, datums)
+            })
+            .collect();
         for i in 0..self.metric.len() {
-            let new = self.metric[i].evaluate(store, t);
+            let new = self.metric[i].evaluate(&series, t);
             let old = self.metric[i].state;
             if new != old {
                 let a = &mut self.metric[i];
@@ -875,7 +914,6 @@ pub fn validation(message: impl Into<String>) -> CwError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use perfmon_protocol::cloudwatch::MetricDatum;
 
     const MIN: i64 = 60_000;
 
@@ -903,11 +941,7 @@ mod tests {
 
     #[test]
     fn percentile_rank_and_trimmed_count() {
-        let s = perfmon_protocol::cloudwatch::stats::MetricStatistics::from_datums(&[datum(
-            "Duration",
-            &[(100.0, 3.0), (300.0, 1.0), (400.0, 4.0)],
-            0,
-        )]);
+        let s = MetricStatistics::from_datums(&[datum("Duration", &[(100.0, 3.0), (300.0, 1.0), (400.0, 4.0)], 0)]);
         assert_eq!(Stat::parse("PR(:300)").unwrap().compute(s.clone()), Some(50.0), "300 itself is in (.., 300]");
         assert_eq!(Stat::parse("PR(100:)").unwrap().compute(s.clone()), Some(62.5), "100 is not in (100, ..]");
         assert_eq!(Stat::parse("TC(300:)").unwrap().compute(s.clone()), Some(4.0));

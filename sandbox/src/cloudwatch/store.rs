@@ -191,6 +191,28 @@ impl Store {
         )
     }
 
+    /// Datums of one metric (exact dimension set, any order) with `start_ms <= timestamp < end_ms`,
+    /// with their timestamps (the alarms' evaluation reads each metric once per tick).
+    pub fn datums_in(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+        dimensions: &[Dimension],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(i64, MetricDatum)> {
+        let mut dims = dimensions.to_vec();
+        dims.sort();
+        let inner = self.lock();
+        inner
+            .datums
+            .iter()
+            .filter(|d| d.is(namespace, metric_name) && (start_ms..end_ms).contains(&d.timestamp_ms()))
+            .filter(|d| d.has_dimensions(&dims))
+            .map(|d| (d.timestamp_ms(), d.datum.clone()))
+            .collect()
+    }
+
     /// A snapshot of the request log.
     pub fn requests(&self) -> RequestLog {
         RequestLog { records: self.lock().requests.clone() }
