@@ -117,6 +117,7 @@ impl CloudWatch {
             clock: std::time::Instant::now(),
             network: Mutex::new(Network::NONE),
             alarms: Mutex::new(alarms::Alarms::default()),
+            simulated_time_ms: Mutex::new(None),
             connections: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
@@ -190,6 +191,13 @@ impl CloudWatch {
     pub fn evaluate_alarms(&self, now_ms: i64) {
         let store = self.shared.store.clone();
         self.shared.alarms().evaluate(&store, now_ms);
+    }
+
+    /// Simulated time for the alarms: every datum accepted from now on is stored with this timestamp
+    /// (epoch ms) instead of its own, so a test can lay real traffic (the extension stamps the real
+    /// minute) on a simulated clock, batch by batch; `None` keeps the datums' timestamps.
+    pub fn set_simulated_time(&self, t_ms: Option<i64>) {
+        *self.shared.simulated_time_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = t_ms;
     }
 
     /// The state of an alarm (`None`: no alarm of that name).

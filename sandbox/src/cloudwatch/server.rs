@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub network: Mutex<Network>,
     /// Alarms (`alarms.rs`), evaluated only when the owner calls `CloudWatch::evaluate_alarms`.
     pub alarms: Mutex<super::alarms::Alarms>,
+    /// `CloudWatch::set_simulated_time`: the timestamp given to every datum accepted from now on.
+    pub simulated_time_ms: Mutex<Option<i64>>,
     pub connections: AtomicU64,
     pub seq: AtomicU64,
     pub id_base: u64,
@@ -322,7 +324,13 @@ fn execute(
                 return error_reply(protocol, e, request_id);
             }
             let n = put.metric_data.len();
-            shared.store.insert(&put.namespace, put.metric_data, arrival_ms, seq);
+            let mut data = put.metric_data;
+            if let Some(t) = *shared.simulated_time_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                for d in &mut data {
+                    d.timestamp_ms = Some(t);
+                }
+            }
+            shared.store.insert(&put.namespace, data, arrival_ms, seq);
             encode_ok(read::xml_put_metric_data(request_id), json::put_metric_data_value(), n)
         }
         cw::Request::ListMetrics(input) => match shared.store.list(&input) {
