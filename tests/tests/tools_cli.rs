@@ -112,6 +112,45 @@ fn usage_errors_exit_2_with_a_message() {
     }
 }
 
+/// `perfmon slo` refuses bad input before printing anything: exit 2, the flag (or the thresholds
+/// file's line) named in the message.
+#[test]
+fn slo_refusals_exit_2_naming_the_flag_or_line() {
+    let dir = common::TempDir::new("slo-cli");
+    let bad_file = dir.path().join("bad.conf");
+    std::fs::write(&bad_file, "function = chat\nslo-availability = 99.9\nslo-latency = 300ms@100\n").unwrap();
+    let unknown = dir.path().join("unknown.conf");
+    std::fs::write(&unknown, "function = chat\nslo-availabilty = 99.9\n").unwrap();
+    let long = "x".repeat(200);
+    for (args, needle) in [
+        (vec!["slo", "--availability", "99.9"], "--function".to_string()),
+        (vec!["slo", "--function", "f"], "--availability".to_string()),
+        (
+            vec!["slo", "--function", "f", "--availability", "100"],
+            "`--availability`: a target must be under 100 %".into(),
+        ),
+        (vec!["slo", "--function", "f", "--availability", "120"], "`--availability`".into()),
+        (vec!["slo", "--function", "f", "--availability", "90"], "the fast alarm could never fire".into()),
+        (vec!["slo", "--function", "f", "--latency", "300ms@92"], "could never fire".into()),
+        (
+            vec!["slo", "--function", "f", "--availability", "99.9", "--window-days", "120"],
+            "`--window-days`: 1-90".into(),
+        ),
+        (vec!["slo", "--function", "f", "--availability", "99.9", "--window-days", "0"], "`--window-days`".into()),
+        (vec!["slo", "--thresholds", bad_file.to_str().unwrap()], "line 3: `slo-latency`".into()),
+        (vec!["slo", "--thresholds", unknown.to_str().unwrap()], "line 2: unknown option `slo-availabilty`".into()),
+        (
+            vec!["slo", "--function", &long, "--name-prefix", &long[..64], "--availability", "99.9"],
+            "CloudWatch would refuse this".into(),
+        ),
+    ] {
+        let (code, out, err) = perfmon(&args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(&needle), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn flags_change_the_output() {
     let (_, out, _) = perfmon(&[

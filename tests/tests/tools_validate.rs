@@ -230,6 +230,23 @@ fn slo_templates_pass_cfn_lint() {
         );
     }
 
+    // The chat backend's plan (examples/chat-backend/slo.conf) and the budget widgets of `dashboard --slo`.
+    let conf = common::workspace_root().join("examples/chat-backend/slo.conf");
+    let conf = conf.to_str().unwrap();
+    for (name, args) in [
+        ("slo-chat-backend.json", vec!["slo", "--thresholds", conf]),
+        ("dashboard-slo.json", vec!["dashboard", "--thresholds", conf, "--format", "cloudformation"]),
+    ] {
+        let template = perfmon(&args);
+        let out = cfn_lint(&dir, name, &template);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "cfn-lint {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // The control: cfn-lint checks the composite and Application Signals resources too.
     let mut template: Value = serde_json::from_str(&slo(&["--availability", "99.9"])).unwrap();
     template["Resources"]["SloAvailabilityTicket"]["Properties"]["ActionsSuppressorWaitPeriod"] = json!("soon");

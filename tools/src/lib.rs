@@ -117,7 +117,8 @@ pub fn run(args: Vec<String>) -> ExitCode {
         _ => {}
     }
     let command = parse(args, |k| std::env::var(k).ok());
-    let text = match command.and_then(|c| render(&c).map_err(|e| (e, String::new()))) {
+    let refused = "Nothing was printed. Run `perfmon --help` for the commands.".to_string();
+    let text = match command.and_then(|c| render(&c).map_err(|e| (e, refused))) {
         Ok(text) => text,
         Err((err, help_hint)) => {
             let mut stderr = io::stderr().lock();
@@ -292,6 +293,9 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let (mut streaming, mut tenants) = (false, false);
     let mut metrics = Vec::new();
     let (mut invoke_log, mut log_group) = (false, None);
+    // `--slo KIND=[OP=]VALUE` / `--slo-availability`, `--slo-latency` (the thresholds file's lines).
+    let mut objectives: Vec<slo::Objective> = Vec::new();
+    let (mut window_days, mut account, mut name_prefix) = (30, None, "perfmon".to_string());
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -335,6 +339,49 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 invoke_log = true;
             }
             "log-group" => log_group = Some(p.value(&flag, inline)?),
+            "slo" | "slo-availability" | "slo-latency" => {
+                let v = p.value(&flag, inline)?;
+                let (kind_flag, text) = match flag.as_str() {
+                    "slo" => match v.split_once('=') {
+                        Some(("availability", t)) => ("slo-availability", t.to_string()),
+                        Some(("latency", t)) => ("slo-latency", t.to_string()),
+                        _ => {
+                            return Err(UsageError::invalid(
+                                &flag,
+                                &v,
+                                "expected availability=[OP=]PCT or latency=[OP=]MS@PCT",
+                            ))
+                        }
+                    },
+                    other => (if other == "slo-latency" { "slo-latency" } else { "slo-availability" }, v.clone()),
+                };
+                let (sli, op, target) = parse_objective(kind_flag, &text)?;
+                let subject = op.map_or(slo::Subject::Function, slo::Subject::Operation);
+                objectives.retain(|o| !(o.subject == subject && o.sli.key() == sli.key()));
+                objectives.push(slo::Objective { subject, sli, target });
+            }
+            "window-days" => {
+                let v = p.value(&flag, inline)?;
+                window_days = match v.trim().parse::<u32>() {
+                    Ok(d) if (1..=90).contains(&d) => d,
+                    _ => return Err(UsageError::invalid(&flag, &v, "1-90 days")),
+                };
+            }
+            "account" => {
+                let v = p.value(&flag, inline)?;
+                if v.len() != 12 || !v.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(UsageError::invalid(&flag, &v, "a 12-digit AWS account id"));
+                }
+                account = Some(v);
+            }
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
+                }
+                name_prefix = v;
+            }
             "name" => {
                 let v = p.value(&flag, inline)?;
                 if !dashboard::valid_dashboard_name(&v) {
@@ -354,6 +401,25 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     };
     let name = name.unwrap_or_else(|| dashboard::default_dashboard_name(&scope.function));
     let scope_function = scope.function.clone();
+    for o in &objectives {
+        slo::check_objective(o, window_days)
+            .map_err(|r| UsageError::invalid(&format!("slo-{}", o.sli.key()), &r.value, &r.reason))?;
+    }
+    let slo = if objectives.is_empty() {
+        None
+    } else {
+        let account = match (account, format) {
+            (Some(a), _) => a,
+            (None, Format::CloudFormation) => slo::STACK_ACCOUNT.to_string(),
+            (None, Format::Json) => {
+                match env("AWS_ACCOUNT_ID").filter(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())) {
+                    Some(a) => a,
+                    None => return Err(UsageError::Missing("account")),
+                }
+            }
+        };
+        Some(slo::SloDashboard { objectives, window_days, name_prefix, account })
+    };
     let options = DashboardOptions {
         scope,
         operations: common.operations,
@@ -366,6 +432,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         metrics,
         invoke_log_group: (invoke_log || log_group.is_some())
             .then(|| log_group.unwrap_or_else(|| queries::default_log_group(&scope_function))),
+        slo,
     };
     Ok(Command::Dashboard { options, format, name })
 }
@@ -526,27 +593,10 @@ fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
                 let v = p.value(&flag, inline)?;
                 p.push_front_all(thresholds::read_checked(&v, thresholds::Tool::Slo, alarms_knows, slo_line)?);
             }
-            "availability" | "slo-availability" => {
+            "availability" | "slo-availability" | "latency" | "slo-latency" => {
                 let v = p.value(&flag, inline)?;
-                let (op, text) = split_operation(&v);
-                let target = parse_target(&flag, &v, text)?;
-                wanted.push((slo::Sli::Availability, op, target, "availability", v));
-            }
-            "latency" | "slo-latency" => {
-                let v = p.value(&flag, inline)?;
-                let (op, text) = split_operation(&v);
-                let (ms, pct) = text
-                    .split_once('@')
-                    .ok_or_else(|| UsageError::invalid(&flag, &v, "expected MS@PCT, e.g. 300ms@99"))?;
-                let ms_text = ms.trim().strip_suffix("ms").unwrap_or(ms.trim());
-                let threshold_ms = match ms_text.trim().parse::<f64>() {
-                    Ok(x) if x.is_finite() && x > 0.0 => x,
-                    _ => {
-                        return Err(UsageError::invalid(&flag, &v, "the latency threshold is a positive number of ms"))
-                    }
-                };
-                let target = parse_target(&flag, &v, pct)?;
-                wanted.push((slo::Sli::Latency { threshold_ms }, op, target, "latency", v));
+                let (sli, op, target) = parse_objective(&flag, &v)?;
+                wanted.push((sli, op, target, if flag.ends_with("latency") { "latency" } else { "availability" }, v));
             }
             "route" => {
                 let v = p.value(&flag, inline)?;
@@ -639,6 +689,22 @@ fn slo_line(name: &str, value: Option<&str>) -> Result<(), String> {
         Err(UsageError::InvalidValue { reason, .. }) => Err(reason),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `[OP=]PCT` (`--availability`) or `[OP=]MS@PCT` (`--latency`, `ms` optional).
+fn parse_objective(flag: &str, v: &str) -> Result<(slo::Sli, Option<String>, f64), UsageError> {
+    let (op, text) = split_operation(v);
+    if !flag.ends_with("latency") {
+        return Ok((slo::Sli::Availability, op, parse_target(flag, v, text)?));
+    }
+    let (ms, pct) =
+        text.split_once('@').ok_or_else(|| UsageError::invalid(flag, v, "expected MS@PCT, e.g. 300ms@99"))?;
+    let ms_text = ms.trim().strip_suffix("ms").unwrap_or(ms.trim());
+    let threshold_ms = match ms_text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => x,
+        _ => return Err(UsageError::invalid(flag, v, "the latency threshold is a positive number of ms")),
+    };
+    Ok((slo::Sli::Latency { threshold_ms }, op, parse_target(flag, v, pct)?))
 }
 
 /// `OP=VALUE` → (Some(OP), VALUE); `VALUE` → (None, VALUE).
@@ -803,6 +869,14 @@ OPTIONS:
     --invoke-log             a Logs Insights widget over the invoke log (PERFMON_INVOKE_LOG=true)
     --log-group NAME         the log group of that widget [default: /aws/lambda/FUNCTION]
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
+    --slo KIND=[OP=]VALUE    error-budget widgets of an objective of `perfmon slo` (availability=99.9,
+                             latency=300ms@99): budget left over the window, burn rate per alarm
+                             window, the alarms' states; repeatable (also --slo-availability and
+                             --slo-latency, the thresholds file's lines) [default: none]
+    --window-days N          the objectives' window, 1-90 days [default: 30]
+    --account ID             the account of the SLO alarms' ARNs [default: $AWS_ACCOUNT_ID; with
+                             --format cloudformation: the stack's account]
+    --name-prefix PREFIX     the SLO alarms' name prefix, as given to `perfmon slo` [default: perfmon]
     --thresholds FILE        read options from FILE, `NAME = VALUE` a line (the alarms' lines
                              are skipped, so one file serves both tools)
     -h, --help               print this text
@@ -1056,7 +1130,7 @@ mod tests {
         ] {
             assert!(help.contains(flag), "{flag}");
         }
-        assert_eq!(help.matches("[default:").count(), 10);
+        assert_eq!(help.matches("[default:").count(), 14);
     }
 
     #[test]

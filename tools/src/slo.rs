@@ -531,6 +531,113 @@ pub fn render_application_signals(options: &SloOptions) -> Result<Value, Refusal
     }))
 }
 
+/// `perfmon dashboard --slo …`: the objectives to draw and how to name their alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloDashboard {
+    pub objectives: Vec<Objective>,
+    pub window_days: u32,
+    pub name_prefix: String,
+    /// The account of the alarms' ARNs (the alarm widget needs ARNs); `${AWS::AccountId}` in templates.
+    pub account: String,
+}
+
+/// The CloudFormation placeholder of the account (`Fn::Sub`).
+pub const STACK_ACCOUNT: &str = "${AWS::AccountId}";
+
+/// Per objective, one row: the error budget left over the window (a single value over the last
+/// `window_days`), the burn rate over each alarm window with the thresholds, the alarms' states.
+pub fn dashboard_widgets(scope: &Scope, region: &str, d: &SloDashboard, y0: u32) -> Result<Vec<Value>, Refusal> {
+    let options = SloOptions {
+        scope: scope.clone(),
+        objectives: d.objectives.clone(),
+        window_days: d.window_days,
+        min_requests: None,
+        name_prefix: d.name_prefix.clone(),
+    };
+    let sets = build(&options)?;
+    let mut widgets = Vec::new();
+    let mut y = y0;
+    for set in &sets {
+        let o = &set.objective;
+        let b = num(o.budget());
+        let (inputs, bad) = sli_inputs(scope, o);
+        let title = set.page.description.split(':').next().unwrap_or_default().replace("[page] ", "");
+        let row = |id: &str, metric: &MetricRef, stat: &str, period: Option<u32>| {
+            let mut opts = json!({"stat": stat, "id": id, "visible": false});
+            if let Some(p) = period {
+                opts["period"] = json!(p);
+            }
+            metric.dashboard_row(opts)
+        };
+        // Budget left = 1 - (bad share over the window) / budget (SRE Workbook ch. 5: the error budget).
+        let mut budget_rows: Vec<Value> = inputs.iter().map(|(id, m, s)| row(id, m, s, None)).collect();
+        budget_rows.push(
+            json!([{"expression": format!("100 * (1 - ({bad}) / {b})"), "label": "budget left (%)", "id": "budget"}]),
+        );
+        widgets.push(json!({
+            "type": "metric", "x": 0, "y": y, "width": 6, "height": 6,
+            "properties": {
+                "title": format!("{title}: error budget left over {} days", d.window_days),
+                "view": "singleValue", "region": region, "setPeriodToTimeRange": true,
+                "start": format!("-P{}D", d.window_days), "end": "P0D",
+                "metrics": budget_rows,
+            }
+        }));
+        let mut burn_rows = Vec::new();
+        let mut annotations = Vec::new();
+        for w in WINDOWS {
+            for period in [w.long_s, w.short_s] {
+                let label = window_label(period);
+                let ids: Vec<String> = inputs.iter().map(|(id, ..)| format!("{id}_{label}")).collect();
+                for ((_, m, s), id) in inputs.iter().zip(&ids) {
+                    burn_rows.push(row(id, m, s, Some(period)));
+                }
+                let mut expr = format!("({bad}) / {b}");
+                for (id, ..) in &inputs {
+                    expr = replace_id(&expr, id, &format!("{id}_{label}"));
+                }
+                burn_rows.push(json!([{"expression": expr, "label": format!("burn rate {label}"), "id": format!("burn_{label}"), "period": period}]));
+            }
+            annotations.push(json!({"label": format!("{} over {}", num(w.factor(d.window_days)), window_label(w.long_s)), "value": w.factor(d.window_days)}));
+        }
+        widgets.push(json!({
+            "type": "metric", "x": 6, "y": y, "width": 12, "height": 6,
+            "properties": {
+                "title": format!("{title}: burn rate per alarm window"),
+                "view": "timeSeries", "stacked": false, "region": region, "metrics": burn_rows,
+                "annotations": {"horizontal": annotations},
+                "yAxis": {"left": {"label": "burn rate", "showUnits": false, "min": 0}},
+            }
+        }));
+        let arn = |name: &str| format!("arn:aws:cloudwatch:{region}:{}:alarm:{name}", d.account);
+        let mut alarms = vec![arn(&set.page.name), arn(&set.ticket.name)];
+        alarms.extend(set.alarms.iter().map(|a| arn(&a.name)));
+        widgets.push(json!({
+            "type": "alarm", "x": 18, "y": y, "width": 6, "height": 6,
+            "properties": {"title": format!("{title}: alarms"), "alarms": alarms, "sortBy": "stateUpdatedTimestamp"}
+        }));
+        y += 6;
+    }
+    Ok(widgets)
+}
+
+/// `expr` with the whole identifier `id` replaced by `new`.
+fn replace_id(expr: &str, id: &str, new: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in expr.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            out.push_str(if word == id { new } else { &word });
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.pop();
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -623,5 +730,34 @@ mod tests {
         let route = &metric_alarms[6]["Metrics"][0]["MetricStat"]["Metric"];
         assert_eq!(route["MetricName"], "Http5xx");
         assert_eq!(route["Dimensions"][1], json!({"Name": "Route", "Value": "GET /users/{id}"}));
+    }
+
+    #[test]
+    fn dashboard_rows() {
+        let d = SloDashboard {
+            objectives: vec![availability(99.9)],
+            window_days: 30,
+            name_prefix: "perfmon".into(),
+            account: "123456789012".into(),
+        };
+        let o = options(vec![]);
+        let w = dashboard_widgets(&o.scope, "eu-west-1", &d, 40).unwrap();
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0]["properties"]["start"], "-P30D");
+        let budget = w[0]["properties"]["metrics"].as_array().unwrap().last().unwrap()[0]["expression"].clone();
+        assert_eq!(budget, "100 * (1 - ((errors + timeouts) / total) / 0.001)");
+        let burn: Vec<String> = w[1]["properties"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r[0]["expression"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(burn.len(), 6);
+        assert_eq!(burn[0], "((errors_1h + timeouts_1h) / total_1h) / 0.001");
+        assert_eq!(
+            w[2]["properties"]["alarms"][0],
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:perfmon-chat-slo-availability-page"
+        );
+        assert_eq!(w[2]["y"], 40);
     }
 }

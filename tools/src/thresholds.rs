@@ -81,7 +81,9 @@ pub fn to_args(
             return Err(format!("line {line}: unknown option `{name}`"));
         }
         let take = match tool {
-            Tool::Dashboard => common || dashboard_only,
+            Tool::Dashboard => {
+                common || dashboard_only || ["slo-availability", "slo-latency", "window-days"].contains(&name.as_str())
+            }
             Tool::Alarms => common || !(dashboard_only || slo_only),
             Tool::Slo => slo_only || SLO_COMMON.contains(&name.as_str()) || name == "name-prefix",
         };
@@ -182,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn slo_lines_go_to_slo_only() {
+    fn slo_lines_go_to_slo_and_the_dashboard() {
         let lines = parse("function = f\noperation = db\nslo-availability = 99.9\nslo-latency = db=300ms@99\ncold-starts-threshold = 10\nmemory-mb = 1\n").unwrap();
         assert_eq!(
             to_args(lines.clone(), Tool::Slo, knows).unwrap(),
@@ -194,7 +196,8 @@ mod tests {
         );
         assert_eq!(
             to_args(lines, Tool::Dashboard, knows).unwrap(),
-            ["--function=f", "--operation=db", "--memory-mb=1"]
+            ["--function=f", "--operation=db", "--slo-availability=99.9", "--slo-latency=db=300ms@99", "--memory-mb=1"],
+            "the dashboard draws the objectives' budgets (`dashboard --slo`)"
         );
     }
 
