@@ -142,7 +142,7 @@ pub fn check_metric_alarm(alarm: &Value) -> Result<(), String> {
     if !alarm.get("Threshold").is_some_and(Value::is_number) {
         return fail("no numeric Threshold".into());
     }
-    check_actions(alarm).or_else(|e| fail(e))
+    check_actions(alarm).or_else(fail)
 }
 
 /// The queries of a math alarm; returns their common period.
@@ -249,7 +249,7 @@ pub fn check_composite(alarm: &Value, known: &[&str]) -> Result<(), String> {
             }
         }
     }
-    check_actions(alarm).or_else(|e| fail(e))
+    check_actions(alarm).or_else(fail)
 }
 
 /// Every metric alarm of a PutMetricAlarm list.

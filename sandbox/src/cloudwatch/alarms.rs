@@ -172,7 +172,8 @@ enum Query {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Missing {
+/// `TreatMissingData`.
+enum TreatMissing {
     Missing,
     Ignore,
     Breaching,
@@ -191,7 +192,7 @@ pub struct MetricAlarm {
     datapoints: u32,
     threshold: f64,
     comparison: String,
-    missing: Missing,
+    missing: TreatMissing,
     pub state: State,
     pub state_reason: String,
     pub state_updated_ms: i64,
@@ -318,10 +319,10 @@ impl MetricAlarm {
             return Err(invalid(format!("ComparisonOperator {comparison} is not supported")));
         }
         let missing = match input.get("TreatMissingData").and_then(Value::as_str).unwrap_or("missing") {
-            "missing" => Missing::Missing,
-            "ignore" => Missing::Ignore,
-            "breaching" => Missing::Breaching,
-            "notBreaching" => Missing::NotBreaching,
+            "missing" => TreatMissing::Missing,
+            "ignore" => TreatMissing::Ignore,
+            "breaching" => TreatMissing::Breaching,
+            "notBreaching" => TreatMissing::NotBreaching,
             other => return Err(invalid(format!("TreatMissingData {other} is not valid"))),
         };
         let mut queries = Vec::new();
@@ -441,7 +442,7 @@ impl MetricAlarm {
             .iter()
             .filter(|p| match p {
                 Some(x) => self.breaches(*x),
-                None => self.missing == Missing::Breaching,
+                None => self.missing == TreatMissing::Breaching,
             })
             .count();
         let n = self.evaluation_periods;
@@ -450,9 +451,9 @@ impl MetricAlarm {
                 points.iter().map(|p| p.map_or_else(|| "missing".to_string(), |x| format!("{x}"))).collect();
             format!("{state}: [{}] ({breaching} of {n} breaching, threshold {})", shown.join(", "), self.threshold)
         };
-        let state = if present == 0 && self.missing == Missing::Missing {
+        let state = if present == 0 && self.missing == TreatMissing::Missing {
             State::InsufficientData
-        } else if present == 0 && self.missing == Missing::Ignore {
+        } else if present == 0 && self.missing == TreatMissing::Ignore {
             self.state
         } else if breaching as u32 >= self.datapoints {
             State::Alarm
