@@ -407,3 +407,60 @@ fn boto3_loads_describes_and_deletes_the_alarms() {
     let rejected = cw.requests().rejected().len();
     assert_eq!(rejected, 1, "only the rule over a missing alarm was refused");
 }
+
+/// The same operations from the Rust SDK (RPC v2 CBOR, the protocol aws-sdk-cloudwatch speaks).
+#[test]
+fn aws_sdk_puts_and_describes_alarms_over_cbor() {
+    use aws_sdk_cloudwatch::types::{
+        AlarmType, ComparisonOperator, Dimension as SdkDim, Metric, MetricDataQuery, MetricStat, StateValue,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cw = rt.block_on(CloudWatch::start()).unwrap();
+    let client = common::cloudwatch_client(&cw.endpoint_url());
+    let stat = |id: &str, name: &str, s: &str| {
+        let metric = Metric::builder()
+            .namespace(NS)
+            .metric_name(name)
+            .dimensions(SdkDim::builder().name("FunctionName").value(FUNCTION).build())
+            .build();
+        MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(MetricStat::builder().metric(metric).period(300).stat(s).build())
+            .return_data(false)
+            .build()
+    };
+    rt.block_on(async {
+        client
+            .put_metric_alarm()
+            .alarm_name("slow")
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .metrics(stat("good", "Duration", "PR(:300)"))
+            .metrics(stat("total", "Duration", "SampleCount"))
+            .metrics(
+                MetricDataQuery::builder()
+                    .id("burn")
+                    .expression("IF(total >= 1, (100 - good) / 100 / 0.01, 0)")
+                    .return_data(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        client.put_composite_alarm().alarm_name("page").alarm_rule("ALARM(\"slow\")").send().await.unwrap();
+    });
+    cw.store().insert(NS, vec![datum("Duration", 0, &[(100.0, 90.0), (400.0, 10.0)])], T0, 0);
+    cw.evaluate_alarms(T0 + MIN);
+    let out = rt
+        .block_on(
+            client.describe_alarms().alarm_types(AlarmType::MetricAlarm).alarm_types(AlarmType::CompositeAlarm).send(),
+        )
+        .unwrap();
+    let metric = &out.metric_alarms()[0];
+    assert_eq!((metric.alarm_name(), metric.state_value()), (Some("slow"), Some(&StateValue::Alarm)));
+    assert_eq!(metric.metrics().len(), 3);
+    assert_eq!(metric.state_updated_timestamp().map(|t| t.to_millis().unwrap()), Some(T0 + MIN));
+    assert_eq!(out.composite_alarms()[0].state_value(), Some(&StateValue::Alarm));
+}
