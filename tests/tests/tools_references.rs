@@ -140,6 +140,13 @@ async fn every_reference_exists_in_what_the_demo_put_into_cloudwatch() {
     let alarms = perfmon(&[&["alarms", "--format", "json"][..], &scope].concat());
     let mut references = dashboard_references(&dashboard);
     references.extend(alarm_references(&alarms));
+    // `perfmon slo`'s burn-rate alarms, for the function and for the operation.
+    let objectives = ["slo", "--format", "json", "--availability", "99.9", "--latency", "300ms@99"];
+    let (function_scope, operation_scope) = (&scope[..4], &scope[..]);
+    for slo_scope in [function_scope, operation_scope] {
+        let slo = perfmon(&[&objectives[..], slo_scope].concat());
+        references.extend(alarm_references(&slo["MetricAlarms"]));
+    }
 
     // Everything the issue asks for is referenced (so "all found" is not vacuous).
     let names: BTreeSet<&str> = references.iter().map(|(_, n, _)| n.as_str()).collect();
