@@ -296,13 +296,28 @@ fn slo_json_metric_alarms_are_accepted_by_put_metric_alarm() {
         "--name-prefix",
         "slo-moto",
     ]);
-    let sent: Value = serde_json::from_str(&text).unwrap();
-    let sent = sent["MetricAlarms"].as_array().unwrap();
-    // Two objectives for one operation, six windows each.
-    assert_eq!(sent.len(), 12);
-    let out = run("slo.json", &text);
+    let route = slo(&[
+        "--availability",
+        "99.9",
+        "--latency",
+        "300ms@99",
+        "--route",
+        "GET /users/{id}",
+        "--format",
+        "json",
+        "--name-prefix",
+        "slo-route",
+    ]);
+    let mut all: Value = serde_json::from_str(&text).unwrap();
+    let route: Value = serde_json::from_str(&route).unwrap();
+    all["MetricAlarms"].as_array_mut().unwrap().extend(route["MetricAlarms"].as_array().unwrap().iter().cloned());
+    let sent = all["MetricAlarms"].as_array().unwrap();
+    // Two objectives for one operation and two for one route, six windows each.
+    assert_eq!(sent.len(), 24);
+    let out = run("slo.json", &all.to_string());
     assert!(out.status.success(), "boto3 refused: {}", String::from_utf8_lossy(&out.stderr));
     let stored: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored.len(), 24);
     for alarm in sent {
         let back = stored.iter().find(|s| s["AlarmName"] == alarm["AlarmName"]).unwrap();
         assert_eq!(back["Threshold"].as_f64(), alarm["Threshold"].as_f64());
