@@ -178,6 +178,7 @@ fn availability_full_outage_pages_within_two_minutes_and_clears_on_the_short_win
     let page = sim.first_alarm("page").unwrap();
     assert!(expected_minutes(0, ttf).contains(&page), "page at minute {page}, time to fire {ttf} min");
     assert!(page <= 2, "the issue's bound: page within 2 simulated minutes, got {page}");
+    eprintln!("100 % errors: workbook time to fire {ttf} min, page at minute {page}");
     assert_eq!(sim.state_at("1h", page), State::Alarm);
     assert!(sim.never("6h"), "an outage of {outage} min stays under the 6 h threshold");
     // Recovery at minute `outage`: the 5 min window holds no error from outage + 5 on.
@@ -185,6 +186,7 @@ fn availability_full_outage_pages_within_two_minutes_and_clears_on_the_short_win
     let short_min = i64::from(fast.short_s / 60);
     assert_eq!(clear, outage + short_min, "cleared by the short window");
     assert!(clear - outage <= 6, "the issue's bound: clear within about 6 minutes of recovery");
+    eprintln!("100 % errors for {outage} min: page cleared at minute {clear}, {} min after recovery", clear - outage);
     assert_eq!(sim.state_at("1h", clear), State::Alarm, "the long window alone would still fire");
     // The first evaluation takes the composite out of INSUFFICIENT_DATA into OK (OK actions run).
     assert_eq!(notified(&sim), [(-1, State::Ok), (page, State::Alarm), (clear, State::Ok)]);
@@ -207,6 +209,7 @@ fn availability_one_percent_errors_pages_slowly_and_the_fast_alarm_never() {
     }
     let page = sim.first_alarm("page").unwrap();
     assert!(expected_minutes(0, ttf).contains(&page), "page at {page} min, workbook: {ttf} min (3.6 h)");
+    eprintln!("1 % errors: workbook {ttf} min, slow page at minute {page}");
     assert_eq!((sim.state_at("6h", page), sim.state_at("30m", page)), (State::Alarm, State::Alarm));
     assert!(sim.never("1h") && sim.never("5m"), "burn rate 10 never crosses the fast threshold 14.4");
 }
@@ -232,6 +235,7 @@ fn availability_half_percent_errors_opens_a_ticket_and_never_pages() {
     assert!(sim.never("page"));
     let ticket = sim.first_alarm("ticket").unwrap();
     assert!(expected_minutes(0, ttf).contains(&ticket), "ticket at {ticket} min, workbook: {ttf} min (14.4 h)");
+    eprintln!("0.5 % errors: workbook {ttf} min, ticket at minute {ticket}");
     // Not suppressed (the page is OK): its actions run after the suppressor's wait period.
     let wait = i64::from(perfmon_tools::slo::SUPPRESSOR_WAIT_S) * 1000 / MIN;
     assert_eq!(notified(&sim), [(-1, State::Ok), (ticket + wait, State::Alarm)]);
@@ -289,6 +293,7 @@ fn latency_twenty_percent_slow_pages_fast() {
     let sim = latency_run(0.2, ttf.ceil() as i64 + 5);
     let page = sim.first_alarm("page").unwrap();
     assert!(expected_minutes(0, ttf).contains(&page), "page at {page}, workbook {ttf} min");
+    eprintln!("latency 20 % slow: workbook {ttf} min, fast page at minute {page}");
     assert_eq!((sim.state_at("1h", page), sim.state_at("5m", page)), (State::Alarm, State::Alarm));
     assert!(sim.never("6h"), "6 h burn rate: 20 x {page}/360 stays under 6 this early");
 }
@@ -300,6 +305,7 @@ fn latency_ten_percent_slow_pages_on_the_slow_pair_only() {
     let sim = latency_run(0.1, ttf.ceil() as i64 + 10);
     let page = sim.first_alarm("page").unwrap();
     assert!(expected_minutes(0, ttf).contains(&page), "page at {page}, workbook {ttf} min");
+    eprintln!("latency 10 % slow: workbook {ttf} min, slow page at minute {page}");
     assert!(sim.never("1h"), "burn rate 10 < 14.4");
     assert!(sim.never("ticket"));
 }
@@ -311,6 +317,7 @@ fn latency_five_percent_slow_opens_a_ticket_only_and_half_a_percent_nothing() {
     let sim = latency_run(0.05, ttf.ceil() as i64 + 5);
     let ticket = sim.first_alarm("ticket").unwrap();
     assert!(expected_minutes(0, ttf).contains(&ticket), "ticket at {ticket}, workbook {ttf} min");
+    eprintln!("latency 5 % slow: workbook {ttf} min, ticket at minute {ticket}");
     assert!(sim.never("page"));
 
     let sim = latency_run(0.005, DAY + 60);

@@ -113,6 +113,7 @@ async fn page_fires_at_the_workbook_minute_when_the_function_starts_failing() {
     let expected = fail_from + ttf.ceil() as i64;
     let first = states.iter().find(|(_, s)| *s == State::Alarm).map(|(m, _)| *m);
     assert_eq!(first, Some(expected), "page states by simulated minute: {states:?}");
+    eprintln!("end to end: failures from minute {fail_from}, page composite in ALARM at minute {expected}");
     assert!(states.iter().filter(|(m, _)| *m < expected).all(|(_, s)| *s == State::Ok));
 
     let down = run.sb.shutdown().await.unwrap();
