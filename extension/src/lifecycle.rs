@@ -323,7 +323,8 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     wait_for(&ctx.shared, invoke_deadline, move |s| s.lock().platform.runtime_done_seen(&id)).await;
                 if !seen {
                     tracing::debug!(request_id = %inv.request_id, "no platform.runtimeDone before the invoke deadline");
-                } else if ctx.sparse_flush == SparseFlush::Auto {
+                } else if decision == FlushDecision::AtEndEmf && ctx.sparse_flush == SparseFlush::Auto {
+                    // `auto`'s fallback without the proxy (never under an explicit policy or value).
                     tell_unwrapped_once(&ctx, waiting.elapsed());
                 }
             }
