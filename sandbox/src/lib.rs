@@ -28,7 +28,8 @@
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
 //! * [`cloudwatch`]: the embedded CloudWatch endpoint (owned by the cloudwatch engineer).
-//! * [`cli`]: the `perfmon-sandbox` binary.
+//! * [`cli`]: the `perfmon-sandbox` binary; [`events`]: the trigger events it invokes with
+//!   (`--event NAME`, `--event-file FILE|DIR`).
 
 mod api;
 mod batching;
@@ -40,6 +41,7 @@ mod concurrent;
 pub mod config;
 mod delivery;
 mod env;
+pub mod events;
 mod legacy;
 mod lifecycle;
 pub mod mode;
