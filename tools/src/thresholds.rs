@@ -20,9 +20,10 @@
 use super::UsageError;
 
 /// Options only `perfmon dashboard` has (skipped by `alarms`).
-pub const DASHBOARD_ONLY: [&str; 7] = ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric"];
+pub const DASHBOARD_ONLY: [&str; 9] =
+    ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric", "routes", "sources"];
 /// Options both tools have.
-pub const COMMON: [&str; 5] = ["function", "namespace", "dimension", "operation", "mode"];
+pub const COMMON: [&str; 7] = ["function", "namespace", "dimension", "operation", "mode", "route", "source"];
 
 /// Which tool reads the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
