@@ -75,6 +75,7 @@ pub fn from_path(path: &Path) -> Result<Vec<TriggerEvent>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
