@@ -6,6 +6,8 @@
 #
 # Environment: EXTENSION (a binary name in target/PROFILE: perfmon, or noop-extension for the floor),
 # INVOKES (warm invokes, default 30), PERFMON_FLUSH (default adaptive), SINK (PERFMON_SINK, default cloudwatch),
+# PERFMON_SPARSE_FLUSH (default end here: the sandbox's CloudWatch does not read EMF, which the default writes at a
+# sparse invoke without the wrapper),
 # PROFILE (debug, the default, or release: the shipped build's figures; `PROFILE=release make demo` builds it).
 # Expects `make build` to have run (make demo does it). The figures are labelled with the build they come
 # from; after a debug run, the release figures `make bench` measured (benches/results/bench.json) follow.
@@ -41,6 +43,7 @@ set -x
     --payload "$payload" \
     --env "PERFMON_FLUSH=${PERFMON_FLUSH:-adaptive}" \
     --env "PERFMON_SINK=${SINK:-cloudwatch}" \
+    --env "PERFMON_SPARSE_FLUSH=${PERFMON_SPARSE_FLUSH:-end}" \
     --env "PERFMON_DIMENSIONS=Environment=demo" \
     --cloudwatch embedded
 { set +x; } 2>/dev/null

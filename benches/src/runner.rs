@@ -719,13 +719,16 @@ pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &s
         .env("PERFMON_STATSD_PORT", "0")
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
-    // `proxy`: the default (`auto`) with the runtime started through the layer's wrapper.
-    let cfg = if sparse_flush == "proxy" {
-        let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
-        cfg.env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
-            .env("PERFMON_RUNTIME_PROXY_PORT", free_port()?.to_string())
-    } else {
-        cfg.env("PERFMON_SPARSE_FLUSH", sparse_flush)
+    // `proxy`: the default (`auto`) with the runtime started through the layer's wrapper; `auto`: the
+    // default as a function without the wrapper has it (the variable unset).
+    let cfg = match sparse_flush {
+        "proxy" => {
+            let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
+            cfg.env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
+                .env("PERFMON_RUNTIME_PROXY_PORT", free_port()?.to_string())
+        }
+        "auto" => cfg,
+        other => cfg.env("PERFMON_SPARSE_FLUSH", other),
     };
     let mut sb = Sandbox::start(cfg).await?;
     let mut run = ShapeRun::default();

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `end` | wait for this invoke's `platform.runtimeDone`, flush, then `/next` ([`FlushDecision::AtEnd`]) | final |
 //! | `background` | if the interval has passed since the last flush and no flush is running, start one now and go straight to `/next` ([`FlushDecision::Background`]): it overlaps the function's own work | final |
-//! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `auto` (default) with the runtime talking through perfmon's Runtime API proxy: wait for Lambda to take the runtime's `/response` (or `/error`), write everything pending as EMF, `/next` ([`FlushDecision::AtResponseEmf`]), without the proxy as `end`; `end` as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
+//! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `auto` (default) with the runtime talking through perfmon's Runtime API proxy: wait for Lambda to take the runtime's `/response` (or `/error`), write everything pending as EMF, `/next` ([`FlushDecision::AtResponseEmf`]), without the proxy as `emf`; `end` as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
 //! | `shutdown` | nothing | final |
 //!
 //! Why `adaptive`: in a frozen sandbox nothing runs, so with `background` a rarely invoked function
@@ -12,11 +12,13 @@
 //! few milliseconds of an end-of-invoke flush are worth it; when they are frequent, the next invoke
 //! comes soon and the flush can ride along with it at no cost to the caller.
 //!
-//! What a sparse invoke pays (issue 14, `make bench`, "sparse" figures): an end-of-invoke flush
-//! waits for `platform.runtimeDone`, which the Telemetry API buffers for at least 25 ms, then for
-//! PutMetricData's round trip (25–60 ms in a region, more on a new connection). `emf` removes the
-//! round trip but not the wait; `defer` removes both and delays the data until the next invoke
-//! (the gap) or SHUTDOWN.
+//! What a sparse invoke pays (`perfmon-bench run --only network`, "sparse" figures, README "What
+//! perfmon costs your function"): an end-of-invoke flush waits for `platform.runtimeDone`, which the
+//! Telemetry API buffers for at least 25 ms, then for PutMetricData's round trip (25–60 ms in a
+//! region, more on a new connection). `emf` removes the round trip but not the wait; `defer` removes
+//! both and delays the data until the next invoke (the gap) or SHUTDOWN. That is why `auto` without
+//! the proxy is `emf`: the Telemetry API's wait and nothing more, and EMF lines in the function's log
+//! group, the same sink `auto` uses through the proxy.
 
 use crate::config::{FlushPolicy, SparseFlush};
 
@@ -88,8 +90,8 @@ pub fn decide(
             let sparse = state.last_invoke_ms.is_none_or(|prev| now_ms - prev >= interval_ms);
             match (sparse, sparse_flush) {
                 (true, SparseFlush::Auto) if state.runtime_proxied => FlushDecision::AtResponseEmf,
-                (true, SparseFlush::Auto | SparseFlush::End) => FlushDecision::AtEnd,
-                (true, SparseFlush::Emf) => FlushDecision::AtEndEmf,
+                (true, SparseFlush::End) => FlushDecision::AtEnd,
+                (true, SparseFlush::Auto | SparseFlush::Emf) => FlushDecision::AtEndEmf,
                 (true, SparseFlush::Defer) | (false, _) => background(),
             }
         }
@@ -171,7 +173,8 @@ mod tests {
         let e = FlushEvent::Invoke;
         let proxied = |s: FlushState| FlushState { runtime_proxied: true, ..s };
         for s in [st(I, Some(I), false), st(0, None, false)] {
-            assert_eq!(decide(P::Adaptive, S::Auto, I, &s, e, T), D::AtEnd, "no proxy: as end");
+            assert_eq!(decide(P::Adaptive, S::Auto, I, &s, e, T), D::AtEndEmf, "no proxy: as emf");
+            assert_eq!(decide(P::Adaptive, S::End, I, &s, e, T), D::AtEnd, "end stays end without the proxy");
             assert_eq!(decide(P::Adaptive, S::Auto, I, &proxied(s), e, T), D::AtResponseEmf);
             // An explicit choice is kept with the proxy.
             assert_eq!(decide(P::Adaptive, S::End, I, &proxied(s), e, T), D::AtEnd);

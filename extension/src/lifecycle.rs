@@ -14,7 +14,9 @@
 //! * `Background`: spawn a flush now and go straight back to `/next`: it overlaps the function;
 //! * `AtEnd`: wait for this invoke's `platform.runtimeDone` (bounded by the invoke's deadline),
 //!   flush, then `/next` (never wait for `platform.report`: it only exists after our `/next`);
-//! * `AtEndEmf`: the same, but the flush writes everything as EMF lines (no network);
+//! * `AtEndEmf`: the same, but the flush writes everything as EMF lines (no network); with
+//!   `PERFMON_SPARSE_FLUSH=auto` and no proxy in use, the first such invoke also says once in the
+//!   log how long it waited and how to turn the wrapper on;
 //! * `AtResponseEmf` (the runtime talks through [`crate::runtime_proxy`]): wait until Lambda took
 //!   the runtime's `/response` or `/error` (bounded by the deadline), write EMF lines, then `/next`;
 //! * `Skip`: straight back to `/next`.
@@ -316,10 +318,14 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
             let invoke_deadline = instant_at(inv.deadline_ms as i64);
             if ctx.telemetry {
                 let id = inv.request_id.clone();
+                let waiting = Instant::now();
                 let seen =
                     wait_for(&ctx.shared, invoke_deadline, move |s| s.lock().platform.runtime_done_seen(&id)).await;
                 if !seen {
                     tracing::debug!(request_id = %inv.request_id, "no platform.runtimeDone before the invoke deadline");
+                } else if decision == FlushDecision::AtEndEmf && ctx.sparse_flush == SparseFlush::Auto {
+                    // `auto`'s fallback without the proxy (never under an explicit policy or value).
+                    tell_unwrapped_once(&ctx, waiting.elapsed());
                 }
             }
             // StatsD lines the function sent just before returning go out with this invoke.
@@ -334,6 +340,33 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
             }
         }
     }
+}
+
+/// Says once per sandbox, at `warn` (shown with the default `PERFMON_LOG`), that a sparse invoke ran
+/// without the Runtime API proxy under `PERFMON_SPARSE_FLUSH=auto`, with what it cost here: the wait
+/// for the Telemetry API's `platform.runtimeDone` (buffered for at least 25 ms,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>), which the wrapper removes.
+fn tell_unwrapped_once(ctx: &Context, waited: Duration) {
+    {
+        let mut g = ctx.shared.lock();
+        if g.unwrapped_notice_given {
+            return;
+        }
+        g.unwrapped_notice_given = true;
+    }
+    let proxy = match &ctx.proxy {
+        Some(_) => "perfmon's Runtime API proxy is listening but the runtime does not go through it",
+        None => "perfmon's Runtime API proxy is off (PERFMON_RUNTIME_PROXY_PORT=0) or could not bind its port",
+    };
+    tracing::warn!(
+        waited_ms = waited.as_millis() as u64,
+        "sparse invoke without /opt/perfmon-wrapper: this one waited {} ms for the Telemetry API's \
+         platform.runtimeDone before perfmon could write its metrics (as EMF) and let the sandbox freeze; \
+         set AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper on the function (on provided.al2023, run the \
+         binary through it in bootstrap: exec /opt/perfmon-wrapper \"$LAMBDA_TASK_ROOT/my-function\") to bring a sparse invoke \
+         to a do-nothing extension's cost ({proxy}; /v1/health runtime_proxy.in_use)",
+        waited.as_millis()
+    );
 }
 
 /// Handles SHUTDOWN: see the module documentation for the order.

@@ -176,6 +176,8 @@ pub struct Inner {
     /// System metrics and the invoke log joins.
     pub system: Tracker,
     pub system_health: SystemHealth,
+    /// The log line saying that sparse invokes run without `/opt/perfmon-wrapper` was written.
+    pub unwrapped_notice_given: bool,
 }
 
 /// The shared state handle (wrap it in an `Arc`).
@@ -222,6 +224,7 @@ impl Shared {
                 invoke_log: cfg.invoke_log,
                 ..SystemHealth::default()
             },
+            unwrapped_notice_given: false,
         };
         Self {
             inner: Mutex::new(inner),

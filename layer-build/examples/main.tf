@@ -71,9 +71,12 @@ resource "aws_lambda_function" "example" {
   layers           = [aws_lambda_layer_version.perfmon_arm64.arn]
   environment {
     variables = {
-      PERFMON_NAMESPACE  = local.perfmon_namespace
-      PERFMON_DIMENSIONS = "Environment=prod"
-      PERFMON_SINK       = "cloudwatch"
+      # perfmon's Runtime API proxy: a sparse invoke costs what a do-nothing extension costs.
+      # With another tool's wrapper, keep this one and set PERFMON_NEXT_WRAPPER to the other.
+      AWS_LAMBDA_EXEC_WRAPPER = "/opt/perfmon-wrapper"
+      PERFMON_NAMESPACE       = local.perfmon_namespace
+      PERFMON_DIMENSIONS      = "Environment=prod"
+      PERFMON_SINK            = "cloudwatch"
     }
   }
 }

@@ -55,7 +55,7 @@ pub mod defaults {
     pub const FLUSH: &str = "adaptive";
     pub const FLUSH_INTERVAL_S: u64 = 60;
     /// `auto`: `emf` at the runtime's `/response` when the runtime talks through perfmon's Runtime API
-    /// proxy, else `end`.
+    /// proxy, else `emf` after `platform.runtimeDone` (the Telemetry API's wait, no PutMetricData).
     pub const SPARSE_FLUSH: &str = "auto";
     pub const RUNTIME_PROXY_PORT: u16 = 9009;
     pub const HTTP_PORT: u16 = 4280;

@@ -16,6 +16,7 @@ usage: perfmon-sandbox cloudwatch [--port N] [--bind ADDR]   (the embedded Cloud
        perfmon-sandbox run --runtime CMD [--extensions DIR] [--extension NAME=PATH ...]
                            [--function-name NAME] [--memory-mb MB]
                            [--timeout-ms MS] [--invokes N] [--payload JSON] [--cold-payload JSON]
+                           [--event NAME ...] [--event-file FILE|DIR ...]
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
                            [--cloudwatch-network none|in-region|RTT_MS,CONNECT_MS,JITTER_MS[,close]]
                            [--mode on-demand|provisioned-concurrency|snap-start|managed-instances]
@@ -27,6 +28,12 @@ Runs init, then N invokes (the first is cold; it uses --cold-payload when given)
 and prints what happened: invokes and statuses, per-extension figures (exec->register,
 exec->first next, per-invoke overhead p50/p99, peak RSS (highest VmHWM sampled from /proc),
 wait4's ru_maxrss (includes the sandbox's pre-exec RSS), exited before the shutdown deadline).
+--event NAME invokes with a sample trigger event (alb, api-gateway-http, api-gateway-rest,
+api-gateway-websocket, dynamodb-streams, eventbridge, function-url, kinesis, s3, schedule, sns, sqs;
+the files of fixtures/events/, built in); --event-file FILE a JSON event of your own, --event-file DIR
+every *.json file in DIR by name. Both repeat, in the order given; one invoke per event (with
+--invokes N, N invokes cycling through them), not with --payload/--cold-payload. The summary shows
+each event's answer.
 --extension NAME=PATH lays out a temporary extensions directory (symlinks) instead of --extensions.
 --cloudwatch embedded starts the embedded CloudWatch endpoint, points the function and the
 extensions at it (AWS_ENDPOINT_URL_CLOUDWATCH) and prints what reached it.
@@ -78,6 +85,10 @@ struct Args {
     streaming: bool,
     tenants: Vec<String>,
     restore_fails: bool,
+    /// `--event` / `--event-file`, in order.
+    events: Vec<crate::events::TriggerEvent>,
+    invokes_set: bool,
+    payload_set: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -110,8 +121,16 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--function-name" => a.function_name = value("--function-name")?,
             "--memory-mb" => a.memory_mb = number(&value("--memory-mb")?, "--memory-mb")?,
             "--timeout-ms" => a.timeout_ms = number(&value("--timeout-ms")?, "--timeout-ms")?,
-            "--invokes" => a.invokes = number(&value("--invokes")?, "--invokes")? as usize,
-            "--payload" => a.payload = json_value(&value("--payload")?, "--payload")?,
+            "--invokes" => {
+                a.invokes = number(&value("--invokes")?, "--invokes")? as usize;
+                a.invokes_set = true;
+            }
+            "--payload" => {
+                a.payload = json_value(&value("--payload")?, "--payload")?;
+                a.payload_set = true;
+            }
+            "--event" => a.events.push(crate::events::sample(&value("--event")?)?),
+            "--event-file" => a.events.extend(crate::events::from_path(std::path::Path::new(&value("--event-file")?))?),
             "--cold-payload" => a.cold_payload = Some(json_value(&value("--cold-payload")?, "--cold-payload")?),
             "--env" => {
                 let kv = value("--env")?;
@@ -148,6 +167,14 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     if a.runtime.is_none() {
         return Err(format!("--runtime is required\n{USAGE}"));
     }
+    if !a.events.is_empty() {
+        if a.payload_set || a.cold_payload.is_some() {
+            return Err("use either --event/--event-file or --payload/--cold-payload".to_owned());
+        }
+        if !a.invokes_set {
+            a.invokes = a.events.len();
+        }
+    }
     if !a.cloudwatch_network.is_none() && a.cloudwatch.as_deref() != Some("embedded") {
         return Err("--cloudwatch-network needs --cloudwatch embedded".to_owned());
     }
@@ -168,6 +195,22 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
 }
 
 impl Args {
+    /// The event of invoke `i`: the trigger events in turn, else the cold payload first, then `--payload`.
+    fn payload_of(&self, i: usize) -> Value {
+        if !self.events.is_empty() {
+            return self.events[i % self.events.len()].event.clone();
+        }
+        match (&self.cold_payload, i) {
+            (Some(p), 0) => p.clone(),
+            _ => self.payload.clone(),
+        }
+    }
+
+    /// Where invoke `i`'s event came from, with `--event`/`--event-file`.
+    fn event_label(&self, i: usize) -> Option<&str> {
+        (!self.events.is_empty()).then(|| self.events[i % self.events.len()].label.as_str())
+    }
+
     fn parsed_mode(&self) -> Result<Mode, String> {
         let n = self.max_concurrency.unwrap_or(crate::mode::DEFAULT_MAX_CONCURRENCY);
         Mode::parse(&self.mode, n, self.restore_fails).ok_or_else(|| format!("unknown --mode {:?}\n{USAGE}", self.mode))
@@ -280,12 +323,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         cfg = cfg.env(k, v);
     }
     let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
-    let payloads: Vec<Value> = (0..a.invokes)
-        .map(|i| match (&a.cold_payload, i) {
-            (Some(p), 0) => p.clone(),
-            _ => a.payload.clone(),
-        })
-        .collect();
+    let payloads: Vec<Value> = (0..a.invokes).map(|i| a.payload_of(i)).collect();
     let invokes = if mode.is_managed_instances() {
         let k = a.in_flight.unwrap_or(mode.workers());
         sb.invoke_concurrent(payloads, k).await.map_err(|e| e.to_string())?
@@ -308,12 +346,19 @@ async fn run(a: Args) -> Result<ExitCode, String> {
             "function": a.function_name,
             "mode": mode.init_type_str(),
             "modeFigures": mode_figures(&mode, &events, max_concurrent),
-            "invokes": invokes.iter().map(|o| json!({
-                "requestId": o.request_id, "status": o.status.as_str(), "errorType": o.error_type,
-                "durationMs": o.duration_ms, "runtimeDurationMs": o.runtime_duration_ms, "cold": o.cold,
-                "initDurationMs": o.init_duration_ms, "reset": o.reset,
-                "restoreDurationMs": o.restore_duration_ms, "tenantId": o.tenant_id,
-            })).collect::<Vec<_>>(),
+            "invokes": invokes.iter().enumerate().map(|(i, o)| {
+                let mut v = json!({
+                    "requestId": o.request_id, "status": o.status.as_str(), "errorType": o.error_type,
+                    "durationMs": o.duration_ms, "runtimeDurationMs": o.runtime_duration_ms, "cold": o.cold,
+                    "initDurationMs": o.init_duration_ms, "reset": o.reset,
+                    "restoreDurationMs": o.restore_duration_ms, "tenantId": o.tenant_id,
+                });
+                if let (Some(label), Some(obj)) = (a.event_label(i), v.as_object_mut()) {
+                    obj.insert("event".to_owned(), json!(label));
+                    obj.insert("response".to_owned(), answer_json(&o.response));
+                }
+                v
+            }).collect::<Vec<_>>(),
             "reports": reports,
             "extensions": stats,
             "shutdown": {
@@ -402,6 +447,23 @@ fn print_mode_figures(mode: &Mode, events: &[Event], max_concurrent: usize) {
     }
 }
 
+/// The function's answer as JSON when it is JSON, else as text (lossy UTF-8).
+fn answer_json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// The answer on one line, at most 200 characters.
+fn answer_line(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v.to_string(),
+        Err(_) => String::from_utf8_lossy(body).replace('\n', " "),
+    };
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
@@ -433,6 +495,17 @@ fn print_summary(
     }
     for (k, n) in &by_status {
         println!("  {k}: {n}");
+    }
+    for (i, o) in invokes.iter().enumerate() {
+        if let Some(label) = a.event_label(i) {
+            let err = o.error_type.as_ref().map(|t| format!(" ({t})")).unwrap_or_default();
+            println!(
+                "  invoke {i} {label}: {}{err}, {:.2} ms -> {}",
+                o.status.as_str(),
+                o.duration_ms,
+                answer_line(&o.response)
+            );
+        }
     }
     if let Some(cold) = invokes.iter().find(|o| o.cold) {
         println!("  cold start: init {} ms, first invoke {:.2} ms", fmt_ms(cold.init_duration_ms), cold.duration_ms);

@@ -28,7 +28,8 @@
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
 //! * [`cloudwatch`]: the embedded CloudWatch endpoint (owned by the cloudwatch engineer).
-//! * [`cli`]: the `perfmon-sandbox` binary.
+//! * [`cli`]: the `perfmon-sandbox` binary; [`events`]: the trigger events it invokes with
+//!   (`--event NAME`, `--event-file FILE|DIR`).
 
 mod api;
 mod batching;
@@ -40,6 +41,7 @@ mod concurrent;
 pub mod config;
 mod delivery;
 mod env;
+pub mod events;
 mod legacy;
 mod lifecycle;
 pub mod mode;
@@ -311,7 +313,8 @@ pub const TEST_WRAPPER_ENV: &str = "SANDBOX_EXEC_WRAPPER";
 /// With `wrapper` set (non-empty) and no `AWS_LAMBDA_EXEC_WRAPPER` of the function's own: the function
 /// gets `AWS_LAMBDA_EXEC_WRAPPER=wrapper`, perfmon's Runtime API proxy on a free port (unless
 /// `PERFMON_RUNTIME_PROXY_PORT` is set) and `PERFMON_SPARSE_FLUSH=end` (unless set), so perfmon
-/// flushes as it would without the wrapper and only the runtime's path to the Runtime API differs.
+/// flushes a sparse invoke with PutMetricData at its end whichever path the runtime takes, and only
+/// the runtime's path to the Runtime API differs.
 fn through_test_wrapper(mut cfg: SandboxConfig, wrapper: Option<std::ffi::OsString>) -> SandboxConfig {
     let Some(wrapper) = wrapper.filter(|w| !w.is_empty()) else { return cfg };
     let has = |cfg: &SandboxConfig, k: &str| cfg.env.iter().any(|(key, _)| key == k);

@@ -9,6 +9,10 @@
 //! The functions' dependencies (DynamoDB, a cache, a model, a JWT verifier) are in-memory fakes behind
 //! small interfaces in each example's `src/` that wait as long as the real call takes.
 //!
+//! Each function runs as its SAM template attaches it: through the wrapper the template sets
+//! (`AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`, here the repository's `layer-build/perfmon-wrapper`),
+//! and perfmon's count at SHUTDOWN shows that the runtime's requests went through its proxy.
+//!
 //! Also: every example's SAM template and generated alarms template pass cfn-lint (`.venv`).
 #![allow(clippy::unwrap_used)]
 
@@ -127,6 +131,19 @@ fn runtime(name: &str) -> RuntimeSpec {
     }
 }
 
+/// The `AWS_LAMBDA_EXEC_WRAPPER` that `name`'s template.yaml sets on its function (it must be the
+/// layer's `/opt/perfmon-wrapper`), as this repository's copy of that script.
+fn template_wrapper(name: &str) -> PathBuf {
+    let template = std::fs::read_to_string(example_dir(name).join("template.yaml")).unwrap();
+    let set: Vec<&str> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("AWS_LAMBDA_EXEC_WRAPPER:"))
+        .map(|v| v.trim().trim_matches('"'))
+        .collect();
+    assert_eq!(set, ["/opt/perfmon-wrapper"], "{name}: template.yaml sets the wrapper once");
+    workspace_root().join("layer-build/perfmon-wrapper")
+}
+
 /// One CloudWatch series: namespace, metric name, dimensions (name, value) in the order referenced.
 type Series = (String, String, Vec<(String, String)>);
 
@@ -231,6 +248,10 @@ async fn run_example(name: &str) -> usize {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_LAMBDA_EXEC_WRAPPER", template_wrapper(name).display().to_string()),
+            ("PERFMON_RUNTIME_PROXY_PORT", free_port().to_string()),
+            // The SHUTDOWN line with the proxy's counts is at `info`.
+            ("PERFMON_LOG", "info".into()),
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
@@ -250,6 +271,13 @@ async fn run_example(name: &str) -> usize {
     }
     assert_eq!(failed, failing, "{name}: invokes that failed");
     sb.shutdown().await.unwrap();
+    let through_proxy = sb.logs().iter().any(|l| {
+        l.source == "extension:perfmon"
+            && l.line.contains("shutdown flush done")
+            && l.line.contains("runtime_proxy_in_use=true")
+            && l.line.contains("runtime_proxy_upstream_errors=0")
+    });
+    assert!(through_proxy, "{name}: the runtime went through perfmon's proxy: {:?}", sb.logs());
     let n = events.len() as f64;
 
     let client = common::cloudwatch_client(&cw.endpoint_url());
@@ -352,6 +380,7 @@ fn cfn_lint(path: &Path) {
 #[test]
 fn templates_and_generated_alarms_pass_cfn_lint() {
     for name in EXAMPLES {
+        template_wrapper(name);
         cfn_lint(&example_dir(name).join("template.yaml"));
         cfn_lint(&example_dir(name).join("generated/alarms.json"));
     }

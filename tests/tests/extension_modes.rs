@@ -35,6 +35,9 @@ fn setup(name: &str, runtime: &RuntimeSpec, mode: Mode, env: &[(&str, String)]) 
         .env("PERFMON_STATSD_PORT", "0")
         .env("PERFMON_OTLP_PORT", "0")
         .env("PERFMON_LOG", "info")
+        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
+        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
+        .env("PERFMON_SPARSE_FLUSH", "end")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing");
     for (k, v) in &runtime.env {

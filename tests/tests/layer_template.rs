@@ -145,8 +145,12 @@ fn iam_statement_is_put_metric_data_on_the_functions_namespace_only() {
         json!({"StringEquals": {"cloudwatch:namespace": namespace}}),
         "limited to the namespace perfmon is configured with"
     );
+    assert_eq!(function["Environment"]["Variables"][EXEC_WRAPPER], WRAPPER, "the wrapper by default");
     for (key, _) in function["Environment"]["Variables"].as_object().unwrap() {
-        assert!(contract_vars().contains(&key.as_str()), "{key} is not a variable of the contract");
+        assert!(
+            contract_vars().contains(&key.as_str()) || key == EXEC_WRAPPER,
+            "{key} is not a variable of the contract"
+        );
     }
     // The layers are the zips `make layer` writes, one per architecture.
     for (resource, arch) in [("PerfmonLayerArm64", "arm64"), ("PerfmonLayerX8664", "x86_64")] {
@@ -172,6 +176,10 @@ fn lexical(path: &Path) -> PathBuf {
     }
     out
 }
+
+/// Lambda's variable for a wrapper script, and perfmon's (README "How the wrapper works").
+const EXEC_WRAPPER: &str = "AWS_LAMBDA_EXEC_WRAPPER";
+const WRAPPER: &str = "/opt/perfmon-wrapper";
 
 fn contract_vars() -> Vec<&'static str> {
     vec![
@@ -209,7 +217,7 @@ fn readme_attach_it_quotes_the_examples_and_lists_every_variable() {
             "README `## Attach it` does not quote layer-build/examples/{file} verbatim"
         );
     }
-    for var in contract_vars() {
+    for var in contract_vars().into_iter().chain([EXEC_WRAPPER, "PERFMON_NEXT_WRAPPER"]) {
         let row = format!("| `{var}` |");
         assert!(section.contains(&row), "README `## Attach it` has no table row for {var}");
     }
@@ -284,6 +292,7 @@ fn cdk_example_type_checks_synthesizes_and_passes_cfn_lint() {
     let arm_layer = &layers.iter().find(|(_, p)| p["CompatibleArchitectures"] == json!(["arm64"])).unwrap().0;
     assert_eq!(f["Layers"], json!([{"Ref": arm_layer}]), "the function has the arm64 layer");
     let namespace = &f["Environment"]["Variables"][env::NAMESPACE];
+    assert_eq!(f["Environment"]["Variables"][EXEC_WRAPPER], WRAPPER, "the wrapper by default");
     let statements: Vec<Value> = of_type("AWS::IAM::Policy")
         .iter()
         .flat_map(|(_, p)| p["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default())
@@ -346,6 +355,7 @@ fn terraform_example_parses_as_hcl2_with_the_namespace_condition() {
     assert_eq!(function["layers"], json!(["${aws_lambda_layer_version.perfmon_arm64.arn}"]));
     let vars = &function["environment"][0]["variables"];
     assert_eq!(vars[env::NAMESPACE], "${local.perfmon_namespace}", "{vars}");
+    assert_eq!(vars[EXEC_WRAPPER], format!("\"{WRAPPER}\""), "the wrapper by default: {vars}");
 
     // The parser bites: a missing closing brace is an error.
     let dir = TempDir::new("layer-tf");

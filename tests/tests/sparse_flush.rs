@@ -1,7 +1,9 @@
 //! `PERFMON_SPARSE_FLUSH` (issue 14): what `adaptive` does at a sparse invoke (the gap before it at
 //! least `PERFMON_FLUSH_INTERVAL_S`), through the real extension in the sandbox (Rust function,
 //! embedded CloudWatch). Invoke `i` posts the counter `Sparse<i>`; gaps of 400 ms, interval 0.2 s.
-//! * `end` (default): `Sparse<i>` reaches CloudWatch before invoke `i` is over;
+//! * `auto` (default) without `/opt/perfmon-wrapper`: as `emf`, and perfmon says once on stderr
+//!   how long the sparse invoke waited for the Telemetry API and how to turn the wrapper on;
+//! * `end`: `Sparse<i>` reaches CloudWatch before invoke `i` is over;
 //! * `emf`: `Sparse<i>` is on perfmon's stdout as EMF before invoke `i` is over; no PutMetricData
 //!   carries it (and nothing is written twice);
 //! * `defer`: no flush waits for the end: the first invoke's `Sparse0` is not at CloudWatch when it
@@ -35,7 +37,12 @@ struct Seen {
     emf_lines: Vec<usize>,
     /// Per invoke: datums stored at CloudWatch.
     counts: Vec<usize>,
+    /// perfmon's stderr lines saying that sparse invokes run without the wrapper.
+    unwrapped_notices: Vec<String>,
 }
+
+/// The words of perfmon's once-per-sandbox notice.
+const UNWRAPPED_NOTICE: &str = "sparse invoke without /opt/perfmon-wrapper";
 
 async fn run(sparse_flush: Option<&str>) -> Seen {
     let cw = CloudWatch::start().await.unwrap();
@@ -45,6 +52,9 @@ async fn run(sparse_flush: Option<&str>) -> Seen {
     if let Some(v) = sparse_flush {
         env.push(("PERFMON_SPARSE_FLUSH".into(), v.into()));
     }
+    // No wrapper, even under `make test-proxy` (the sandbox's test wrapper leaves a function's own
+    // `AWS_LAMBDA_EXEC_WRAPPER` alone, and an empty one runs the runtime directly, as on Lambda).
+    env.push(("AWS_LAMBDA_EXEC_WRAPPER".into(), String::new()));
     let mut r =
         start(&format!("sparse-{}", sparse_flush.unwrap_or("default")), &common::rust_function(), NS, &env, |c| c)
             .await;
@@ -76,28 +86,57 @@ async fn run(sparse_flush: Option<&str>) -> Seen {
         (0..INVOKES).map(|i| cw.store().datums(NS, &format!("Sparse{i}")).iter().map(|d| d.arrival_ms).min()).collect();
     let emf_lines = (0..INVOKES).map(|i| stdout_has(&r.sb, &format!("Sparse{i}"))).collect();
     let counts = (0..INVOKES).map(|i| cw.store().datums(NS, &format!("Sparse{i}")).len()).collect();
-    Seen { invokes, arrivals, emf_lines, counts }
+    let unwrapped_notices =
+        r.sb.logs()
+            .iter()
+            .filter(|l| l.source == "extension:perfmon" && l.stream == "stderr" && l.line.contains(UNWRAPPED_NOTICE))
+            .map(|l| l.line.clone())
+            .collect();
+    Seen { invokes, arrivals, emf_lines, counts, unwrapped_notices }
 }
 
-#[tokio::test]
-async fn default_end_sends_before_the_invoke_ends() {
-    let s = run(None).await;
-    for (i, (_, end, at_cw, on_stdout)) in s.invokes.iter().enumerate() {
-        assert!(at_cw, "invoke {i}: at CloudWatch by its end");
-        assert!(!on_stdout, "invoke {i}: no EMF with the cloudwatch sink");
-        assert!(s.arrivals[i].unwrap() <= *end, "invoke {i}");
-    }
-}
-
-#[tokio::test]
-async fn emf_writes_lines_before_the_invoke_ends_and_sends_nothing() {
-    let s = run(Some("emf")).await;
+fn assert_emf_before_the_end_and_nothing_sent(s: &Seen) {
     for (i, (_, _, at_cw, on_stdout)) in s.invokes.iter().enumerate() {
         assert!(on_stdout, "invoke {i}: EMF on stdout by its end");
         assert!(!at_cw, "invoke {i}: not sent with PutMetricData");
         assert_eq!(s.arrivals[i], None, "invoke {i}: never sent with PutMetricData");
         assert_eq!(s.emf_lines[i], 1, "invoke {i}: written once");
     }
+}
+
+#[tokio::test]
+async fn default_auto_without_the_wrapper_writes_emf_and_says_so_once() {
+    let s = run(None).await;
+    assert_emf_before_the_end_and_nothing_sent(&s);
+    assert_eq!(s.unwrapped_notices.len(), 1, "said once per sandbox: {:?}", s.unwrapped_notices);
+    let notice = &s.unwrapped_notices[0];
+    assert!(notice.contains("AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper"), "how to turn it on: {notice}");
+    // The cost measured in this sandbox (the wait for platform.runtimeDone), as a field and in words.
+    let waited: u64 = notice
+        .split("waited_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the measured wait: {notice}"));
+    assert!(notice.contains(&format!("waited {waited} ms")), "{notice}");
+}
+
+#[tokio::test]
+async fn end_sends_before_the_invoke_ends() {
+    let s = run(Some("end")).await;
+    for (i, (_, end, at_cw, on_stdout)) in s.invokes.iter().enumerate() {
+        assert!(at_cw, "invoke {i}: at CloudWatch by its end");
+        assert!(!on_stdout, "invoke {i}: no EMF with the cloudwatch sink");
+        assert!(s.arrivals[i].unwrap() <= *end, "invoke {i}");
+    }
+    assert!(s.unwrapped_notices.is_empty(), "an explicit choice is not questioned: {:?}", s.unwrapped_notices);
+}
+
+#[tokio::test]
+async fn emf_writes_lines_before_the_invoke_ends_and_sends_nothing() {
+    let s = run(Some("emf")).await;
+    assert_emf_before_the_end_and_nothing_sent(&s);
+    assert!(s.unwrapped_notices.is_empty(), "an explicit choice is not questioned: {:?}", s.unwrapped_notices);
 }
 
 #[tokio::test]

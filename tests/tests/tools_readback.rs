@@ -48,6 +48,9 @@ async fn run_profile(
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("PERFMON_HTTP_PORT", free_port().to_string())
         .env("PERFMON_STATSD_PORT", "0")
+        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
+        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
+        .env("PERFMON_SPARSE_FLUSH", "end")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint_url);

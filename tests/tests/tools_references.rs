@@ -108,7 +108,10 @@ async fn every_reference_exists_in_what_the_demo_put_into_cloudwatch() {
         .env(env::DIMENSIONS, "Environment=demo")
         .env(env::HTTP_PORT, common::free_port().to_string())
         .env(env::TELEMETRY_PORT, common::free_port().to_string())
-        .env(env::STATSD_PORT, "0");
+        .env(env::STATSD_PORT, "0")
+        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
+        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
+        .env(env::SPARSE_FLUSH, "end");
     for (k, v) in &runtime.env {
         cfg = cfg.env(k, v);
     }

@@ -334,3 +334,70 @@ fn slo_json_metric_alarms_are_accepted_by_put_metric_alarm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Id"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Contract §14's routes and sources: the dashboard's SEARCH graphs (`--routes --sources`) and the
+/// per-route and per-source alarms (`--route`, `--source`), through cfn-lint and through boto3
+/// against moto_server, with a route template that has spaces and braces.
+#[test]
+fn routes_and_sources_pass_cfn_lint_and_put_metric_alarm() {
+    let dir = common::TempDir::new("tools-routes");
+    let routes = ["--route", "GET /users/{id}", "--route", "$connect", "--source", "sqs:orders-queue"];
+    let mut cfn = vec!["alarms", "--function", "chat-api", "--dimension", "Environment=prod"];
+    cfn.extend_from_slice(&routes);
+    let template = perfmon(&cfn);
+    let t: Value = serde_json::from_str(&template).unwrap();
+    let resources = t["Resources"].as_object().unwrap();
+    for id in ["RouteGETUsersIdDurationP99Alarm", "RouteConnect5xxRateAlarm", "SourceSqsOrdersQueueRecordAgeAlarm"] {
+        assert!(resources.contains_key(id), "{id} not in {:?}", resources.keys().collect::<Vec<_>>());
+    }
+    let dashboard = perfmon(&[
+        "dashboard",
+        "--function",
+        "chat-api",
+        "--dimension",
+        "Environment=prod",
+        "--routes",
+        "--sources",
+        "--format",
+        "cloudformation",
+    ]);
+    assert!(dashboard.contains("SEARCH("), "{dashboard}");
+    for (name, text) in [("alarms-routes.json", &template), ("dashboard-routes.json", &dashboard)] {
+        let out = cfn_lint(&dir, name, text);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "cfn-lint {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let moto = common::Moto::start();
+    let mut json_args = vec!["alarms", "--function", "chat-api", "--format", "json"];
+    json_args.extend_from_slice(&routes);
+    let alarms = perfmon(&json_args);
+    let body = perfmon(&["dashboard", "--function", "chat-api", "--routes", "--sources"]);
+    let out = put(&moto, &dir, &alarms, &body, "perfmon-routes");
+    assert!(out.status.success(), "boto3 refused: {}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent: Vec<Value> = serde_json::from_str(&alarms).unwrap();
+    let stored = got["alarms"].as_array().unwrap();
+    for name in [
+        "perfmon-chat-api-GET /users/{id}-route-duration-p99",
+        "perfmon-chat-api-GET /users/{id}-route-5xx-rate",
+        "perfmon-chat-api-$connect-route-duration-p99",
+        "perfmon-chat-api-$connect-route-5xx-rate",
+        "perfmon-chat-api-sqs-orders-queue-record-age",
+        "perfmon-chat-api-sqs-orders-queue-batch-item-failures",
+    ] {
+        let alarm = sent.iter().find(|a| a["AlarmName"] == name).unwrap_or_else(|| panic!("{name} not generated"));
+        let back = stored.iter().find(|s| s["AlarmName"] == name).unwrap_or_else(|| panic!("{name} not stored"));
+        assert_eq!(back["Threshold"].as_f64(), alarm["Threshold"].as_f64(), "{name}");
+        let dims = |a: &Value| a.get("Dimensions").cloned().unwrap_or(json!([]));
+        assert_eq!(dims(back), dims(alarm), "{name}");
+        let queries = |a: &Value| a["Metrics"].as_array().map_or(0, Vec::len);
+        assert_eq!(queries(back), queries(alarm), "{name}");
+    }
+    assert_eq!(got["validation"], json!([]));
+    assert_eq!(got["body"], serde_json::from_str::<Value>(&body).unwrap());
+}

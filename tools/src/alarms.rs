@@ -8,7 +8,7 @@ use std::fmt;
 use perfmon_protocol::contract::metric;
 use serde_json::{json, Map, Value};
 
-use super::metric::{LambdaMode, MetricRef, Scope};
+use super::metric::{trigger, LambdaMode, MetricRef, Scope};
 
 /// Who gets woken up: each severity has its own SNS topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +80,18 @@ pub enum Kind {
     CpuStarved,
     /// v2 §10: memory about to run out (an out-of-memory kill is next).
     MemoryNearLimit,
+    /// §14, per `--route`: p99 of the route's `Duration`.
+    RouteDurationP99,
+    /// §14, per `--route`: the share of the route's invokes answered 5xx.
+    Route5xxRate,
+    /// §14, per `--source`: the oldest record's age when the batch was handed out.
+    RecordAge,
+    /// §14, per `--source`: records the function reported as failed (`batchItemFailures`).
+    BatchItemFailures,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 20] = [
         Kind::ColdStarts,
         Kind::DurationP99,
         Kind::ErrorRate,
@@ -100,6 +108,10 @@ impl Kind {
         Kind::Metric,
         Kind::CpuStarved,
         Kind::MemoryNearLimit,
+        Kind::RouteDurationP99,
+        Kind::Route5xxRate,
+        Kind::RecordAge,
+        Kind::BatchItemFailures,
     ];
 
     /// Left out unless enabled (the default output stays what it was before these kinds existed).
@@ -134,6 +146,10 @@ impl Kind {
             Kind::Metric => "metric",
             Kind::CpuStarved => "cpu-starved",
             Kind::MemoryNearLimit => "memory-near-limit",
+            Kind::RouteDurationP99 => "route-duration-p99",
+            Kind::Route5xxRate => "route-5xx-rate",
+            Kind::RecordAge => "record-age",
+            Kind::BatchItemFailures => "batch-item-failures",
         }
     }
 
@@ -143,6 +159,16 @@ impl Kind {
 
     pub fn is_operation(self) -> bool {
         matches!(self, Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory)
+    }
+
+    /// One alarm per `--route` (§14).
+    pub fn is_route(self) -> bool {
+        matches!(self, Kind::RouteDurationP99 | Kind::Route5xxRate)
+    }
+
+    /// One alarm per `--source` (§14).
+    pub fn is_source(self) -> bool {
+        matches!(self, Kind::RecordAge | Kind::BatchItemFailures)
     }
 
     /// Unit of the threshold, for help texts and descriptions.
@@ -155,13 +181,17 @@ impl Kind {
             Kind::Cost => "USD",
             Kind::OperationMemory => "MB",
             Kind::Metric => "count",
+            Kind::RouteDurationP99 | Kind::RecordAge => "ms",
+            Kind::Route5xxRate => "%",
+            Kind::BatchItemFailures => "count",
         }
     }
 
     pub fn comparison(self) -> Comparison {
         match self {
             Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
-            Kind::CpuStarved | Kind::MemoryNearLimit => Comparison::AtOrAbove,
+            Kind::CpuStarved | Kind::MemoryNearLimit | Kind::Route5xxRate => Comparison::AtOrAbove,
+            Kind::RouteDurationP99 | Kind::RecordAge | Kind::BatchItemFailures => Comparison::Above,
             Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
             Kind::ColdStartRate
             | Kind::InitDurationP99
@@ -213,6 +243,14 @@ impl Kind {
             Kind::CpuStarved => spec(90.0, 300, 3, 3, Severity::Warning),
             // One invoke at 95 % of the memory size: the next bigger payload is an out-of-memory kill.
             Kind::MemoryNearLimit => spec(95.0, 60, 1, 1, Severity::Critical),
+            // As the function's own p99, for each route users call.
+            Kind::RouteDurationP99 => spec(3000.0, 300, 3, 3, Severity::Warning),
+            // 5 % of a route's invokes answered 5xx in 3 of the last 5 minutes.
+            Kind::Route5xxRate => spec(5.0, 60, 5, 3, Severity::Critical),
+            // Records waited more than 5 minutes to be handed out: the consumer falls behind.
+            Kind::RecordAge => spec(300_000.0, 300, 1, 1, Severity::Warning),
+            // Any record reported failed in 3 periods of 5 minutes running: retried, then dead-lettered.
+            Kind::BatchItemFailures => spec(0.0, 300, 3, 3, Severity::Warning),
         }
     }
 
@@ -241,6 +279,10 @@ impl Kind {
             Kind::MemoryNearLimit => {
                 "Maximum of MemoryUtilization (EnvironmentMemoryUtilization on Managed Instances)"
             }
+            Kind::RouteDurationP99 => "p99 of the route's Duration, per --route (needs /opt/perfmon-wrapper)",
+            Kind::Route5xxRate => "100 * Average of Http5xx (share of invokes answered 5xx), per --route",
+            Kind::RecordAge => "Maximum of RecordAge (the oldest record's age at hand-out), per --source",
+            Kind::BatchItemFailures => "Sum of BatchItemFailures (records the function failed), per --source",
         }
     }
 }
@@ -324,6 +366,10 @@ pub struct AlarmOptions {
     pub metric_alarms: Vec<crate::custom::MetricAlarm>,
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
+    /// `--route`: HTTP routes as the extension records them (§14), an alarm of each route kind each.
+    pub routes: Vec<String>,
+    /// `--source TRIGGER:NAME`: batch sources (§14), an alarm of each source kind each.
+    pub sources: Vec<(String, String)>,
     pub disabled: Vec<Kind>,
     /// `--mode`: Managed Instances have no cold starts, memory utilization or cost per invoke, so
     /// those alarms are left out there (they would sit in INSUFFICIENT_DATA forever).
@@ -338,6 +384,8 @@ impl AlarmOptions {
             name_prefix: "perfmon".into(),
             specs: Kind::ALL.map(Kind::default_spec),
             operation_thresholds: Vec::new(),
+            routes: Vec::new(),
+            sources: Vec::new(),
             enabled: Vec::new(),
             metric_alarms: Vec::new(),
             disabled: Vec::new(),
@@ -383,7 +431,7 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alarm {
     pub kind: Kind,
-    /// For operation alarms.
+    /// For operation alarms; the route (`GET /users/{id}`) or the source (`sqs orders`) of §14's.
     pub operation: Option<String>,
     pub name: String,
     pub description: String,
@@ -405,7 +453,7 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
     let s = &opts.scope;
     let mut out = Vec::new();
     for kind in Kind::ALL.into_iter().filter(|k| !opts.disabled.contains(k) && opts.applies(*k)) {
-        if kind.is_operation() {
+        if kind.is_operation() || kind.is_route() || kind.is_source() {
             continue;
         }
         let condition = match kind {
@@ -436,6 +484,7 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
                 Condition::Metric { metric: lambda_metric(s, LAMBDA_CONCURRENT_EXECUTIONS), stat: "Maximum" }
             }
             Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory | Kind::Metric => continue,
+            Kind::RouteDurationP99 | Kind::Route5xxRate | Kind::RecordAge | Kind::BatchItemFailures => continue,
             Kind::CpuStarved if opts.mode.is_managed_instances() => {
                 Condition::Metric { metric: s.platform(metric::ENVIRONMENT_CPU_UTILIZATION), stat: "Maximum" }
             }
@@ -486,6 +535,57 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
                 operation: Some(op.clone()),
                 name: format!("{}-{}-{}-{}", opts.name_prefix, s.function, op, suffix),
                 description: describe(kind, Some(op), &s.function, &spec),
+                condition,
+                spec,
+            });
+        }
+    }
+    // §14 (CloudWatch alarms cannot use SEARCH: the routes and sources are named).
+    for route in &opts.routes {
+        for kind in [Kind::RouteDurationP99, Kind::Route5xxRate] {
+            if opts.disabled.contains(&kind) {
+                continue;
+            }
+            let spec = *opts.spec(kind);
+            let condition = match kind {
+                Kind::RouteDurationP99 => Condition::Metric { metric: s.route(metric::DURATION, route), stat: "p99" },
+                _ => Condition::Math {
+                    expression: "100 * http5xx".into(),
+                    label: format!("{route} 5xx rate (%)"),
+                    inputs: vec![("http5xx", s.route(trigger::HTTP_5XX, route), "Average")],
+                },
+            };
+            out.push(Alarm {
+                kind,
+                operation: Some(route.clone()),
+                name: format!("{}-{}-{}-{}", opts.name_prefix, s.function, route, kind.key()),
+                description: describe(kind, Some(route), &s.function, &spec),
+                condition,
+                spec,
+            });
+        }
+    }
+    for (trigger_name, source) in &opts.sources {
+        for kind in [Kind::RecordAge, Kind::BatchItemFailures] {
+            if opts.disabled.contains(&kind) {
+                continue;
+            }
+            let spec = *opts.spec(kind);
+            let condition = match kind {
+                Kind::RecordAge => {
+                    Condition::Metric { metric: s.source(trigger::RECORD_AGE, trigger_name, source), stat: "Maximum" }
+                }
+                _ => Condition::Metric {
+                    metric: s.source(trigger::BATCH_ITEM_FAILURES, trigger_name, source),
+                    stat: "Sum",
+                },
+            };
+            let what = format!("{trigger_name} {source}");
+            out.push(Alarm {
+                kind,
+                operation: Some(what.clone()),
+                name: format!("{}-{}-{}-{}-{}", opts.name_prefix, s.function, trigger_name, source, kind.key()),
+                description: describe(kind, Some(&what), &s.function, &spec),
                 condition,
                 spec,
             });
@@ -565,6 +665,10 @@ fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> S
         Kind::Metric => "custom metric".to_string(),
         Kind::CpuStarved => "CPU utilization (of the CPU the memory size buys)".to_string(),
         Kind::MemoryNearLimit => "memory utilization near the limit".to_string(),
+        Kind::RouteDurationP99 => format!("route {} p99 duration", op.unwrap_or_default()),
+        Kind::Route5xxRate => format!("route {} 5xx rate", op.unwrap_or_default()),
+        Kind::RecordAge => format!("{} record age (max)", op.unwrap_or_default()),
+        Kind::BatchItemFailures => format!("{} batch item failures", op.unwrap_or_default()),
     };
     let unit = match kind.unit() {
         "count" => String::new(),
@@ -740,6 +844,8 @@ fn logical_id(alarm: &Alarm) -> String {
     }
     let kind = camel(alarm.kind.key().trim_start_matches("operation-"));
     match &alarm.operation {
+        Some(route) if alarm.kind.is_route() => format!("Route{}{}Alarm", camel(route), camel(&alarm.kind.key()[6..])),
+        Some(source) if alarm.kind.is_source() => format!("Source{}{}Alarm", camel(source), kind),
         Some(op) => format!("Op{}{}Alarm", camel(op), kind),
         None => format!("{kind}Alarm"),
     }
@@ -773,6 +879,84 @@ mod tests {
             AlarmOptions::new(Scope { namespace: "Perfmon".into(), function: "chat".into(), dimensions: vec![] });
         o.operations = vec!["db.query".into(), "llm".into()];
         o
+    }
+
+    #[test]
+    fn routes_and_sources_get_their_alarms() {
+        let mut o = opts();
+        o.operations.clear();
+        let plain: Vec<String> = alarms(&o).into_iter().map(|a| a.name).collect();
+        o.routes = vec!["GET /users/{id}".into(), "$connect".into()];
+        o.sources = vec![("sqs".into(), "orders".into())];
+        let list = alarms(&o);
+        let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(&names[..plain.len()], plain, "the function's alarms are unchanged");
+        assert_eq!(
+            &names[plain.len()..],
+            [
+                "perfmon-chat-GET /users/{id}-route-duration-p99",
+                "perfmon-chat-GET /users/{id}-route-5xx-rate",
+                "perfmon-chat-$connect-route-duration-p99",
+                "perfmon-chat-$connect-route-5xx-rate",
+                "perfmon-chat-sqs-orders-record-age",
+                "perfmon-chat-sqs-orders-batch-item-failures",
+            ]
+        );
+        let route_dims =
+            vec![("FunctionName".to_string(), "chat".to_string()), ("Route".into(), "GET /users/{id}".into())];
+        let a = &list[plain.len()];
+        assert_eq!(
+            a.condition,
+            Condition::Metric {
+                metric: MetricRef { namespace: "Perfmon".into(), name: "Duration", dimensions: route_dims.clone() },
+                stat: "p99"
+            }
+        );
+        let json = render_json(&list[plain.len() + 1..plain.len() + 2], &Topics::default());
+        let q = &json[0]["Metrics"];
+        assert_eq!(q[0]["MetricStat"]["Metric"]["MetricName"], "Http5xx");
+        assert_eq!(q[0]["MetricStat"]["Stat"], "Average", "the share of 0-or-1 samples");
+        assert_eq!(q[1]["Expression"], "100 * http5xx");
+        assert_eq!(
+            (json[0]["Threshold"].clone(), json[0]["ComparisonOperator"].clone()),
+            (json!(5), json!("GreaterThanOrEqualToThreshold"))
+        );
+        let age = &render_json(&list[plain.len() + 4..], &Topics::default());
+        assert_eq!(age[0]["MetricName"], "RecordAge");
+        assert_eq!(age[0]["Statistic"], "Maximum");
+        assert_eq!(
+            age[0]["Dimensions"],
+            json!([{"Name": "FunctionName", "Value": "chat"}, {"Name": "Trigger", "Value": "sqs"}, {"Name": "Source", "Value": "orders"}])
+        );
+        assert_eq!(
+            (age[1]["MetricName"].clone(), age[1]["Statistic"].clone(), age[1]["Threshold"].clone()),
+            (json!("BatchItemFailures"), json!("Sum"), json!(0))
+        );
+        let ids: Vec<String> = render_cloudformation(&list, &Topics::default(), "chat")["Resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        for id in [
+            "RouteGETUsersIdDurationP99Alarm",
+            "RouteGETUsersId5xxRateAlarm",
+            "RouteConnect5xxRateAlarm",
+            "SourceSqsOrdersRecordAgeAlarm",
+            "SourceSqsOrdersBatchItemFailuresAlarm",
+        ] {
+            assert!(ids.contains(&id.to_owned()), "{id} not in {ids:?}");
+        }
+        o.disabled = vec![Kind::Route5xxRate, Kind::RecordAge];
+        let left: Vec<String> = alarms(&o).into_iter().skip(plain.len()).map(|a| a.name).collect();
+        assert_eq!(
+            left,
+            [
+                "perfmon-chat-GET /users/{id}-route-duration-p99",
+                "perfmon-chat-$connect-route-duration-p99",
+                "perfmon-chat-sqs-orders-batch-item-failures"
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use perfmon_protocol::contract::metric;
 use serde_json::{json, Map, Value};
 
-use super::metric::{LambdaMode, MetricRef, Scope};
+use super::metric::{trigger, LambdaMode, MetricRef, Scope};
 
 /// The region placeholder CloudFormation substitutes (`Fn::Sub`).
 pub const STACK_REGION: &str = "${AWS::Region}";
@@ -33,6 +33,12 @@ pub struct DashboardOptions {
     pub invoke_log_group: Option<String>,
     /// `--slo …`: error-budget widgets (contract §15), below the others.
     pub slo: Option<super::slo::SloDashboard>,
+    /// `--routes`: the per-route graphs of contract §14 (p99, 5xx and 4xx rate, invocations), one
+    /// line per route found by a SEARCH (routes are not known in advance).
+    pub routes: bool,
+    /// `--sources`: the per-source graphs of the batch triggers (record age, batch item failures,
+    /// batch size), one line per queue, stream or topic found by a SEARCH.
+    pub sources: bool,
 }
 
 const WIDTH: u32 = 12;
@@ -214,6 +220,9 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
             json!({"left": {"label": "%", "showUnits": false, "min": 0}, "right": {"label": "count", "showUnits": false, "min": 0}}),
         ));
     }
+    if opts.routes || opts.sources {
+        trigger_widgets(opts, &mut grid);
+    }
     for (name, stats) in &opts.metrics {
         let (title, rows) = crate::custom::graph(s, name, stats);
         grid.push(series(opts, &title, rows, json!({"left": {"showUnits": false}})));
@@ -231,6 +240,77 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
         super::queries::push_logs_widget(&mut body, group, &opts.region);
     }
     body
+}
+
+/// The §14 graphs (series that exist only while the function runs through `/opt/perfmon-wrapper`):
+/// each a SEARCH, so every route, source, trigger and error type appears without being listed.
+fn trigger_widgets(opts: &DashboardOptions, grid: &mut Grid<'_>) {
+    let s = &opts.scope;
+    let search = |name: &str, extra: &[&str], stat: &str, id: &str| json!([{"expression": s.search(name, extra, stat, opts.period), "label": "", "id": id}]);
+    let ms = json!({"left": {"label": "ms", "showUnits": false, "min": 0}});
+    let count = json!({"left": {"label": "count", "showUnits": false, "min": 0}});
+    // Http4xx/Http5xx hold one 0-or-1 sample per invoke: their Average is the share of invokes.
+    let share = json!({"left": {"label": "share of invokes (0-1)", "showUnits": false, "min": 0, "max": 1}});
+    let route = [trigger::ROUTE];
+    if opts.routes {
+        grid.push(series(
+            opts,
+            "Duration p99 by route (ms)",
+            vec![search(metric::DURATION, &route, "p99", "p99")],
+            ms.clone(),
+        ));
+        grid.push(series(
+            opts,
+            "5xx rate by route",
+            vec![search(trigger::HTTP_5XX, &route, "Average", "http5xx")],
+            share.clone(),
+        ));
+        grid.push(series(
+            opts,
+            "4xx rate by route",
+            vec![search(trigger::HTTP_4XX, &route, "Average", "http4xx")],
+            share,
+        ));
+        grid.push(series(
+            opts,
+            "Invocations by route",
+            vec![search(metric::INVOCATIONS, &route, "Sum", "invocations")],
+            count.clone(),
+        ));
+    }
+    let source = [trigger::TRIGGER, trigger::SOURCE];
+    if opts.sources {
+        grid.push(series(
+            opts,
+            "Record age by source, max (ms)",
+            vec![search(trigger::RECORD_AGE, &source, "Maximum", "age")],
+            ms,
+        ));
+        grid.push(series(
+            opts,
+            "Batch item failures by source",
+            vec![search(trigger::BATCH_ITEM_FAILURES, &source, "Sum", "failures")],
+            count.clone(),
+        ));
+        grid.push(series(
+            opts,
+            "Batch size by source (average)",
+            vec![search(trigger::BATCH_SIZE, &source, "Average", "size")],
+            count.clone(),
+        ));
+    }
+    grid.push(series(
+        opts,
+        "Invocations by trigger",
+        vec![search(metric::INVOCATIONS, &[trigger::TRIGGER], "Sum", "triggers")],
+        count.clone(),
+    ));
+    grid.push(series(
+        opts,
+        "Errors by error type",
+        vec![search(metric::ERRORS, &[perfmon_protocol::contract::dimension::ERROR_TYPE], "Sum", "errortypes")],
+        count,
+    ));
 }
 
 /// A CloudWatch SEARCH over the `TenantId` series of `name` (one line per tenant).
@@ -366,6 +446,8 @@ mod tests {
             streaming: false,
             tenants: false,
             metrics: vec![],
+            routes: false,
+            sources: false,
         }
     }
 
@@ -484,6 +566,52 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    /// The widgets' SEARCH expressions.
+    fn searches(body: &Value) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for w in body["widgets"].as_array().unwrap() {
+            for row in w["properties"]["metrics"].as_array().into_iter().flatten() {
+                if let Some(e) = row[0]["expression"].as_str().filter(|e| e.starts_with("SEARCH(")) {
+                    out.push((w["properties"]["title"].as_str().unwrap_or_default().to_owned(), e.to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn routes_and_sources_are_searches_over_their_dimensions() {
+        let scope = Scope { dimensions: vec![("Env".into(), "prod".into())], ..opts().scope };
+        let plain = dashboard_body(&DashboardOptions { scope: scope.clone(), ..opts() });
+        assert!(!plain.to_string().contains("Route") && !plain.to_string().contains("RecordAge"));
+        let body = dashboard_body(&DashboardOptions { scope: scope.clone(), routes: true, ..opts() });
+        let found = searches(&body);
+        let want = |m: &str, dims: &str, stat: &str| {
+            format!("SEARCH('{{Perfmon,FunctionName,Env,{dims}}} MetricName=\"{m}\" FunctionName=\"chat\" Env=\"prod\"', '{stat}', 60)")
+        };
+        for (title, expr) in [
+            ("Duration p99 by route (ms)", want("Duration", "Route", "p99")),
+            ("5xx rate by route", want("Http5xx", "Route", "Average")),
+            ("4xx rate by route", want("Http4xx", "Route", "Average")),
+            ("Invocations by route", want("Invocations", "Route", "Sum")),
+            ("Invocations by trigger", want("Invocations", "Trigger", "Sum")),
+            ("Errors by error type", want("Errors", "ErrorType", "Sum")),
+        ] {
+            assert!(found.contains(&(title.to_owned(), expr.clone())), "{title}: {expr} not in {found:?}");
+        }
+        assert!(!found.iter().any(|(_, e)| e.contains("RecordAge")), "sources only with --sources");
+        let body = dashboard_body(&DashboardOptions { scope, sources: true, ..opts() });
+        let found = searches(&body);
+        for (title, expr) in [
+            ("Record age by source, max (ms)", want("RecordAge", "Trigger,Source", "Maximum")),
+            ("Batch item failures by source", want("BatchItemFailures", "Trigger,Source", "Sum")),
+            ("Batch size by source (average)", want("BatchSize", "Trigger,Source", "Average")),
+        ] {
+            assert!(found.contains(&(title.to_owned(), expr.clone())), "{title}: {expr} not in {found:?}");
+        }
+        assert!(!found.iter().any(|(_, e)| e.contains("Route")), "routes only with --routes");
     }
 
     #[test]

@@ -296,6 +296,7 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
     // `--slo KIND=[OP=]VALUE` / `--slo-availability`, `--slo-latency` (the thresholds file's lines).
     let mut objectives: Vec<slo::Objective> = Vec::new();
     let (mut window_days, mut account, mut name_prefix) = (30, None, "perfmon".to_string());
+    let (mut routes, mut sources) = (false, false);
     while let Some(arg) = p.next_arg()? {
         let (flag, mut inline) = match arg {
             Arg::Flag(f, v) => (f, v),
@@ -337,6 +338,24 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
             "invoke-log" => {
                 no_value(&flag, inline)?;
                 invoke_log = true;
+            }
+            "routes" => {
+                no_value(&flag, inline)?;
+                routes = true;
+            }
+            "sources" => {
+                no_value(&flag, inline)?;
+                sources = true;
+            }
+            // The alarms' routes and sources (a thresholds file serves both tools): the dashboard's
+            // SEARCH graphs show them with every other one.
+            "route" => {
+                parse_route(&flag, p.value(&flag, inline)?)?;
+                routes = true;
+            }
+            "source" => {
+                parse_source(&flag, &p.value(&flag, inline)?)?;
+                sources = true;
             }
             "log-group" => log_group = Some(p.value(&flag, inline)?),
             "slo" | "slo-availability" | "slo-latency" => {
@@ -433,8 +452,39 @@ fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resul
         invoke_log_group: (invoke_log || log_group.is_some())
             .then(|| log_group.unwrap_or_else(|| queries::default_log_group(&scope_function))),
         slo,
+        routes,
+        sources,
     };
     Ok(Command::Dashboard { options, format, name })
+}
+
+/// A `--route` value: a route as the extension records it (`GET /users/{id}`, `$connect`).
+fn parse_route(flag: &str, v: String) -> Result<String, UsageError> {
+    if v.trim().is_empty()
+        || v.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN
+        || v.chars().any(char::is_control)
+    {
+        return Err(UsageError::invalid(
+            flag,
+            &v,
+            "a route as perfmon records it, e.g. `GET /users/{id}` (1-1024 characters)",
+        ));
+    }
+    Ok(v)
+}
+
+/// A `--source TRIGGER:NAME` value: a batch trigger and its queue, stream, table or topic name.
+fn parse_source(flag: &str, v: &str) -> Result<(String, String), UsageError> {
+    let reason = format!("expected TRIGGER:NAME, TRIGGER one of {}", metric::trigger::BATCH_TRIGGERS.join(", "));
+    let (t, name) = v.split_once(':').ok_or_else(|| UsageError::invalid(flag, v, &reason))?;
+    if !metric::trigger::BATCH_TRIGGERS.contains(&t)
+        || name.is_empty()
+        || name.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(UsageError::invalid(flag, v, &reason));
+    }
+    Ok((t.to_owned(), name.to_owned()))
 }
 
 fn default_region(env: &dyn Fn(&str) -> Option<String>) -> String {
@@ -492,6 +542,18 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
             }
             "target-multiple" => target_multiple = parse_f64(&flag, &p.value(&flag, inline)?)?,
             "metric-alarm" => metric_alarms.push(p.value(&flag, inline)?),
+            "route" => {
+                let route = parse_route(&flag, p.value(&flag, inline)?)?;
+                if !options.routes.contains(&route) {
+                    options.routes.push(route);
+                }
+            }
+            "source" => {
+                let source = parse_source(&flag, &p.value(&flag, inline)?)?;
+                if !options.sources.contains(&source) {
+                    options.sources.push(source);
+                }
+            }
             _ => {
                 let Some((kind, field)) = kind_flag(&flag) else {
                     return Err(UsageError::UnknownFlag(format!("--{flag}")));
@@ -551,6 +613,15 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     let format = common.format.unwrap_or(Format::CloudFormation);
     options.mode = common.mode;
     options.scope = common.scope()?;
+    // FunctionName + the extras + Trigger + Source on the source alarms' metrics.
+    if !options.sources.is_empty() && options.scope.dimensions.len() + 3 > perfmon_protocol::cloudwatch::MAX_DIMENSIONS
+    {
+        return Err(UsageError::invalid(
+            "source",
+            &options.scope.dimensions.len().to_string(),
+            "too many --dimension values: with Trigger and Source, CloudWatch's 30 dimensions are exceeded",
+        ));
+    }
     options.operations = common.operations;
     Ok(Command::Alarms { options: Box::new(options), format, topics })
 }
@@ -867,6 +938,15 @@ OPTIONS:
     --metric NAME[:STATS]    a graph of the function's custom metric NAME (FunctionName and the
                              --dimension values), STATS comma-separated; repeatable [p50,p90,p99]
     --invoke-log             a Logs Insights widget over the invoke log (PERFMON_INVOKE_LOG=true)
+    --routes                 per HTTP route (the function runs through /opt/perfmon-wrapper): p99
+                             duration, 5xx and 4xx rate, invocations, each a SEARCH with one line per
+                             route; also invocations by trigger and errors by error type
+    --sources                per batch source (SQS queue, Kinesis or DynamoDB stream, Kafka topic):
+                             record age, batch item failures, batch size, each a SEARCH; also
+                             invocations by trigger and errors by error type
+    --route ROUTE, --source TRIGGER:NAME
+                             the alarms' routes and sources (as in a shared thresholds file): turn on
+                             --routes or --sources
     --log-group NAME         the log group of that widget [default: /aws/lambda/FUNCTION]
     --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
     --slo KIND=[OP=]VALUE    error-budget widgets of an objective of `perfmon slo` (availability=99.9,
@@ -935,6 +1015,12 @@ OPTIONS:
                              an alarm on the function's custom metric NAME (FunctionName and the
                              --dimension values); OP is <, <=, > or >=; the rest defaults to the
                              --metric-* options; repeatable
+    --route ROUTE            an HTTP route as perfmon records it with /opt/perfmon-wrapper
+                             (`GET /users/{{id}}`, `$connect`): its p99 and 5xx-rate alarms; repeatable
+                             (alarms cannot SEARCH: name each route; the dashboard's --routes shows all)
+    --source TRIGGER:NAME    a batch source (sqs, kinesis, dynamodb-streams, kafka or mq, and the queue,
+                             stream, table or topic name): record-age and batch-item-failures alarms;
+                             repeatable
     --ALARM-period SECONDS   period: 10, 30 or a multiple of 60
     --ALARM-evaluation-periods N
                              periods evaluated
@@ -994,6 +1080,48 @@ mod tests {
             panic!()
         };
         assert_eq!(options.region, STACK_REGION);
+    }
+
+    #[test]
+    fn routes_and_sources_flags() {
+        let args = |v: &[&str]| parse(v.iter().map(|s| s.to_string()).collect(), |_| None).map_err(|(e, _)| e);
+        let Command::Alarms { options, .. } = args(&[
+            "alarms",
+            "--function",
+            "f",
+            "--route",
+            "GET /users/{id}",
+            "--route=$connect",
+            "--route",
+            "GET /users/{id}",
+            "--source",
+            "sqs:orders",
+            "--source",
+            "kinesis:clicks",
+            "--route-5xx-rate-threshold",
+            "2",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(options.routes, ["GET /users/{id}", "$connect"]);
+        assert_eq!(options.sources, [("sqs".to_string(), "orders".to_string()), ("kinesis".into(), "clicks".into())]);
+        assert_eq!(options.spec(Kind::Route5xxRate).threshold, 2.0);
+        for bad in [["--source", "sqs"], ["--source", "ftp:x"], ["--source", "sqs:"], ["--route", " "]] {
+            let e = args(&["alarms", "--function", "f", bad[0], bad[1]]).unwrap_err();
+            assert!(matches!(&e, UsageError::InvalidValue { flag, .. } if flag == &bad[0][2..]), "{bad:?}: {e}");
+        }
+        let Command::Dashboard { options, .. } = args(&["dashboard", "--function", "f", "--routes"]).unwrap() else {
+            panic!()
+        };
+        assert!(options.routes && !options.sources);
+        let Command::Dashboard { options, .. } =
+            args(&["dashboard", "--function", "f", "--source", "sqs:orders"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!options.routes && options.sources);
+        assert!(args(&["dashboard", "--function", "f", "--routes=yes"]).is_err());
     }
 
     #[test]

@@ -70,6 +70,68 @@ impl Scope {
     }
 }
 
+/// The per-trigger metrics the extension records from what its Runtime API proxy sees (contract
+/// §14, only with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`): names and dimensions not in
+/// `perfmon_protocol::contract` (`Invocations`, `Duration`, `Errors` and `ErrorType` are).
+pub mod trigger {
+    /// Per `Route`: one 0-or-1 sample per invoke, so `Average` is the rate.
+    pub const HTTP_4XX: &str = "Http4xx";
+    pub const HTTP_5XX: &str = "Http5xx";
+    /// Per `Trigger` + `Source` (batch triggers).
+    pub const BATCH_SIZE: &str = "BatchSize";
+    pub const RECORD_AGE: &str = "RecordAge";
+    pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
+    /// Per `Trigger` (notifications: SNS, S3, EventBridge, schedule).
+    pub const DELIVERY_DELAY: &str = "DeliveryDelay";
+    pub const ROUTE: &str = "Route";
+    pub const TRIGGER: &str = "Trigger";
+    pub const SOURCE: &str = "Source";
+    /// The batch triggers, the `TRIGGER` of `--source TRIGGER:NAME`.
+    pub const BATCH_TRIGGERS: [&str; 5] = ["sqs", "kinesis", "dynamodb-streams", "kafka", "mq"];
+}
+
+impl Scope {
+    /// A §14 metric of one HTTP route: the defaults + `Route` only.
+    pub fn route(&self, name: &'static str, route: &str) -> MetricRef {
+        let mut metric = self.platform(name);
+        metric.dimensions.push((trigger::ROUTE.to_string(), route.to_string()));
+        metric
+    }
+
+    /// A §14 metric of one batch source: the defaults + `Trigger` + `Source`.
+    pub fn source(&self, name: &'static str, trigger_name: &str, source: &str) -> MetricRef {
+        let mut metric = self.platform(name);
+        metric.dimensions.push((trigger::TRIGGER.to_string(), trigger_name.to_string()));
+        metric.dimensions.push((trigger::SOURCE.to_string(), source.to_string()));
+        metric
+    }
+
+    /// A CloudWatch SEARCH expression over every series of `name` with the function's dimensions plus
+    /// `extra` (dimension names whose values are not known in advance: one line per value), e.g.
+    /// `SEARCH('{Perfmon,FunctionName,Route} MetricName="Duration" FunctionName="f"', 'p99', 60)`.
+    /// The schema makes CloudWatch match exactly that set of dimension names.
+    pub fn search(&self, name: &str, extra: &[&str], stat: &str, period: u32) -> String {
+        let quote = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\'', "\\'");
+        let mut schema = vec![quote_schema(&self.namespace), dimension::FUNCTION_NAME.to_owned()];
+        schema.extend(self.dimensions.iter().map(|(k, _)| quote_schema(k)));
+        schema.extend(extra.iter().map(|k| (*k).to_owned()));
+        let mut terms =
+            vec![format!("MetricName=\"{}\"", quote(name)), format!("FunctionName=\"{}\"", quote(&self.function))];
+        terms.extend(self.dimensions.iter().map(|(k, v)| format!("{}=\"{}\"", quote_schema(k), quote(v))));
+        format!("SEARCH('{{{}}} {}', '{stat}', {period})", schema.join(","), terms.join(" "))
+    }
+}
+
+/// A namespace or dimension name in a SEARCH schema: quoted when it has characters other than
+/// letters, digits, `_`, `-`, `.` and `/` (CloudWatch's search syntax).
+fn quote_schema(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c)) {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\\\"").replace('\'', "\\'"))
+    }
+}
+
 /// Parses `K=V` (or several, comma-separated: the syntax of `PERFMON_DIMENSIONS`).
 pub fn parse_dimensions(flag: &str, text: &str) -> Result<Vec<(String, String)>, UsageError> {
     let mut out = Vec::new();
@@ -167,6 +229,27 @@ mod tests {
         assert_eq!(
             op.dashboard_row(json!({"stat": "Sum"})),
             json!(["Perfmon", "OperationCount", "FunctionName", "chat", "Env", "prod", "Operation", "db", {"stat": "Sum"}])
+        );
+    }
+
+    #[test]
+    fn trigger_series_and_searches() {
+        let s = scope();
+        let r = s.route(trigger::HTTP_5XX, "GET /users/{id}");
+        assert_eq!(
+            r.dashboard_row(json!({})),
+            json!(["Perfmon", "Http5xx", "FunctionName", "chat", "Env", "prod", "Route", "GET /users/{id}"])
+        );
+        let q = s.source(trigger::RECORD_AGE, "sqs", "orders");
+        assert_eq!(&q.dimensions[2..], [("Trigger".into(), "sqs".into()), ("Source".into(), "orders".into())]);
+        assert_eq!(
+            s.search(metric::DURATION, &[trigger::ROUTE], "p99", 60),
+            r#"SEARCH('{Perfmon,FunctionName,Env,Route} MetricName="Duration" FunctionName="chat" Env="prod"', 'p99', 60)"#
+        );
+        let odd = Scope { namespace: "My App".into(), function: "it's \"f\"".into(), dimensions: vec![] };
+        assert_eq!(
+            odd.search(trigger::RECORD_AGE, &[trigger::TRIGGER, trigger::SOURCE], "Maximum", 300),
+            r#"SEARCH('{"My App",FunctionName,Trigger,Source} MetricName="RecordAge" FunctionName="it\'s \"f\""', 'Maximum', 300)"#
         );
     }
 

@@ -20,14 +20,16 @@
 use super::UsageError;
 
 /// Options only `perfmon dashboard` has (skipped by `alarms`).
-pub const DASHBOARD_ONLY: [&str; 7] = ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric"];
-/// Options both tools have.
-pub const COMMON: [&str; 5] = ["function", "namespace", "dimension", "operation", "mode"];
+pub const DASHBOARD_ONLY: [&str; 9] =
+    ["memory-mb", "region", "period", "streaming", "tenants", "name", "metric", "routes", "sources"];
+/// Options both tools have (`route` and `source` lines: the alarms' and the dashboard's, and `slo`'s routes).
+pub const COMMON: [&str; 7] = ["function", "namespace", "dimension", "operation", "mode", "route", "source"];
 /// Options only `perfmon slo` has (skipped by `alarms` and `dashboard`).
-pub const SLO_ONLY: [&str; 7] =
-    ["slo-availability", "slo-latency", "window-days", "min-requests", "page-topic", "ticket-topic", "route"];
+pub const SLO_ONLY: [&str; 6] =
+    ["slo-availability", "slo-latency", "window-days", "min-requests", "page-topic", "ticket-topic"];
 /// The common options `perfmon slo` takes from a file: not `operation` (a file's operations are the
-/// alarms'; an objective for one is written `slo-availability = OP=99.5`) nor `mode`.
+/// alarms'; an objective for one is written `slo-availability = OP=99.5`) nor `mode`; `route` lines it
+/// takes (an objective per route).
 const SLO_COMMON: [&str; 3] = ["function", "namespace", "dimension"];
 
 /// Which tool reads the file.
@@ -85,7 +87,7 @@ pub fn to_args(
                 common || dashboard_only || ["slo-availability", "slo-latency", "window-days"].contains(&name.as_str())
             }
             Tool::Alarms => common || !(dashboard_only || slo_only),
-            Tool::Slo => slo_only || SLO_COMMON.contains(&name.as_str()) || name == "name-prefix",
+            Tool::Slo => slo_only || SLO_COMMON.contains(&name.as_str()) || name == "name-prefix" || name == "route",
         };
         if take {
             args.push(match value {

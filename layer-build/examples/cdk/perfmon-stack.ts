@@ -37,6 +37,9 @@ export class PerfmonStack extends Stack {
       timeout: Duration.seconds(10),
       layers: [perfmonArm64],
       environment: {
+        // perfmon's Runtime API proxy: a sparse invoke costs what a do-nothing extension costs.
+        // With another tool's wrapper, keep this one and set PERFMON_NEXT_WRAPPER to the other.
+        AWS_LAMBDA_EXEC_WRAPPER: "/opt/perfmon-wrapper",
         PERFMON_NAMESPACE: namespace,
         PERFMON_DIMENSIONS: "Environment=prod",
         PERFMON_SINK: "cloudwatch",
