@@ -167,3 +167,60 @@ async fn udp_burst_drop_rates_before_and_after_sizing_the_buffer() {
         }
     }
 }
+
+/// A Unix socket path of this test's own, short enough for `sun_path` (108 bytes) wherever the
+/// workspace is: under the system's temporary directory.
+fn socket_path(client: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tag: String = client.chars().filter(char::is_ascii_alphanumeric).collect();
+    std::env::temp_dir().join(format!("perfmon-statsd-{tag}-{}-{nanos}.sock", std::process::id())).display().to_string()
+}
+
+/// One burst over the Unix socket by `function` (`payload` asks for it); asserts that every line
+/// arrived, that nothing was dropped, and that perfmon removed the socket file at SHUTDOWN.
+async fn unix_burst(function: &common::RuntimeSpec, client: &str, payload: Value, metric: &str, lines: u64) {
+    let cw = CloudWatch::start().await.unwrap();
+    let path = socket_path(client);
+    // A stale socket file from an earlier process: removed at start, not a bind failure.
+    drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap());
+    assert!(std::path::Path::new(&path).exists());
+    let mut env = embedded_env(&cw.endpoint_url());
+    env.push(("PERFMON_STATSD_SOCKET".into(), path.clone()));
+    let mut run =
+        start(FUNCTION, function, NS, &env, |c| c.freeze_with_sigstop(false).timeout(Duration::from_secs(120))).await;
+    run.sb.init().await.unwrap();
+    let out = run.sb.invoke(payload).await.unwrap();
+    let answer = out.json().unwrap_or_else(|| panic!("{client}: {out:?}"));
+    println!("{client}: {answer}");
+    let (c, h) = settled(run.http_port, move |c| c.lines >= lines).await;
+    assert_eq!(h["ingest"]["statsd_socket_listener"], json!(format!("listening on {path}")), "{h}");
+    assert_eq!(c.lines, lines, "{client}: every line arrived, none twice: {h}");
+    assert_eq!((c.dropped, h["samples_dropped"].as_object().map_or(0, |m| m.len())), (0, 0), "{h}");
+    run.sb.invoke(json!({})).await.unwrap();
+    let down = run.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    let removed = !std::path::Path::new(&path).exists();
+    let _ = std::fs::remove_file(&path);
+    assert!(removed, "the socket file is removed at SHUTDOWN");
+    assert_eq!(cw_sum(&cw, NS, metric), lines as f64, "{client}: the counter's sum in CloudWatch");
+    println!(
+        "{client} over the Unix socket: {lines} lines in {} datagrams, none lost",
+        h["ingest"]["statsd_unix_datagrams"]
+    );
+}
+
+/// Datadog's Python DogStatsD client (`datadog` on PyPI) over the Unix socket: nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_burst_from_datadogs_python_client_loses_nothing() {
+    let lines = 100_000;
+    let payload = json!({"burst": {"transport": "datadog_uds", "lines": lines, "name": "burst.python"}});
+    unix_burst(&custom_support::python_statsd_function(), "datadog (Python)", payload, "burst.python", lines).await;
+}
+
+/// Node's hot-shots over the Unix socket (protocol `uds`, native unix-dgram): nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_burst_from_hot_shots_loses_nothing() {
+    let lines = 100_000;
+    let payload = json!({"hotshots_burst": {"lines": lines, "name": "burst.node"}});
+    unix_burst(&custom_support::node_hotshots_function(), "hot-shots (Node.js)", payload, "burst.node", lines).await;
+}
