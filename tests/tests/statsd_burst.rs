@@ -150,6 +150,15 @@ async fn a_udp_burst_is_received_or_counted_as_dropped_exactly() {
     assert!(!logged.is_empty(), "no log line for the drops: {:?}", perfmon_stderr(&run));
     assert_eq!(logged.iter().sum::<u64>(), c.dropped, "the flush windows' log lines add up to the drops");
     assert_eq!(cw_sum(&cw, NS, "StatsdDatagramsDropped"), c.dropped as f64);
+    // With the platform metrics' dimensions (FunctionName and PERFMON_DIMENSIONS): the dashboard's
+    // widget names it so.
+    let dims_of = |name: &str| -> Vec<_> {
+        let mut d: Vec<_> = cw.store().datums(NS, name).iter().map(|d| format!("{:?}", d.datum.dimensions)).collect();
+        d.dedup();
+        d
+    };
+    assert_eq!(dims_of("StatsdDatagramsDropped"), dims_of("Invocations"));
+    assert_eq!(dims_of("Invocations").len(), 1);
     assert_eq!(cw_sum(&cw, NS, "burst.udp"), c.received as f64);
 }
 
