@@ -233,3 +233,28 @@ async fn a_unix_socket_burst_from_hot_shots_loses_nothing() {
     let payload = json!({"hotshots_burst": {"lines": lines, "name": "burst.node"}});
     unix_burst(&custom_support::node_hotshots_function(), "hot-shots (Node.js)", payload, "burst.node", lines).await;
 }
+
+/// The README's one-line client configurations are the ones these tests run: the fixtures use the
+/// same options (the socket path aside, which they take from `PERFMON_STATSD_SOCKET`).
+#[test]
+fn the_readme_configures_the_clients_as_tested() {
+    let root = common::workspace_root();
+    let squash = |s: &str| s.split_ascii_whitespace().collect::<String>();
+    let readme = squash(&std::fs::read_to_string(root.join("README.md")).unwrap());
+    let python = squash(&std::fs::read_to_string(root.join("fixtures/python/statsd_handler.py")).unwrap());
+    let node = squash(&std::fs::read_to_string(root.join("fixtures/node-hotshots/handler.mjs")).unwrap());
+    let after = |text: &str, start: &str, end: &str| -> String {
+        let i = text.find(start).unwrap_or_else(|| panic!("README has no `{start}`")) + start.len();
+        text[i..i + text[i..].find(end).unwrap() + end.len()].to_owned()
+    };
+    // Python: DogStatsd(socket_path="/tmp/perfmon-statsd.sock", <options>)
+    let options = after(&readme, "DogStatsd(socket_path=\"/tmp/perfmon-statsd.sock\"", ")");
+    assert!(
+        python.contains(&format!("DogStatsd(socket_path=os.environ[\"PERFMON_STATSD_SOCKET\"]{options}")),
+        "{options}"
+    );
+    // Node: new StatsD({protocol: "uds", path: "/tmp/perfmon-statsd.sock", udsRetryOptions: {...}})
+    let retry = after(&readme, "path:\"/tmp/perfmon-statsd.sock\",udsRetryOptions:", "}");
+    assert!(node.contains(&format!("protocol:\"uds\",path,udsRetryOptions:{retry}")), "{retry}");
+    assert!(node.contains("client.flush("), "the README says to flush before returning");
+}

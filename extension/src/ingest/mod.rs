@@ -142,10 +142,11 @@ pub struct IngestCounters {
     pub statsd_datagrams: u64,
     /// UDP datagrams the kernel dropped on perfmon's socket because its receive queue was full
     /// (the socket's `drops` in `/proc/net/udp`, read when asked): never seen, so their lines are
-    /// not in `statsd_lines_accepted`. Also in `samples_dropped` as `statsd_kernel_drops`.
-    pub statsd_datagrams_dropped: u64,
+    /// not in `statsd_lines_accepted`. Also in `samples_dropped` as `statsd_kernel_drops`. `None`
+    /// (null) without a UDP socket or when `/proc/net/udp` cannot be read: unknown, not zero.
+    pub statsd_datagrams_dropped: Option<u64>,
     /// Bytes waiting in the UDP socket's receive queue when asked (`rx_queue` of `/proc/net/udp`).
-    pub statsd_receive_queue_bytes: u64,
+    pub statsd_receive_queue_bytes: Option<u64>,
     /// Datagrams received on the Unix socket (`PERFMON_STATSD_SOCKET`).
     pub statsd_unix_datagrams: u64,
     /// Lines kept, UDP and Unix socket.
@@ -186,8 +187,8 @@ impl Stats {
         let line = self.kernel_drops.get().and_then(|k| k.read());
         let mut c = self.lock().clone();
         if let Some(line) = line {
-            c.statsd_datagrams_dropped = line.drops;
-            c.statsd_receive_queue_bytes = line.rx_queue;
+            c.statsd_datagrams_dropped = Some(line.drops);
+            c.statsd_receive_queue_bytes = Some(line.rx_queue);
             if line.drops > 0 {
                 c.dropped.insert(KERNEL_DROPS, line.drops);
             }
@@ -267,6 +268,10 @@ impl Bound {
                     let rcvbuf = statsd::size_receive_buffer(&socket, cfg.statsd_rcvbuf);
                     match statsd::KernelDrops::of(&socket) {
                         Some(k) => {
+                            if k.read().is_none() {
+                                tracing::warn!(table = statsd::PROC_NET_UDP,
+                                    "StatsD listener: its socket is not in the table; kernel drops show as null in /v1/health");
+                            }
                             let _ = stats.kernel_drops.set(Arc::new(k));
                         }
                         None => tracing::warn!(

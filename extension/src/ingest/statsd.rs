@@ -326,6 +326,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn kernel_drops_come_from_the_sockets_line_and_windows_take_the_increase() {
+        // The real table has the real socket, found by its inode, with no drops yet.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let k = KernelDrops::of(&socket).unwrap();
+        assert_eq!(k.read().map(|l| l.drops), Some(0), "{:?}", std::fs::read_to_string(PROC_NET_UDP));
+        assert!(size_receive_buffer(&socket, Some(65_536)).unwrap() >= 65_536, "the kernel doubles the request");
+
+        // A table of our own: each window is the increase since the previous one.
+        let dir = std::env::temp_dir().join(format!("perfmon-kernel-drops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let table = dir.join("udp");
+        let write = |drops: u64| {
+            let line = format!(
+                "  1: 0100007F:1FBD 00000000:0000 07 00000000:00000300 00:00000000 00000000 0 0 4242 2 p {drops}"
+            );
+            std::fs::write(&table, format!("  sl  local_address ...\n{line}\n")).unwrap();
+        };
+        let k = KernelDrops::with_table(4242, table.clone());
+        write(0);
+        assert_eq!(k.window(), Some((0, 0)));
+        write(17);
+        assert_eq!(k.read(), Some(UdpSocketLine { rx_queue: 0x300, drops: 17 }));
+        assert_eq!(k.window(), Some((17, 17)));
+        assert_eq!(k.window(), Some((0, 17)), "nothing new");
+        write(20);
+        assert_eq!(k.window(), Some((3, 20)));
+        std::fs::remove_file(&table).unwrap();
+        assert_eq!(k.window(), None, "unreadable: unknown, not zero");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_unix_socket_replaces_a_stale_file_records_and_is_removed() {
+        let dir = std::env::temp_dir().join(format!("perfmon-uds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("statsd.sock");
+        drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap()); // stale, from an "earlier process"
+        let sink = Arc::new(VecSink::default());
+        let mut cfg = IngestConfig::new(0, None, ["FunctionName"]);
+        cfg.statsd_socket = Some(path.clone());
+        cfg.clock = now;
+        let ingest = Ingest::start(cfg, sink.clone()).await;
+        assert_eq!(ingest.counters().statsd_socket_listener, format!("listening on {}", path.display()));
+        assert_eq!(ingest.counters().statsd_datagrams_dropped, None, "no UDP socket: unknown");
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.send_to(b"u:1|c\nv:2|ms", &path).unwrap();
+        eventually(|| ingest.counters().statsd_unix_datagrams == 1).await;
+        assert_eq!(ingest.counters().statsd_lines_accepted, 2);
+        assert_eq!(ingest.counters().statsd_datagrams, 0, "UDP counts its own");
+        ingest.remove_statsd_socket();
+        assert!(!path.exists());
+        ingest.remove_statsd_socket(); // again: nothing to do, no complaint
+
+        // A regular file at the path is not ours to delete: the bind fails, the rest works.
+        std::fs::write(&path, b"user data").unwrap();
+        let mut cfg = IngestConfig::new(0, Some(0), ["FunctionName"]);
+        cfg.statsd_socket = Some(path.clone());
+        let ingest = Ingest::start(cfg, sink).await;
+        assert!(ingest.counters().statsd_socket_listener.starts_with("bind failed on "));
+        assert!(ingest.statsd_addr().is_some() && ingest.http_addr().is_some());
+        drop(ingest);
+        assert_eq!(std::fs::read(&path).unwrap(), b"user data");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn a_listener_that_cannot_bind_leaves_the_other_working() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let busy_tcp = tcp.local_addr().unwrap().port();
