@@ -43,14 +43,18 @@ $(VENV_STAMP): requirements-test.txt
 	@touch $@
 
 .PHONY: node
-node: $(NODE_STAMPS) ## install the Node.js fixtures and build the TypeScript examples (npm ci; aws-lambda-ric is built natively and needs cmake)
+node: $(NODE_STAMPS) ## install the Node.js fixtures and build the TypeScript examples (npm ci; aws-lambda-ric and unix-dgram are built natively: cmake, g++, make)
 
 fixtures/%/node_modules/.installed: fixtures/%/package.json fixtures/%/package-lock.json
 	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
 	  $(call ensure_tool,cmake,cmake); $(call ensure_tool,g++,g++); fi
+	@if grep -q '"unix-dgram"' fixtures/$*/package.json; then \
+	  $(call ensure_tool,g++,g++); $(call ensure_tool,make,make); fi
 	cd fixtures/$* && npm ci --no-audit --no-fund --loglevel=error
 	@if grep -q '"aws-lambda-ric"' fixtures/$*/package.json; then \
 	  test -f fixtures/$*/node_modules/aws-lambda-ric/rapid-client.node || { echo "aws-lambda-ric: native client not built" >&2; exit 1; }; fi
+	@if grep -q '"unix-dgram"' fixtures/$*/package.json; then \
+	  test -f fixtures/$*/node_modules/unix-dgram/build/Release/unix_dgram.node || { echo "unix-dgram (hot-shots' Unix socket transport): native module not built" >&2; exit 1; }; fi
 	@touch $@
 
 examples/%/dist/.built: examples/%/package.json examples/%/package-lock.json examples/%/tsconfig.json $(wildcard examples/*/src/*.ts)

@@ -136,6 +136,10 @@ fn loads() -> Vec<(&'static str, &'static str, Load)> {
         ),
         ("statsd_20", "StatsD, 20 lines/datagram, sent at 600 000 lines/s", Load::Statsd { lines: 20, pace: 30_000 }),
         ("statsd_20_max", "StatsD, 20 lines/datagram, sent as fast as possible", Load::Statsd { lines: 20, pace: 0 }),
+        ("statsd_1_max", "StatsD, 1 line/datagram (a plain client's loop), sent as fast as possible", Load::Statsd {
+            lines: 1,
+            pace: 0,
+        }),
         (
             "otlp_1c_1000",
             "OTLP/HTTP protobuf, 1 keep-alive connection, 1 000 data points/request (delta sums and 16-bucket histograms), request-response",

@@ -92,6 +92,11 @@ impl SparseFlush {
 /// Function name used when neither `AWS_LAMBDA_FUNCTION_NAME` nor the register response has one.
 pub const UNKNOWN_FUNCTION: &str = "unknown";
 
+/// Longest `PERFMON_STATSD_SOCKET`: `sun_path` holds 108 bytes with the terminating NUL (unix(7)).
+pub const MAX_SOCKET_PATH: usize = 107;
+/// Largest `PERFMON_STATSD_RCVBUF` taken (1 GiB): the kernel caps it at `net.core.rmem_max` anyway.
+pub const MAX_RCVBUF: usize = 1 << 30;
+
 /// The extension's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -114,6 +119,12 @@ pub struct Config {
     pub http_port: u16,
     /// `PERFMON_STATSD_PORT`; `None` when set to `0` (off). Defaults to [`defaults::STATSD_PORT`].
     pub statsd_port: Option<u16>,
+    /// `PERFMON_STATSD_SOCKET`: a Unix datagram socket for StatsD (an absolute path, at most
+    /// [`MAX_SOCKET_PATH`] bytes). Defaults to none.
+    pub statsd_socket: Option<std::path::PathBuf>,
+    /// `PERFMON_STATSD_RCVBUF`: the UDP socket's SO_RCVBUF in bytes. Defaults to `None`: as large
+    /// as `net.core.rmem_max` allows.
+    pub statsd_rcvbuf: Option<usize>,
     /// `PERFMON_TELEMETRY_PORT`. Defaults to [`defaults::TELEMETRY_PORT`]. `0` picks a free port
     /// (perfmon subscribes with the port it got), which is what parallel tests use.
     pub telemetry_port: u16,
@@ -263,6 +274,24 @@ impl Config {
         let telemetry_port = port(env::TELEMETRY_PORT, defaults::TELEMETRY_PORT);
         let runtime_proxy_port = Some(port(env::RUNTIME_PROXY_PORT, defaults::RUNTIME_PROXY_PORT)).filter(|p| *p != 0);
         let otlp_port = Some(port(env::OTLP_PORT, defaults::OTLP_PORT)).filter(|p| *p != 0);
+        let statsd_socket = get(env::STATSD_SOCKET).and_then(|v| {
+            let path = std::path::PathBuf::from(v.trim());
+            if path.is_absolute() && v.trim().len() <= MAX_SOCKET_PATH {
+                Some(path)
+            } else {
+                let reason = format!("expected an absolute path of at most {MAX_SOCKET_PATH} bytes");
+                warn(env::STATSD_SOCKET, &v, reason, "no Unix socket".to_owned());
+                None
+            }
+        });
+        let statsd_rcvbuf = get(env::STATSD_RCVBUF).and_then(|v| match v.trim().parse::<usize>() {
+            Ok(n) if (4_096..=MAX_RCVBUF).contains(&n) => Some(n),
+            _ => {
+                let reason = format!("expected a number of bytes from 4096 to {MAX_RCVBUF}");
+                warn(env::STATSD_RCVBUF, &v, reason, "as large as net.core.rmem_max allows".to_owned());
+                None
+            }
+        });
         let otlp_resource_attributes: Vec<String> = get(env::OTLP_RESOURCE_ATTRIBUTES)
             .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
@@ -325,6 +354,8 @@ impl Config {
             sparse_flush,
             http_port,
             statsd_port,
+            statsd_socket,
+            statsd_rcvbuf,
             telemetry_port,
             runtime_proxy_port,
             price_gb_s,
@@ -415,6 +446,26 @@ mod tests {
         assert_eq!(c.price_gb_s, default_price_gb_s());
         assert_eq!(c.log, "warn");
         assert!(c.dimensions.is_empty() && c.function_name.is_none() && c.runtime_api.is_none());
+    }
+
+    #[test]
+    fn statsd_socket_and_receive_buffer() {
+        let (c, w) = cfg(&[]);
+        assert_eq!((c.statsd_socket, c.statsd_rcvbuf, w.len()), (None, None, 0));
+        let (c, w) =
+            cfg(&[("PERFMON_STATSD_SOCKET", " /tmp/perfmon-statsd.sock "), ("PERFMON_STATSD_RCVBUF", "8388608")]);
+        assert_eq!(c.statsd_socket.as_deref(), Some(std::path::Path::new("/tmp/perfmon-statsd.sock")));
+        assert_eq!((c.statsd_rcvbuf, w.len()), (Some(8 << 20), 0));
+        let long = format!("/tmp/{}", "s".repeat(MAX_SOCKET_PATH));
+        for bad in ["relative.sock", long.as_str()] {
+            let (c, w) = cfg(&[("PERFMON_STATSD_SOCKET", bad)]);
+            assert_eq!((c.statsd_socket, w.len()), (None, 1), "{bad}");
+            assert_eq!(w[0].variable, "PERFMON_STATSD_SOCKET");
+        }
+        for bad in ["100", "lots", "2147483648"] {
+            let (c, w) = cfg(&[("PERFMON_STATSD_RCVBUF", bad)]);
+            assert_eq!((c.statsd_rcvbuf, w.len()), (None, 1), "{bad}");
+        }
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         }
     };
     let ingest = Arc::new(ingest.serve(Arc::clone(&shared) as Arc<dyn crate::ingest::SampleSink>));
+    if let Some(drops) = ingest.statsd_kernel_drops() {
+        shared.attach_statsd_drops(drops);
+    }
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
     let system = if cfg.system_metrics {
@@ -405,6 +408,9 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
     let report = ctx.flusher.flush(Trigger::Final, flush_deadline).await;
     if let Some(proxy) = &ctx.proxy {
         proxy.remove_marker();
+    }
+    if let Some(ingest) = &ctx.ingest {
+        ingest.remove_statsd_socket();
     }
     let health = ctx.shared.health();
     tracing::info!(

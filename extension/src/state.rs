@@ -189,6 +189,8 @@ pub struct Shared {
     function_name: String,
     /// The Runtime API proxy's port and counters, once it listens.
     runtime_proxy: OnceLock<(u16, Arc<crate::runtime_proxy::ProxySignals>)>,
+    /// The UDP StatsD socket's kernel drop counter, once the listener is bound.
+    statsd_drops: OnceLock<Arc<crate::ingest::statsd::KernelDrops>>,
 }
 
 impl Shared {
@@ -231,6 +233,7 @@ impl Shared {
             progress: watch::channel(0).0,
             function_name: name.to_owned(),
             runtime_proxy: OnceLock::new(),
+            statsd_drops: OnceLock::new(),
         }
     }
 
@@ -425,10 +428,23 @@ impl Shared {
         self.write_invoke_log(lines);
     }
 
-    /// Takes what a flush sends: `(new datums, datums to retry on CloudWatch)`.
+    /// Takes what a flush sends: `(new datums, datums to retry on CloudWatch)`. A flush ends the
+    /// StatsD drop window: what the kernel dropped since the last flush is logged and sent as
+    /// `StatsdDatagramsDropped` (nothing when none was).
     pub fn take_for_flush(&self) -> (Vec<MetricDatum>, Vec<MetricDatum>) {
+        let window = self.statsd_drops.get().and_then(|k| k.window());
         let mut g = self.lock();
         let now = now_ms();
+        if let Some((dropped, total)) = window.filter(|(dropped, _)| *dropped > 0) {
+            tracing::warn!(
+                dropped,
+                total,
+                "StatsD: the kernel dropped datagrams on perfmon's UDP socket since the last flush (its receive \
+                 buffer was full); raise PERFMON_STATSD_RCVBUF up to net.core.rmem_max, or send over \
+                 PERFMON_STATSD_SOCKET, where a burst waits instead"
+            );
+            record_all(&mut g, vec![statsd_drops_sample(dropped, now)], now);
+        }
         if let Some(sample) = g.platform.take_concurrency(now) {
             record_all(&mut g, vec![sample], now);
         }
@@ -444,6 +460,11 @@ impl Shared {
         let overflow = if failed.len() > room { failed.split_off(room) } else { Vec::new() };
         g.retry.append(&mut failed);
         overflow
+    }
+
+    /// Ends a StatsD drop window at every flush (once; later calls are ignored).
+    pub fn attach_statsd_drops(&self, drops: Arc<crate::ingest::statsd::KernelDrops>) {
+        let _ = self.statsd_drops.set(drops);
     }
 
     /// Shows the Runtime API proxy in `/v1/health` (once; later calls are ignored).
@@ -489,6 +510,12 @@ fn system_vcpus(cfg: &Config) -> f64 {
         }
         _ => cpus,
     }
+}
+
+/// The `StatsdDatagramsDropped` counter of one flush window (default dimensions only).
+fn statsd_drops_sample(dropped: u64, now_ms: i64) -> MetricSample {
+    let name = perfmon_protocol::contract::metric::STATSD_DATAGRAMS_DROPPED;
+    MetricSample::new(name, "Count", crate::aggregate::Kind::Counter, dropped as f64, now_ms)
 }
 
 fn record_all(g: &mut Inner, samples: Vec<MetricSample>, now_ms: i64) {

@@ -16,6 +16,12 @@ pub mod env {
     pub const RUNTIME_PROXY_PORT: &str = "PERFMON_RUNTIME_PROXY_PORT";
     pub const HTTP_PORT: &str = "PERFMON_HTTP_PORT";
     pub const STATSD_PORT: &str = "PERFMON_STATSD_PORT";
+    /// perfmon's choice (as DogStatsD's `DD_DOGSTATSD_SOCKET`): a Unix datagram socket for StatsD,
+    /// e.g. `/tmp/perfmon-statsd.sock`; unset (the default) means none.
+    pub const STATSD_SOCKET: &str = "PERFMON_STATSD_SOCKET";
+    /// perfmon's choice: the UDP StatsD socket's receive buffer (SO_RCVBUF) in bytes; unset means as
+    /// large as `net.core.rmem_max` allows.
+    pub const STATSD_RCVBUF: &str = "PERFMON_STATSD_RCVBUF";
     pub const TELEMETRY_PORT: &str = "PERFMON_TELEMETRY_PORT";
     pub const PRICE_GB_S: &str = "PERFMON_PRICE_GB_S";
     pub const LOG: &str = "PERFMON_LOG";
@@ -125,6 +131,9 @@ pub mod metric {
         (ENVIRONMENT_CPU_UTILIZATION, "Percent"),
         (ENVIRONMENT_MEMORY_UTILIZATION, "Percent"),
     ];
+    /// perfmon's own: StatsD datagrams the kernel dropped on perfmon's UDP socket (its receive
+    /// buffer was full) during a flush window, sent only when nonzero.
+    pub const STATSD_DATAGRAMS_DROPPED: &str = "StatsdDatagramsDropped";
     /// Custom operations (`POST /v1/operations`).
     pub const OPERATION_DURATION: &str = "OperationDuration";
     pub const OPERATION_COUNT: &str = "OperationCount";

@@ -4,7 +4,8 @@
 //! Every parser returns `None` (or skips a line) on input it does not understand, never panics:
 //! a missing or odd field costs one metric, not the extension. Formats: proc(5) of the Linux
 //! man-pages (`/proc/pid/stat`, `/proc/net/dev`, `/proc/stat`, `/proc/meminfo`) and the kernel's
-//! cgroup v2 documentation (`memory.current`, `memory.max`).
+//! cgroup v2 documentation (`memory.current`, `memory.max`), and the socket table `/proc/net/udp`
+//! (its columns are printed by the kernel's `udp4_format_sock`, net/ipv4/udp.c).
 //!
 //! Hand-written rather than `procfs`/`procfs-core`: five small formats, a few fields each; the
 //! crates parse every field of every file (52 of `/proc/pid/stat` alone) and bring their own
@@ -109,6 +110,31 @@ pub fn parse_cgroup_limit(text: &str) -> Option<u64> {
     text.trim().parse().ok().filter(|n| *n > 0)
 }
 
+/// One socket's line of `/proc/net/udp`: how much waits in its receive queue and how many
+/// datagrams the kernel dropped on it (`sk_drops`: receive buffer full, or no memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UdpSocketLine {
+    /// `rx_queue`: bytes (of buffer accounting) waiting to be read.
+    pub rx_queue: u64,
+    /// `drops`: datagrams dropped since the socket was created.
+    pub drops: u64,
+}
+
+/// Finds the socket with inode `inode` in `/proc/net/udp` (or `/proc/net/udp6`): a header line, then
+/// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref
+/// pointer drops`, whitespace separated (`tx_queue:rx_queue` in hex, the rest decimal). `None` when
+/// no line has that inode or its line does not parse.
+pub fn parse_udp_socket(text: &str, inode: u64) -> Option<UdpSocketLine> {
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        let (_, rx) = f.get(4)?.split_once(':')?;
+        Some(UdpSocketLine { rx_queue: u64::from_str_radix(rx, 16).ok()?, drops: f.get(12)?.parse().ok()? })
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -158,6 +184,19 @@ Ceth1:   100    1    0    0    0     0          0         0      200      2    0
         assert_eq!(parse_children("12 345 \n"), vec![12, 345]);
     }
 
+    #[test]
+    fn udp_socket_line_by_inode() {
+        // Header and lines as a 6.x kernel prints them (the header has trailing spaces).
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            \n\
+13328: 0100007F:D530 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 46054 2 000000006a01efb9 0         \n\
+13400: 0100007F:1FBD 00000000:0000 07 00000000:0003A980 00:00000000 00000000   993        0 77001 2 00000000deadbeef 4123      \n";
+        assert_eq!(parse_udp_socket(text, 46054), Some(UdpSocketLine { rx_queue: 0, drops: 0 }));
+        assert_eq!(parse_udp_socket(text, 77001), Some(UdpSocketLine { rx_queue: 0x3A980, drops: 4123 }));
+        assert_eq!(parse_udp_socket(text, 5), None, "no such inode");
+        assert_eq!(parse_udp_socket("header\n1: a b 07 00:zz 0 0 0 0 9 2 p 1\n", 9), None, "bad rx_queue");
+        assert_eq!(parse_udp_socket("header\n1: a b 07 00:00 0 0 0 0 9 2 p\n", 9), None, "no drops column");
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
@@ -167,6 +206,7 @@ Ceth1:   100    1    0    0    0     0          0         0      200      2    0
             let _ = parse_meminfo(&s);
             let _ = parse_cgroup_limit(&s);
             let _ = parse_children(&s);
+            let _ = parse_udp_socket(&s, 1);
         }
     }
 }

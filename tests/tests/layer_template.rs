@@ -190,6 +190,8 @@ fn contract_vars() -> Vec<&'static str> {
         env::FLUSH_INTERVAL_S,
         env::HTTP_PORT,
         env::STATSD_PORT,
+        env::STATSD_SOCKET,
+        env::STATSD_RCVBUF,
         env::TELEMETRY_PORT,
         env::PRICE_GB_S,
         env::LOG,

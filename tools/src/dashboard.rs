@@ -185,6 +185,16 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
         cost.insert("period".into(), json!(3600));
         grid.push(cost);
     }
+    // perfmon's own loss: StatsD datagrams the kernel discarded on its UDP socket (sent only when
+    // nonzero, so the graph is empty while nothing was lost).
+    grid.push(series(
+        opts,
+        "StatsD datagrams dropped by the kernel (perfmon's UDP socket)",
+        vec![s
+            .platform(metric::STATSD_DATAGRAMS_DROPPED)
+            .dashboard_row(json!({"stat": "Sum", "label": "datagrams dropped"}))],
+        json!({"left": {"label": "count", "showUnits": false, "min": 0}}),
+    ));
     if opts.tenants {
         for (name, stat, title) in [
             (metric::INVOCATIONS, "Sum", "Invocations by tenant"),
@@ -486,6 +496,7 @@ mod tests {
             ("EstimatedCost", "Sum"),
             ("OperationErrors", "Sum"),
             ("OperationCount", "Sum"),
+            ("StatsdDatagramsDropped", "Sum"),
         ] {
             assert!(has(name, stat), "{name} {stat}");
         }
@@ -559,10 +570,14 @@ mod tests {
         {
             assert!(names.contains(present), "{present} missing");
         }
-        // Every metric drawn is one Managed Instances records carry (or InitDuration, or an operation).
+        // Every metric drawn is one Managed Instances records carry (or InitDuration, an operation, or
+        // perfmon's own StatsD drops, which do not depend on the mode).
         for n in &names {
             assert!(
-                metric::MANAGED_INSTANCES.contains(n) || *n == metric::INIT_DURATION || n.starts_with("Operation"),
+                metric::MANAGED_INSTANCES.contains(n)
+                    || *n == metric::INIT_DURATION
+                    || *n == metric::STATSD_DATAGRAMS_DROPPED
+                    || n.starts_with("Operation"),
                 "{n}"
             );
         }

@@ -1,6 +1,6 @@
 //! Custom metrics from the function's own code: the HTTP API (contract §4, [`http`]), the
-//! StatsD/DogStatsD listener (§5, [`statsd`]) and OTLP/HTTP metrics (§13, [`otlp`]), all bound to
-//! 127.0.0.1 only.
+//! StatsD/DogStatsD listener (§5, [`statsd`]; also on a Unix datagram socket with
+//! `PERFMON_STATSD_SOCKET`) and OTLP/HTTP metrics (§13, [`otlp`]), all bound to 127.0.0.1 only.
 //!
 //! Loopback only, on purpose: these ports serve the function's process inside the same sandbox
 //! (unlike the Telemetry listener, which Lambda reaches as `sandbox.localdomain`), and nothing
@@ -31,13 +31,14 @@ pub mod statsd;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use perfmon_protocol::contract::env;
 use perfmon_protocol::custom::{MetricEntry, Validator};
 use perfmon_protocol::otlp::{MapOptions, Mapper, Point};
 use serde::Serialize;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio::task::JoinHandle;
 
 /// Where custom samples go: the extension's shared state (aggregator) in production, a vector in
@@ -76,6 +77,10 @@ pub struct IngestConfig {
     pub http_port: u16,
     /// `PERFMON_STATSD_PORT`; `None` = off (the variable set to 0), `Some(0)` picks a free port (tests).
     pub statsd_port: Option<u16>,
+    /// `PERFMON_STATSD_SOCKET`: a Unix datagram socket for StatsD; `None` = none.
+    pub statsd_socket: Option<PathBuf>,
+    /// `PERFMON_STATSD_RCVBUF`: SO_RCVBUF of the UDP socket; `None` = `net.core.rmem_max`.
+    pub statsd_rcvbuf: Option<usize>,
     /// `PERFMON_OTLP_PORT`; `None` = off, `Some(0)` picks a free port (tests). [`IngestConfig::new`]
     /// leaves it off.
     pub otlp_port: Option<u16>,
@@ -100,7 +105,16 @@ impl IngestConfig {
             max_dimensions: perfmon_protocol::cloudwatch::MAX_DIMENSIONS
                 .saturating_sub(validator.default_names().len()),
         };
-        IngestConfig { http_port, statsd_port, otlp_port: None, otlp_options, validator, clock: system_now_ms }
+        IngestConfig {
+            http_port,
+            statsd_port,
+            statsd_socket: None,
+            statsd_rcvbuf: None,
+            otlp_port: None,
+            otlp_options,
+            validator,
+            clock: system_now_ms,
+        }
     }
 }
 
@@ -115,11 +129,27 @@ pub struct IngestCounters {
     /// `listening on 127.0.0.1:4280`, `off`, or `bind failed: …`.
     pub http_listener: String,
     pub statsd_listener: String,
+    /// `listening on /tmp/perfmon-statsd.sock`, `off`, or `bind failed: …`.
+    pub statsd_socket_listener: String,
+    /// The UDP socket's receive buffer as the kernel reports it (twice what was asked for, at most
+    /// twice `net.core.rmem_max`); `None` without a UDP socket.
+    pub statsd_receive_buffer_bytes: Option<usize>,
     /// HTTP answers by status.
     pub http_responses: BTreeMap<u16, u64>,
     /// Entries of `/v1/metrics` and `/v1/operations` kept.
     pub http_entries_accepted: u64,
+    /// UDP datagrams received.
     pub statsd_datagrams: u64,
+    /// UDP datagrams the kernel dropped on perfmon's socket because its receive queue was full
+    /// (the socket's `drops` in `/proc/net/udp`, read when asked): never seen, so their lines are
+    /// not in `statsd_lines_accepted`. Also in `samples_dropped` as `statsd_kernel_drops`. `None`
+    /// (null) without a UDP socket or when `/proc/net/udp` cannot be read: unknown, not zero.
+    pub statsd_datagrams_dropped: Option<u64>,
+    /// Bytes waiting in the UDP socket's receive queue when asked (`rx_queue` of `/proc/net/udp`).
+    pub statsd_receive_queue_bytes: Option<u64>,
+    /// Datagrams received on the Unix socket (`PERFMON_STATSD_SOCKET`).
+    pub statsd_unix_datagrams: u64,
+    /// Lines kept, UDP and Unix socket.
     pub statsd_lines_accepted: u64,
     /// DogStatsD tags that could not become dimensions (valueless, invalid, repeated); their lines
     /// were kept without them.
@@ -143,6 +173,8 @@ pub struct IngestCounters {
 #[derive(Debug, Default)]
 pub struct Stats {
     inner: Mutex<IngestCounters>,
+    /// The UDP StatsD socket's kernel drop counter, once bound.
+    kernel_drops: OnceLock<Arc<statsd::KernelDrops>>,
 }
 
 impl Stats {
@@ -150,8 +182,18 @@ impl Stats {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The counters, with the UDP socket's kernel drops and queue read now.
     pub fn snapshot(&self) -> IngestCounters {
-        self.lock().clone()
+        let line = self.kernel_drops.get().and_then(|k| k.read());
+        let mut c = self.lock().clone();
+        if let Some(line) = line {
+            c.statsd_datagrams_dropped = Some(line.drops);
+            c.statsd_receive_queue_bytes = Some(line.rx_queue);
+            if line.drops > 0 {
+                c.dropped.insert(KERNEL_DROPS, line.drops);
+            }
+        }
+        c
     }
 
     /// Adds `n` to the drop counter `reason`; logs the first drop of each reason at `warn`.
@@ -174,6 +216,10 @@ impl Stats {
     }
 }
 
+/// The reason under which `samples_dropped` counts the StatsD datagrams the kernel dropped (each
+/// held one line or more).
+pub const KERNEL_DROPS: &str = "statsd_kernel_drops";
+
 /// The listeners' sockets, bound but not served yet.
 ///
 /// perfmon binds them **before** registering: Lambda starts the runtime as soon as every extension
@@ -183,6 +229,7 @@ pub struct Bound {
     cfg: IngestConfig,
     http: Option<TcpListener>,
     statsd: Option<UdpSocket>,
+    statsd_unix: Option<(UnixDatagram, PathBuf)>,
     otlp: Option<TcpListener>,
     stats: Arc<Stats>,
 }
@@ -217,13 +264,48 @@ impl Bound {
             }
             Some(port) => match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
                 Ok(socket) => {
-                    stats.lock().statsd_listener = format!("listening on {}", fmt_addr(socket.local_addr().ok()));
+                    // Sized before registering, so a burst from the function's init code fits too.
+                    let rcvbuf = statsd::size_receive_buffer(&socket, cfg.statsd_rcvbuf);
+                    match statsd::KernelDrops::of(&socket) {
+                        Some(k) => {
+                            if k.read().is_none() {
+                                tracing::warn!(table = statsd::PROC_NET_UDP,
+                                    "StatsD listener: its socket is not in the table; kernel drops show as null in /v1/health");
+                            }
+                            let _ = stats.kernel_drops.set(Arc::new(k));
+                        }
+                        None => tracing::warn!(
+                            "StatsD listener: cannot read its socket's inode; kernel drops are not counted"
+                        ),
+                    }
+                    let mut g = stats.lock();
+                    g.statsd_listener = format!("listening on {}", fmt_addr(socket.local_addr().ok()));
+                    g.statsd_receive_buffer_bytes = rcvbuf;
+                    drop(g);
                     Some(socket)
                 }
                 Err(error) => {
                     tracing::error!(port, variable = env::STATSD_PORT, %error,
                         "StatsD listener cannot bind; StatsD is off, everything else keeps working");
                     stats.lock().statsd_listener = format!("bind failed on 127.0.0.1:{port}: {error}");
+                    None
+                }
+            },
+        };
+        let statsd_unix = match &cfg.statsd_socket {
+            None => {
+                stats.lock().statsd_socket_listener = String::from("off");
+                None
+            }
+            Some(path) => match statsd::bind_unix(path) {
+                Ok(socket) => {
+                    stats.lock().statsd_socket_listener = format!("listening on {}", path.display());
+                    Some((socket, path.clone()))
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), variable = env::STATSD_SOCKET, %error,
+                        "StatsD Unix socket cannot bind; StatsD over UDP and everything else keep working");
+                    stats.lock().statsd_socket_listener = format!("bind failed on {}: {error}", path.display());
                     None
                 }
             },
@@ -248,7 +330,7 @@ impl Bound {
                 }
             },
         };
-        Bound { cfg, http, statsd, otlp, stats }
+        Bound { cfg, http, statsd, statsd_unix, otlp, stats }
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
@@ -265,7 +347,7 @@ impl Bound {
 
     /// Serves the bound listeners on the current tokio runtime, recording into `sink`.
     pub fn serve(self, sink: Arc<dyn SampleSink>) -> Ingest {
-        let Bound { cfg, http, statsd, otlp, stats } = self;
+        let Bound { cfg, http, statsd, statsd_unix, otlp, stats } = self;
         let mut tasks = Vec::new();
         let otlp_addr = otlp.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(listener) = otlp {
@@ -290,18 +372,23 @@ impl Bound {
             });
             tasks.push(tokio::spawn(http::serve(listener, ctx)));
         }
-        let statsd = statsd.map(|socket| {
+        let mut receiver = |socket| {
             let receiver = Arc::new(statsd::Receiver {
                 socket,
-                sink,
-                validator: cfg.validator,
+                sink: sink.clone(),
+                validator: cfg.validator.clone(),
                 clock: cfg.clock,
                 stats: stats.clone(),
             });
             tasks.push(tokio::spawn(statsd::serve(receiver.clone())));
             receiver
-        });
-        Ingest { http_addr, statsd_addr, otlp_addr, stats, statsd, tasks }
+        };
+        let statsd = statsd.map(|socket| receiver(statsd::Socket::Udp(socket)));
+        let (statsd_unix, statsd_path) = match statsd_unix {
+            Some((socket, path)) => (Some(receiver(statsd::Socket::Unix(socket))), Some(path)),
+            None => (None, None),
+        };
+        Ingest { http_addr, statsd_addr, otlp_addr, stats, statsd, statsd_unix, statsd_path, tasks }
     }
 }
 
@@ -312,6 +399,9 @@ pub struct Ingest {
     otlp_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     statsd: Option<Arc<statsd::Receiver>>,
+    statsd_unix: Option<Arc<statsd::Receiver>>,
+    /// The Unix socket's file, removed at SHUTDOWN ([`Ingest::remove_statsd_socket`]) and on drop.
+    statsd_path: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -347,7 +437,24 @@ impl Ingest {
     /// returns how many. Call it just before an end-of-invoke flush so that lines the function
     /// sent right before returning go out with that invoke.
     pub fn drain_statsd(&self) -> usize {
-        self.statsd.as_ref().map_or(0, |r| r.drain_now())
+        self.statsd.iter().chain(&self.statsd_unix).map(|r| r.drain_now()).sum()
+    }
+
+    /// The UDP StatsD socket's kernel drop counter (for the flush windows' log line and metric).
+    pub fn statsd_kernel_drops(&self) -> Option<Arc<statsd::KernelDrops>> {
+        self.stats.kernel_drops.get().cloned()
+    }
+
+    /// Removes the Unix socket's file (at SHUTDOWN): a client then gets `ECONNREFUSED`/`ENOENT`
+    /// at once rather than waiting on a socket nobody reads. Idempotent.
+    pub fn remove_statsd_socket(&self) {
+        if let Some(path) = &self.statsd_path {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(path = %path.display(), %error, "cannot remove the StatsD Unix socket"),
+            }
+        }
     }
 }
 
@@ -356,6 +463,7 @@ impl Drop for Ingest {
         for task in &self.tasks {
             task.abort();
         }
+        self.remove_statsd_socket();
     }
 }
 

@@ -22,6 +22,8 @@ impl IngestConfig {
             std::iter::once(dimension::FUNCTION_NAME.to_owned()).chain(cfg.dimensions.iter().map(|(n, _)| n.clone()));
         let mut ic = IngestConfig::new(cfg.http_port, cfg.statsd_port, names);
         ic.otlp_port = cfg.otlp_port;
+        ic.statsd_socket = cfg.statsd_socket.clone();
+        ic.statsd_rcvbuf = cfg.statsd_rcvbuf;
         ic.otlp_options.resource_attributes = cfg.otlp_resource_attributes.clone();
         ic
     }

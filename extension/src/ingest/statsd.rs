@@ -1,6 +1,8 @@
-//! The StatsD/DogStatsD listener (contract §5) on UDP 127.0.0.1:`PERFMON_STATSD_PORT`.
+//! The StatsD/DogStatsD listener (contract §5) on UDP 127.0.0.1:`PERFMON_STATSD_PORT`, and on a
+//! Unix datagram socket at `PERFMON_STATSD_SOCKET` when set.
 //!
-//! One task receives into a reused 64 KiB buffer (larger than any UDP datagram), parses with
+//! One task per socket receives into a reused 64 KiB buffer (larger than any UDP datagram, and
+//! than the 8 KiB DogStatsD clients send over a Unix socket), parses with
 //! [`perfmon_protocol::statsd`] (borrowing, no allocation per line) and records each datagram's
 //! valid lines in one call to the sink. Malformed lines, unsupported types and timestamps outside
 //! CloudWatch's window are counted as dropped by reason; they never stop the other lines.
@@ -9,14 +11,28 @@
 //! round(1/r) times (at most [`MAX_REPLICAS`]), because the aggregator takes plain values, not
 //! weighted ones: so count, sum and percentiles estimate the unsampled stream (exactly when 1/r is
 //! an integer). A gauge ignores the rate.
+//!
+//! **Bursts.** A UDP datagram that arrives while the socket's receive queue is full is discarded by
+//! the kernel, and the sender is not told (udp(7)). The queue is made as large as the system allows
+//! ([`size_receive_buffer`]: SO_RCVBUF up to `net.core.rmem_max`, socket(7)), and what the kernel
+//! still drops is read from the socket's `drops` column in `/proc/net/udp` ([`KernelDrops`]):
+//! shown in `/v1/health`, logged once per flush window and sent as the `StatsdDatagramsDropped`
+//! metric. A sender on the Unix datagram socket is never dropped on: when perfmon's queue is full a
+//! blocking `send` waits and a non-blocking one gets `EAGAIN` (unix(7)), which DogStatsD clients
+//! retry or count.
 
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::custom::{self, Kind, MetricEntry, Resolution, Validator};
+use perfmon_protocol::procfs::{parse_udp_socket, UdpSocketLine};
 use perfmon_protocol::statsd::{parse_datagram_with, Line};
-use tokio::net::UdpSocket;
+use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::{SampleSink, Stats};
 
@@ -24,10 +40,37 @@ use super::{SampleSink, Stats};
 pub const BUFFER_BYTES: usize = 65_536;
 /// Most copies of one distribution value a sample rate can ask for (rate 0.001).
 pub const MAX_REPLICAS: usize = 1_000;
+/// Where Linux says how large a receive buffer SO_RCVBUF may ask for (socket(7)).
+pub const RMEM_MAX_PATH: &str = "/proc/sys/net/core/rmem_max";
+/// The kernel's table of IPv4 UDP sockets, with each one's drop counter (proc(5)).
+pub const PROC_NET_UDP: &str = "/proc/net/udp";
+
+/// A StatsD socket: UDP, or the Unix datagram socket of `PERFMON_STATSD_SOCKET`.
+#[derive(Debug)]
+pub enum Socket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Socket {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Udp(s) => s.recv(buf).await,
+            Socket::Unix(s) => s.recv(buf).await,
+        }
+    }
+
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Udp(s) => s.try_recv(buf),
+            Socket::Unix(s) => s.try_recv(buf),
+        }
+    }
+}
 
 /// The socket and what a datagram needs.
 pub struct Receiver {
-    pub socket: UdpSocket,
+    pub socket: Socket,
     pub sink: Arc<dyn SampleSink>,
     pub validator: Validator,
     pub clock: fn() -> i64,
@@ -38,8 +81,8 @@ pub struct Receiver {
 pub async fn serve(receiver: Arc<Receiver>) {
     let mut buf = vec![0u8; BUFFER_BYTES];
     loop {
-        match receiver.socket.recv_from(&mut buf).await {
-            Ok((n, _)) => receiver.datagram(buf.get(..n).unwrap_or_default()),
+        match receiver.socket.recv(&mut buf).await {
+            Ok(n) => receiver.datagram(buf.get(..n).unwrap_or_default()),
             Err(error) => {
                 tracing::warn!(%error, "StatsD listener: receive failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -48,12 +91,69 @@ pub async fn serve(receiver: Arc<Receiver>) {
     }
 }
 
+/// Sets the UDP socket's receive buffer to `wanted` bytes, or else to `net.core.rmem_max` (what an
+/// unprivileged process may ask for: SO_RCVBUFFORCE needs CAP_NET_ADMIN, which Lambda does not
+/// grant), and returns the size the kernel reports back (it doubles the request for its own
+/// bookkeeping, socket(7)). Never fails: a buffer that cannot be set stays as it was, logged.
+pub fn size_receive_buffer(socket: &UdpSocket, wanted: Option<usize>) -> Option<usize> {
+    let target = wanted.or_else(|| std::fs::read_to_string(RMEM_MAX_PATH).ok()?.trim().parse().ok());
+    if let Some(bytes) = target {
+        if let Err(error) = rustix::net::sockopt::set_socket_recv_buffer_size(socket, bytes) {
+            tracing::warn!(bytes, %error, "StatsD listener: cannot set SO_RCVBUF; keeping the default");
+        }
+    }
+    rustix::net::sockopt::socket_recv_buffer_size(socket).ok()
+}
+
+/// The kernel's drop counter of one UDP socket, found by the socket's inode in `/proc/net/udp`.
+#[derive(Debug)]
+pub struct KernelDrops {
+    inode: u64,
+    table: PathBuf,
+    /// The total at the end of the last flush window.
+    reported: AtomicU64,
+}
+
+impl KernelDrops {
+    /// The counter of `socket`; `None` if its inode cannot be read.
+    pub fn of(socket: &UdpSocket) -> Option<KernelDrops> {
+        let inode = rustix::fs::fstat(socket).ok()?.st_ino;
+        Some(Self::with_table(inode, PathBuf::from(PROC_NET_UDP)))
+    }
+
+    /// The counter of the socket with `inode` in the table at `table` (tests use a file of theirs).
+    pub fn with_table(inode: u64, table: PathBuf) -> KernelDrops {
+        KernelDrops { inode, table, reported: AtomicU64::new(0) }
+    }
+
+    /// The socket's line now; `None` if the table cannot be read or has no such socket.
+    pub fn read(&self) -> Option<UdpSocketLine> {
+        parse_udp_socket(&std::fs::read_to_string(&self.table).ok()?, self.inode)
+    }
+
+    /// Ends a flush window: `(dropped during it, dropped in all)`; `None` when unreadable.
+    pub fn window(&self) -> Option<(u64, u64)> {
+        let total = self.read()?.drops;
+        let before = self.reported.fetch_max(total, Ordering::Relaxed);
+        Some((total.saturating_sub(before), total))
+    }
+}
+
+/// Binds a Unix datagram socket at `path`, removing a socket file left there by an earlier
+/// process first (as DogStatsD does); anything else at `path` is left alone and the bind fails.
+pub fn bind_unix(path: &Path) -> io::Result<UnixDatagram> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    UnixDatagram::bind(path)
+}
+
 impl Receiver {
     /// Records the datagrams already queued on the socket without waiting; returns how many.
     pub fn drain_now(&self) -> usize {
         let mut buf = vec![0u8; BUFFER_BYTES];
         let mut n = 0;
-        while let Ok((len, _)) = self.socket.try_recv_from(&mut buf) {
+        while let Ok(len) = self.socket.try_recv(&mut buf) {
             self.datagram(buf.get(..len).unwrap_or_default());
             n += 1;
         }
@@ -86,7 +186,10 @@ impl Receiver {
             tracing::debug!(reason = r.reason, message = %r.message, "StatsD line not kept by the aggregator");
         }
         let mut g = self.stats.lock();
-        g.statsd_datagrams += 1;
+        match self.socket {
+            Socket::Udp(_) => g.statsd_datagrams += 1,
+            Socket::Unix(_) => g.statsd_unix_datagrams += 1,
+        }
         g.statsd_lines_accepted += (kept - refused.len()) as u64;
         g.statsd_tags_skipped += skipped_tags;
     }
@@ -201,7 +304,13 @@ mod tests {
         let addr = socket.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         // No receive loop: only drain_now reads the socket.
-        let r = Receiver { socket, sink: sink.clone(), validator: Validator::default(), clock: now, stats };
+        let r = Receiver {
+            socket: Socket::Udp(socket),
+            sink: sink.clone(),
+            validator: Validator::default(),
+            clock: now,
+            stats,
+        };
         send(addr, &[b"x:1|c", b"y:2|c"]).await;
         let mut drained = 0;
         for _ in 0..100 {
@@ -214,6 +323,72 @@ mod tests {
         assert_eq!(drained, 2);
         assert_eq!(sink.take().len(), 2);
         assert_eq!(r.drain_now(), 0, "nothing left, and no waiting");
+    }
+
+    #[tokio::test]
+    async fn kernel_drops_come_from_the_sockets_line_and_windows_take_the_increase() {
+        // The real table has the real socket, found by its inode, with no drops yet.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let k = KernelDrops::of(&socket).unwrap();
+        assert_eq!(k.read().map(|l| l.drops), Some(0), "{:?}", std::fs::read_to_string(PROC_NET_UDP));
+        assert!(size_receive_buffer(&socket, Some(65_536)).unwrap() >= 65_536, "the kernel doubles the request");
+
+        // A table of our own: each window is the increase since the previous one.
+        let dir = std::env::temp_dir().join(format!("perfmon-kernel-drops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let table = dir.join("udp");
+        let write = |drops: u64| {
+            let line = format!(
+                "  1: 0100007F:1FBD 00000000:0000 07 00000000:00000300 00:00000000 00000000 0 0 4242 2 p {drops}"
+            );
+            std::fs::write(&table, format!("  sl  local_address ...\n{line}\n")).unwrap();
+        };
+        let k = KernelDrops::with_table(4242, table.clone());
+        write(0);
+        assert_eq!(k.window(), Some((0, 0)));
+        write(17);
+        assert_eq!(k.read(), Some(UdpSocketLine { rx_queue: 0x300, drops: 17 }));
+        assert_eq!(k.window(), Some((17, 17)));
+        assert_eq!(k.window(), Some((0, 17)), "nothing new");
+        write(20);
+        assert_eq!(k.window(), Some((3, 20)));
+        std::fs::remove_file(&table).unwrap();
+        assert_eq!(k.window(), None, "unreadable: unknown, not zero");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_unix_socket_replaces_a_stale_file_records_and_is_removed() {
+        let dir = std::env::temp_dir().join(format!("perfmon-uds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("statsd.sock");
+        drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap()); // stale, from an "earlier process"
+        let sink = Arc::new(VecSink::default());
+        let mut cfg = IngestConfig::new(0, None, ["FunctionName"]);
+        cfg.statsd_socket = Some(path.clone());
+        cfg.clock = now;
+        let ingest = Ingest::start(cfg, sink.clone()).await;
+        assert_eq!(ingest.counters().statsd_socket_listener, format!("listening on {}", path.display()));
+        assert_eq!(ingest.counters().statsd_datagrams_dropped, None, "no UDP socket: unknown");
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.send_to(b"u:1|c\nv:2|ms", &path).unwrap();
+        eventually(|| ingest.counters().statsd_unix_datagrams == 1).await;
+        assert_eq!(ingest.counters().statsd_lines_accepted, 2);
+        assert_eq!(ingest.counters().statsd_datagrams, 0, "UDP counts its own");
+        ingest.remove_statsd_socket();
+        assert!(!path.exists());
+        ingest.remove_statsd_socket(); // again: nothing to do, no complaint
+
+        // A regular file at the path is not ours to delete: the bind fails, the rest works.
+        std::fs::write(&path, b"user data").unwrap();
+        let mut cfg = IngestConfig::new(0, Some(0), ["FunctionName"]);
+        cfg.statsd_socket = Some(path.clone());
+        let ingest = Ingest::start(cfg, sink).await;
+        assert!(ingest.counters().statsd_socket_listener.starts_with("bind failed on "));
+        assert!(ingest.statsd_addr().is_some() && ingest.http_addr().is_some());
+        drop(ingest);
+        assert_eq!(std::fs::read(&path).unwrap(), b"user data");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -100,7 +100,7 @@ pub fn node_hotshots_function() -> RuntimeSpec {
     let dir = crate::common::workspace_root().join("fixtures/node-hotshots");
     assert!(
         dir.join("node_modules/hot-shots/package.json").is_file(),
-        "hot-shots not installed: run `make node` (or `cd fixtures/node-hotshots && npm ci --omit=optional`)"
+        "hot-shots not installed: run `make node` (or `cd fixtures/node-hotshots && npm ci`, which builds unix-dgram)"
     );
     spec.cwd = Some(dir.clone());
     spec.env =
