@@ -28,9 +28,10 @@
 //! environment runs without it; [`ResourceReport`] says which part and why, and the sandbox logs it
 //! once at start.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
@@ -299,11 +300,16 @@ pub(crate) fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
 
-/// The holder of an environment's private mount namespace (a shell waiting on its stdin).
+/// The holder of an environment's private mount namespace: a shell waiting on a pipe from the
+/// sandbox. It is detached (started in the background by a shell that exits at once), so it is not
+/// among the sandbox's children, where perfmon, measuring its parent's descendants, would count it.
+/// It ends when the sandbox closes the pipe (or dies), or by SIGKILL to its process group.
 #[derive(Debug)]
 struct Holder {
-    child: Child,
+    /// The write end of the holder's stdin.
+    stdin: Option<std::process::ChildStdin>,
     pid: i32,
+    pgid: i32,
 }
 
 impl Holder {
@@ -318,39 +324,58 @@ for d in "$@"; do
 done
 umount -l "$view"
 echo ready
+exec 1>&- 2>&-
 read -r _ || true
+"#;
+    /// Starts [`Self::SCRIPT`] in a new mount namespace, in the background, with the caller's stdin
+    /// (an explicit redirection: a background job's stdin is otherwise /dev/null), prints its pid.
+    const LAUNCH: &'static str = r#"exec 3<&0
+unshare -m --propagation private sh -c "$0" sh "$@" <&3 &
+echo "$!"
 "#;
 
     fn start(size_mb: u64, keep: &[String]) -> Result<Self, String> {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private", "sh", "-c", Self::SCRIPT, "sh", HOST_TMP_VIEW])
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", Self::LAUNCH, Self::SCRIPT, HOST_TMP_VIEW])
             .arg(size_mb.to_string())
             .args(keep)
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run unshare: {e}"))?;
-        let pid = i32::try_from(child.id()).unwrap_or(0);
-        let mut line = String::new();
-        let ready = child.stdout.take().map(BufReader::new).and_then(|mut r| r.read_line(&mut line).ok());
-        if ready.unwrap_or(0) == 0 || line.trim() != "ready" {
-            let _ = child.kill();
-            let out = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned());
-            return Err(format!("unshare -m with a tmpfs at /tmp failed: {}", out.unwrap_or_default()));
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
+        let pgid = i32::try_from(child.id()).unwrap_or(0);
+        let stdin = child.stdin.take();
+        let mut lines = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let mut r = BufReader::new(out);
+            for _ in 0..2 {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                lines.push(line.trim().to_owned());
+            }
         }
-        Ok(Self { child, pid })
+        let pid = lines.first().and_then(|l| l.parse::<i32>().ok()).unwrap_or(0);
+        if lines.get(1).map(String::as_str) != Some("ready") || pid <= 0 {
+            drop(stdin);
+            crate::sys::signal_group(pgid, crate::sys::Signal::Kill);
+            let err = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned());
+            return Err(format!("unshare -m with a tmpfs at /tmp failed: {}", err.unwrap_or_default()));
+        }
+        // The launching shell has exited (or does now): reap it.
+        let _ = child.wait();
+        Ok(Self { stdin, pid, pgid })
     }
 
-    /// Ends the holder (its stdin closed, then SIGKILL) and waits for it: the namespace and its
-    /// mounts go with the last process in it.
+    /// Ends the holder: its stdin closed, SIGKILL to its group. The namespace and its mounts go
+    /// with the last process in it.
     fn stop(mut self) {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"\n");
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.stdin.take());
+        crate::sys::signal_group(self.pgid, crate::sys::Signal::Kill);
     }
 }
 
