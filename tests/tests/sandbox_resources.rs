@@ -331,3 +331,45 @@ async fn recommend_over_a_memory_sweep() {
         assert!(got == a || got == b, "{name}: {got} MB, the smallest with headroom is {a} (or {b}): {v}");
     }
 }
+
+/// The command line: the model is on by default and named in `--json` (`resources`); off with
+/// `--no-resource-limits`; `--ephemeral-storage-mb` outside Lambda's 512-10 240 is refused.
+#[test]
+fn cli_applies_the_model_by_default_and_names_it() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::bin_path("perfmon-sandbox"))
+            .arg("run")
+            .arg("--runtime")
+            .arg(common::bin_path("sample-function"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let on = json(&run(&["--memory-mb", "512", "--ephemeral-storage-mb", "1024", "--json"]));
+    let r = &on["resources"];
+    assert_eq!(r["enabled"], true, "{r}");
+    assert_eq!(r["notApplied"], json!([]), "this machine cannot apply Lambda's resource model: {r}");
+    assert!(
+        r["cpu"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}/100000", perfmon_sandbox::cpu_quota_us(512, num_cpus()))),
+        "{r}"
+    );
+    assert!(r["tmp"]["detail"].as_str().unwrap().contains("1024 MB tmpfs"), "{r}");
+    let off = json(&run(&["--no-resource-limits", "--json"]));
+    assert_eq!(off["resources"]["enabled"], false);
+    assert_eq!(off["resources"]["cpu"]["applied"], false);
+    for bad in ["100", "20000", "x"] {
+        let out = run(&["--ephemeral-storage-mb", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn num_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
