@@ -122,6 +122,8 @@ enum Hierarchy {
 pub(crate) struct Plan {
     pub report: ResourceReport,
     hierarchy: Option<Hierarchy>,
+    /// A CPU share by memory size (not on Managed Instances, which get the instance's CPUs).
+    cpu_share: bool,
     tmp: bool,
     memory_mb: u64,
     ephemeral_mb: u64,
@@ -403,6 +405,7 @@ impl Plan {
                 tmp: Part::off("resource limits off".to_owned()),
             },
             hierarchy: None,
+            cpu_share: !cfg.mode.is_managed_instances(),
             tmp: false,
             memory_mb,
             ephemeral_mb,
@@ -411,8 +414,6 @@ impl Plan {
         if !cfg.resource_limits {
             return plan;
         }
-        // Managed Instances: the function gets the instance's CPUs, not a share by memory size.
-        let with_cpu = !cfg.mode.is_managed_instances();
         match detect_hierarchy(Path::new("/sys/fs/cgroup")).and_then(|h| {
             Cgroup::create(&h, Some(memory_mb), cpu_quota_us(memory_mb, cpus)).map(|mut cg| {
                 cg.remove();
@@ -425,13 +426,14 @@ impl Plan {
                     Hierarchy::V1 { .. } => "cgroup v1 cpu.cfs_quota_us",
                 };
                 let quota = cpu_quota_us(memory_mb, cpus);
-                plan.report.cpu = if with_cpu {
+                plan.report.cpu = if plan.cpu_share {
                     Part::on(format!(
                         "{version} {quota}/{CFS_PERIOD_US} ({:.1} % of one CPU for {memory_mb} MB)",
                         quota as f64 * 100.0 / CFS_PERIOD_US as f64
                     ))
                 } else {
-                    Part::off("Managed Instances use the instance's CPUs".to_owned())
+                    // Managed Instances: the function gets the instance's CPUs, not a share by memory size.
+                    Part::on("no quota: Managed Instances use the instance's CPUs".to_owned())
                 };
                 let mem_file = match h {
                     Hierarchy::V2 { .. } => "cgroup v2 memory.max",
@@ -455,14 +457,7 @@ impl Plan {
             }
             Err(e) => plan.report.tmp = Part::off(format!("{e}; the function sees the host's /tmp")),
         }
-        if !with_cpu {
-            plan.report.cpu.applied = false;
-        }
         plan
-    }
-
-    fn with_cpu(&self) -> bool {
-        self.report.cpu.applied
     }
 
     /// Sets up a new environment's resources; a part that fails now is logged and left out.
@@ -470,7 +465,7 @@ impl Plan {
         let mut env = EnvResources::default();
         if let Some(h) = &self.hierarchy {
             let quota =
-                if self.with_cpu() { cpu_quota_us(self.memory_mb, self.cpus) } else { CFS_PERIOD_US * self.cpus };
+                if self.cpu_share { cpu_quota_us(self.memory_mb, self.cpus) } else { CFS_PERIOD_US * self.cpus };
             match Cgroup::create(h, Some(self.memory_mb), quota) {
                 Ok(cg) => {
                     env.oom_base = cg.oom_kills();
