@@ -597,6 +597,31 @@ mod tests {
     }
 
     #[test]
+    fn no_cgroup_controllers_is_a_plain_reason() {
+        let dir = std::env::temp_dir().join(format!("perfmon-no-cgroup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let err = detect_hierarchy(&dir).err().unwrap_or_default();
+        assert!(err.contains("no cgroup v2 nor v1 cpu and memory controllers"), "{err}");
+        std::fs::write(dir.join("cgroup.controllers"), "cpuset io pids").unwrap_or_default();
+        let err = detect_hierarchy(&dir).err().unwrap_or_default();
+        assert!(err.contains("lacks the cpu or memory controller"), "{err}");
+        std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap_or_default();
+        assert_eq!(detect_hierarchy(&dir), Ok(Hierarchy::V2 { root: dir.clone() }));
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = ResourceReport {
+            enabled: true,
+            cpu: Part::off("cannot use cgroups (x)".to_owned()),
+            memory: Part::on("m".to_owned()),
+            tmp: Part::off("unshare failed".to_owned()),
+        };
+        assert_eq!(
+            report.not_applied(),
+            vec!["cpu: cannot use cgroups (x)".to_owned(), "tmp: unshare failed".to_owned()]
+        );
+        assert!(ResourceReport { enabled: false, ..report }.not_applied().is_empty());
+    }
+
+    #[test]
     fn wrap_without_resources_is_the_command() {
         let env = EnvResources::default();
         let (p, a) = env.wrap(Path::new("/bin/fn"), &["x".to_owned()], None);

@@ -332,7 +332,8 @@ async fn recommend_over_a_memory_sweep() {
     }
 }
 
-/// The command line: the model is on by default and named in `--json` (`resources`); off with
+/// The command line: the model is on by default (with an extension from a directory under the
+/// host's `/tmp`) and named in `--json` (`resources`); off with
 /// `--no-resource-limits`; `--ephemeral-storage-mb` outside Lambda's 512-10 240 is refused.
 #[test]
 fn cli_applies_the_model_by_default_and_names_it() {
@@ -349,7 +350,11 @@ fn cli_applies_the_model_by_default_and_names_it() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let on = json(&run(&["--memory-mb", "512", "--ephemeral-storage-mb", "1024", "--json"]));
+    // `--extension` lays the extensions directory out under the host's /tmp: the environment's own /tmp
+    // shows it (bind-mounted back), or the extension could not start and Init would fail.
+    let noop = format!("noop={}", common::bin_path("noop-extension").display());
+    let on = json(&run(&["--memory-mb", "512", "--ephemeral-storage-mb", "1024", "--extension", &noop, "--json"]));
+    assert_eq!(on["extensions"].as_array().map(Vec::len), Some(1), "{}", on["extensions"]);
     let r = &on["resources"];
     assert_eq!(r["enabled"], true, "{r}");
     assert_eq!(r["notApplied"], json!([]), "this machine cannot apply Lambda's resource model: {r}");
