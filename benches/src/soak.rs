@@ -245,7 +245,7 @@ pub async fn run(
     let (http_port, statsd_port) = (free_port()?, free_port()?);
     let cfg = SandboxConfig::new("soak-fn", RuntimeCommand::new(function))
         .memory_mb(crate::runner::BENCH_MEMORY_MB)
-        .resource_limits(true)
+        .resource_limits(crate::runner::resource_model())
         .timeout(Duration::from_secs(5))
         .extensions_dir(&ext_dir)
         .env("PERFMON_SINK", "cloudwatch")
