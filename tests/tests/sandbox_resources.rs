@@ -147,9 +147,11 @@ async fn tmp_is_the_environments_own_with_the_ephemeral_size() {
     let expected = WRITE as f64 + start_use;
     assert!((tmp[1] - expected).abs() <= expected * 0.01, "TmpUsed {} vs written {WRITE} + {start_use}", tmp[1]);
     let size = 512.0 * MB;
-    for (i, t) in tmp[2..].iter().enumerate() {
-        assert!((t - size).abs() <= size * 0.01, "TmpUsed at the size ({size}) when full, invoke {}: {t}", i + 3);
-    }
+    // perfmon samples /tmp at intervals during an invoke; the failing write ends its invoke at once, so
+    // that invoke's figure may be a sample of the fill in progress (never above the size). The next
+    // invoke starts with /tmp full (the partial file stays): its TmpUsed is the size.
+    assert!(tmp[2] > tmp[1] && tmp[2] <= size * 1.01, "TmpUsed while filling /tmp: {}", tmp[2]);
+    assert!((tmp[3] - size).abs() <= size * 0.01, "TmpUsed at the size ({size}) when full: {}", tmp[3]);
 }
 
 /// A function that allocates past its memory size: killed at the limit, `Runtime.OutOfMemory`
