@@ -25,8 +25,13 @@ for exe in perfmon-sandbox sample-function "$extension"; do
     [[ -x "$bin/$exe" ]] || { echo "demo: $bin/$exe missing: run 'make build' (PROFILE=release: 'PROFILE=release make demo')" >&2; exit 1; }
 done
 
-# The function answers after 20 ms and reports its "checkout" timings (4 per invoke) over HTTP, and a StatsD counter.
-payload='{"sleep_ms": 20,
+# The function keeps a 1 MiB file in its /tmp, waits 200 ms (a downstream call), and reports its "checkout"
+# timings (4 per invoke) over HTTP, and a StatsD counter. The sandbox applies Lambda's resource model (on by
+# default): at 256 MB the function and perfmon share 14.5 % of one CPU, a 256 MB memory limit and their own
+# 512 MB tmpfs /tmp, so TmpUsed is the function's file (not the host's /tmp) and CPUUtilization is relative
+# to that share (0-100 %). perfmon reads CPU time in 10 ms ticks: a 200 ms invoke keeps a tick or two's weight
+# under 100 % of the share (a 20 ms invoke at 0.14 vCPU would read a single tick as ~300 %).
+payload='{"sleep_ms": 200, "tmp_bytes": 1048576,
   "metrics": [{"name": "CheckoutTime", "values": [12.5, 18.5, 31.0, 95.0], "unit": "Milliseconds", "dimensions": {"Route": "/checkout"}}],
   "operations": [{"operation": "checkout", "durationMs": 21.0, "success": true}],
   "statsd": ["demo.cart_items:3|c|#route:/checkout"]}'

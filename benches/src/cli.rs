@@ -33,7 +33,9 @@ check: a fresh run (default --mode quick) compared with FILE (default benches/re
        exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
 Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
 `cargo build --release -p perfmon -p noop-extension -p sample-function`); --perfmon replaces
-perfmon's (e.g. a deliberately slowed build).";
+perfmon's (e.g. a deliberately slowed build).
+Sandboxes run under the sandbox's resource model at 1 769 MB (one vCPU) on both sides;
+PERFMON_BENCH_RESOURCE_MODEL=off runs them without it (an A/B of the model, not comparable with results).";
 
 #[derive(Debug)]
 struct Args {

@@ -93,6 +93,19 @@ pub fn free_port() -> Result<u16, RunError> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
+/// Memory size of the benchmark's sandboxes. Perfmon and the floor both run under the sandbox's
+/// resource model (Lambda's: a CPU quota of memory / 1 769 MB of one CPU, one memory limit, a private
+/// `/tmp`), at 1 769 MB: one full vCPU, the reference point of Lambda's memory-to-CPU ratio. The
+/// budgets' absolute figures (ms over the floor) are those of one vCPU; at 128 MB (0.072 vCPU) every
+/// CPU-bound figure of both sides is about 13.8 times longer (docs/benchmarks.md).
+pub const BENCH_MEMORY_MB: u64 = 1769;
+
+/// Whether the sandboxes apply the resource model: yes, unless `PERFMON_BENCH_RESOURCE_MODEL=off`
+/// (an A/B of the model itself on the same machine; such a run is not comparable with the results).
+pub fn resource_model() -> bool {
+    std::env::var("PERFMON_BENCH_RESOURCE_MODEL").map_or(true, |v| v != "off")
+}
+
 /// perfmon's settings in one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Case {
@@ -119,7 +132,8 @@ async fn sandbox(setup: &Setup, side: Side, case: &Case, timeout: Duration) -> R
     let cloudwatch = CloudWatch::start().await?;
     let env = Env { http_port: free_port()?, statsd_port: free_port()?, otlp_port: free_port()?, cloudwatch };
     let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
-        .memory_mb(128)
+        .memory_mb(BENCH_MEMORY_MB)
+        .resource_limits(resource_model())
         .timeout(timeout)
         .extensions_dir(setup.dir(side))
         .env("PERFMON_SINK", case.sink)
@@ -601,6 +615,7 @@ pub async fn lmi_run(setup: &Setup, side: Side, invokes: usize) -> Result<LmiRun
     let cfg = SandboxConfig::new("bench-lmi", RuntimeCommand::new(&setup.function))
         .mode(Mode::ManagedInstances { max_concurrency: LMI_IN_FLIGHT })
         .memory_mb(2048)
+        .resource_limits(resource_model())
         .timeout(Duration::from_secs(5))
         .extensions_dir(&dir)
         .env("PERFMON_FLUSH_INTERVAL_S", "1")
@@ -709,7 +724,8 @@ pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &s
     cloudwatch.set_network(Network { keep_alive: false, ..Network::IN_REGION });
     let http_port = free_port()?;
     let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
-        .memory_mb(128)
+        .memory_mb(BENCH_MEMORY_MB)
+        .resource_limits(resource_model())
         .timeout(Duration::from_secs(3))
         .extensions_dir(setup.dir(side))
         .env("PERFMON_SINK", case.sink)

@@ -244,7 +244,8 @@ pub async fn run(
     let cw = CloudWatch::start().await?;
     let (http_port, statsd_port) = (free_port()?, free_port()?);
     let cfg = SandboxConfig::new("soak-fn", RuntimeCommand::new(function))
-        .memory_mb(128)
+        .memory_mb(crate::runner::BENCH_MEMORY_MB)
+        .resource_limits(crate::runner::resource_model())
         .timeout(Duration::from_secs(5))
         .extensions_dir(&ext_dir)
         .env("PERFMON_SINK", "cloudwatch")

@@ -22,6 +22,7 @@ usage: perfmon-sandbox cloudwatch [--port N] [--bind ADDR]   (the embedded Cloud
                            [--mode on-demand|provisioned-concurrency|snap-start|managed-instances]
                            [--max-concurrency N] [--in-flight K] [--first-invoke-delay-ms MS]
                            [--streaming] [--tenants a,b,c] [--restore-fails]
+                           [--ephemeral-storage-mb N] [--no-resource-limits]
                            [-- RUNTIME-ARGS ...]
 
 Runs init, then N invokes (the first is cold; it uses --cold-payload when given), then a shutdown,
@@ -56,6 +57,12 @@ Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and init
                             streaming, chunked, up to 20 MB); the summary shows responseDuration.
 --tenants a,b,c             tenant isolation (on-demand only): invoke i is for tenant i mod 3; an
                             environment serves one tenant, so a change of tenant means a new one.
+Resource model (on by default, as Lambda): the function and its extensions share one cgroup with a
+CPU quota of memory/1769 MB of one CPU (at most the CPUs online and 6) and a memory limit of
+--memory-mb (past it the function is killed: Runtime.OutOfMemory), and their own tmpfs /tmp of
+--ephemeral-storage-mb (default 512, 512-10240) in a private mount namespace. Needs root (cgroup v1
+or v2, unshare); a part the machine does not allow is left out and named (the summary, --json
+`resources`). --no-resource-limits runs on the machine's full CPUs, memory and /tmp.
 `cloudwatch` serves the embedded CloudWatch (PutMetricData, ListMetrics, GetMetricStatistics,
 GetMetricData with percentiles) on ADDR:N (default 127.0.0.1, port 0 = a free one) until stopped
 (Ctrl-C / SIGTERM), prints `endpoint http://ADDR:PORT` first, and the table of what reached it on exit.
@@ -89,6 +96,8 @@ struct Args {
     events: Vec<crate::events::TriggerEvent>,
     invokes_set: bool,
     payload_set: bool,
+    no_resource_limits: bool,
+    ephemeral_storage_mb: Option<u64>,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -157,6 +166,14 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
                 a.tenants = value("--tenants")?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
             }
             "--restore-fails" => a.restore_fails = true,
+            "--no-resource-limits" => a.no_resource_limits = true,
+            "--ephemeral-storage-mb" => {
+                let mb = number(&value("--ephemeral-storage-mb")?, "--ephemeral-storage-mb")?;
+                if !(crate::resources::EPHEMERAL_DEFAULT_MB..=crate::resources::EPHEMERAL_MAX_MB).contains(&mb) {
+                    return Err(format!("--ephemeral-storage-mb must be 512-10240 (Lambda's range), not {mb}"));
+                }
+                a.ephemeral_storage_mb = Some(mb);
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             "--" => {
                 a.runtime_args.extend(it.by_ref());
@@ -293,7 +310,9 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         .mode(mode.clone())
         .first_invoke_delay(Duration::from_millis(a.first_invoke_delay_ms))
         .streaming(a.streaming)
-        .tenants(a.tenants.clone());
+        .tenants(a.tenants.clone())
+        .resource_limits(!a.no_resource_limits)
+        .ephemeral_storage_mb(a.ephemeral_storage_mb.unwrap_or(crate::resources::EPHEMERAL_DEFAULT_MB));
     let _layout = match (&a.extensions, a.extension_files.is_empty()) {
         (Some(dir), true) => {
             cfg = cfg.extensions_dir(dir);
@@ -323,6 +342,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         cfg = cfg.env(k, v);
     }
     let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
+    let resources = sb.resources().clone();
     let payloads: Vec<Value> = (0..a.invokes).map(|i| a.payload_of(i)).collect();
     let invokes = if mode.is_managed_instances() {
         let k = a.in_flight.unwrap_or(mode.workers());
@@ -367,10 +387,15 @@ async fn run(a: Args) -> Result<ExitCode, String> {
                 "undelivered": down.undelivered,
             },
             "cloudwatch": cloudwatch.as_ref().map(crate::cli_cloudwatch::summary_json),
+            "resources": {
+                "enabled": resources.enabled, "cpu": resources.cpu, "memory": resources.memory, "tmp": resources.tmp,
+                "notApplied": resources.not_applied(),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print_summary(&a, &invokes, &reports, &stats, &down);
+        print_resources(&resources);
         print_mode_figures(&mode, &events, max_concurrent);
         if let Some(cw) = &cloudwatch {
             println!();
@@ -461,6 +486,17 @@ fn answer_line(body: &[u8]) -> String {
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text,
+    }
+}
+
+fn print_resources(r: &crate::ResourceReport) {
+    if !r.enabled {
+        println!("resource model: off (--no-resource-limits): the machine's CPUs, memory and /tmp");
+        return;
+    }
+    for (name, p) in [("cpu", &r.cpu), ("memory", &r.memory), ("/tmp", &r.tmp)] {
+        let state = if p.applied { "applied" } else { "NOT applied" };
+        println!("resource model {name}: {state}: {}", p.detail);
     }
 }
 

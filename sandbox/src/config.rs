@@ -71,6 +71,8 @@ pub struct SandboxConfig {
     pub(crate) first_invoke_delay: Duration,
     pub(crate) streaming: bool,
     pub(crate) tenants: Vec<String>,
+    pub(crate) resource_limits: bool,
+    pub(crate) ephemeral_storage_mb: u64,
 }
 
 impl SandboxConfig {
@@ -98,6 +100,8 @@ impl SandboxConfig {
             first_invoke_delay: Duration::ZERO,
             streaming: false,
             tenants: Vec::new(),
+            resource_limits: false,
+            ephemeral_storage_mb: crate::resources::EPHEMERAL_DEFAULT_MB,
         }
     }
     pub fn memory_mb(mut self, mb: u64) -> Self {
@@ -192,6 +196,23 @@ impl SandboxConfig {
         S: Into<String>,
     {
         self.tenants = tenants.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Lambda's resource model (see `resources`): a CPU quota of `memory / 1 769 MB` of one CPU,
+    /// one memory limit of the memory size for the function and its extensions (past it:
+    /// `Runtime.OutOfMemory`), and a private tmpfs `/tmp` of [`Self::ephemeral_storage_mb`].
+    /// Off by default in the library, so that tests about the protocol keep the machine's full
+    /// speed; the `perfmon-sandbox run` command turns it on unless `--no-resource-limits`.
+    /// Parts the machine cannot apply are left out and named in [`crate::Sandbox::resources`].
+    pub fn resource_limits(mut self, on: bool) -> Self {
+        self.resource_limits = on;
+        self
+    }
+    /// Size of the private `/tmp` (MB) with [`Self::resource_limits`]: Lambda's ephemeral storage,
+    /// 512 (the default) to 10 240; values outside are clamped to that range.
+    pub fn ephemeral_storage_mb(mut self, mb: u64) -> Self {
+        self.ephemeral_storage_mb =
+            mb.clamp(crate::resources::EPHEMERAL_DEFAULT_MB, crate::resources::EPHEMERAL_MAX_MB);
         self
     }
     pub fn get_mode(&self) -> &Mode {

@@ -25,6 +25,8 @@
 //! * [`mode`]: the Lambda modes (§8); `concurrent`: Managed Instances invokes over several runtime
 //!   workers; `restore`: the SnapStart restore before the first invoke.
 //! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
+//! * `resources`: Lambda's resource model per environment (CPU quota and memory limit in a cgroup,
+//!   a private tmpfs `/tmp`).
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
 //! * [`cloudwatch`]: the embedded CloudWatch endpoint (owned by the cloudwatch engineer).
@@ -48,6 +50,7 @@ pub mod mode;
 mod platform;
 mod process;
 pub mod records;
+mod resources;
 mod restore;
 mod state;
 pub mod stats;
@@ -67,6 +70,7 @@ pub use records::{
     DeliveredBatch, DeliveredNext, ExtensionShutdown, InitOutcome, InvokeOutcome, LogLine, Refusal, RuntimeDelivery,
     ShutdownOutcome,
 };
+pub use resources::{cpu_quota_us, Part as ResourcePart, ResourceReport, MB_PER_VCPU};
 pub use stats::ExtensionStats;
 
 use state::{Inner, Phase};
@@ -107,7 +111,13 @@ impl Sandbox {
         let cfg = through_test_wrapper(cfg, std::env::var_os(TEST_WRAPPER_ENV));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(SandboxError::Bind)?;
         let addr: SocketAddr = listener.local_addr().map_err(SandboxError::Bind)?;
-        let inner = Arc::new(Inner::new(cfg, addr));
+        let resources = resources::Plan::probe(&cfg);
+        let missing = resources.report.not_applied();
+        if !missing.is_empty() {
+            // Said once per sandbox; `resources()` (and `--json`) name the parts too.
+            tracing::warn!("Lambda's resource model is only partly applied here: {}", missing.join("; "));
+        }
+        let inner = Arc::new(Inner::new(cfg, addr, resources));
         let server = tokio::spawn(api::serve(inner.clone(), listener));
         Ok(Self { inner, server })
     }
@@ -119,6 +129,12 @@ impl Sandbox {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.cfg
+    }
+
+    /// Which parts of Lambda's resource model (CPU share, memory limit, private `/tmp`) apply, and
+    /// why a part does not.
+    pub fn resources(&self) -> &ResourceReport {
+        &self.inner.resources.report
     }
 
     /// Runs Init now (otherwise the first invoke does). An Init that fails resets the environment.
@@ -291,12 +307,16 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let st = self.inner.lock();
+        let mut st = self.inner.lock();
         for p in st.procs.iter().filter(|p| p.alive()) {
             p.signal(Signal::Cont);
             p.signal(Signal::Kill);
         }
+        let mut env_res = std::mem::take(&mut st.env_res);
         drop(st);
+        // The killed processes are reaped by their watcher threads; the cgroups can only be
+        // removed after that, so this waits (briefly) off the caller's thread.
+        let _ = std::thread::Builder::new().name("release-env".to_owned()).spawn(move || env_res.release());
         self.server.abort();
         let tasks = self.inner.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
         for t in tasks {

@@ -97,6 +97,12 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         .unwrap_or_default();
     let fenv = env::function_env(cfg, &inner.addr.to_string(), &task_root);
     let xenv = env::extension_env(&fenv);
+    let env_res = inner.resources.create_env(&host_tmp_paths(cfg, &fenv));
+    {
+        let mut st = inner.lock();
+        st.env_res = env_res;
+        st.oom_killed = false;
+    }
 
     let mut gate = launch_extensions(inner, &xenv);
     if matches!(gate, Gate::Ok) {
@@ -664,9 +670,29 @@ pub(crate) async fn shutdown_sequence(inner: &Arc<Inner>, reason: ShutdownReason
     st.running = 0;
     st.env_tenant = None;
     st.restore_pending = false;
+    let mut env_res = std::mem::take(&mut st.env_res);
     drop(st);
+    // Every process was reaped (or the wait above gave up): end the `/tmp` namespace, remove the cgroups.
+    env_res.release();
     inner.touch();
     outcome
+}
+
+/// Paths under the host's `/tmp` the environment needs to see in its own `/tmp`: the runtime's
+/// command, arguments and working directory, the extensions directory and where its entries point,
+/// and path-like values of the environment.
+fn host_tmp_paths(cfg: &crate::config::SandboxConfig, fenv: &[(String, String)]) -> Vec<String> {
+    let mut values: Vec<String> = vec![cfg.runtime.program.display().to_string()];
+    values.extend(cfg.runtime.args.iter().cloned());
+    values.extend(cfg.runtime.cwd.iter().map(|d| d.display().to_string()));
+    if let Some(dir) = &cfg.extensions_dir {
+        values.push(dir.display().to_string());
+        for (_, path) in list_extensions(dir).unwrap_or_default() {
+            values.extend(std::fs::canonicalize(&path).ok().map(|p| p.display().to_string()));
+        }
+    }
+    values.extend(fenv.iter().map(|(_, v)| v.clone()));
+    crate::resources::host_tmp_entries(values.iter().map(String::as_str))
 }
 
 /// Figures of the current generation's extensions (point 5 of the issue).

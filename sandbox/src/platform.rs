@@ -89,7 +89,8 @@ pub(crate) fn emit_report(
     end: Instant,
 ) -> f64 {
     let (ref_i, ref_ms) = (Instant::now(), epoch_ms());
-    let memory = max_memory_used_mb(st);
+    // Killed at the memory limit: Lambda reports the limit as the memory used.
+    let memory = if st.oom_killed { cfg.memory_mb } else { max_memory_used_mb(st) };
     let Some(inv) = st.invoke.as_ref() else { return 0.0 };
     let duration = round3(ms_between(inv.dispatch_at, end));
     let spans = inv

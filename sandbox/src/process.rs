@@ -34,8 +34,10 @@ pub(crate) struct Spawn<'a> {
 
 /// Starts a process of the current generation; returns its index in `State::procs`.
 pub(crate) fn spawn(inner: &Arc<Inner>, s: Spawn<'_>) -> std::io::Result<usize> {
-    let mut cmd = Command::new(s.program);
-    cmd.args(s.args).env_clear().envs(s.env.iter().map(|(k, v)| (k, v)));
+    // Inside the environment's cgroup and `/tmp` namespace when the resource model applies.
+    let (program, args) = inner.lock().env_res.wrap(s.program, s.args, s.cwd);
+    let mut cmd = Command::new(&program);
+    cmd.args(&args).env_clear().envs(s.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     if let Some(dir) = s.cwd {
         cmd.current_dir(dir);
@@ -115,12 +117,25 @@ fn record_line(inner: &Inner, idx: usize, stream: &'static str, line: String) {
 fn reap(inner: &Inner, idx: usize, pid: i32) {
     let reaped = sys::wait4(pid);
     let mut st = inner.lock();
+    let oom = {
+        let Some(p) = st.procs.get(idx) else { return };
+        let r = reaped.as_ref();
+        // Killed by SIGKILL, not by the sandbox, with the environment's OOM count up: the kernel's
+        // OOM killer ended it at the memory limit.
+        r.is_some_and(|r| r.signal == Some(libc::SIGKILL)) && !p.killed && st.env_res.oom_killed()
+    };
+    if oom {
+        st.oom_killed = true;
+    }
     let fatal_type = {
         let Some(p) = st.procs.get_mut(idx) else { return };
         let r = reaped.unwrap_or(sys::Reaped { code: None, signal: None, ru_maxrss_kb: 0 });
         p.exit = Some(Exit { code: r.code, signal: r.signal, ru_maxrss_kb: r.ru_maxrss_kb, at: Instant::now() });
         tracing::debug!(pid, role = ?p.role, code = ?r.code, signal = ?r.signal, "process exited");
         match &p.role {
+            // Lambda's errorType for a function that ran out of memory (it covers the whole
+            // environment's memory, extensions included).
+            _ if oom => "Runtime.OutOfMemory",
             Role::Runtime => "Runtime.ExitError",
             Role::Extension(_) => error_type::CRASH,
         }

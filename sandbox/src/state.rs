@@ -39,14 +39,23 @@ pub(crate) fn epoch_of(at: Instant, ref_instant: Instant, ref_epoch_ms: i64) -> 
 pub(crate) struct Inner {
     pub cfg: SandboxConfig,
     pub addr: SocketAddr,
+    /// Which parts of Lambda's resource model this machine lets the sandbox apply.
+    pub resources: crate::resources::Plan,
     state: Mutex<State>,
     pub changed: Notify,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Inner {
-    pub fn new(cfg: SandboxConfig, addr: SocketAddr) -> Self {
-        Self { cfg, addr, state: Mutex::new(State::default()), changed: Notify::new(), tasks: Mutex::new(Vec::new()) }
+    pub fn new(cfg: SandboxConfig, addr: SocketAddr, resources: crate::resources::Plan) -> Self {
+        Self {
+            cfg,
+            addr,
+            resources,
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -398,6 +407,10 @@ pub(crate) struct State {
     pub runtime_deliveries: Vec<RuntimeDelivery>,
     pub shutdowns: Vec<ShutdownOutcome>,
     pub finished_stats: Vec<crate::stats::ExtensionStats>,
+    /// The current environment's cgroup and `/tmp` namespace (empty without the resource model).
+    pub env_res: crate::resources::EnvResources,
+    /// The OOM killer killed a process of the current environment.
+    pub oom_killed: bool,
 }
 
 impl State {

@@ -4,8 +4,9 @@
 //! GetMetricData over HTTP. Each recommendation is checked against a hand computation from the sandbox's
 //! own reports (ground truth: `maxMemoryUsedMB`, `durationMs`); costs against the pricing formula.
 //!
-//! CPU: this machine has cgroup v1 only (no v2 `cpu.max`), so the sandbox does not limit CPU by memory
-//! size; a `cpu_ms` invoke burns a whole core at any size. The CPU-bound rule needs perfmon's system
+//! CPU: these profiles run without the sandbox's resource model (the library's default), so a
+//! `cpu_ms` invoke burns a whole core at any size; `sandbox_resources.rs` runs `recommend` over a
+//! memory sweep under the model, where CPU follows the memory size as in Lambda. The CPU-bound rule needs perfmon's system
 //! metrics (`CPUTime` / `CPUUtilization`, contract §10): when they reached CloudWatch the test expects the
 //! CPU-bound answer computed from them, else the answer without CPU data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
