@@ -19,6 +19,11 @@
 //!   the runtime's `/response` or `/error` (bounded by the deadline), write EMF lines, then `/next`;
 //! * `Skip`: straight back to `/next`.
 //!
+//! While perfmon waits in `/next` and an invoke runs, a ticker ([`invoke_ticker`], every policy but
+//! `shutdown`) asks the same decision with [`FlushEvent::Tick`]: an invoke running longer than the
+//! flush interval gets a background flush every interval ([`Trigger::DuringInvoke`]), through the
+//! same sinks, budget, breaker and retry backlog. The function never waits on it.
+//!
 //! On SHUTDOWN, in this order, all before `deadlineMs`:
 //! 1. wait briefly (≤ [`REPORT_WAIT`], less when the deadline is near) for the `platform.report`
 //!    of every invoke started, then close the others from their `platform.runtimeDone`;
@@ -55,6 +60,10 @@ pub const REGISTRATION_FALLBACK: [&[EventType]; 3] =
     [&[EventType::Invoke, EventType::Shutdown], &[EventType::Shutdown], &[]];
 /// Shortest timer-flush period, whatever `PERFMON_FLUSH_INTERVAL_S` says.
 pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
+/// The long-invoke ticker's period: a tenth of the flush interval, within these bounds (a flush
+/// during an invoke starts at most this late; a tick costs one timer wake-up and one lock).
+pub const TICK_MIN: Duration = Duration::from_millis(50);
+pub const TICK_MAX: Duration = Duration::from_secs(1);
 
 /// Everything an event handler needs.
 #[derive(Debug, Clone)]
@@ -163,6 +172,8 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         if ctx.policy != FlushPolicy::Shutdown {
             crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
         }
+    } else if ctx.policy != FlushPolicy::Shutdown {
+        crate::spawn_logged("invoke-ticker", invoke_ticker(ctx.clone()));
     }
 
     loop {
@@ -255,6 +266,32 @@ pub async fn timer_flush(ctx: Context) {
             sampler.window_end().await;
         }
         ctx.flusher.flush(Trigger::Timer, Instant::now() + FLUSH_BUDGET).await;
+    }
+}
+
+/// Flushes in the background while an invoke runs longer than the flush interval
+/// ([`FlushEvent::Tick`]); stops at SHUTDOWN. In a frozen sandbox it does not run; after a thaw
+/// its first tick sees the previous invoke ended (its `platform.runtimeDone`) or the new one young.
+pub async fn invoke_ticker(ctx: Context) {
+    let period = Duration::from_millis((ctx.interval_ms.max(0) / 10) as u64).clamp(TICK_MIN, TICK_MAX);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let d = ctx
+            .shared
+            .on_tick(|state| decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, state, FlushEvent::Tick, now_ms()));
+        if ctx.shared.lock().phase == Phase::ShuttingDown {
+            return;
+        }
+        if d != FlushDecision::Background {
+            continue;
+        }
+        if let Some(ingest) = &ctx.ingest {
+            ingest.drain_statsd();
+        }
+        ctx.flusher.warm();
+        ctx.flusher.flush(Trigger::DuringInvoke, Instant::now() + FLUSH_BUDGET).await;
     }
 }
 

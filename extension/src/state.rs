@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Limits, MetricSample, RecordError};
 use crate::config::{Config, UNKNOWN_FUNCTION};
-use crate::flush::FlushState;
+use crate::flush::{FlushDecision, FlushState};
 use crate::platform::{Mode, Platform, PlatformCounters, PlatformSettings};
 use crate::system::{Finished, Snapshot, SystemSettings, Tracker};
 
@@ -165,6 +165,8 @@ pub struct Inner {
     pub agg: Aggregator,
     pub platform: Platform,
     pub flush: FlushState,
+    /// The request id of the invoke in `flush.invoke_running_since_ms`.
+    pub running_request: Option<String>,
     /// Datums a failed PutMetricData left for the next flush (CloudWatch only: with `both` they
     /// already went out as EMF).
     pub retry: Vec<MetricDatum>,
@@ -205,7 +207,14 @@ impl Shared {
                 tenant_dimension: cfg.tenant_dimension,
                 summaries: cfg.system_metrics || cfg.invoke_log,
             }),
-            flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false, runtime_proxied: false },
+            flush: FlushState {
+                last_flush_ms: now_ms,
+                last_invoke_ms: None,
+                in_flight: false,
+                runtime_proxied: false,
+                invoke_running_since_ms: None,
+            },
+            running_request: None,
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),
@@ -261,6 +270,28 @@ impl Shared {
         g.phase = Phase::Ready;
         let samples = g.platform.on_invoke(request_id, now_ms);
         record_all(&mut g, samples, now_ms);
+        g.flush.invoke_running_since_ms = Some(now_ms);
+        g.running_request = Some(request_id.to_owned());
+    }
+
+    /// A clock tick: `decide` sees the flush state (the running invoke forgotten once its
+    /// `platform.runtimeDone` or report has been seen); a [`FlushDecision::Background`] marks a
+    /// flush as running under the same lock, so no other flush starts in between.
+    pub fn on_tick(&self, decide: impl FnOnce(&FlushState) -> FlushDecision) -> FlushDecision {
+        let mut g = self.lock();
+        if g.phase == Phase::ShuttingDown {
+            return FlushDecision::Skip;
+        }
+        let done = g.running_request.as_deref().is_some_and(|id| g.platform.runtime_done_seen(id));
+        if done {
+            g.running_request = None;
+            g.flush.invoke_running_since_ms = None;
+        }
+        let d = decide(&g.flush);
+        if d == FlushDecision::Background {
+            g.flush.in_flight = true;
+        }
+        d
     }
 
     /// A decoded telemetry batch arrived.

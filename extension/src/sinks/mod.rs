@@ -51,6 +51,8 @@ struct Breaker {
 pub enum Trigger {
     /// At invoke start, concurrently with the function.
     Background,
+    /// While an invoke runs longer than the flush interval, concurrently with the function.
+    DuringInvoke,
     /// After `platform.runtimeDone`, before `/next`.
     End,
     /// On a timer, where no INVOKE events arrive (Managed Instances, or a registration that Lambda
@@ -64,6 +66,7 @@ impl Trigger {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Background => "background",
+            Self::DuringInvoke => "during-invoke",
             Self::End => "end",
             Self::Timer => "timer",
             Self::Final => "shutdown",
