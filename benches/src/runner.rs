@@ -813,7 +813,8 @@ pub const LONG_POST_METRICS: usize = 5;
 /// What one long-invoke sandbox measured.
 #[derive(Debug, Clone, Default)]
 pub struct LongRun {
-    /// Long invokes: `platform.report` `durationMs`.
+    /// Long invokes: the function's own time, `platform.runtimeDone` `durationMs` (the report's
+    /// `durationMs` also holds the overhead after it, measured apart).
     pub duration_ms: Vec<f64>,
     /// Long invokes: the runtime's `/next` → the extension's `/next`, ms.
     pub overhead_ms: Vec<f64>,
@@ -856,7 +857,9 @@ fn progress_poster(port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool
     })
 }
 
-/// One fresh sandbox at 128 MB, `PERFMON_FLUSH=adaptive`, interval [`LONG_INTERVAL_S`]: a cold
+/// One fresh sandbox at 128 MB, the default `PERFMON_FLUSH=adaptive` / `PERFMON_SPARSE_FLUSH=auto`
+/// with the function started through `/opt/perfmon-wrapper` (perfmon side; a long invoke is sparse,
+/// so its end is the sparse invoke's), interval [`LONG_INTERVAL_S`]: a cold
 /// invoke, then [`LONG_INVOKES`] long ones (sleep [`LONG_SLEEP_MS`], then burn [`LONG_CPU_MS`] of
 /// CPU) while progress metrics arrive. With `cgroup`, the function and the extension run inside it
 /// (a CPU quota: what 128 MB buys in Lambda).
@@ -878,6 +881,13 @@ pub async fn long_run(setup: &Setup, side: Side, cgroup: Option<&Path>) -> Resul
         .env("PERFMON_OTLP_PORT", "0")
         .env("PERFMON_TELEMETRY_PORT", "0")
         .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    let cfg = if side == Side::Perfmon {
+        let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
+        cfg.env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
+            .env("PERFMON_RUNTIME_PROXY_PORT", free_port()?.to_string())
+    } else {
+        cfg
+    };
     let mut sb = Sandbox::start(cfg).await?;
     sb.init().await?;
     if let Some(cg) = cgroup {
@@ -896,6 +906,7 @@ pub async fn long_run(setup: &Setup, side: Side, cgroup: Option<&Path>) -> Resul
         stop.store(true, Ordering::Relaxed);
         let _ = poster.join();
         run.failures += usize::from(out.status != Status::Success);
+        run.duration_ms.extend(out.runtime_duration_ms);
         long.push((out.request_id, start, end));
     }
     let ext = match side {
@@ -905,9 +916,6 @@ pub async fn long_run(setup: &Setup, side: Side, cgroup: Option<&Path>) -> Resul
     let _ = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == ext) {
         run.overhead_ms = s.overhead_ms.get(1..).unwrap_or_default().to_vec();
-    }
-    for r in sb.reports().iter().filter(|r| long.iter().any(|l| l.0 == r.request_id)) {
-        run.duration_ms.push(r.metrics.duration_ms);
     }
     let log = cloudwatch.requests();
     let puts = log.put_metric_data();

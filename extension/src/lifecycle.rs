@@ -83,6 +83,8 @@ pub struct Context {
     pub system: Option<Arc<Sampler>>,
     /// The Runtime API proxy (`None` when off or not bound).
     pub proxy: Option<crate::runtime_proxy::RuntimeProxy>,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`: the first INVOKE follows a restore.
+    pub snap_start: bool,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -164,6 +166,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         ingest: Some(ingest),
         system,
         proxy,
+        snap_start: mode == Mode::SnapStart,
     };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
     if !invoke_events {
@@ -312,6 +315,9 @@ pub async fn wait_for(shared: &Shared, deadline: Instant, done: impl Fn(&Shared)
 
 /// Handles one INVOKE event (before the next `/next`).
 pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
+    if ctx.snap_start {
+        after_restore(&ctx);
+    }
     let now = now_ms();
     if let Some(sampler) = &ctx.system {
         sampler.on_invoke(&inv.request_id);
@@ -371,6 +377,21 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
             }
         }
     }
+}
+
+/// SnapStart (contract §8): Lambda resumes every environment of a version from one snapshot taken
+/// after the publish-time Init, perfmon's memory included, and an extension's first INVOKE is the
+/// first thing it sees after a restore. Once per process: drop (and count in `/v1/health`
+/// `snap_start`) what was held at the snapshot, and start the CloudWatch client afresh. perfmon
+/// keeps no ids or random state of its own; /proc deltas are per invoke, from baselines taken at
+/// each INVOKE, so they start at the restore.
+fn after_restore(ctx: &Context) {
+    if ctx.shared.lock().snap_start.as_ref().is_none_or(|s| s.restored) {
+        return;
+    }
+    let dropped = ctx.shared.on_restore();
+    ctx.flusher.after_restore();
+    tracing::info!(samples_dropped = dropped, "SnapStart restore: what was held at the snapshot is dropped, not sent");
 }
 
 /// Handles SHUTDOWN: see the module documentation for the order.

@@ -86,6 +86,20 @@ pub struct SinkCounters {
     pub emf_datums_dropped: u64,
 }
 
+/// SnapStart (contract §8): what was held at the snapshot and dropped at the restore, so that no
+/// restored environment sends it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SnapStartHealth {
+    /// The restore has been seen (the first INVOKE of a `snap-start` process).
+    pub restored: bool,
+    /// Samples recorded before the snapshot and still held at the restore, dropped.
+    pub samples_dropped_at_restore: u64,
+    /// Metric series those samples were in.
+    pub series_dropped_at_restore: u64,
+    /// Datums of a failed PutMetricData before the snapshot, dropped.
+    pub retry_datums_dropped_at_restore: u64,
+}
+
 /// Result of the last flush, as reported in `/v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlushReport {
@@ -130,6 +144,9 @@ pub struct Health {
     /// The Runtime API proxy (issue 14); absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_proxy: Option<RuntimeProxyHealth>,
+    /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snap_start: Option<SnapStartHealth>,
 }
 
 /// The Runtime API proxy, as reported in `/v1/health`.
@@ -167,6 +184,8 @@ pub struct Inner {
     pub flush: FlushState,
     /// The request id of the invoke in `flush.invoke_running_since_ms`.
     pub running_request: Option<String>,
+    /// `Some` in a SnapStart process.
+    pub snap_start: Option<SnapStartHealth>,
     /// Datums a failed PutMetricData left for the next flush (CloudWatch only: with `both` they
     /// already went out as EMF).
     pub retry: Vec<MetricDatum>,
@@ -215,6 +234,8 @@ impl Shared {
                 invoke_running_since_ms: None,
             },
             running_request: None,
+            snap_start: (Mode::from_env_value(cfg.initialization_type.as_deref()) == Mode::SnapStart)
+                .then(SnapStartHealth::default),
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),
@@ -331,7 +352,16 @@ impl Shared {
                     g.telemetry.lambda_dropped_records += d.dropped_records;
                     tracing::warn!(records = d.dropped_records, reason = %d.reason, "Lambda dropped telemetry records");
                 }
-                let samples = g.platform.on_event(ev);
+                let mut samples = g.platform.on_event(ev);
+                // The publish-time Init of a SnapStart version happened once, before the snapshot:
+                // its records reaching a restored environment are not this environment's.
+                if matches!(ev.record, Record::InitReport(_)) && g.snap_start.as_ref().is_some_and(|s| s.restored) {
+                    let before = samples.len();
+                    samples.retain(|s| s.name != perfmon_protocol::contract::metric::INIT_DURATION);
+                    if let Some(ss) = g.snap_start.as_mut() {
+                        ss.samples_dropped_at_restore += (before - samples.len()) as u64;
+                    }
+                }
                 record_all(&mut g, samples, now_ms);
             }
             let mut finished = Vec::new();
@@ -503,7 +533,31 @@ impl Shared {
             samples_overflowed_total: g.agg.stats().values_overflowed_total,
             system: g.system_health.clone(),
             runtime_proxy,
+            snap_start: g.snap_start.clone(),
         }
+    }
+
+    /// A SnapStart restore (the first INVOKE of a `snap-start` process): everything recorded before
+    /// the snapshot and not yet sent is dropped and counted, since every environment restored from
+    /// the snapshot holds the same copy and would send it again. Returns the samples dropped
+    /// (0 when not SnapStart or already restored).
+    pub fn on_restore(&self) -> u64 {
+        let mut g = self.lock();
+        let Some(ss) = g.snap_start.as_ref() else { return 0 };
+        if ss.restored {
+            return 0;
+        }
+        let samples = g.agg.samples_held();
+        let series = g.agg.series_held() as u64;
+        let _ = g.agg.drain();
+        let retry = std::mem::take(&mut g.retry).len() as u64;
+        if let Some(ss) = g.snap_start.as_mut() {
+            ss.restored = true;
+            ss.samples_dropped_at_restore += samples;
+            ss.series_dropped_at_restore += series;
+            ss.retry_datums_dropped_at_restore += retry;
+        }
+        samples
     }
 }
 

@@ -80,7 +80,8 @@ pub struct Flusher {
     sink: Sink,
     namespace: String,
     shared: Arc<Shared>,
-    cloudwatch: Option<Arc<CloudWatchSink>>,
+    /// Replaced by a fresh one at a SnapStart restore ([`Flusher::after_restore`]).
+    cloudwatch: std::sync::Mutex<Option<Arc<CloudWatchSink>>>,
     serial: tokio::sync::Mutex<()>,
     /// A deadline every running flush must respect (set at SHUTDOWN).
     cutoff: tokio::sync::watch::Sender<Option<Instant>>,
@@ -98,7 +99,7 @@ impl Drop for InFlight<'_> {
 
 impl Flusher {
     pub fn new(sink: Sink, namespace: &str, shared: Arc<Shared>) -> Self {
-        let cloudwatch = sink.cloudwatch().then(|| Arc::new(CloudWatchSink::new(namespace)));
+        let cloudwatch = std::sync::Mutex::new(sink.cloudwatch().then(|| Arc::new(CloudWatchSink::new(namespace))));
         Self {
             sink,
             namespace: namespace.to_owned(),
@@ -123,9 +124,26 @@ impl Flusher {
 
     /// Builds the CloudWatch client in the background, if CloudWatch is a sink.
     pub fn warm(&self) {
-        if let Some(cw) = &self.cloudwatch {
+        if let Some(cw) = self.cloudwatch() {
             cw.warm();
         }
+    }
+
+    fn cloudwatch(&self) -> Option<Arc<CloudWatchSink>> {
+        self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a SnapStart restore: nothing of the CloudWatch client from before the snapshot is
+    /// reused (its pooled connections belong to the snapshot's network, its credentials and
+    /// request ids to the publish-time environment), and the failure breaker starts over. A new
+    /// client is built lazily, as at Init. A flush still running keeps the old one until it ends.
+    pub fn after_restore(&self) {
+        let mut cw = self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner());
+        if cw.is_some() {
+            *cw = Some(Arc::new(CloudWatchSink::new(&self.namespace)));
+        }
+        drop(cw);
+        *self.breaker() = Breaker::default();
     }
 
     /// Marks a flush as running (for the flush decision) before it is spawned.
@@ -239,7 +257,7 @@ impl Flusher {
             emf_out.extend(retry.iter().cloned());
         }
         let (mut sent, mut requests, mut failed_requests, mut rejected_n) = (0, 0, 0, 0);
-        if let Some(cw) = self.cloudwatch.as_ref().filter(|_| sink.cloudwatch()) {
+        if let Some(cw) = self.cloudwatch().filter(|_| sink.cloudwatch()) {
             let mut to_send = retry;
             to_send.extend(fresh);
             let paused =
