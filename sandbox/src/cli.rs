@@ -280,6 +280,14 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         cfg = cfg.env(k, v);
     }
     let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
+    let snap_start = matches!(mode, Mode::SnapStart { .. });
+    if snap_start {
+        // The end of Init is the snapshot: connections open then do not survive a restore.
+        sb.init().await.map_err(|e| e.to_string())?;
+        if let Some(cw) = &cloudwatch {
+            cw.snapshot();
+        }
+    }
     let payloads: Vec<Value> = (0..a.invokes)
         .map(|i| match (&a.cold_payload, i) {
             (Some(p), 0) => p.clone(),
@@ -322,6 +330,19 @@ async fn run(a: Args) -> Result<ExitCode, String> {
                 "undelivered": down.undelivered,
             },
             "cloudwatch": cloudwatch.as_ref().map(crate::cli_cloudwatch::summary_json),
+            "snapStart": cloudwatch.as_ref().filter(|_| snap_start).map(|cw| {
+                let r = crate::snapshot::repeated(&events, cw);
+                json!({
+                    "snapshotMs": r.snapshot_ms, "restoreMs": r.restore_ms,
+                    "sentBeforeSnapshot": r.sent_before_snapshot,
+                    "repeatedPerRestoredEnvironment": {
+                        "datums": r.datums.iter().map(|(n, c)| json!({"metric": n, "datums": c})).collect::<Vec<_>>(),
+                        "requestsOnConnectionsFromBeforeTheSnapshot": r.stale_connection_requests,
+                    },
+                    "connectionsClosedAtTheSnapshot": r.connections_cut,
+                    "failedRequestsAfterTheRestore": r.failed_after_restore,
+                })
+            }),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
@@ -330,9 +351,39 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         if let Some(cw) = &cloudwatch {
             println!();
             print!("{}", crate::cli_cloudwatch::table(cw));
+            if snap_start {
+                print_repeated(&crate::snapshot::repeated(&events, cw));
+            }
         }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What one restored environment sent that every environment restored from the same snapshot
+/// would send again (see `snapshot.rs` for how one restore stands for many).
+fn print_repeated(r: &crate::snapshot::Repeated) {
+    println!();
+    println!("snap-start: what would be repeated per restored environment");
+    println!(
+        "  (one restore stands for many: the sandbox cannot clone the process, so whatever this environment sent after its"
+    );
+    println!("  restore from before the snapshot is what every other environment restored from it would send too)");
+    println!("  datums sent before the snapshot (once, at publish): {}", r.sent_before_snapshot);
+    if r.datums.is_empty() {
+        println!("  datums sent after the restore stamped before the snapshot: none");
+    } else {
+        println!(
+            "  datums sent after the restore stamped before the snapshot (the extension's time resolution: an upper bound): {}",
+            r.datum_count()
+        );
+        for (name, n) in &r.datums {
+            println!("    {name}: {n}");
+        }
+    }
+    println!(
+        "  PutMetricData on connections from before the snapshot: {}; connections closed at the snapshot: {}; failed requests after the restore: {}",
+        r.stale_connection_requests, r.connections_cut, r.failed_after_restore
+    );
 }
 
 /// What is particular to the mode: restores, concurrency, streaming spans, tenants.

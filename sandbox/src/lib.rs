@@ -47,6 +47,7 @@ mod platform;
 mod process;
 pub mod records;
 mod restore;
+pub mod snapshot;
 mod state;
 pub mod stats;
 mod sys;
