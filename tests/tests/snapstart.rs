@@ -71,18 +71,6 @@ async fn snap_start_run(backend: &Backend, tag: &str) {
         logs.iter().any(|l| l.source == "runtime" && l.line == "init metrics 202"),
         "{tag}: the Init posted its metric to perfmon"
     );
-    // The SHUTDOWN line carries /v1/health's counters (the sandbox freezes perfmon with SIGSTOP
-    // between invokes, as Lambda does, so /v1/health cannot be asked then).
-    let perfmon_logs = custom_support::perfmon_logs(&r.sb);
-    let line =
-        perfmon_logs.lines().find(|l| l.contains("shutdown flush done")).unwrap_or_else(|| panic!("{perfmon_logs}"));
-    let field = |name: &str| -> u64 {
-        let at = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("{name} in {line}")) + name.len() + 1;
-        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-    };
-    assert!(field("snap_start_samples_dropped_at_restore") >= 1, "{tag}: the Init's sample counted as dropped: {line}");
-    assert_eq!(field("cloudwatch_requests_failed"), 0, "{tag}: {line}");
-    assert_eq!(field("cloudwatch_unknown_outcome"), 0, "{tag}: {line}");
     // Never as EMF either (the sink is cloudwatch; a fallback would be another way out).
     let stdout: Vec<String> = logs
         .iter()
@@ -117,6 +105,18 @@ async fn snap_start_run(backend: &Backend, tag: &str) {
             assert_eq!(restore.sample_count, 1.0, "{tag}: RestoreDuration one sample");
         }
     }
+    // The SHUTDOWN line carries /v1/health's counters (the sandbox freezes perfmon with SIGSTOP
+    // between invokes, as Lambda does, so /v1/health cannot be asked then).
+    let perfmon_logs = custom_support::perfmon_logs(&r.sb);
+    let line =
+        perfmon_logs.lines().find(|l| l.contains("shutdown flush done")).unwrap_or_else(|| panic!("{perfmon_logs}"));
+    let field = |name: &str| -> u64 {
+        let at = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("{name} in {line}")) + name.len() + 1;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert!(field("snap_start_samples_dropped_at_restore") >= 1, "{tag}: the Init's sample counted as dropped: {line}");
+    assert_eq!(field("cloudwatch_requests_failed"), 0, "{tag}: {line}");
+    assert_eq!(field("cloudwatch_unknown_outcome"), 0, "{tag}: {line}");
 }
 
 /// `FunctionName` and `Env`, for the embedded store's statistics.
