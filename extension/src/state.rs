@@ -596,6 +596,64 @@ mod tests {
         Shared::new(&cfg, Some("from-register"), Limits::default(), now_ms())
     }
 
+    fn snap_start_shared() -> Shared {
+        let (cfg, _) =
+            Config::from_lookup(|k| (k == "AWS_LAMBDA_INITIALIZATION_TYPE").then(|| "snap-start".to_owned()));
+        Shared::new(&cfg, Some("f"), Limits::default(), now_ms())
+    }
+
+    #[test]
+    fn the_restore_drops_what_the_snapshot_held_once_and_counts_it() {
+        let s = snap_start_shared();
+        let now = now_ms();
+        let init_metric =
+            MetricSample::new("ModelLoadTime", "Milliseconds", crate::aggregate::Kind::Distribution, 1234.0, now);
+        record_all(&mut s.lock(), vec![init_metric.clone()], now);
+        s.lock().retry.push(MetricDatum { metric_name: "Old".into(), value: Some(1.0), ..MetricDatum::default() });
+        assert_eq!(s.health().samples_held, 1);
+        assert_eq!(s.on_restore(), 1);
+        let h = s.health();
+        assert_eq!(h.samples_held, 0);
+        assert_eq!(h.retry_datums_held, 0);
+        let ss = h.snap_start.unwrap();
+        assert!(ss.restored);
+        assert_eq!((ss.samples_dropped_at_restore, ss.retry_datums_dropped_at_restore), (1, 1));
+        // Once per process: what comes after the restore is kept.
+        record_all(&mut s.lock(), vec![init_metric], now);
+        assert_eq!(s.on_restore(), 0);
+        assert_eq!(s.health().samples_held, 1);
+        // Not SnapStart: nothing is dropped, and health has no snap_start.
+        let on_demand = shared();
+        assert_eq!(on_demand.on_restore(), 0);
+        assert!(on_demand.health().snap_start.is_none());
+    }
+
+    #[test]
+    fn a_tick_forgets_the_invoke_once_its_runtime_done_is_seen() {
+        let s = shared();
+        s.on_invoke("a", 1_000);
+        let mut seen = None;
+        assert_eq!(
+            s.on_tick(|st| {
+                seen = st.invoke_running_since_ms;
+                FlushDecision::Background
+            }),
+            FlushDecision::Background
+        );
+        assert_eq!(seen, Some(1_000));
+        assert!(s.lock().flush.in_flight, "a Background decision marks the flush as running");
+        let body = r#"[{"time":"2026-01-15T10:00:00.030Z","type":"platform.runtimeDone","record":{"requestId":"a","status":"success"}}]"#;
+        s.on_telemetry(&perfmon_protocol::telemetry::decode_batch(body.as_bytes()).unwrap(), 2_000);
+        assert_eq!(
+            s.on_tick(|st| {
+                seen = st.invoke_running_since_ms;
+                FlushDecision::Skip
+            }),
+            FlushDecision::Skip
+        );
+        assert_eq!(seen, None);
+    }
+
     #[test]
     fn batch_with_unknown_and_restore_records_keeps_the_rest() {
         let s = shared();
