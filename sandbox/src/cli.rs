@@ -40,6 +40,9 @@ Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and init
                            restoreReport before the first invoke; its report has restoreDurationMs.
                            --restore-fails: the first restore fails (that invoke fails, the
                            environment is reset, the next invoke restores a new one).
+                           With --cloudwatch embedded: the end of init closes every connection
+                           to it (the snapshot), and the run prints what would be repeated per
+                           restored environment (one restore stands for many: see docs/lambda-modes.md).
   managed-instances        --max-concurrency N runtime worker processes (default 4, exported as
                            AWS_LAMBDA_MAX_CONCURRENCY), --in-flight K invokes at once (default N);
                            INVOKE registrations refused, no freeze, no platform.runtimeDone,
@@ -339,6 +342,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
                         "datums": r.datums.iter().map(|(n, c)| json!({"metric": n, "datums": c})).collect::<Vec<_>>(),
                         "requestsOnConnectionsFromBeforeTheSnapshot": r.stale_connection_requests,
                     },
+                    "undeterminedDatums": r.undetermined,
                     "connectionsClosedAtTheSnapshot": r.connections_cut,
                     "failedRequestsAfterTheRestore": r.failed_after_restore,
                 })
@@ -370,15 +374,18 @@ fn print_repeated(r: &crate::snapshot::Repeated) {
     println!("  restore from before the snapshot is what every other environment restored from it would send too)");
     println!("  datums sent before the snapshot (once, at publish): {}", r.sent_before_snapshot);
     if r.datums.is_empty() {
-        println!("  datums sent after the restore stamped before the snapshot: none");
+        println!("  datums recorded before the snapshot, sent after the restore: none");
     } else {
-        println!(
-            "  datums sent after the restore stamped before the snapshot (the extension's time resolution: an upper bound): {}",
-            r.datum_count()
-        );
+        println!("  datums recorded before the snapshot, sent after the restore: {}", r.datum_count());
         for (name, n) in &r.datums {
             println!("    {name}: {n}");
         }
+    }
+    if r.undetermined > 0 {
+        println!(
+            "  datums sent after the restore whose 60 s period spans it (undetermined; restore in a later minute with --first-invoke-delay-ms 60000): {}",
+            r.undetermined
+        );
     }
     println!(
         "  PutMetricData on connections from before the snapshot: {}; connections closed at the snapshot: {}; failed requests after the restore: {}",

@@ -10,9 +10,13 @@
 //! connection opened before the snapshot): every further restored environment holds the same
 //! memory and would send exactly that again.
 //!
-//! A datum's time is the extension's to choose: perfmon stamps each with the start of its 60 s
-//! time bucket, so "stamped before the snapshot" is an upper bound (everything of the snapshot's
-//! minute counts), exact only for metrics known to come from Init; connections are exact.
+//! A datum's time is the extension's to choose (perfmon stamps each with the start of its 60 s
+//! bucket), so a datum counts as recorded before the snapshot only when its whole period (60 s, or
+//! 1 s with `StorageResolution` 1, CloudWatch's resolutions) ended before the restore: nothing runs
+//! between the snapshot and the restore, and every sample of that period was recorded before it.
+//! Datums whose period spans the restore are counted apart, undetermined. A restore in a later
+//! minute than the snapshot (`--first-invoke-delay-ms 60000`, as a version restored minutes after
+//! its publish) leaves none undetermined. Connections are exact.
 
 use perfmon_protocol::telemetry::{Event, Record};
 
@@ -25,9 +29,10 @@ pub struct Repeated {
     pub snapshot_ms: Option<i64>,
     /// The restore (`platform.restoreStart`), epoch ms.
     pub restore_ms: Option<i64>,
-    /// Datums that reached CloudWatch after the restore stamped before the snapshot (at the
-    /// extension's timestamp resolution: an upper bound), `(metric, count)`.
+    /// Datums that reached CloudWatch after the restore whose period ended before it: `(metric, count)`.
     pub datums: Vec<(String, usize)>,
+    /// Datums that reached CloudWatch after the restore whose period spans it.
+    pub undetermined: usize,
     /// Datums that reached CloudWatch before the snapshot (sent once, at publish).
     pub sent_before_snapshot: usize,
     /// PutMetricData requests after the restore on a connection from before the last snapshot.
@@ -61,7 +66,16 @@ pub fn repeated(events: &[Event], cw: &CloudWatch) -> Repeated {
         if d.arrival_ms < snap {
             out.sent_before_snapshot += 1;
         }
-        if d.arrival_ms >= restore && d.timestamp_ms() < snap {
+        if d.arrival_ms < restore {
+            continue;
+        }
+        let period_ms = if d.datum.storage_resolution == Some(1) { 1_000 } else { 60_000 };
+        let period_end = d.timestamp_ms() - d.timestamp_ms().rem_euclid(period_ms) + period_ms;
+        if period_end > restore {
+            if d.timestamp_ms() < restore {
+                out.undetermined += 1;
+            }
+        } else {
             match out.datums.iter_mut().find(|(n, _)| *n == d.datum.metric_name) {
                 Some((_, c)) => *c += 1,
                 None => out.datums.push((d.datum.metric_name.clone(), 1)),
