@@ -383,7 +383,7 @@ fn print_repeated(r: &crate::snapshot::Repeated) {
     }
     if r.undetermined > 0 {
         println!(
-            "  datums sent after the restore whose 60 s period spans it (undetermined; restore in a later minute with --first-invoke-delay-ms 60000): {}",
+            "  datums sent after the restore whose 60 s period spans it (recorded before or after it: undetermined): {}",
             r.undetermined
         );
     }
