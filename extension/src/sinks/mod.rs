@@ -214,18 +214,20 @@ impl Flusher {
 
     /// Flushes everything held; CloudWatch requests are not started after `deadline`.
     pub async fn flush(&self, trigger: Trigger, deadline: Instant) -> FlushReport {
-        self.flush_with(trigger, deadline, self.sink).await
+        self.flush_with(trigger, deadline, self.sink, true).await
     }
 
     /// Flushes everything held, the CloudWatch retry backlog included, as EMF lines on stdout,
     /// whatever the configured sink: no network on the caller's clock (`PERFMON_SPARSE_FLUSH=emf`).
     /// Datums written here are never sent again, so nothing goes out twice.
+    /// It does not wait for a flush already running (a PutMetricData during a long invoke, say):
+    /// that one took its datums already, and the invoke's end must not wait for its round trip.
     pub async fn flush_as_emf(&self, trigger: Trigger) -> FlushReport {
-        self.flush_with(trigger, Instant::now(), Sink::Emf).await
+        self.flush_with(trigger, Instant::now(), Sink::Emf, false).await
     }
 
-    async fn flush_with(&self, trigger: Trigger, deadline: Instant, sink: Sink) -> FlushReport {
-        let _serial = self.serial.lock().await;
+    async fn flush_with(&self, trigger: Trigger, deadline: Instant, sink: Sink, wait: bool) -> FlushReport {
+        let _serial = if wait { Some(self.serial.lock().await) } else { self.serial.try_lock().ok() };
         let started = Instant::now();
         let at_ms = now_ms();
         {
