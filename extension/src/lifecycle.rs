@@ -281,13 +281,17 @@ pub async fn invoke_ticker(ctx: Context) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let d = ctx
-            .shared
-            .on_tick(|state| decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, state, FlushEvent::Tick, now_ms()));
-        if ctx.shared.lock().phase == Phase::ShuttingDown {
-            return;
-        }
+        // An invoke is over once the Runtime API proxy saw its response, before any telemetry: a
+        // sandbox thawed for the next invoke must not flush for the previous one.
+        let proxy = ctx.proxy.as_ref().map(|p| &p.signals);
+        let d = ctx.shared.on_tick(
+            |id| proxy.is_some_and(|s| s.is_done(id)),
+            |state| decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, state, FlushEvent::Tick, now_ms()),
+        );
         if d != FlushDecision::Background {
+            if ctx.shared.lock().phase == Phase::ShuttingDown {
+                return;
+            }
             continue;
         }
         if let Some(ingest) = &ctx.ingest {
@@ -350,6 +354,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     tracing::debug!(request_id = %inv.request_id, "no /response or /error before the invoke deadline");
                 }
             }
+            ctx.shared.invoke_ended(&inv.request_id);
             if let Some(ingest) = &ctx.ingest {
                 ingest.drain_statsd();
             }
@@ -365,6 +370,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     tracing::debug!(request_id = %inv.request_id, "no platform.runtimeDone before the invoke deadline");
                 }
             }
+            ctx.shared.invoke_ended(&inv.request_id);
             // StatsD lines the function sent just before returning go out with this invoke.
             if let Some(ingest) = &ctx.ingest {
                 ingest.drain_statsd();

@@ -295,15 +295,30 @@ impl Shared {
         g.running_request = Some(request_id.to_owned());
     }
 
+    /// The function's part of `request_id` is over (its response seen by the Runtime API proxy, or
+    /// its `platform.runtimeDone`): no flush during it any more.
+    pub fn invoke_ended(&self, request_id: &str) {
+        let mut g = self.lock();
+        if g.running_request.as_deref() == Some(request_id) {
+            g.running_request = None;
+            g.flush.invoke_running_since_ms = None;
+        }
+    }
+
     /// A clock tick: `decide` sees the flush state (the running invoke forgotten once its
-    /// `platform.runtimeDone` or report has been seen); a [`FlushDecision::Background`] marks a
-    /// flush as running under the same lock, so no other flush starts in between.
-    pub fn on_tick(&self, decide: impl FnOnce(&FlushState) -> FlushDecision) -> FlushDecision {
+    /// `platform.runtimeDone` or report has been seen, or `ended` says so: the Runtime API proxy
+    /// saw its response); a [`FlushDecision::Background`] marks a flush as running under the same
+    /// lock, so no other flush starts in between.
+    pub fn on_tick(
+        &self,
+        ended: impl Fn(&str) -> bool,
+        decide: impl FnOnce(&FlushState) -> FlushDecision,
+    ) -> FlushDecision {
         let mut g = self.lock();
         if g.phase == Phase::ShuttingDown {
             return FlushDecision::Skip;
         }
-        let done = g.running_request.as_deref().is_some_and(|id| g.platform.runtime_done_seen(id));
+        let done = g.running_request.as_deref().is_some_and(|id| ended(id) || g.platform.runtime_done_seen(id));
         if done {
             g.running_request = None;
             g.flush.invoke_running_since_ms = None;
@@ -631,27 +646,28 @@ mod tests {
     #[test]
     fn a_tick_forgets_the_invoke_once_its_runtime_done_is_seen() {
         let s = shared();
-        s.on_invoke("a", 1_000);
-        let mut seen = None;
-        assert_eq!(
-            s.on_tick(|st| {
+        let tick = |s: &Shared, ended: &dyn Fn(&str) -> bool, d: FlushDecision| {
+            let mut seen = None;
+            let got = s.on_tick(ended, |st| {
                 seen = st.invoke_running_since_ms;
-                FlushDecision::Background
-            }),
-            FlushDecision::Background
-        );
-        assert_eq!(seen, Some(1_000));
+                d
+            });
+            assert_eq!(got, d);
+            seen
+        };
+        s.on_invoke("a", 1_000);
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Background), Some(1_000));
         assert!(s.lock().flush.in_flight, "a Background decision marks the flush as running");
         let body = r#"[{"time":"2026-01-15T10:00:00.030Z","type":"platform.runtimeDone","record":{"requestId":"a","status":"success"}}]"#;
         s.on_telemetry(&perfmon_protocol::telemetry::decode_batch(body.as_bytes()).unwrap(), 2_000);
-        assert_eq!(
-            s.on_tick(|st| {
-                seen = st.invoke_running_since_ms;
-                FlushDecision::Skip
-            }),
-            FlushDecision::Skip
-        );
-        assert_eq!(seen, None);
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Skip), None);
+        // The Runtime API proxy saw the response: forgotten before any telemetry.
+        s.on_invoke("b", 3_000);
+        assert_eq!(tick(&s, &|id| id == "b", FlushDecision::Skip), None);
+        // The end-of-invoke wait saw it end.
+        s.on_invoke("c", 4_000);
+        s.invoke_ended("c");
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Skip), None);
     }
 
     #[test]
