@@ -455,6 +455,7 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         runtime_proxy_upstream_errors = health.runtime_proxy.as_ref().map_or(0, |p| p.upstream_errors),
         cloudwatch_requests_failed = health.sinks.cloudwatch_requests_failed,
         snap_start_samples_dropped_at_restore = health.snap_start.as_ref().map_or(0, |s| s.samples_dropped_at_restore),
+        snap_start_emf_datums_before_restore = health.snap_start.as_ref().map_or(0, |s| s.emf_datums_before_restore),
         "shutdown flush done"
     );
 }

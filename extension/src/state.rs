@@ -98,6 +98,12 @@ pub struct SnapStartHealth {
     pub series_dropped_at_restore: u64,
     /// Datums of a failed PutMetricData before the snapshot, dropped.
     pub retry_datums_dropped_at_restore: u64,
+    /// Custom-metric datums written as EMF lines at once before the restore (see
+    /// [`Shared::snap_start_emf_at_once`]).
+    pub emf_datums_before_restore: u64,
+    /// The namespace of those lines.
+    #[serde(skip)]
+    pub namespace: String,
 }
 
 /// Result of the last flush, as reported in `/v1/health`.
@@ -235,7 +241,7 @@ impl Shared {
             },
             running_request: None,
             snap_start: (Mode::from_env_value(cfg.initialization_type.as_deref()) == Mode::SnapStart)
-                .then(SnapStartHealth::default),
+                .then(|| SnapStartHealth { namespace: cfg.namespace.clone(), ..SnapStartHealth::default() }),
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),
@@ -550,6 +556,36 @@ impl Shared {
             runtime_proxy,
             snap_start: g.snap_start.clone(),
         }
+    }
+
+    /// SnapStart, before the restore (the publish-time Init, and the moment between a restore and
+    /// perfmon's first INVOKE): what the aggregator holds is written as EMF lines at once, whatever
+    /// the sink. Lines written before the snapshot are captured once, at publish, and never again;
+    /// lines written after a restore belong to that environment alone. Called by the custom-metric
+    /// listeners right after recording, before they answer, so a function's POST during its Init
+    /// has been written by the time the Init (and the snapshot) can end.
+    pub fn snap_start_emf_at_once(&self) {
+        let (ns, datums) = {
+            let mut g = self.lock();
+            let Some(ss) = g.snap_start.as_ref().filter(|s| !s.restored) else { return };
+            let ns = ss.namespace.clone();
+            let datums = g.agg.drain();
+            (ns, datums)
+        };
+        if datums.is_empty() {
+            return;
+        }
+        let batch = crate::sinks::emf::encode(&ns, &datums);
+        let written = crate::sinks::emf::write_lines(&batch.lines).is_ok();
+        let mut g = self.lock();
+        if written {
+            g.sinks.emf_datums += batch.datums as u64;
+            g.sinks.emf_lines += batch.lines.len() as u64;
+            if let Some(ss) = g.snap_start.as_mut() {
+                ss.emf_datums_before_restore += batch.datums as u64;
+            }
+        }
+        g.sinks.emf_datums_dropped += batch.dropped as u64;
     }
 
     /// A SnapStart restore (the first INVOKE of a `snap-start` process): everything recorded before

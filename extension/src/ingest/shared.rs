@@ -83,6 +83,8 @@ impl SampleSink for Shared {
                 refused.push(refusal(index, e));
             }
         }
+        drop(g);
+        self.snap_start_emf_at_once();
         refused
     }
 
@@ -94,6 +96,8 @@ impl SampleSink for Shared {
                 refused.push(refusal(index, e));
             }
         }
+        drop(g);
+        self.snap_start_emf_at_once();
         refused
     }
 
