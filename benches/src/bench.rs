@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::results::{Better, Budget, CheckOn, Figure, Results, RunShape};
-use crate::runner::{self, Case, FlushRun, InvokeRun, LmiRun, Load, LoadRun, Setup, Shape, ShapeRun, Side};
+use crate::runner::{self, Case, FlushRun, InvokeRun, LmiRun, Load, LoadRun, LongRun, Setup, Shape, ShapeRun, Side};
 
 pub const POLICIES: [&str; 4] = ["end", "background", "adaptive", "shutdown"];
 pub const SINKS: [&str; 3] = ["cloudwatch", "emf", "both"];
@@ -35,6 +35,11 @@ pub struct Plan {
     pub shape_rounds: usize,
     /// Only this ingest load (`--only ingest:ID`), e.g. `otlp_1c_1000`.
     pub load_only: Option<String>,
+    /// Rounds of the long-invoke case (perfmon and the floor alternated).
+    pub long_rounds: usize,
+    /// A cgroup v1 `cpu` directory the long-invoke sandboxes' processes run in (`--cpu-cgroup`),
+    /// set up beforehand with a quota, e.g. 7 % of one CPU as at 128 MB.
+    pub cpu_cgroup: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -64,6 +69,8 @@ impl Plan {
             lmi_invokes: 200,
             shape_rounds: 5,
             load_only: None,
+            long_rounds: 3,
+            cpu_cgroup: None,
         }
     }
 
@@ -82,6 +89,8 @@ impl Plan {
             lmi_invokes: 200,
             shape_rounds: 2,
             load_only: None,
+            long_rounds: 2,
+            cpu_cgroup: None,
         }
     }
 
@@ -102,6 +111,8 @@ impl Plan {
             lmi_invokes: 40,
             shape_rounds: 1,
             load_only: None,
+            long_rounds: 1,
+            cpu_cgroup: None,
         }
     }
 }
@@ -157,6 +168,8 @@ pub struct Raw {
     pub lmi: BTreeMap<&'static str, Vec<LmiRun>>,
     /// Realistic-network cases by (shape, `PERFMON_SPARSE_FLUSH` or "floor").
     pub shapes: BTreeMap<(Shape, &'static str), Vec<ShapeRun>>,
+    /// The long-invoke case by side.
+    pub long: BTreeMap<&'static str, Vec<LongRun>>,
     pub sizes: BTreeMap<&'static str, (u64, Option<u64>)>,
     pub sandboxes: usize,
     pub failures: usize,
@@ -233,6 +246,21 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
             "realistic network {}/{} done, {:.0} s",
             round + 1,
             plan.shape_rounds,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    for round in 0..plan.long_rounds {
+        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
+        for side in order {
+            let r = runner::long_run(setup, side, plan.cpu_cgroup.as_deref()).await?;
+            raw.failures += r.failures;
+            raw.sandboxes += 1;
+            raw.long.entry(side.as_str()).or_default().push(r);
+        }
+        progress(&format!(
+            "long invoke {}/{} done, {:.0} s",
+            round + 1,
+            plan.long_rounds,
             started.elapsed().as_secs_f64()
         ));
     }
@@ -357,6 +385,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     }
 
     shape_figures(raw, &mut figs);
+    long_figures(plan, raw, &mut figs);
 
     // Managed Instances: 4 invokes in flight, perfmon beside the bare function (no extension can
     // be a floor there: a do-nothing extension registers for INVOKE, which Lambda refuses).
@@ -660,6 +689,68 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
 
 /// The realistic-network cases (issue 14): per shape and `PERFMON_SPARSE_FLUSH`, the overhead
 /// beside the floor of the same shape, the data delay, billed ms and PutMetricData calls.
+/// The long-invoke case beside the floor: the invokes' duration, the overhead after them, and the
+/// flushes that reached CloudWatch while they ran.
+fn long_figures(plan: &Plan, raw: &Raw, figs: &mut Vec<Figure>) {
+    let (Some(p), Some(f)) = (raw.long.get("perfmon"), raw.long.get("floor")) else { return };
+    let cpu = match &plan.cpu_cgroup {
+        Some(cg) => format!("CPU quota of {}", cgroup_quota(cg)),
+        None => "CPU not limited".to_owned(),
+    };
+    let what = format!(
+        "long invoke ({} ms sleep + {} ms CPU, 128 MB, interval {} s, default policy with /opt/perfmon-wrapper, {cpu})",
+        runner::LONG_SLEEP_MS,
+        runner::LONG_CPU_MS,
+        runner::LONG_INTERVAL_S
+    );
+    let p50 =
+        |runs: &[LongRun], v: &dyn Fn(&LongRun) -> &[f64], q: f64| collect(runs, |r| crate::stats::percentile(v(r), q));
+    figs.push(
+        Figure::new(
+            "long_duration_p50",
+            "long invoke",
+            &format!("{what}: the function's duration (runtimeDone) p50"),
+            "ms",
+            Better::Lower,
+        )
+        .with(&p50(p, &|r| &r.duration_ms, 50.0), Some(&p50(f, &|r| &r.duration_ms, 50.0)))
+        .check(CheckOn::Ratio, 0.0),
+    );
+    for q in [50.0, 99.0] {
+        figs.push(
+            Figure::new(
+                &format!("long_overhead_p{q:.0}"),
+                "long invoke",
+                &format!("{what}: overhead after the invoke p{q:.0}"),
+                "ms",
+                Better::Lower,
+            )
+            .with(&p50(p, &|r| &r.overhead_ms, q), Some(&p50(f, &|r| &r.overhead_ms, q)))
+            .check(CheckOn::Delta, 2.0),
+        );
+    }
+    figs.push(
+        Figure::new(
+            "long_flushes_during",
+            "long invoke",
+            &format!("{what}: PutMetricData requests during each invoke"),
+            "requests",
+            Better::Higher,
+        )
+        .with(&collect(p, |r| crate::stats::percentile(&r.flushes_during, 50.0)), None)
+        .check(CheckOn::None, 0.0),
+    );
+}
+
+/// `cpu.cfs_quota_us / cpu.cfs_period_us` of a cgroup v1 directory, as text.
+fn cgroup_quota(cg: &std::path::Path) -> String {
+    let read = |f: &str| std::fs::read_to_string(cg.join(f)).ok().and_then(|s| s.trim().parse::<f64>().ok());
+    match (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")) {
+        (Some(q), Some(p)) if q > 0.0 && p > 0.0 => format!("{:.0} % of one CPU", q / p * 100.0),
+        _ => format!("{} (no quota read)", cg.display()),
+    }
+}
+
 fn shape_figures(raw: &Raw, figs: &mut Vec<Figure>) {
     for shape in Shape::ALL {
         let Some(floor) = raw.shapes.get(&(shape, "floor")) else { continue };
@@ -816,6 +907,34 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
             Budget::max("overhead_p99_delta", "overhead p99 without flush ≤ floor + 0.2 ms (worst case)", &id, d, 0.2);
         x.note = format!("worst of the background, adaptive and shutdown cases: {id}");
         b.push(x);
+    }
+    // A long invoke: flushes while it runs, and it does not take longer or end later for them.
+    if let Some(r) = figs.iter().find(|f| f.id == "long_duration_p50").and_then(|f| f.ratio) {
+        b.push(Budget::max(
+            "long_duration_ratio",
+            "long invoke: the function's duration p50 ≤ 1.05× floor",
+            "long_duration_p50",
+            r,
+            1.05,
+        ));
+    }
+    if let Some(d) = figs.iter().find(|f| f.id == "long_overhead_p99").and_then(|f| f.delta) {
+        b.push(Budget::max(
+            "long_overhead_p99_delta",
+            "overhead after a long invoke p99 ≤ floor + 2 ms",
+            "long_overhead_p99",
+            d,
+            2.0,
+        ));
+    }
+    if let Some((n, _)) = med(figs, "long_flushes_during") {
+        b.push(Budget::min(
+            "long_flushes_during",
+            "at least one PutMetricData during each long invoke (median)",
+            "long_flushes_during",
+            n,
+            1.0,
+        ));
     }
     // Issue 14: a sparse invoke under the default `PERFMON_SPARSE_FLUSH`, realistic network.
     let sparse_default = format!("shape_overhead_p99/sparse/{}", SPARSE_FLUSH[0]);

@@ -10,8 +10,8 @@ use crate::results::{self, Results};
 use crate::runner::Setup;
 
 const USAGE: &str = "\
-usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|ingest:ID|flush|network] [--out DIR]
-                           [--perfmon PATH] [--note TEXT]
+usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|ingest:ID|flush|network|long]
+                           [--cpu-cgroup DIR] [--out DIR] [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
@@ -29,6 +29,8 @@ soak:  perfmon in one sandbox for N minutes (default 30) of continuous invokes w
 simulate: N perfmon flush schedules against one PutMetricData quota on a simulated clock;
        writes DIR/simulation.json, simulation.svg and simulation.md; exit 1 when a merged
        percentile is more than 1 % off the exact one or a count is not exact.
+--cpu-cgroup DIR: the long-invoke sandboxes' function and extension run in this cgroup v1 `cpu`
+       directory (made beforehand, e.g. cpu.cfs_quota_us = 7 % of cpu.cfs_period_us: 128 MB's share).
 check: a fresh run (default --mode quick) compared with FILE (default benches/results/bench.json):
        exit 1 when a figure's ratio (or value, where there is no floor) is more than 20 % worse.
 Binaries: <target>/release/{perfmon,noop-extension,sample-function} (build them with
@@ -49,6 +51,7 @@ struct Args {
     file: Option<PathBuf>,
     minutes: Option<f64>,
     sample_s: Option<f64>,
+    cpu_cgroup: Option<PathBuf>,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -68,6 +71,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         file: None,
         minutes: None,
         sample_s: None,
+        cpu_cgroup: None,
     };
     let number = |flag: &str, v: String| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v:?}"));
     while let Some(flag) = it.next() {
@@ -79,6 +83,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--perfmon" => a.perfmon = Some(PathBuf::from(value()?)),
             "--note" => a.note = value()?,
             "--only" => a.only = Some(value()?),
+            "--cpu-cgroup" => a.cpu_cgroup = Some(PathBuf::from(value()?)),
             "--minutes" => a.minutes = Some(number(&flag, value()?)?),
             "--sample-s" => a.sample_s = Some(number(&flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -119,15 +124,16 @@ fn plan(mode: &str, only: Option<&str>) -> Result<Plan, String> {
     };
     match only {
         None => {}
-        Some("invoke") => (p.load_repeats, p.flush_repeats, p.shape_rounds) = (0, 0, 0),
-        Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds) = (0, 0, 0),
-        Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds) = (0, 0, 0),
-        Some("network") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds) = (0, 0, 0, 0),
+        Some("invoke") => (p.load_repeats, p.flush_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
+        Some("long") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.shape_rounds) = (0, 0, 0, 0, 0),
+        Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
+        Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
+        Some("network") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.long_rounds) = (0, 0, 0, 0, 0),
         Some(load) if load.starts_with("ingest:") => {
-            (p.rounds, p.flush_repeats, p.lmi_rounds, p.shape_rounds) = (0, 0, 0, 0);
+            (p.rounds, p.flush_repeats, p.lmi_rounds, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0, 0);
             p.load_only = Some(load["ingest:".len()..].to_owned());
         }
-        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, ingest:ID, flush, network)")),
+        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, ingest:ID, flush, network, long)")),
     }
     Ok(p)
 }
@@ -409,7 +415,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "soak" => soak(&a),
         "simulate" => simulate(&a),
         "proxy-hop" => proxy_hop(&a),
-        "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|p| {
+        "run" => plan(a.mode.as_deref().unwrap_or("full"), a.only.as_deref()).and_then(|mut p| {
+            p.cpu_cgroup = a.cpu_cgroup.clone();
             let r = measure(&p, a.perfmon.clone(), a.note.clone())?;
             let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches").join("results"));
             write_outputs(&r, &dir)?;

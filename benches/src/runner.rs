@@ -815,3 +815,131 @@ pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &s
 fn epoch_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The flush interval of the long-invoke case, s: several flushes fall inside each invoke.
+pub const LONG_INTERVAL_S: &str = "0.5";
+/// What each long invoke does: sleep, then burn CPU (the fixture's `sleep_ms` then `cpu_ms`), so a
+/// flush during the invoke competes with the function for the CPU when the CPU is limited.
+pub const LONG_SLEEP_MS: u64 = 1_500;
+pub const LONG_CPU_MS: u64 = 150;
+/// Long invokes per sandbox, after the cold one.
+pub const LONG_INVOKES: usize = 4;
+/// The function's progress metrics while it runs: a POST of [`LONG_POST_METRICS`] every
+/// [`LONG_POST_EVERY`], sent by the bench (outside the sandbox, the same on both sides).
+pub const LONG_POST_EVERY: Duration = Duration::from_millis(250);
+pub const LONG_POST_METRICS: usize = 5;
+
+/// What one long-invoke sandbox measured.
+#[derive(Debug, Clone, Default)]
+pub struct LongRun {
+    /// Long invokes: the function's own time, `platform.runtimeDone` `durationMs` (the report's
+    /// `durationMs` also holds the overhead after it, measured apart).
+    pub duration_ms: Vec<f64>,
+    /// Long invokes: the runtime's `/next` → the extension's `/next`, ms.
+    pub overhead_ms: Vec<f64>,
+    /// PutMetricData requests that arrived while a long invoke ran, per invoke.
+    pub flushes_during: Vec<f64>,
+    pub failures: usize,
+}
+
+/// Moves every process of the sandbox (function and extension, with their threads) into the cgroup
+/// v1 directory `cgroup` (its `cgroup.procs`): they then share its `cpu.cfs_quota_us`.
+fn into_cgroup(sb: &Sandbox, cgroup: &Path) -> Result<(), RunError> {
+    for (_, pid) in sb.pids() {
+        std::fs::write(cgroup.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| RunError::Other(format!("{}: pid {pid}: {e}", cgroup.join("cgroup.procs").display())))?;
+    }
+    Ok(())
+}
+
+/// Posts the progress metrics to `port` until `stop` (errors ignored: the floor has no listener).
+fn progress_poster(port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let body = serde_json::to_string(
+            &(0..LONG_POST_METRICS)
+                .map(|k| json!({"name": format!("bench.long.m{k}"), "value": 1.0 + k as f64, "unit": "Milliseconds"}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        let request = crate::load::post_request(port, "/v1/metrics", &body);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut s) = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                if s.write_all(&request).is_ok() {
+                    let mut buf = [0u8; 512];
+                    let _ = s.read(&mut buf);
+                }
+            }
+            std::thread::sleep(LONG_POST_EVERY);
+        }
+    })
+}
+
+/// One fresh sandbox at 128 MB, the default `PERFMON_FLUSH=adaptive` / `PERFMON_SPARSE_FLUSH=auto`
+/// with the function started through `/opt/perfmon-wrapper` (perfmon side; a long invoke is sparse,
+/// so its end is the sparse invoke's), interval [`LONG_INTERVAL_S`]: a cold
+/// invoke, then [`LONG_INVOKES`] long ones (sleep [`LONG_SLEEP_MS`], then burn [`LONG_CPU_MS`] of
+/// CPU) while progress metrics arrive. With `cgroup`, the function and the extension run inside it
+/// (a CPU quota: what 128 MB buys in Lambda).
+pub async fn long_run(setup: &Setup, side: Side, cgroup: Option<&Path>) -> Result<LongRun, RunError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cloudwatch = CloudWatch::start().await?;
+    cloudwatch.set_network(perfmon_sandbox::cloudwatch::Network::IN_REGION);
+    let http_port = free_port()?;
+    let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
+        .memory_mb(128)
+        .timeout(Duration::from_secs(60))
+        .extensions_dir(setup.dir(side))
+        .env("PERFMON_SINK", "cloudwatch")
+        .env("PERFMON_FLUSH", "adaptive")
+        .env("PERFMON_FLUSH_INTERVAL_S", LONG_INTERVAL_S)
+        .env("PERFMON_HTTP_PORT", http_port.to_string())
+        .env("PERFMON_STATSD_PORT", "0")
+        .env("PERFMON_OTLP_PORT", "0")
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    let cfg = if side == Side::Perfmon {
+        let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
+        cfg.env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
+            .env("PERFMON_RUNTIME_PROXY_PORT", free_port()?.to_string())
+    } else {
+        cfg
+    };
+    let mut sb = Sandbox::start(cfg).await?;
+    sb.init().await?;
+    if let Some(cg) = cgroup {
+        into_cgroup(&sb, cg)?;
+    }
+    let mut run = LongRun::default();
+    let cold = sb.invoke(json!({})).await?;
+    run.failures += usize::from(cold.status != Status::Success);
+    let mut long: Vec<(String, i64, i64)> = Vec::new();
+    for _ in 0..LONG_INVOKES {
+        let stop = Arc::new(AtomicBool::new(false));
+        let poster = progress_poster(http_port, Arc::clone(&stop));
+        let start = epoch_ms();
+        let out = sb.invoke(json!({"sleep_ms": LONG_SLEEP_MS, "cpu_ms": LONG_CPU_MS})).await?;
+        let end = epoch_ms();
+        stop.store(true, Ordering::Relaxed);
+        let _ = poster.join();
+        run.failures += usize::from(out.status != Status::Success);
+        run.duration_ms.extend(out.runtime_duration_ms);
+        long.push((out.request_id, start, end));
+    }
+    let ext = match side {
+        Side::Perfmon => "perfmon",
+        Side::Floor => "noop-extension",
+    };
+    let _ = sb.shutdown().await?;
+    if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == ext) {
+        run.overhead_ms = s.overhead_ms.get(1..).unwrap_or_default().to_vec();
+    }
+    let log = cloudwatch.requests();
+    let puts = log.put_metric_data();
+    for (_, start, end) in &long {
+        run.flushes_during.push(puts.iter().filter(|p| p.arrival_ms >= *start && p.arrival_ms <= *end).count() as f64);
+    }
+    Ok(run)
+}

@@ -466,6 +466,7 @@ pub fn run(case: &Case) -> Outcome {
                 last_invoke_ms: None,
                 in_flight: false,
                 runtime_proxied: false,
+                invoke_running_since_ms: None,
             },
             retry: Vec::new(),
             failures: 0,

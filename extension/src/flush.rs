@@ -7,6 +7,15 @@
 //! | `adaptive` | when the invoke is sparse (first invoke, or at least the interval since the previous invoke started), by `PERFMON_SPARSE_FLUSH`: `auto` (default) with the runtime talking through perfmon's Runtime API proxy: wait for Lambda to take the runtime's `/response` (or `/error`), write everything pending as EMF, `/next` ([`FlushDecision::AtResponseEmf`]), without the proxy as `emf`; `end` as `end`, `emf` as `end` but written as EMF ([`FlushDecision::AtEndEmf`]), `defer` as `background`; else `background` | final |
 //! | `shutdown` | nothing | final |
 //!
+//! During a long invoke ([`FlushEvent::Tick`], every policy but `shutdown`, only where INVOKE
+//! events arrive): once the running invoke is at least one interval old and the last flush started
+//! at least one interval ago, with no flush running, start a flush in the background
+//! ([`FlushDecision::Background`]). Lambda freezes a sandbox only once the runtime and every
+//! extension wait in `/next`, so perfmon's threads run while the function does (Lambda Extensions
+//! API, "Invoke phase"): a one-hour batch job's progress metrics reach CloudWatch every interval,
+//! not at its end. The invoke's platform metrics still come from its report; nothing at the end of
+//! the invoke changes.
+//!
 //! Why `adaptive`: in a frozen sandbox nothing runs, so with `background` a rarely invoked function
 //! would hold its data until the next invoke, minutes or hours later. When invokes are sparse, the
 //! few milliseconds of an end-of-invoke flush are worth it; when they are frequent, the next invoke
@@ -33,6 +42,8 @@ pub struct FlushState {
     pub in_flight: bool,
     /// The runtime talks through perfmon's Runtime API proxy (`/opt/perfmon-wrapper`).
     pub runtime_proxied: bool,
+    /// When the invoke now running started (its INVOKE event), until its `platform.runtimeDone`.
+    pub invoke_running_since_ms: Option<i64>,
 }
 
 /// What happened.
@@ -42,6 +53,9 @@ pub enum FlushEvent {
     Invoke,
     /// The SHUTDOWN event arrived.
     Shutdown,
+    /// A clock tick while perfmon waits in `/next` (where INVOKE events arrive): a long invoke may
+    /// be running.
+    Tick,
 }
 
 /// What to do.
@@ -82,6 +96,14 @@ pub fn decide(
             FlushDecision::Skip
         }
     };
+    if event == FlushEvent::Tick {
+        let long_invoke = state.invoke_running_since_ms.is_some_and(|since| now_ms - since >= interval_ms);
+        return match policy {
+            FlushPolicy::Shutdown => FlushDecision::Skip,
+            _ if long_invoke => background(),
+            _ => FlushDecision::Skip,
+        };
+    }
     match policy {
         FlushPolicy::Shutdown => FlushDecision::Skip,
         FlushPolicy::End => FlushDecision::AtEnd,
@@ -113,7 +135,72 @@ mod tests {
             last_invoke_ms: last_invoke_ago.map(|a| T - a),
             in_flight,
             runtime_proxied: false,
+            invoke_running_since_ms: None,
         }
+    }
+
+    /// [`st`] with an invoke running for `running_for` ms.
+    fn running(last_flush_ago: i64, running_for: i64, in_flight: bool) -> FlushState {
+        FlushState {
+            invoke_running_since_ms: Some(T - running_for),
+            ..st(last_flush_ago, Some(running_for), in_flight)
+        }
+    }
+
+    #[test]
+    fn long_invokes_flush_on_the_interval_in_the_background() {
+        use SparseFlush as S;
+        let tick = FlushEvent::Tick;
+        for s in [S::Auto, S::End, S::Emf, S::Defer] {
+            for p in [P::End, P::Background, P::Adaptive] {
+                let d = |state: FlushState| decide(p, s, I, &state, tick, T);
+                // The invoke is one interval old and so is the last flush: send what is pending.
+                assert_eq!(d(running(I, I, false)), D::Background, "{p:?} {s:?}");
+                assert_eq!(d(running(10 * I, 3 * I + 1, false)), D::Background, "{p:?} {s:?}");
+                // Younger than one interval: the end-of-invoke rules apply as before.
+                assert_eq!(d(running(10 * I, I - 1, false)), D::Skip, "{p:?} {s:?} young invoke");
+                // Flushed less than an interval ago (the previous tick's flush): wait.
+                assert_eq!(d(running(I - 1, 5 * I, false)), D::Skip, "{p:?} {s:?} flushed recently");
+                // Never two flushes at once.
+                assert_eq!(d(running(5 * I, 5 * I, true)), D::Skip, "{p:?} {s:?} one running");
+                // No invoke running (its runtimeDone seen): ticks do nothing.
+                assert_eq!(d(st(10 * I, Some(10 * I), false)), D::Skip, "{p:?} {s:?} idle");
+            }
+            // `shutdown` sends nothing before SHUTDOWN, however long the invoke.
+            assert_eq!(decide(P::Shutdown, s, I, &running(10 * I, 10 * I, false), tick, T), D::Skip);
+        }
+        // A tick is not an INVOKE: it never makes the next invoke wait, and SHUTDOWN is unchanged.
+        let r = running(10 * I, 10 * I, false);
+        assert_eq!(decide(P::Adaptive, S::Auto, I, &r, FlushEvent::Shutdown, T), D::Final);
+    }
+
+    #[test]
+    fn a_long_invoke_flushes_once_per_interval() {
+        // A 60 s invoke, interval 5 s, ticks every 0.5 s, each flush taking 0.3 s: flushes start at
+        // 5, 10, ..., 55 s after the invoke's start (11 of them), never closer than one interval.
+        let i = 5_000;
+        let start = T;
+        let mut state = FlushState {
+            last_flush_ms: start - 100,
+            last_invoke_ms: Some(start),
+            in_flight: false,
+            runtime_proxied: false,
+            invoke_running_since_ms: Some(start),
+        };
+        let mut flushes = Vec::new();
+        let mut in_flight_until = None;
+        for now in (start..start + 60_000).step_by(500) {
+            if in_flight_until.is_some_and(|until| now >= until) {
+                state.in_flight = false;
+            }
+            if decide(P::Adaptive, SparseFlush::Auto, i, &state, FlushEvent::Tick, now) == D::Background {
+                state.in_flight = true;
+                state.last_flush_ms = now;
+                in_flight_until = Some(now + 300);
+                flushes.push(now - start);
+            }
+        }
+        assert_eq!(flushes, (1..12).map(|k| k * i).collect::<Vec<_>>());
     }
 
     #[test]

@@ -21,6 +21,11 @@
 //!   the runtime's `/response` or `/error` (bounded by the deadline), write EMF lines, then `/next`;
 //! * `Skip`: straight back to `/next`.
 //!
+//! While perfmon waits in `/next` and an invoke runs, a ticker ([`invoke_ticker`], every policy but
+//! `shutdown`) asks the same decision with [`FlushEvent::Tick`]: an invoke running longer than the
+//! flush interval gets a background flush every interval ([`Trigger::DuringInvoke`]), through the
+//! same sinks, budget, breaker and retry backlog. The function never waits on it.
+//!
 //! On SHUTDOWN, in this order, all before `deadlineMs`:
 //! 1. wait briefly (≤ [`REPORT_WAIT`], less when the deadline is near) for the `platform.report`
 //!    of every invoke started, then close the others from their `platform.runtimeDone`;
@@ -57,6 +62,10 @@ pub const REGISTRATION_FALLBACK: [&[EventType]; 3] =
     [&[EventType::Invoke, EventType::Shutdown], &[EventType::Shutdown], &[]];
 /// Shortest timer-flush period, whatever `PERFMON_FLUSH_INTERVAL_S` says.
 pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
+/// The long-invoke ticker's period: a tenth of the flush interval, within these bounds (a flush
+/// during an invoke starts at most this late; a tick costs one timer wake-up and one lock).
+pub const TICK_MIN: Duration = Duration::from_millis(50);
+pub const TICK_MAX: Duration = Duration::from_secs(1);
 
 /// Everything an event handler needs.
 #[derive(Debug, Clone)]
@@ -76,6 +85,8 @@ pub struct Context {
     pub system: Option<Arc<Sampler>>,
     /// The Runtime API proxy (`None` when off or not bound).
     pub proxy: Option<crate::runtime_proxy::RuntimeProxy>,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`: the first INVOKE follows a restore.
+    pub snap_start: bool,
 }
 
 /// The name to register with: the executable's file name (Lambda requires it), else `perfmon`.
@@ -160,6 +171,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         ingest: Some(ingest),
         system,
         proxy,
+        snap_start: mode == Mode::SnapStart,
     };
     tracing::debug!(function = %registered.function_name, ?cfg.sink, ?cfg.flush, ?events, mode = mode.as_str(), "registered");
     if !invoke_events {
@@ -168,6 +180,8 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
         if ctx.policy != FlushPolicy::Shutdown {
             crate::spawn_logged("timer-flush", timer_flush(ctx.clone()));
         }
+    } else if ctx.policy != FlushPolicy::Shutdown {
+        crate::spawn_logged("invoke-ticker", invoke_ticker(ctx.clone()));
     }
 
     loop {
@@ -263,6 +277,36 @@ pub async fn timer_flush(ctx: Context) {
     }
 }
 
+/// Flushes in the background while an invoke runs longer than the flush interval
+/// ([`FlushEvent::Tick`]); stops at SHUTDOWN. In a frozen sandbox it does not run; after a thaw
+/// its first tick sees the previous invoke ended (its `platform.runtimeDone`) or the new one young.
+pub async fn invoke_ticker(ctx: Context) {
+    let period = Duration::from_millis((ctx.interval_ms.max(0) / 10) as u64).clamp(TICK_MIN, TICK_MAX);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // An invoke is over once the Runtime API proxy saw its response, before any telemetry: a
+        // sandbox thawed for the next invoke must not flush for the previous one.
+        let proxy = ctx.proxy.as_ref().map(|p| &p.signals);
+        let d = ctx.shared.on_tick(
+            |id| proxy.is_some_and(|s| s.is_done(id)),
+            |state| decide(ctx.policy, ctx.sparse_flush, ctx.interval_ms, state, FlushEvent::Tick, now_ms()),
+        );
+        if d != FlushDecision::Background {
+            if ctx.shared.lock().phase == Phase::ShuttingDown {
+                return;
+            }
+            continue;
+        }
+        if let Some(ingest) = &ctx.ingest {
+            ingest.drain_statsd();
+        }
+        ctx.flusher.warm();
+        ctx.flusher.flush(Trigger::DuringInvoke, Instant::now() + FLUSH_BUDGET).await;
+    }
+}
+
 /// Waits until `done()` holds after a telemetry batch, or `deadline`; returns whether it held.
 pub async fn wait_for(shared: &Shared, deadline: Instant, done: impl Fn(&Shared) -> bool) -> bool {
     let mut rx = shared.subscribe_progress();
@@ -280,6 +324,9 @@ pub async fn wait_for(shared: &Shared, deadline: Instant, done: impl Fn(&Shared)
 
 /// Handles one INVOKE event (before the next `/next`).
 pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
+    if ctx.snap_start {
+        after_restore(&ctx);
+    }
     let now = now_ms();
     if let Some(sampler) = &ctx.system {
         sampler.on_invoke(&inv.request_id);
@@ -312,6 +359,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     tracing::debug!(request_id = %inv.request_id, "no /response or /error before the invoke deadline");
                 }
             }
+            ctx.shared.invoke_ended(&inv.request_id);
             if let Some(ingest) = &ctx.ingest {
                 ingest.drain_statsd();
             }
@@ -331,6 +379,7 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
                     tell_unwrapped_once(&ctx, waiting.elapsed());
                 }
             }
+            ctx.shared.invoke_ended(&inv.request_id);
             // StatsD lines the function sent just before returning go out with this invoke.
             if let Some(ingest) = &ctx.ingest {
                 ingest.drain_statsd();
@@ -370,6 +419,21 @@ fn tell_unwrapped_once(ctx: &Context, waited: Duration) {
          to a do-nothing extension's cost ({proxy}; /v1/health runtime_proxy.in_use)",
         waited.as_millis()
     );
+}
+
+/// SnapStart (contract §8): Lambda resumes every environment of a version from one snapshot taken
+/// after the publish-time Init, perfmon's memory included, and an extension's first INVOKE is the
+/// first thing it sees after a restore. Once per process: drop (and count in `/v1/health`
+/// `snap_start`) what was held at the snapshot, and start the CloudWatch client afresh. perfmon
+/// keeps no ids or random state of its own; /proc deltas are per invoke, from baselines taken at
+/// each INVOKE, so they start at the restore.
+fn after_restore(ctx: &Context) {
+    if ctx.shared.lock().snap_start.as_ref().is_none_or(|s| s.restored) {
+        return;
+    }
+    let dropped = ctx.shared.on_restore();
+    ctx.flusher.after_restore();
+    tracing::info!(samples_dropped = dropped, "SnapStart restore: what was held at the snapshot is dropped, not sent");
 }
 
 /// Handles SHUTDOWN: see the module documentation for the order.
@@ -428,6 +492,9 @@ pub async fn on_shutdown(ctx: Context, sd: ShutdownEvent) {
         runtime_proxy_in_use = health.runtime_proxy.as_ref().is_some_and(|p| p.in_use),
         runtime_proxy_forwarded = health.runtime_proxy.as_ref().map_or(0, |p| p.forwarded),
         runtime_proxy_upstream_errors = health.runtime_proxy.as_ref().map_or(0, |p| p.upstream_errors),
+        cloudwatch_requests_failed = health.sinks.cloudwatch_requests_failed,
+        snap_start_samples_dropped_at_restore = health.snap_start.as_ref().map_or(0, |s| s.samples_dropped_at_restore),
+        snap_start_emf_datums_before_restore = health.snap_start.as_ref().map_or(0, |s| s.emf_datums_before_restore),
         "shutdown flush done"
     );
 }

@@ -79,6 +79,11 @@ impl ProxySignals {
         self.done.send_replace(Some(request_id.to_owned()));
     }
 
+    /// Whether the runtime's `/response` or `/error` for `request_id` has been answered (the last one).
+    pub fn is_done(&self, request_id: &str) -> bool {
+        self.done.borrow().as_deref() == Some(request_id)
+    }
+
     /// Waits until the runtime's `/response` or `/error` for `request_id` has been answered, or
     /// `deadline`; returns whether it was. (The next invoke cannot start before perfmon's `/next`,
     /// so the last id is enough.)

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Limits, MetricSample, RecordError};
 use crate::config::{Config, UNKNOWN_FUNCTION};
-use crate::flush::FlushState;
+use crate::flush::{FlushDecision, FlushState};
 use crate::platform::{Mode, Platform, PlatformCounters, PlatformSettings};
 use crate::system::{Finished, Snapshot, SystemSettings, Tracker};
 
@@ -86,6 +86,26 @@ pub struct SinkCounters {
     pub emf_datums_dropped: u64,
 }
 
+/// SnapStart (contract §8): what was held at the snapshot and dropped at the restore, so that no
+/// restored environment sends it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SnapStartHealth {
+    /// The restore has been seen (the first INVOKE of a `snap-start` process).
+    pub restored: bool,
+    /// Samples recorded before the snapshot and still held at the restore, dropped.
+    pub samples_dropped_at_restore: u64,
+    /// Metric series those samples were in.
+    pub series_dropped_at_restore: u64,
+    /// Datums of a failed PutMetricData before the snapshot, dropped.
+    pub retry_datums_dropped_at_restore: u64,
+    /// Custom-metric datums written as EMF lines at once before the restore (see
+    /// [`Shared::snap_start_emf_at_once`]).
+    pub emf_datums_before_restore: u64,
+    /// The namespace of those lines.
+    #[serde(skip)]
+    pub namespace: String,
+}
+
 /// Result of the last flush, as reported in `/v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlushReport {
@@ -130,6 +150,9 @@ pub struct Health {
     /// The Runtime API proxy (issue 14); absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_proxy: Option<RuntimeProxyHealth>,
+    /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snap_start: Option<SnapStartHealth>,
 }
 
 /// The Runtime API proxy, as reported in `/v1/health`.
@@ -165,6 +188,10 @@ pub struct Inner {
     pub agg: Aggregator,
     pub platform: Platform,
     pub flush: FlushState,
+    /// The request id of the invoke in `flush.invoke_running_since_ms`.
+    pub running_request: Option<String>,
+    /// `Some` in a SnapStart process.
+    pub snap_start: Option<SnapStartHealth>,
     /// Datums a failed PutMetricData left for the next flush (CloudWatch only: with `both` they
     /// already went out as EMF).
     pub retry: Vec<MetricDatum>,
@@ -209,7 +236,16 @@ impl Shared {
                 tenant_dimension: cfg.tenant_dimension,
                 summaries: cfg.system_metrics || cfg.invoke_log,
             }),
-            flush: FlushState { last_flush_ms: now_ms, last_invoke_ms: None, in_flight: false, runtime_proxied: false },
+            flush: FlushState {
+                last_flush_ms: now_ms,
+                last_invoke_ms: None,
+                in_flight: false,
+                runtime_proxied: false,
+                invoke_running_since_ms: None,
+            },
+            running_request: None,
+            snap_start: (Mode::from_env_value(cfg.initialization_type.as_deref()) == Mode::SnapStart)
+                .then(|| SnapStartHealth { namespace: cfg.namespace.clone(), ..SnapStartHealth::default() }),
             retry: Vec::new(),
             telemetry: TelemetryCounters::default(),
             sinks: SinkCounters::default(),
@@ -267,6 +303,43 @@ impl Shared {
         g.phase = Phase::Ready;
         let samples = g.platform.on_invoke(request_id, now_ms);
         record_all(&mut g, samples, now_ms);
+        g.flush.invoke_running_since_ms = Some(now_ms);
+        g.running_request = Some(request_id.to_owned());
+    }
+
+    /// The function's part of `request_id` is over (its response seen by the Runtime API proxy, or
+    /// its `platform.runtimeDone`): no flush during it any more.
+    pub fn invoke_ended(&self, request_id: &str) {
+        let mut g = self.lock();
+        if g.running_request.as_deref() == Some(request_id) {
+            g.running_request = None;
+            g.flush.invoke_running_since_ms = None;
+        }
+    }
+
+    /// A clock tick: `decide` sees the flush state (the running invoke forgotten once its
+    /// `platform.runtimeDone` or report has been seen, or `ended` says so: the Runtime API proxy
+    /// saw its response); a [`FlushDecision::Background`] marks a flush as running under the same
+    /// lock, so no other flush starts in between.
+    pub fn on_tick(
+        &self,
+        ended: impl Fn(&str) -> bool,
+        decide: impl FnOnce(&FlushState) -> FlushDecision,
+    ) -> FlushDecision {
+        let mut g = self.lock();
+        if g.phase == Phase::ShuttingDown {
+            return FlushDecision::Skip;
+        }
+        let done = g.running_request.as_deref().is_some_and(|id| ended(id) || g.platform.runtime_done_seen(id));
+        if done {
+            g.running_request = None;
+            g.flush.invoke_running_since_ms = None;
+        }
+        let d = decide(&g.flush);
+        if d == FlushDecision::Background {
+            g.flush.in_flight = true;
+        }
+        d
     }
 
     /// A decoded telemetry batch arrived.
@@ -306,7 +379,16 @@ impl Shared {
                     g.telemetry.lambda_dropped_records += d.dropped_records;
                     tracing::warn!(records = d.dropped_records, reason = %d.reason, "Lambda dropped telemetry records");
                 }
-                let samples = g.platform.on_event(ev);
+                let mut samples = g.platform.on_event(ev);
+                // The publish-time Init of a SnapStart version happened once, before the snapshot:
+                // its records reaching a restored environment are not this environment's.
+                if matches!(ev.record, Record::InitReport(_)) && g.snap_start.as_ref().is_some_and(|s| s.restored) {
+                    let before = samples.len();
+                    samples.retain(|s| s.name != perfmon_protocol::contract::metric::INIT_DURATION);
+                    if let Some(ss) = g.snap_start.as_mut() {
+                        ss.samples_dropped_at_restore += (before - samples.len()) as u64;
+                    }
+                }
                 record_all(&mut g, samples, now_ms);
             }
             let mut finished = Vec::new();
@@ -496,7 +578,61 @@ impl Shared {
             samples_overflowed_total: g.agg.stats().values_overflowed_total,
             system: g.system_health.clone(),
             runtime_proxy,
+            snap_start: g.snap_start.clone(),
         }
+    }
+
+    /// SnapStart, before the restore (the publish-time Init, and the moment between a restore and
+    /// perfmon's first INVOKE): what the aggregator holds is written as EMF lines at once, whatever
+    /// the sink. Lines written before the snapshot are captured once, at publish, and never again;
+    /// lines written after a restore belong to that environment alone. Called by the custom-metric
+    /// listeners right after recording, before they answer, so a function's POST during its Init
+    /// has been written by the time the Init (and the snapshot) can end.
+    pub fn snap_start_emf_at_once(&self) {
+        let (ns, datums) = {
+            let mut g = self.lock();
+            let Some(ss) = g.snap_start.as_ref().filter(|s| !s.restored) else { return };
+            let ns = ss.namespace.clone();
+            let datums = g.agg.drain();
+            (ns, datums)
+        };
+        if datums.is_empty() {
+            return;
+        }
+        let batch = crate::sinks::emf::encode(&ns, &datums);
+        let written = crate::sinks::emf::write_lines(&batch.lines).is_ok();
+        let mut g = self.lock();
+        if written {
+            g.sinks.emf_datums += batch.datums as u64;
+            g.sinks.emf_lines += batch.lines.len() as u64;
+            if let Some(ss) = g.snap_start.as_mut() {
+                ss.emf_datums_before_restore += batch.datums as u64;
+            }
+        }
+        g.sinks.emf_datums_dropped += batch.dropped as u64;
+    }
+
+    /// A SnapStart restore (the first INVOKE of a `snap-start` process): everything recorded before
+    /// the snapshot and not yet sent is dropped and counted, since every environment restored from
+    /// the snapshot holds the same copy and would send it again. Returns the samples dropped
+    /// (0 when not SnapStart or already restored).
+    pub fn on_restore(&self) -> u64 {
+        let mut g = self.lock();
+        let Some(ss) = g.snap_start.as_ref() else { return 0 };
+        if ss.restored {
+            return 0;
+        }
+        let samples = g.agg.samples_held();
+        let series = g.agg.series_held() as u64;
+        let _ = g.agg.drain();
+        let retry = std::mem::take(&mut g.retry).len() as u64;
+        if let Some(ss) = g.snap_start.as_mut() {
+            ss.restored = true;
+            ss.samples_dropped_at_restore += samples;
+            ss.series_dropped_at_restore += series;
+            ss.retry_datums_dropped_at_restore += retry;
+        }
+        samples
     }
 }
 
@@ -539,6 +675,65 @@ mod tests {
     fn shared() -> Shared {
         let (cfg, _) = Config::from_lookup(|k| (k == "PERFMON_DIMENSIONS").then(|| "Env=test".to_owned()));
         Shared::new(&cfg, Some("from-register"), Limits::default(), now_ms())
+    }
+
+    fn snap_start_shared() -> Shared {
+        let (cfg, _) =
+            Config::from_lookup(|k| (k == "AWS_LAMBDA_INITIALIZATION_TYPE").then(|| "snap-start".to_owned()));
+        Shared::new(&cfg, Some("f"), Limits::default(), now_ms())
+    }
+
+    #[test]
+    fn the_restore_drops_what_the_snapshot_held_once_and_counts_it() {
+        let s = snap_start_shared();
+        let now = now_ms();
+        let init_metric =
+            MetricSample::new("ModelLoadTime", "Milliseconds", crate::aggregate::Kind::Distribution, 1234.0, now);
+        record_all(&mut s.lock(), vec![init_metric.clone()], now);
+        s.lock().retry.push(MetricDatum { metric_name: "Old".into(), value: Some(1.0), ..MetricDatum::default() });
+        assert_eq!(s.health().samples_held, 1);
+        assert_eq!(s.on_restore(), 1);
+        let h = s.health();
+        assert_eq!(h.samples_held, 0);
+        assert_eq!(h.retry_datums_held, 0);
+        let ss = h.snap_start.unwrap();
+        assert!(ss.restored);
+        assert_eq!((ss.samples_dropped_at_restore, ss.retry_datums_dropped_at_restore), (1, 1));
+        // Once per process: what comes after the restore is kept.
+        record_all(&mut s.lock(), vec![init_metric], now);
+        assert_eq!(s.on_restore(), 0);
+        assert_eq!(s.health().samples_held, 1);
+        // Not SnapStart: nothing is dropped, and health has no snap_start.
+        let on_demand = shared();
+        assert_eq!(on_demand.on_restore(), 0);
+        assert!(on_demand.health().snap_start.is_none());
+    }
+
+    #[test]
+    fn a_tick_forgets_the_invoke_once_its_runtime_done_is_seen() {
+        let s = shared();
+        let tick = |s: &Shared, ended: &dyn Fn(&str) -> bool, d: FlushDecision| {
+            let mut seen = None;
+            let got = s.on_tick(ended, |st| {
+                seen = st.invoke_running_since_ms;
+                d
+            });
+            assert_eq!(got, d);
+            seen
+        };
+        s.on_invoke("a", 1_000);
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Background), Some(1_000));
+        assert!(s.lock().flush.in_flight, "a Background decision marks the flush as running");
+        let body = r#"[{"time":"2026-01-15T10:00:00.030Z","type":"platform.runtimeDone","record":{"requestId":"a","status":"success"}}]"#;
+        s.on_telemetry(&perfmon_protocol::telemetry::decode_batch(body.as_bytes()).unwrap(), 2_000);
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Skip), None);
+        // The Runtime API proxy saw the response: forgotten before any telemetry.
+        s.on_invoke("b", 3_000);
+        assert_eq!(tick(&s, &|id| id == "b", FlushDecision::Skip), None);
+        // The end-of-invoke wait saw it end.
+        s.on_invoke("c", 4_000);
+        s.invoke_ended("c");
+        assert_eq!(tick(&s, &|_| false, FlushDecision::Skip), None);
     }
 
     #[test]

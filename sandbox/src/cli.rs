@@ -48,6 +48,9 @@ Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and init
                            restoreReport before the first invoke; its report has restoreDurationMs.
                            --restore-fails: the first restore fails (that invoke fails, the
                            environment is reset, the next invoke restores a new one).
+                           With --cloudwatch embedded: the end of init closes every connection
+                           to it (the snapshot), and the run prints what would be repeated per
+                           restored environment (one restore stands for many: see docs/lambda-modes.md).
   managed-instances        --max-concurrency N runtime worker processes (default 4, exported as
                            AWS_LAMBDA_MAX_CONCURRENCY), --in-flight K invokes at once (default N);
                            INVOKE registrations refused, no freeze, no platform.runtimeDone,
@@ -342,6 +345,14 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         cfg = cfg.env(k, v);
     }
     let mut sb = Sandbox::start(cfg).await.map_err(|e| e.to_string())?;
+    let snap_start = matches!(mode, Mode::SnapStart { .. });
+    if snap_start {
+        // The end of Init is the snapshot: connections open then do not survive a restore.
+        sb.init().await.map_err(|e| e.to_string())?;
+        if let Some(cw) = &cloudwatch {
+            cw.snapshot();
+        }
+    }
     let resources = sb.resources().clone();
     let payloads: Vec<Value> = (0..a.invokes).map(|i| a.payload_of(i)).collect();
     let invokes = if mode.is_managed_instances() {
@@ -391,6 +402,20 @@ async fn run(a: Args) -> Result<ExitCode, String> {
                 "enabled": resources.enabled, "cpu": resources.cpu, "memory": resources.memory, "tmp": resources.tmp,
                 "notApplied": resources.not_applied(),
             },
+            "snapStart": cloudwatch.as_ref().filter(|_| snap_start).map(|cw| {
+                let r = crate::snapshot::repeated(&events, cw);
+                json!({
+                    "snapshotMs": r.snapshot_ms, "restoreMs": r.restore_ms,
+                    "sentBeforeSnapshot": r.sent_before_snapshot,
+                    "repeatedPerRestoredEnvironment": {
+                        "datums": r.datums.iter().map(|(n, c)| json!({"metric": n, "datums": c})).collect::<Vec<_>>(),
+                        "requestsOnConnectionsFromBeforeTheSnapshot": r.stale_connection_requests,
+                    },
+                    "undeterminedDatums": r.undetermined,
+                    "connectionsClosedAtTheSnapshot": r.connections_cut,
+                    "failedRequestsAfterTheRestore": r.failed_after_restore,
+                })
+            }),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
@@ -400,9 +425,42 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         if let Some(cw) = &cloudwatch {
             println!();
             print!("{}", crate::cli_cloudwatch::table(cw));
+            if snap_start {
+                print_repeated(&crate::snapshot::repeated(&events, cw));
+            }
         }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What one restored environment sent that every environment restored from the same snapshot
+/// would send again (see `snapshot.rs` for how one restore stands for many).
+fn print_repeated(r: &crate::snapshot::Repeated) {
+    println!();
+    println!("snap-start: what would be repeated per restored environment");
+    println!(
+        "  (one restore stands for many: the sandbox cannot clone the process, so whatever this environment sent after its"
+    );
+    println!("  restore from before the snapshot is what every other environment restored from it would send too)");
+    println!("  datums sent before the snapshot (once, at publish): {}", r.sent_before_snapshot);
+    if r.datums.is_empty() {
+        println!("  datums recorded before the snapshot, sent after the restore: none");
+    } else {
+        println!("  datums recorded before the snapshot, sent after the restore: {}", r.datum_count());
+        for (name, n) in &r.datums {
+            println!("    {name}: {n}");
+        }
+    }
+    if r.undetermined > 0 {
+        println!(
+            "  datums sent after the restore whose 60 s period spans it (recorded before or after it: undetermined): {}",
+            r.undetermined
+        );
+    }
+    println!(
+        "  PutMetricData on connections from before the snapshot: {}; connections closed at the snapshot: {}; failed requests after the restore: {}",
+        r.stale_connection_requests, r.connections_cut, r.failed_after_restore
+    );
 }
 
 /// What is particular to the mode: restores, concurrency, streaming spans, tenants.

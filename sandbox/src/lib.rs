@@ -52,6 +52,7 @@ mod process;
 pub mod records;
 mod resources;
 mod restore;
+pub mod snapshot;
 mod state;
 pub mod stats;
 mod sys;

@@ -85,6 +85,8 @@ impl SampleSink for Shared {
                 refused.push(refusal(index, e));
             }
         }
+        drop(g);
+        self.snap_start_emf_at_once();
         refused
     }
 
@@ -96,6 +98,8 @@ impl SampleSink for Shared {
                 refused.push(refusal(index, e));
             }
         }
+        drop(g);
+        self.snap_start_emf_at_once();
         refused
     }
 

@@ -51,6 +51,8 @@ struct Breaker {
 pub enum Trigger {
     /// At invoke start, concurrently with the function.
     Background,
+    /// While an invoke runs longer than the flush interval, concurrently with the function.
+    DuringInvoke,
     /// After `platform.runtimeDone`, before `/next`.
     End,
     /// On a timer, where no INVOKE events arrive (Managed Instances, or a registration that Lambda
@@ -64,6 +66,7 @@ impl Trigger {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Background => "background",
+            Self::DuringInvoke => "during-invoke",
             Self::End => "end",
             Self::Timer => "timer",
             Self::Final => "shutdown",
@@ -77,7 +80,8 @@ pub struct Flusher {
     sink: Sink,
     namespace: String,
     shared: Arc<Shared>,
-    cloudwatch: Option<Arc<CloudWatchSink>>,
+    /// Replaced by a fresh one at a SnapStart restore ([`Flusher::after_restore`]).
+    cloudwatch: std::sync::Mutex<Option<Arc<CloudWatchSink>>>,
     serial: tokio::sync::Mutex<()>,
     /// A deadline every running flush must respect (set at SHUTDOWN).
     cutoff: tokio::sync::watch::Sender<Option<Instant>>,
@@ -95,7 +99,7 @@ impl Drop for InFlight<'_> {
 
 impl Flusher {
     pub fn new(sink: Sink, namespace: &str, shared: Arc<Shared>) -> Self {
-        let cloudwatch = sink.cloudwatch().then(|| Arc::new(CloudWatchSink::new(namespace)));
+        let cloudwatch = std::sync::Mutex::new(sink.cloudwatch().then(|| Arc::new(CloudWatchSink::new(namespace))));
         Self {
             sink,
             namespace: namespace.to_owned(),
@@ -120,9 +124,26 @@ impl Flusher {
 
     /// Builds the CloudWatch client in the background, if CloudWatch is a sink.
     pub fn warm(&self) {
-        if let Some(cw) = &self.cloudwatch {
+        if let Some(cw) = self.cloudwatch() {
             cw.warm();
         }
+    }
+
+    fn cloudwatch(&self) -> Option<Arc<CloudWatchSink>> {
+        self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a SnapStart restore: nothing of the CloudWatch client from before the snapshot is
+    /// reused (its pooled connections belong to the snapshot's network, its credentials and
+    /// request ids to the publish-time environment), and the failure breaker starts over. A new
+    /// client is built lazily, as at Init. A flush still running keeps the old one until it ends.
+    pub fn after_restore(&self) {
+        let mut cw = self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner());
+        if cw.is_some() {
+            *cw = Some(Arc::new(CloudWatchSink::new(&self.namespace)));
+        }
+        drop(cw);
+        *self.breaker() = Breaker::default();
     }
 
     /// Marks a flush as running (for the flush decision) before it is spawned.
@@ -193,18 +214,20 @@ impl Flusher {
 
     /// Flushes everything held; CloudWatch requests are not started after `deadline`.
     pub async fn flush(&self, trigger: Trigger, deadline: Instant) -> FlushReport {
-        self.flush_with(trigger, deadline, self.sink).await
+        self.flush_with(trigger, deadline, self.sink, true).await
     }
 
     /// Flushes everything held, the CloudWatch retry backlog included, as EMF lines on stdout,
     /// whatever the configured sink: no network on the caller's clock (`PERFMON_SPARSE_FLUSH=emf`).
     /// Datums written here are never sent again, so nothing goes out twice.
+    /// It does not wait for a flush already running (a PutMetricData during a long invoke, say):
+    /// that one took its datums already, and the invoke's end must not wait for its round trip.
     pub async fn flush_as_emf(&self, trigger: Trigger) -> FlushReport {
-        self.flush_with(trigger, Instant::now(), Sink::Emf).await
+        self.flush_with(trigger, Instant::now(), Sink::Emf, false).await
     }
 
-    async fn flush_with(&self, trigger: Trigger, deadline: Instant, sink: Sink) -> FlushReport {
-        let _serial = self.serial.lock().await;
+    async fn flush_with(&self, trigger: Trigger, deadline: Instant, sink: Sink, wait: bool) -> FlushReport {
+        let _serial = if wait { Some(self.serial.lock().await) } else { self.serial.try_lock().ok() };
         let started = Instant::now();
         let at_ms = now_ms();
         {
@@ -236,7 +259,7 @@ impl Flusher {
             emf_out.extend(retry.iter().cloned());
         }
         let (mut sent, mut requests, mut failed_requests, mut rejected_n) = (0, 0, 0, 0);
-        if let Some(cw) = self.cloudwatch.as_ref().filter(|_| sink.cloudwatch()) {
+        if let Some(cw) = self.cloudwatch().filter(|_| sink.cloudwatch()) {
             let mut to_send = retry;
             to_send.extend(fresh);
             let paused =

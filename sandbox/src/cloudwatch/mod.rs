@@ -119,6 +119,8 @@ impl CloudWatch {
             alarms: Mutex::new(alarms::Alarms::default()),
             simulated_time_ms: Mutex::new(None),
             connections: AtomicU64::new(0),
+            epoch: tokio::sync::watch::channel(0).0,
+            cut_at_snapshot: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             id_base: (server::now_ms() as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(local.port()),
         });
@@ -168,6 +170,29 @@ impl CloudWatch {
     /// Connections accepted so far (each paid `Network::connect`).
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stands for a SnapStart snapshot and restore on the client's side: every connection open now
+    /// is closed (a restored microVM's sockets are dead; AWS's SnapStart guidance: connections
+    /// made during init are not guaranteed to work after a restore) and later connections belong
+    /// to the next epoch ([`store::RequestRecord::connection_epoch`]). Returns the new epoch.
+    pub fn snapshot(&self) -> u64 {
+        let mut next = 0;
+        self.shared.epoch.send_modify(|e| {
+            *e += 1;
+            next = *e;
+        });
+        next
+    }
+
+    /// Connections that were open at a [`CloudWatch::snapshot`] and closed by it.
+    pub fn connections_cut_at_snapshot(&self) -> u64 {
+        self.shared.cut_at_snapshot.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The current snapshot epoch (0 before any [`CloudWatch::snapshot`]).
+    pub fn epoch(&self) -> u64 {
+        *self.shared.epoch.borrow()
     }
 
     /// The simulated network path.
@@ -243,16 +268,27 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let network = shared.network();
+                let mut snapshots = shared.epoch.subscribe();
+                let epoch = *snapshots.borrow_and_update();
                 conns.spawn(async move {
                     // Connection setup (DNS, TCP, TLS) delays the first answer on this connection.
                     if !network.connect.is_zero() {
                         tokio::time::sleep(network.connect).await;
                     }
-                    let svc = service_fn(move |req| server::handle(shared.clone(), req));
+                    let s = shared.clone();
+                    let svc = service_fn(move |req| server::handle(s.clone(), req, epoch));
                     let mut builder = http1::Builder::new();
                     builder.keep_alive(network.keep_alive);
-                    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
-                        tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
+                    tokio::select! {
+                        served = builder.serve_connection(TokioIo::new(stream), svc) => {
+                            if let Err(e) = served {
+                                tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
+                            }
+                        }
+                        Ok(()) = snapshots.changed() => {
+                            shared.cut_at_snapshot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::debug!(%peer, "CloudWatch connection closed at a snapshot");
+                        }
                     }
                 });
             }

@@ -33,6 +33,10 @@ pub(crate) struct Shared {
     /// `CloudWatch::set_simulated_time`: the timestamp given to every datum accepted from now on.
     pub simulated_time_ms: Mutex<Option<i64>>,
     pub connections: AtomicU64,
+    /// Snapshots taken ([`super::CloudWatch::snapshot`]); each closes the open connections.
+    pub epoch: tokio::sync::watch::Sender<u64>,
+    /// Connections open at a snapshot, closed by it.
+    pub cut_at_snapshot: AtomicU64,
     pub seq: AtomicU64,
     pub id_base: u64,
 }
@@ -137,7 +141,11 @@ pub(crate) fn gunzip(body: &[u8]) -> Result<Vec<u8>, CwError> {
 }
 
 /// Serves one HTTP request. Returns `Err` only to drop the connection (fault `Refuse`).
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, HttpError> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    connection_epoch: u64,
+) -> Result<Response<Full<Bytes>>, HttpError> {
     if shared.refusing() {
         return Err(HttpError::Refused);
     }
@@ -266,6 +274,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         error: reply.error.clone(),
         datums: reply.datums,
         arrival_ms,
+        connection_epoch,
     });
 
     // The simulated round trip (and jitter) of this answer.

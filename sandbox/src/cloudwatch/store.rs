@@ -77,6 +77,10 @@ pub struct RequestRecord {
     /// Datums stored from this request (PutMetricData accepted).
     pub datums: usize,
     pub arrival_ms: i64,
+    /// The snapshot epoch its connection was accepted in ([`super::CloudWatch::snapshot`]): a request
+    /// of an earlier epoch than the request log's latest would have reused a connection from
+    /// before a SnapStart snapshot.
+    pub connection_epoch: u64,
 }
 
 /// A snapshot of the request log.
