@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use perfmon_protocol::cloudwatch::MetricDatum;
 use perfmon_protocol::contract::dimension;
-use perfmon_protocol::telemetry::{Decoded, Record, SkipReason};
+use perfmon_protocol::telemetry::{Decoded, Record, SkipReason, Status};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -130,6 +130,9 @@ pub struct Health {
     /// The Runtime API proxy (issue 14); absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_proxy: Option<RuntimeProxyHealth>,
+    /// Per-trigger metrics (v3 §14); absent with `PERFMON_TRIGGER_METRICS=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<crate::triggers::TriggerHealth>,
 }
 
 /// The Runtime API proxy, as reported in `/v1/health`.
@@ -176,6 +179,8 @@ pub struct Inner {
     /// System metrics and the invoke log joins.
     pub system: Tracker,
     pub system_health: SystemHealth,
+    /// Per-trigger metrics (v3 §14); `None` with `PERFMON_TRIGGER_METRICS=false`.
+    pub triggers: Option<crate::triggers::Triggers>,
 }
 
 /// The shared state handle (wrap it in an `Arc`).
@@ -222,6 +227,7 @@ impl Shared {
                 invoke_log: cfg.invoke_log,
                 ..SystemHealth::default()
             },
+            triggers: cfg.trigger_metrics.then(crate::triggers::Triggers::default),
         };
         Self {
             inner: Mutex::new(inner),
@@ -302,6 +308,11 @@ impl Shared {
                 }
                 let samples = g.platform.on_event(ev);
                 record_all(&mut g, samples, now_ms);
+                if let (Record::Report(r), Some(t)) = (&ev.record, g.triggers.as_mut()) {
+                    let failed = r.status != Status::Success;
+                    let samples = t.on_report(&r.request_id, r.metrics.duration_ms, failed, r.error_type.as_deref());
+                    record_all(&mut g, samples, now_ms);
+                }
             }
             let mut finished = Vec::new();
             for summary in g.platform.take_summaries() {
@@ -404,6 +415,10 @@ impl Shared {
             let mut g = self.lock();
             let samples = g.platform.finish_pending(now_ms);
             record_all(&mut g, samples, now_ms);
+            if let Some(t) = g.triggers.as_mut() {
+                let samples = t.finish_pending();
+                record_all(&mut g, samples, now_ms);
+            }
             let mut finished = Vec::new();
             for summary in g.platform.take_summaries() {
                 finished.extend(g.system.on_report(summary));
@@ -443,6 +458,21 @@ impl Shared {
         overflow
     }
 
+    /// Feeds the per-trigger tracker (v3 §14), if it is on; the samples it gives are recorded.
+    pub fn with_triggers(&self, f: impl FnOnce(&mut crate::triggers::Triggers) -> Vec<MetricSample>) {
+        let now = now_ms();
+        let mut g = self.lock();
+        if let Some(t) = g.triggers.as_mut() {
+            let samples = f(t);
+            record_all(&mut g, samples, now);
+        }
+    }
+
+    /// Whether the per-trigger tracker is on.
+    pub fn triggers_on(&self) -> bool {
+        self.lock().triggers.is_some()
+    }
+
     /// Shows the Runtime API proxy in `/v1/health` (once; later calls are ignored).
     pub fn attach_runtime_proxy(&self, port: u16, signals: Arc<crate::runtime_proxy::ProxySignals>) {
         let _ = self.runtime_proxy.set((port, signals));
@@ -472,6 +502,7 @@ impl Shared {
             samples_overflowed_total: g.agg.stats().values_overflowed_total,
             system: g.system_health.clone(),
             runtime_proxy,
+            triggers: g.triggers.as_ref().map(|t| t.health().clone()),
         }
     }
 }
