@@ -24,8 +24,8 @@
 //! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]) are read from one buffer in a
 //! task once they ended; larger ones stream through a bounded channel into a blocking reader
 //! ([`perfmon_protocol::trigger`]'s narrow serde structs over `io::Read`), which never holds more
-//! than [`MAX_IN_FLIGHT`] bytes: if it falls that far behind, the reading is given up (counted as
-//! not understood), never the forwarding. A streamed answer's JSON prelude alone is read; the
+//! than [`MAX_IN_FLIGHT`] bytes: if it falls that far behind, the reading is given up (counted in
+//! `/v1/health` as not read; the invoke counts under `other`), never the forwarding. A streamed answer's JSON prelude alone is read; the
 //! reader stops there. What the readers find goes to [`crate::triggers`] via [`Shared`].
 //!
 //! Built on hyper 1 (server) and hyper-util's pooled client (as the other listeners and the
@@ -245,6 +245,7 @@ fn event_feed(r: &Readers, headers: &hyper::HeaderMap) -> Option<Feed> {
         Box::new(move |done: FeedDone| {
             let read = match done.result {
                 ReadResult::Event(Ok(f)) if done.complete => EventRead::Facts(f),
+                _ if done.given_up => EventRead::NotRead,
                 _ => EventRead::NotUnderstood,
             };
             shared.with_triggers(|t| t.on_event(&id, read));
@@ -284,7 +285,8 @@ fn answer_feed(r: &Readers, id: &str, headers: &hyper::HeaderMap) -> Option<Feed
                 ReadResult::NotRead => (None, done.complete),
                 _ => (None, false),
             };
-            let answer = AnswerRead::Response { read, bytes: done.bytes, streamed, understood };
+            let answer =
+                AnswerRead::Response { read, bytes: done.bytes, streamed, understood, given_up: done.given_up };
             shared.with_triggers(|t| t.on_answer(&id, answer));
         }),
     ))
@@ -303,7 +305,7 @@ fn error_feed(r: &Readers, id: &str, headers: &hyper::HeaderMap) -> Option<Feed>
                 ReadResult::Answer(Ok(a)) if done.complete => (a.error_type, true),
                 _ => (None, done.bytes == 0 && done.complete),
             };
-            let answer = AnswerRead::Error { body_type, header_type, understood };
+            let answer = AnswerRead::Error { body_type, header_type, understood, given_up: done.given_up };
             shared.with_triggers(|t| t.on_answer(&id, answer));
         }),
     ))
@@ -359,6 +361,8 @@ struct FeedDone {
     bytes: u64,
     /// The body ended normally (not cut short by a client that left or an upstream error).
     complete: bool,
+    /// The reader fell more than [`MAX_IN_FLIGHT`] bytes behind and the reading was given up.
+    given_up: bool,
 }
 
 type OnDone = Box<dyn FnOnce(FeedDone) + Send>;
@@ -366,12 +370,12 @@ type OnDone = Box<dyn FnOnce(FeedDone) + Send>;
 /// Joins the reader's result and the body's end; whichever comes second calls `on_done`.
 struct Join {
     result: Option<ReadResult>,
-    end: Option<(u64, bool)>,
+    end: Option<(u64, bool, bool)>,
     on_done: Option<OnDone>,
 }
 
 impl Join {
-    fn settle(join: &Mutex<Join>, result: Option<ReadResult>, end: Option<(u64, bool)>) {
+    fn settle(join: &Mutex<Join>, result: Option<ReadResult>, end: Option<(u64, bool, bool)>) {
         let ready = {
             let mut j = join.lock().unwrap_or_else(|p| p.into_inner());
             if result.is_some() {
@@ -381,9 +385,11 @@ impl Join {
                 j.end = end;
             }
             match (j.result.is_some(), j.end) {
-                (true, Some((bytes, complete))) => {
-                    j.on_done.take().zip(j.result.take()).map(|(f, result)| (f, FeedDone { result, bytes, complete }))
-                }
+                (true, Some((bytes, complete, given_up))) => j
+                    .on_done
+                    .take()
+                    .zip(j.result.take())
+                    .map(|(f, result)| (f, FeedDone { result, bytes, complete, given_up })),
                 _ => None,
             }
         };
@@ -418,6 +424,7 @@ pub struct Feed {
     bytes: u64,
     join: Arc<Mutex<Join>>,
     finished: bool,
+    given_up: bool,
 }
 
 impl Feed {
@@ -431,6 +438,7 @@ impl Feed {
             bytes: 0,
             join: Arc::new(Mutex::new(Join { result, end: None, on_done: Some(on_done) })),
             finished: false,
+            given_up: false,
         }
     }
 
@@ -479,12 +487,18 @@ impl Feed {
         if in_flight.load(Ordering::Relaxed) + n > MAX_IN_FLIGHT {
             // The reader fell too far behind: give the reading up (its channel closes, it stops).
             self.state = FeedState::Counting;
+            self.given_up = true;
             return;
         }
         in_flight.fetch_add(n, Ordering::Relaxed);
         match tx.try_send(Msg::Chunk(chunk)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.state = FeedState::Counting,
+            Err(TrySendError::Full(_)) => {
+                self.state = FeedState::Counting;
+                self.given_up = true;
+            }
+            // The reader stopped by itself (a prelude read, or not JSON): nothing more to send.
+            Err(TrySendError::Disconnected(_)) => self.state = FeedState::Counting,
         }
     }
 
@@ -512,7 +526,7 @@ impl Feed {
             }
             FeedState::Counting => {}
         }
-        Join::settle(&self.join, None, Some((self.bytes, complete)));
+        Join::settle(&self.join, None, Some((self.bytes, complete, self.given_up)));
     }
 }
 

@@ -29,8 +29,10 @@ pub const MAX_PENDING: usize = 1_024;
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventRead {
     Facts(EventFacts),
-    /// Not JSON, or cut short (the runtime left mid-body, the reader fell too far behind).
+    /// Not JSON, or cut short (the runtime left mid-body).
     NotUnderstood,
+    /// Not read: the reader fell too far behind (a large body arriving faster than it is read).
+    NotRead,
 }
 
 /// What the proxy saw of the runtime's answer.
@@ -38,9 +40,10 @@ pub enum EventRead {
 pub enum AnswerRead {
     /// A `/response`: `read` as in [`Outcome::Response`]; `understood` is false when the body was
     /// expected to be read and was not JSON or could not be read whole.
-    Response { read: Option<AnswerFacts>, bytes: u64, streamed: bool, understood: bool },
+    /// `given_up`: not read because the reader fell too far behind.
+    Response { read: Option<AnswerFacts>, bytes: u64, streamed: bool, understood: bool, given_up: bool },
     /// An `/error`: its body's `errorType`, its `Lambda-Runtime-Function-Error-Type` header.
-    Error { body_type: Option<String>, header_type: Option<String>, understood: bool },
+    Error { body_type: Option<String>, header_type: Option<String>, understood: bool, given_up: bool },
 }
 
 /// `/v1/health` `triggers`.
@@ -52,6 +55,11 @@ pub struct TriggerHealth {
     pub events_not_understood: u64,
     /// Answers (`/response`, `/error` bodies) that were not JSON or could not be read whole.
     pub answers_not_understood: u64,
+    /// Events not read because the reader fell more than its bound behind the forwarding (counted
+    /// under `other`).
+    pub events_not_read: u64,
+    /// Answers not read for the same reason.
+    pub answers_not_read: u64,
     /// Invokes closed without their report (table full, or SHUTDOWN).
     pub closed_without_report: u64,
 }
@@ -108,6 +116,10 @@ impl Triggers {
                 self.health.events_not_understood += 1;
                 EventFacts::default()
             }
+            EventRead::NotRead => {
+                self.health.events_not_read += 1;
+                EventFacts::default()
+            }
         };
         *self.health.invokes.entry(facts.trigger().as_str()).or_default() += 1;
         let p = self.entry(request_id, &mut out);
@@ -131,11 +143,14 @@ impl Triggers {
     /// The answer of `request_id` went through (its reader finished).
     pub fn on_answer(&mut self, request_id: &str, answer: AnswerRead) -> Vec<MetricSample> {
         let mut out = Vec::new();
-        if matches!(
-            answer,
-            AnswerRead::Response { understood: false, .. } | AnswerRead::Error { understood: false, .. }
-        ) {
-            self.health.answers_not_understood += 1;
+        match answer {
+            AnswerRead::Response { given_up: true, .. } | AnswerRead::Error { given_up: true, .. } => {
+                self.health.answers_not_read += 1;
+            }
+            AnswerRead::Response { understood: false, .. } | AnswerRead::Error { understood: false, .. } => {
+                self.health.answers_not_understood += 1;
+            }
+            _ => {}
         }
         let p = self.entry(request_id, &mut out);
         p.answer_started = true;
@@ -314,6 +329,7 @@ mod tests {
                 bytes: 18,
                 streamed: false,
                 understood: true,
+                given_up: false,
             };
             match order {
                 0 => {
@@ -363,7 +379,12 @@ mod tests {
         assert!(t.on_answer_started("b").0);
         out.extend(t.on_answer(
             "b",
-            AnswerRead::Error { body_type: Some("KeyError".into()), header_type: None, understood: true },
+            AnswerRead::Error {
+                body_type: Some("KeyError".into()),
+                header_type: None,
+                understood: true,
+                given_up: false,
+            },
         ));
         out.extend(t.on_report("b", 5.0, true, Some("Runtime.Unknown")));
         assert_eq!(find(&out, "BatchItemFailures", "Source")[0].values, vec![2.0]);
@@ -374,7 +395,10 @@ mod tests {
     fn not_understood_is_counted_and_bounded() {
         let mut t = Triggers::default();
         t.on_event("x", EventRead::NotUnderstood);
-        t.on_answer("x", AnswerRead::Response { read: None, bytes: 3, streamed: false, understood: false });
+        t.on_answer(
+            "x",
+            AnswerRead::Response { read: None, bytes: 3, streamed: false, understood: false, given_up: false },
+        );
         assert_eq!(t.health().events_not_understood, 1);
         assert_eq!(t.health().answers_not_understood, 1);
         assert_eq!(t.health().invokes.get("other"), Some(&1));

@@ -45,8 +45,21 @@ async fn start_with(
     wrapped: bool,
     extra: &[(&str, &str)],
 ) -> Run {
+    start_on(name, spec, ns, cw_env, wrapped, extra, free_port()).await
+}
+
+/// [`start_with`] with the proxy on `proxy_port`.
+async fn start_on(
+    name: &str,
+    spec: &RuntimeSpec,
+    ns: &str,
+    cw_env: Vec<(String, String)>,
+    wrapped: bool,
+    extra: &[(&str, &str)],
+    proxy_port: u16,
+) -> Run {
     let mut env = cw_env;
-    env.push(("PERFMON_RUNTIME_PROXY_PORT".into(), free_port().to_string()));
+    env.push(("PERFMON_RUNTIME_PROXY_PORT".into(), proxy_port.to_string()));
     if wrapped {
         env.push(("AWS_LAMBDA_EXEC_WRAPPER".into(), wrapper()));
     }
@@ -454,4 +467,197 @@ async fn python_through_the_wrapper_to_moto() {
         false,
     )
     .await;
+}
+
+/// Dimension names of every datum perfmon sent, by metric name.
+fn series(cw: &CloudWatch, ns: &str) -> BTreeMap<String, std::collections::BTreeSet<Vec<String>>> {
+    let mut out: BTreeMap<String, std::collections::BTreeSet<Vec<String>>> = BTreeMap::new();
+    for d in cw.store().all_datums().into_iter().filter(|d| d.namespace == ns) {
+        let mut names: Vec<String> = d.datum.dimensions.iter().map(|x| x.name.clone()).collect();
+        names.sort();
+        out.entry(d.datum.metric_name.clone()).or_default().insert(names);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alb_over_a_thousand_paths_gives_a_handful_of_routes() {
+    let cw = CloudWatch::start().await.unwrap();
+    let (ns, name) = ("TriggersAlb", "trig-alb");
+    let env = embedded_env(&cw.endpoint_url());
+    let mut r = start_with(name, &common::rust_function(), ns, env, true, &[("PERFMON_ROUTES", "/files/{name}")]).await;
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..1_000u32 {
+        let (route, method, path) = match i % 4 {
+            0 => ("GET /users/{id}", "GET", format!("/users/{}", 10_000 + i)),
+            1 => ("POST /orders/{id}/items", "POST", format!("/orders/{i}/items")),
+            2 => ("GET /files/{name}", "GET", format!("/files/report-{i}.pdf")),
+            _ => ("DELETE /carts/{id}", "DELETE", format!("/carts/{:08x}-{:04x}-4000-8000-{:012x}", i, i, i)),
+        };
+        let out = r.sb.invoke(alb(method, &path)).await.unwrap();
+        assert_eq!(out.status, Status::Success, "{out:?}");
+        assert_eq!(out.json().unwrap()["statusCode"], json!(200));
+        *want.entry(route.to_owned()).or_default() += 1;
+    }
+    let down = r.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    let mut got: BTreeMap<String, f64> = BTreeMap::new();
+    for d in cw.store().datums(ns, "Invocations") {
+        if let Some(route) = d.datum.dimensions.iter().find(|x| x.name == "Route") {
+            let v = d.datum.statistic_values.map(|s| s.sum).or(d.datum.value).unwrap_or(0.0);
+            *got.entry(route.value.clone()).or_default() += v;
+        }
+    }
+    let want: BTreeMap<String, f64> = want.into_iter().map(|(k, v)| (k, v as f64)).collect();
+    assert_eq!(got, want, "1 000 paths, 4 routes, totals exact");
+    let c = client(&cw.endpoint_url());
+    assert_eq!(total(&c, ns, "Invocations", &dims(name, &[("Trigger", "alb")])).await.0, 1_000.0);
+    assert_eq!(total(&c, ns, "Http5xx", &dims(name, &[("Route", "GET /users/{id}")])).await, (0.0, 250.0));
+}
+
+/// The same invokes through perfmon three ways; returns the series each sent and the outcomes.
+async fn off_run(
+    name: &str,
+    wrapped: bool,
+    extra: &[(&str, &str)],
+) -> (BTreeMap<String, std::collections::BTreeSet<Vec<String>>>, Vec<(Status, Value)>, f64) {
+    let cw = CloudWatch::start().await.unwrap();
+    let ns = "TriggersOff";
+    let mut r =
+        start_with(name, &common::python_function(), ns, embedded_env(&cw.endpoint_url()), wrapped, extra).await;
+    let now = now_ms();
+    let events = vec![
+        http_v2("GET /users/{id}", "/users/1", json!({"x-status": "404"})),
+        rest("GET", "/pets/{petId}", "/pets/1", json!({"x-throw": "no"})),
+        websocket("$connect", "CONNECT", json!({})),
+        alb("GET", "/users/5"),
+        sqs("q", now, &[1_000, 500], &["fail", "ok"]),
+        json!({"plain": "event"}),
+    ];
+    let mut outs = Vec::new();
+    for ev in events {
+        let out = r.sb.invoke(ev).await.unwrap();
+        // The answer as the caller sees it, but for the request id in an error body.
+        let mut answer: Value = serde_json::from_slice(&out.response).unwrap();
+        if let Some(o) = answer.as_object_mut() {
+            o.remove("requestId");
+        }
+        outs.push((out.status, answer));
+    }
+    let down = r.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    let invocations = custom_support::cw_sum(&cw, ns, "Invocations");
+    (series(&cw, ns), outs, invocations)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_wrapper_or_switched_off_no_trigger_series_and_nothing_else_changes() {
+    let (on, on_outs, on_inv) = off_run("trig-on", true, &[]).await;
+    let (unwrapped, un_outs, un_inv) = off_run("trig-unwrapped", false, &[]).await;
+    let (off, off_outs, off_inv) = off_run("trig-off", true, &[("PERFMON_TRIGGER_METRICS", "false")]).await;
+    let trigger_dims = ["Trigger", "Route", "Source", "ErrorType"];
+    let has_trigger_dims = |s: &BTreeMap<String, std::collections::BTreeSet<Vec<String>>>| {
+        s.iter().any(|(_, sets)| sets.iter().any(|names| names.iter().any(|n| trigger_dims.contains(&n.as_str()))))
+    };
+    assert!(has_trigger_dims(&on), "with the wrapper the trigger series are there: {on:?}");
+    assert!(!has_trigger_dims(&unwrapped), "without the wrapper: {unwrapped:?}");
+    assert!(!has_trigger_dims(&off), "PERFMON_TRIGGER_METRICS=false: {off:?}");
+    for (what, s) in [("unwrapped", &unwrapped), ("off", &off)] {
+        for m in ["BatchSize", "RecordAge", "BatchItemFailures", "Http4xx", "Http5xx", "DeliveryDelay"] {
+            assert!(!s.contains_key(m), "{what}: {m}");
+        }
+    }
+    // Nothing else changes: the same platform series, the same answers, the same invocation count.
+    assert_eq!(unwrapped, off, "the series without the wrapper and switched off");
+    let strip = |s: &BTreeMap<String, std::collections::BTreeSet<Vec<String>>>| -> BTreeMap<String, std::collections::BTreeSet<Vec<String>>> {
+        s.iter()
+            .map(|(k, v)| (k.clone(), v.iter().filter(|n| !n.iter().any(|d| trigger_dims.contains(&d.as_str()))).cloned().collect()))
+            .filter(|(_, v): &(String, std::collections::BTreeSet<Vec<String>>)| !v.is_empty())
+            .collect()
+    };
+    assert_eq!(strip(&on), unwrapped, "with the wrapper, the other series are the same");
+    assert_eq!(on_outs, un_outs);
+    assert_eq!(off_outs, un_outs);
+    assert_eq!(off_inv, un_inv);
+    // Invocations: 6 (platform), and with the wrapper 6 more per trigger and 4 per route.
+    assert_eq!((un_inv, on_inv), (6.0, 16.0));
+}
+
+/// The bad inputs, in one sandbox; returns the outcomes (status, error type, answer without its
+/// request id) and, when `proxy_port` is set, `/v1/health` taken during a last invoke, after a
+/// client left mid-body on the proxy.
+async fn bad_inputs(name: &str, wrapped: bool) -> (Vec<(Status, Option<String>, Value)>, Option<Value>) {
+    let cw = CloudWatch::start().await.unwrap();
+    let port = free_port();
+    let mut r =
+        start_on(name, &common::python_function(), "TriggersBad", embedded_env(&cw.endpoint_url()), wrapped, &[], port)
+            .await;
+    let six_mb = format!(r#"{{"pad":"{}"}}"#, "x".repeat(6_200_000));
+    let inputs: Vec<Vec<u8>> = vec![
+        b"not json {".to_vec(),
+        br#""a plain string""#.to_vec(),
+        br#"{"unknown":{"x":[1,2,{"y":null}]},"Records":"not a list"}"#.to_vec(),
+        six_mb.into_bytes(),
+        br#"{"requestContext":{"elb":{"targetGroupArn":"arn"}},"httpMethod":"GET","path":"/a/1"}"#.to_vec(),
+    ];
+    let mut outs = Vec::new();
+    for input in inputs {
+        let out = r.sb.invoke_raw(input).await.unwrap();
+        let mut answer: Value = serde_json::from_slice(&out.response).unwrap_or(Value::Null);
+        if let Some(o) = answer.as_object_mut() {
+            o.remove("requestId");
+            o.remove("stackTrace");
+        }
+        outs.push((out.status, out.error_type.clone(), answer));
+    }
+    let http_port = r.http_port;
+    let running = tokio::spawn(async move {
+        let out = r.sb.invoke(json!({"sleep_ms": 3000})).await.unwrap();
+        (r, out)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = if wrapped {
+        Some(
+            custom_support::blocking(move || {
+                // A client that leaves in the middle of an answer's body.
+                {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    std::io::Write::write_all(&mut s, b"POST /2018-06-01/runtime/invocation/no-such-id/response HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"statusCode\":").unwrap();
+                }
+                let mut last = Value::Null;
+                let seen = common::wait_until(Duration::from_secs(2), || {
+                    last = health(http_port);
+                    last["triggers"]["answers_not_understood"] == json!(1)
+                });
+                assert!(seen, "the answer cut short is counted: {last}");
+                last
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    let (mut r, out) = running.await.unwrap();
+    assert_eq!(out.status, Status::Success, "{out:?}");
+    let down = r.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    (outs, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_behaves_as_without_perfmon_and_health_counts_it() {
+    let (wrapped, h) = bad_inputs("trig-bad", true).await;
+    let (direct, _) = bad_inputs("trig-bad-direct", false).await;
+    assert_eq!(wrapped, direct, "every invoke as without the proxy");
+    let h = h.unwrap();
+    let t = &h["triggers"];
+    assert_eq!(t["events_not_understood"], json!(1), "the event that is not JSON: {h}");
+    assert_eq!(
+        t["invokes"]["other"],
+        json!(5),
+        "not JSON, a string, unknown JSON, 6 MB of padding, the running invoke: {h}"
+    );
+    assert_eq!(t["invokes"]["alb"], json!(1), "{h}");
+    // The 6 MB event and answer: read, or (the reader more than its bound behind) counted as not read.
+    eprintln!("triggers health: {t}");
 }
