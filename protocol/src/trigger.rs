@@ -291,7 +291,8 @@ pub fn batch_item_failures(batch_size: u64, outcome: &Outcome) -> u64 {
         Outcome::Failed | Outcome::Response { read: None, .. } => batch_size,
         Outcome::Response { read: Some(a), .. } => match a.failures {
             FailureList::Absent => 0,
-            FailureList::Entries(n) => n,
+            // More entries than records cannot all name a record of the batch: the whole batch.
+            FailureList::Entries(n) => n.min(batch_size),
             FailureList::Invalid => batch_size,
         },
     }
@@ -1276,6 +1277,10 @@ mod tests {
             1
         );
         assert_eq!(batch_item_failures(5, &ans("not json")), 5);
+        assert_eq!(
+            batch_item_failures(1, &ans(r#"{"batchItemFailures":[{"itemIdentifier":"a"},{"itemIdentifier":"b"}]}"#)),
+            1
+        );
         assert_eq!(batch_item_failures(5, &Outcome::Failed), 5);
     }
 
