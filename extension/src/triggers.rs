@@ -4,8 +4,8 @@
 //! report ([`Triggers::on_report`]); samples come out as soon as an invoke has what they need.
 //!
 //! * At the event: `Invocations` per `Trigger`; batches `BatchSize` and `RecordAge` per `Trigger`
-//!   + `Source`; notifications `DeliveryDelay` per `Trigger` (times against the hand-out, when the
-//!   proxy passed the `/next` answer on).
+//!   and `Source`; notifications `DeliveryDelay` per `Trigger` (times against the hand-out, when
+//!   the proxy passed the `/next` answer on).
 //! * Once the event, the answer (or a failed report without one) and the report are in: HTTP
 //!   triggers `Invocations`, `Duration` (the report's `durationMs`), `Http4xx`, `Http5xx` per
 //!   `Route`; batches `BatchItemFailures`; a failed invoke `Errors` per `ErrorType`.
