@@ -27,6 +27,9 @@ pub struct Hop {
     pub what: String,
     pub direct_p50_us: f64,
     pub direct_p99_us: f64,
+    /// Through a proxy without the per-trigger readers (`PERFMON_TRIGGER_METRICS=false`).
+    pub bare_p50_us: f64,
+    pub bare_p99_us: f64,
     pub proxied_p50_us: f64,
     pub proxied_p99_us: f64,
 }
@@ -38,9 +41,11 @@ pub struct Cost {
     pub invokes: usize,
     /// Process CPU per invoke (one `/next` + one `/response`), direct and proxied, µs.
     pub cpu_direct_us: f64,
+    pub cpu_bare_us: f64,
     pub cpu_proxied_us: f64,
-    /// Peak RSS of the run (kB), direct and proxied.
+    /// Peak RSS of the run (kB), direct, through the proxy without and with the readers.
     pub hwm_direct_kb: u64,
+    pub hwm_bare_kb: u64,
     pub hwm_proxied_kb: u64,
 }
 
@@ -115,7 +120,10 @@ async fn upstream(event: Arc<Vec<u8>>) -> std::io::Result<String> {
                         s.write_all(h.as_bytes()).await.is_ok() && s.write_all(&event).await.is_ok()
                     } else {
                         let body = b"{\"status\":\"OK\"}\n";
-                        let h = format!("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let h = format!(
+                            "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
                         s.write_all(h.as_bytes()).await.is_ok() && s.write_all(body).await.is_ok()
                     };
                     if !ok {
@@ -229,9 +237,13 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             .await
             .ok_or_else(|| "cannot start the proxy".to_owned())?;
         proxy.signals.read_triggers(Arc::clone(&shared), perfmon_protocol::trigger::Routes::default());
+        let bare_proxy = perfmon::runtime_proxy::RuntimeProxy::start(0, &up)
+            .await
+            .ok_or_else(|| "cannot start the proxy".to_owned())?;
         let mut direct = TcpStream::connect(&up).await.map_err(|e| e.to_string())?;
+        let mut bare = TcpStream::connect(("127.0.0.1", bare_proxy.port)).await.map_err(|e| e.to_string())?;
         let mut proxied = TcpStream::connect(("127.0.0.1", proxy.port)).await.map_err(|e| e.to_string())?;
-        let _ = (direct.set_nodelay(true), proxied.set_nodelay(true));
+        let _ = (direct.set_nodelay(true), bare.set_nodelay(true), proxied.set_nodelay(true));
         let body = answer(size);
         let mut post = format!(
             "POST /2018-06-01/runtime/invocation/bench-0/response HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -242,8 +254,10 @@ pub async fn measure(n: usize) -> Result<Results, String> {
         let get = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         // Warm both paths up, then alternate runs of 10 invokes so that load changes hit both.
         run(&mut direct, 20.min(count), &post, &get).await?;
+        run(&mut bare, 20.min(count), &post, &get).await?;
         run(&mut proxied, 20.min(count), &post, &get).await?;
         let (mut dn, mut dr, mut pn, mut pr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut bn, mut br, mut cpu_b, mut hwm_b) = (Vec::new(), Vec::new(), 0.0, 0u64);
         let (mut cpu_d, mut cpu_p, mut hwm_d, mut hwm_p) = (0.0, 0.0, 0u64, 0u64);
         let rounds = count.div_ceil(10);
         for _ in 0..rounds {
@@ -252,6 +266,11 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             dr.extend(b);
             cpu_d += c / rounds as f64;
             hwm_d = hwm_d.max(h);
+            let (a, b, c, h) = run(&mut bare, 10, &post, &get).await?;
+            bn.extend(a);
+            br.extend(b);
+            cpu_b += c / rounds as f64;
+            hwm_b = hwm_b.max(h);
             let (a, b, c, h) = run(&mut proxied, 10, &post, &get).await?;
             pn.extend(a);
             pr.extend(b);
@@ -262,6 +281,8 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             what: format!("GET /next ({label} event)"),
             direct_p50_us: pct(&dn, 50.0),
             direct_p99_us: pct(&dn, 99.0),
+            bare_p50_us: pct(&bn, 50.0),
+            bare_p99_us: pct(&bn, 99.0),
             proxied_p50_us: pct(&pn, 50.0),
             proxied_p99_us: pct(&pn, 99.0),
         });
@@ -269,6 +290,8 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             what: format!("POST /response ({label} answer)"),
             direct_p50_us: pct(&dr, 50.0),
             direct_p99_us: pct(&dr, 99.0),
+            bare_p50_us: pct(&br, 50.0),
+            bare_p99_us: pct(&br, 99.0),
             proxied_p50_us: pct(&pr, 50.0),
             proxied_p99_us: pct(&pr, 99.0),
         });
@@ -276,52 +299,61 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             size: label,
             invokes: rounds * 10,
             cpu_direct_us: cpu_d,
+            cpu_bare_us: cpu_b,
             cpu_proxied_us: cpu_p,
             hwm_direct_kb: hwm_d,
+            hwm_bare_kb: hwm_b,
             hwm_proxied_kb: hwm_p,
         });
         proxy.remove_marker();
+        bare_proxy.remove_marker();
     }
-    let health = shared
-        .health()
-        .triggers
-        .map_or_else(|| "off".to_owned(), |t| serde_json::to_string(&t).unwrap_or_default());
+    let health =
+        shared.health().triggers.map_or_else(|| "off".to_owned(), |t| serde_json::to_string(&t).unwrap_or_default());
     Ok(Results { hops, costs, health })
 }
 
 /// The markdown tables of [`measure`]'s result.
 pub fn table(r: &Results, n: usize, load: &str) -> String {
     let mut s = format!(
-        "Runtime API proxy hop with the per-trigger readers on: up to {n} invokes per size and path (fewer for \
-         the large bodies), kept-alive loopback connections, load average {load}\n\n\
-         | request | direct p50 / p99 (µs) | through the proxy p50 / p99 (µs) | added p50 / p99 (µs) |\n|---|---|---|---|\n"
+        "Runtime API proxy hop: up to {n} invokes per body size and path (fewer for the large bodies), in \
+         alternating runs of 10, kept-alive loopback connections, load average {load}. Paths: direct; through \
+         the proxy without the per-trigger readers (`PERFMON_TRIGGER_METRICS=false`); through the proxy with \
+         them (the default)\n\n\
+         | request | direct p50 / p99 (µs) | proxy, readers off, p50 / p99 (µs) | proxy, readers on, p50 / p99 (µs) | added by the proxy with readers p50 / p99 (µs) | added by the readers p50 / p99 (µs) |\n|---|---|---|---|---|---|\n"
     );
     for h in &r.hops {
         s += &format!(
-            "| {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |\n",
+            "| {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |\n",
             h.what,
             h.direct_p50_us,
             h.direct_p99_us,
+            h.bare_p50_us,
+            h.bare_p99_us,
             h.proxied_p50_us,
             h.proxied_p99_us,
             h.proxied_p50_us - h.direct_p50_us,
-            h.proxied_p99_us - h.direct_p99_us
+            h.proxied_p99_us - h.direct_p99_us,
+            h.proxied_p50_us - h.bare_p50_us,
+            h.proxied_p99_us - h.bare_p99_us
         );
     }
-    s += "\nCPU per invoke (`/next` + `/response`, this process: client, upstream and proxy) and peak RSS of a \
-          run, direct and proxied; the differences are the proxy's (tick resolution 10 ms, averaged over the runs)\n\n\
-          | bodies | invokes | CPU direct / proxied (µs) | CPU added (µs) | peak RSS direct / proxied (kB) | RSS added (kB) |\n|---|---|---|---|---|---|\n";
+    s += "\nCPU per invoke (`/next` + `/response`; this process: client, upstream and proxy, so the differences \
+          are the proxy's; 10 ms ticks averaged over the runs) and peak RSS of a run (`VmHWM`, reset before each)\n\n\
+          | bodies | invokes per path | CPU direct / readers off / readers on (µs) | CPU added by the readers (µs) | peak RSS direct / readers off / readers on (kB) | RSS added by the readers (kB) |\n|---|---|---|---|---|---|\n";
     for c in &r.costs {
         s += &format!(
-            "| {} | {} | {:.0} / {:.0} | {:.0} | {} / {} | {} |\n",
+            "| {} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {} / {} / {} | {} |\n",
             c.size,
             c.invokes,
             c.cpu_direct_us,
+            c.cpu_bare_us,
             c.cpu_proxied_us,
-            c.cpu_proxied_us - c.cpu_direct_us,
+            c.cpu_proxied_us - c.cpu_bare_us,
             c.hwm_direct_kb,
+            c.hwm_bare_kb,
             c.hwm_proxied_kb,
-            c.hwm_proxied_kb as i64 - c.hwm_direct_kb as i64
+            c.hwm_proxied_kb as i64 - c.hwm_bare_kb as i64
         );
     }
     s += &format!("\nThe readers' counts afterwards (`/v1/health` `triggers`): `{}`\n", r.health);
