@@ -11,6 +11,7 @@
 //!   of the known age, `BatchItemFailures` exact for valid, empty, null, malformed and thrown
 //!   answers; a Kinesis and a DynamoDB Streams batch likewise.
 //! * `Errors` per `ErrorType` exact for an unhandled error in each runtime.
+//! * `DeliveryDelay` of an SNS notification and an EventBridge event within 50 ms of the known delay.
 //! * Without the wrapper, or with `PERFMON_TRIGGER_METRICS=false`, none of these series appear and
 //!   the platform metrics are the same.
 //! * Bad input (not JSON, JSON of no known source, a 6 MB event and answer, a client that leaves
@@ -361,10 +362,44 @@ async fn http_and_batches(
     let d_after = now_ms();
     assert_eq!(d_out.status, Status::Success, "{name}: {d_out:?}");
 
+    // An SNS notification published 1.5 s before, an EventBridge event of 3 s before (its `time`
+    // has whole seconds).
+    let sns_before = now_ms();
+    let sns_time = perfmon_protocol::time::format_iso_ms(sns_before - 1_500);
+    let sns = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:topic:sub",
+        "Sns": {"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:123456789012:topic",
+            "Subject": null, "Message": "hello", "Timestamp": sns_time, "MessageAttributes": {}}}]});
+    assert_eq!(r.sb.invoke(sns).await.unwrap().status, Status::Success);
+    let sns_after = now_ms();
+    let eb_before = now_ms();
+    let eb_time_ms = (eb_before / 1000 - 3) * 1000;
+    let eb = json!({"version": "0", "id": "e", "detail-type": "OrderPlaced", "source": "shop.orders",
+        "account": "123456789012", "time": perfmon_protocol::time::format_iso_ms(eb_time_ms).replace(".000Z", "Z"),
+        "region": "us-east-1", "resources": [], "detail": {"orderId": 1}});
+    assert_eq!(r.sb.invoke(eb).await.unwrap().status, Status::Success);
+    let eb_after = now_ms();
+
     let down = r.sb.shutdown().await.unwrap();
     custom_support::assert_clean_exit(&down);
     let c = client(cw_url);
     check_routes(&c, ns, name, &want, t0, pct).await;
+
+    let sd = totals(&c, ns, "DeliveryDelay", &dims(name, &[("Trigger", "sns")])).await;
+    assert_eq!(sd.sample_count, 1.0, "{name}: SNS DeliveryDelay");
+    assert!(
+        sd.sum >= 1_500.0 - 50.0 && sd.sum <= (1_500 + sns_after - sns_before) as f64 + 50.0,
+        "{name}: SNS DeliveryDelay {}",
+        sd.sum
+    );
+    let ed = totals(&c, ns, "DeliveryDelay", &dims(name, &[("Trigger", "eventbridge")])).await;
+    assert_eq!(ed.sample_count, 1.0, "{name}: EventBridge DeliveryDelay");
+    let e_known = (eb_before - eb_time_ms) as f64;
+    assert!(
+        ed.sum >= e_known - 50.0 && ed.sum <= e_known + (eb_after - eb_before) as f64 + 50.0,
+        "{name}: EventBridge DeliveryDelay {} vs {e_known}",
+        ed.sum
+    );
 
     // Per trigger: every invoke counted once under its trigger.
     let trig = |t: &str| dims(name, &[("Trigger", t)]);
@@ -453,6 +488,20 @@ async fn node_through_the_wrapper_to_the_embedded_cloudwatch() {
     let cw = CloudWatch::start().await.unwrap();
     let url = cw.endpoint_url();
     http_and_batches("trig-node", common::node_function(), "Error", &url, embedded_env(&url), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_through_the_wrapper_to_moto() {
+    let moto = common::Moto::start();
+    http_and_batches(
+        "trig-rust-moto",
+        common::rust_function(),
+        "Error",
+        &moto.endpoint_url(),
+        moto.client_env(),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
