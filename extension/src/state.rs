@@ -535,7 +535,9 @@ fn record_all(g: &mut Inner, samples: Vec<MetricSample>, now_ms: i64) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::triggers::{AnswerRead, EventRead};
     use perfmon_protocol::telemetry::decode_batch;
+    use perfmon_protocol::trigger::{read_event_slice, Routes};
 
     fn shared() -> Shared {
         let (cfg, _) = Config::from_lookup(|k| (k == "PERFMON_DIMENSIONS").then(|| "Env=test".to_owned()));
@@ -578,6 +580,46 @@ mod tests {
         let dims: Vec<&str> = cold.dimensions.iter().map(|d| d.value.as_str()).collect();
         assert_eq!(dims, vec!["test", "from-register"]);
         serde_json::to_string(&s.health()).unwrap();
+    }
+
+    #[test]
+    fn routes_past_the_budget_fold_into_the_overflow_series() {
+        let (cfg, _) = Config::from_lookup(|_| None);
+        let s = Shared::new(&cfg, Some("f"), Limits { max_series_per_metric: 3, ..Limits::default() }, now_ms());
+        let routes = Routes::default();
+        for i in 0..10 {
+            let id = format!("r{i}");
+            let ev = format!(
+                r#"{{"version":"2.0","routeKey":"GET /route{i}","requestContext":{{"http":{{"method":"GET"}}}}}}"#
+            );
+            let facts = read_event_slice(ev.as_bytes(), &routes).unwrap();
+            s.with_triggers(|t| {
+                let mut out = t.on_handed_out(&id, now_ms());
+                out.extend(t.on_event(&id, EventRead::Facts(facts)));
+                out.extend(t.on_answer(
+                    &id,
+                    AnswerRead::Response { read: None, bytes: 0, streamed: false, understood: false, given_up: false },
+                ));
+                out
+            });
+            let report = format!(
+                r#"[{{"time":"2026-01-15T10:00:00.000Z","type":"platform.report","record":{{"requestId":"{id}","status":"success","metrics":{{"durationMs":5.0}}}}}}]"#
+            );
+            s.on_telemetry(&decode_batch(report.as_bytes()).unwrap(), now_ms());
+        }
+        let (fresh, _) = s.take_for_flush();
+        let per_route: Vec<_> = fresh
+            .iter()
+            .filter(|d| d.metric_name == "Http5xx")
+            .map(|d| {
+                let route = d.dimensions.iter().find(|x| x.name == "Route").map(|x| x.value.clone());
+                (route.unwrap(), d.statistic_values.map_or(0.0, |v| v.sample_count))
+            })
+            .collect();
+        assert_eq!(per_route.len(), 4, "3 routes and the overflow series: {per_route:?}");
+        assert!(per_route.iter().any(|(r, n)| r == "__overflow__" && *n == 7.0), "{per_route:?}");
+        assert_eq!(per_route.iter().map(|(_, n)| n).sum::<f64>(), 10.0, "totals exact");
+        assert_eq!(s.health().triggers.unwrap().answers_not_understood, 10);
     }
 
     #[test]
