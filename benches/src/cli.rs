@@ -339,8 +339,8 @@ fn proxy_hop(a: &Args) -> Result<bool, String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let load = crate::machine::load_average();
-    let hops = rt.block_on(crate::proxy_hop::measure(N))?;
-    let md = crate::proxy_hop::table(&hops, N, &load);
+    let results = rt.block_on(crate::proxy_hop::measure(N))?;
+    let md = crate::proxy_hop::table(&results, N, &load);
     let dir = a.out.clone().unwrap_or_else(|| workspace_root().join("benches/results/network-proxy"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("proxy-hop.md"), &md).map_err(|e| e.to_string())?;

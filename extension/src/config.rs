@@ -152,6 +152,10 @@ pub struct Config {
     pub system_metrics: bool,
     /// `PERFMON_INVOKE_LOG` (v2 §9). Defaults to `false`.
     pub invoke_log: bool,
+    /// `PERFMON_TRIGGER_METRICS` (v3 §14). Defaults to `true` (they need the Runtime API proxy).
+    pub trigger_metrics: bool,
+    /// `PERFMON_ROUTES` (v3 §14): route patterns for ALB and Function URL paths. Defaults to none.
+    pub routes: perfmon_protocol::trigger::Routes,
 }
 
 /// A setting that could not be used; the default was used instead.
@@ -326,6 +330,22 @@ impl Config {
         let tenant_dimension = flag(env::TENANT_DIMENSION, false);
         let system_metrics = flag(env::SYSTEM_METRICS, true);
         let invoke_log = flag(env::INVOKE_LOG, false);
+        let trigger_metrics = flag(env::TRIGGER_METRICS, true);
+        let routes = match get(env::ROUTES) {
+            None => perfmon_protocol::trigger::Routes::default(),
+            Some(v) => {
+                let (routes, refused) = perfmon_protocol::trigger::Routes::parse(&v);
+                if !refused.is_empty() {
+                    warn(
+                        env::ROUTES,
+                        &v,
+                        format!("patterns must start with '/' (at most 256 characters): {}", refused.join(", ")),
+                        "the other patterns".to_owned(),
+                    );
+                }
+                routes
+            }
+        };
 
         let memory_mb = get(env::FUNCTION_MEMORY_SIZE).and_then(|v| v.trim().parse::<u64>().ok()).filter(|m| *m > 0);
         let max_series_per_metric = match get(env::MAX_SERIES_PER_METRIC) {
@@ -368,6 +388,8 @@ impl Config {
             otlp_resource_attributes,
             system_metrics,
             invoke_log,
+            trigger_metrics,
+            routes,
         };
         (cfg, warnings)
     }

@@ -19,6 +19,8 @@
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
 //! * [`runtime_proxy`]: the Runtime API pass-through proxy used with `/opt/perfmon-wrapper` (issue 14).
+//! * [`triggers`]: pure: per-trigger metrics (v3 §14) from what the proxy read of each event and
+//!   answer, joined with the platform report by request id.
 //! * [`system`]: system metrics (v2 §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one
 //!   JSON line per invoke (v2 §9).
 //!
@@ -48,6 +50,7 @@ pub mod sinks;
 pub mod state;
 pub mod system;
 pub mod telemetry;
+pub mod triggers;
 
 use std::future::Future;
 use std::process::ExitCode;

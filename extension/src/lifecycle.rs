@@ -137,6 +137,9 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
     shared.lock().invoke_events = invoke_events;
     if let Some(p) = &proxy {
         shared.attach_runtime_proxy(p.port, Arc::clone(&p.signals));
+        if cfg.trigger_metrics {
+            p.signals.read_triggers(Arc::clone(&shared), cfg.routes.clone());
+        }
     }
 
     let telemetry = match crate::telemetry::bind(cfg.telemetry_port).await {

@@ -18,20 +18,39 @@
 //! call fails. Lambda then resets the environment anyway (an extension that exits is
 //! `Extension.Crash`), and the next init starts without a stale proxy (the marker's process is dead).
 //!
+//! Per-trigger metrics (v3 §14): the proxy forwards first and reads after. The `/next` answer (the
+//! event) and the runtime's `/response` / `/error` body pass through a [`Tee`]: every frame goes
+//! on unchanged at once, and a copy of the chunk's handle (`Bytes`, no copy of the bytes) goes to
+//! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]) are read from one buffer in a
+//! task once they ended; larger ones stream through a bounded channel into a blocking reader
+//! ([`perfmon_protocol::trigger`]'s narrow serde structs over `io::Read`), which never holds more
+//! than [`MAX_IN_FLIGHT`] bytes: if it falls that far behind, the reading is given up (counted in
+//! `/v1/health` as not read; the invoke counts under `other`), never the forwarding. A streamed answer's JSON prelude alone is read; the
+//! reader stops there. What the readers find goes to [`crate::triggers`] via [`Shared`].
+//!
 //! Built on hyper 1 (server) and hyper-util's pooled client (as the other listeners and the
 //! CloudWatch test client): a hand-written forwarder would have to redo chunked framing and trailers.
 
 use std::convert::Infallible;
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::{Request, Response, StatusCode, Uri};
+use perfmon_protocol::runtime::{FUNCTION_ERROR_TYPE_HEADER, REQUEST_ID_HEADER};
+use perfmon_protocol::trigger::{self, AnswerFacts, EventFacts, NotJson, Routes};
+
+use crate::state::{now_ms, Shared};
+use crate::triggers::{AnswerRead, EventRead};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -40,7 +59,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-type Body = Either<Incoming, Full<Bytes>>;
+type Body = Either<Tee<Incoming>, Full<Bytes>>;
+
+/// Bodies up to this size are read from one buffer once they ended. Defaults to 64 KiB.
+pub const SMALL_BODY: usize = 64 * 1024;
+/// Bytes a streaming reader may lag behind the forwarding before the reading is given up.
+/// Defaults to 512 KiB.
+pub const MAX_IN_FLIGHT: usize = 512 * 1024;
+/// Chunks a streaming reader may lag behind. Defaults to 64.
+const MAX_CHUNKS_IN_FLIGHT: usize = 64;
 
 /// What the proxy tells the lifecycle.
 #[derive(Debug)]
@@ -50,6 +77,15 @@ pub struct ProxySignals {
     upstream_errors: AtomicU64,
     /// The request id of the last `/response` or `/error` Lambda answered.
     done: watch::Sender<Option<String>>,
+    /// Where the readers report (v3 §14), once the state exists and if trigger metrics are on.
+    readers: OnceLock<Readers>,
+}
+
+/// What the proxy's readers need.
+#[derive(Debug, Clone)]
+struct Readers {
+    shared: Arc<Shared>,
+    routes: Arc<Routes>,
 }
 
 impl Default for ProxySignals {
@@ -59,6 +95,7 @@ impl Default for ProxySignals {
             forwarded: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             done: watch::channel(None).0,
+            readers: OnceLock::new(),
         }
     }
 }
@@ -72,6 +109,12 @@ impl ProxySignals {
     /// Requests forwarded, and requests answered 502 because the upstream could not be reached.
     pub fn counts(&self) -> (u64, u64) {
         (self.forwarded.load(Ordering::Relaxed), self.upstream_errors.load(Ordering::Relaxed))
+    }
+
+    /// Starts reading events and answers for the per-trigger metrics (v3 §14) into `shared`
+    /// (once; later calls are ignored).
+    pub fn read_triggers(&self, shared: Arc<Shared>, routes: Routes) {
+        let _ = self.readers.set(Readers { shared, routes: Arc::new(routes) });
     }
 
     /// Records that Lambda answered the runtime's `/response` or `/error` for `request_id`.
@@ -142,7 +185,7 @@ impl RuntimeProxy {
 pub fn serve(listener: TcpListener, upstream: String, signals: Arc<ProxySignals>) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+    let client: Client<HttpConnector, Tee<Incoming>> = Client::builder(TokioExecutor::new())
         .http1_preserve_header_case(true)
         .pool_idle_timeout(None::<Duration>)
         .build(connector);
@@ -154,33 +197,425 @@ pub fn serve(listener: TcpListener, upstream: String, signals: Arc<ProxySignals>
 
 async fn forward(
     req: Request<Incoming>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Tee<Incoming>>,
     upstream: Arc<str>,
     signals: Arc<ProxySignals>,
 ) -> Result<Response<Body>, Infallible> {
     signals.used.store(true, Ordering::Relaxed);
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let finished = match classify(req.method().as_str(), &path_and_query) {
+    let call = classify(req.method().as_str(), &path_and_query);
+    let finished = match call {
         RuntimeCall::Response(id) | RuntimeCall::Error(id) => Some(id.to_owned()),
         _ => None,
     };
+    let is_next = call == RuntimeCall::Next;
     let (mut parts, body) = req.into_parts();
+    let feed = match (&call, signals.readers.get()) {
+        (RuntimeCall::Response(id), Some(r)) => answer_feed(r, id, &parts.headers),
+        (RuntimeCall::Error(id), Some(r)) => error_feed(r, id, &parts.headers),
+        _ => None,
+    };
     parts.uri = match format!("http://{upstream}{path_and_query}").parse::<Uri>() {
         Ok(u) => u,
         Err(_) => return Ok(answer(StatusCode::BAD_REQUEST, "invalid request target")),
     };
-    match client.request(Request::from_parts(parts, body)).await {
+    match client.request(Request::from_parts(parts, Tee::new(body, feed))).await {
         Ok(resp) => {
             signals.forwarded.fetch_add(1, Ordering::Relaxed);
             if let Some(id) = finished {
                 signals.on_done(&id);
             }
-            Ok(resp.map(Either::Left))
+            let feed = match signals.readers.get() {
+                Some(r) if is_next && resp.status() == StatusCode::OK => event_feed(r, resp.headers()),
+                _ => None,
+            };
+            Ok(resp.map(|b| Either::Left(Tee::new(b, feed))))
         }
         Err(e) => {
             signals.upstream_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, path = %path_and_query, "Runtime API proxy: upstream request failed");
             Ok(answer(StatusCode::BAD_GATEWAY, "the Runtime API could not be reached through perfmon's proxy"))
+        }
+    }
+}
+
+/// The event of a `/next` answer: handed out now; read into the tracker.
+fn event_feed(r: &Readers, headers: &hyper::HeaderMap) -> Option<Feed> {
+    let id = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?.to_owned();
+    let handed_out = now_ms();
+    let shared = Arc::clone(&r.shared);
+    shared.with_triggers(|t| t.on_handed_out(&id, handed_out));
+    Some(Feed::new(
+        ReadKind::Event(Arc::clone(&r.routes)),
+        Box::new(move |done: FeedDone| {
+            let read = match done.result {
+                ReadResult::Event(Ok(f)) if done.complete => EventRead::Facts(f),
+                _ if done.given_up => EventRead::NotRead,
+                _ => EventRead::NotUnderstood,
+            };
+            shared.with_triggers(|t| t.on_event(&id, read));
+        }),
+    ))
+}
+
+/// A `/response` body: read for its `statusCode` and `batchItemFailures` when the event needs
+/// them (only the prelude of a streamed HTTP answer; nothing of another streamed answer).
+fn answer_feed(r: &Readers, id: &str, headers: &hyper::HeaderMap) -> Option<Feed> {
+    let streamed = headers
+        .get("Lambda-Runtime-Function-Response-Mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("streaming"));
+    let prelude = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(trigger::HTTP_PRELUDE_CONTENT_TYPE));
+    let mut need = false;
+    r.shared.with_triggers(|t| {
+        let (n, out) = t.on_answer_started(id);
+        need = n;
+        out
+    });
+    let kind = match (need, streamed, prelude) {
+        (false, _, _) | (true, true, false) => ReadKind::CountOnly,
+        (true, true, true) => ReadKind::Prelude,
+        (true, false, _) => ReadKind::Answer,
+    };
+    let shared = Arc::clone(&r.shared);
+    let id = id.to_owned();
+    Some(Feed::new(
+        kind.clone(),
+        Box::new(move |done: FeedDone| {
+            let (read, understood) = match done.result {
+                ReadResult::Answer(Ok(a)) if done.complete || matches!(kind, ReadKind::Prelude) => (Some(a), true),
+                ReadResult::NotRead => (None, done.complete),
+                _ => (None, false),
+            };
+            let answer =
+                AnswerRead::Response { read, bytes: done.bytes, streamed, understood, given_up: done.given_up };
+            shared.with_triggers(|t| t.on_answer(&id, answer));
+        }),
+    ))
+}
+
+/// An `/error` body: read for its `errorType`; the header kept as the fallback.
+fn error_feed(r: &Readers, id: &str, headers: &hyper::HeaderMap) -> Option<Feed> {
+    let header_type = headers.get(FUNCTION_ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    r.shared.with_triggers(|t| t.on_answer_started(id).1);
+    let shared = Arc::clone(&r.shared);
+    let id = id.to_owned();
+    Some(Feed::new(
+        ReadKind::Answer,
+        Box::new(move |done: FeedDone| {
+            let (body_type, understood) = match done.result {
+                ReadResult::Answer(Ok(a)) if done.complete => (a.error_type, true),
+                _ => (None, done.bytes == 0 && done.complete),
+            };
+            let answer = AnswerRead::Error { body_type, header_type, understood, given_up: done.given_up };
+            shared.with_triggers(|t| t.on_answer(&id, answer));
+        }),
+    ))
+}
+
+/// What a reader reads a body as.
+#[derive(Debug, Clone)]
+enum ReadKind {
+    Event(Arc<Routes>),
+    Answer,
+    /// Only the JSON prelude of a streamed HTTP answer.
+    Prelude,
+    /// Nothing: only the size is counted.
+    CountOnly,
+}
+
+/// What a reader found.
+#[derive(Debug)]
+enum ReadResult {
+    Event(Result<EventFacts, NotJson>),
+    Answer(Result<AnswerFacts, NotJson>),
+    /// Not read: [`ReadKind::CountOnly`], or the body was cut short / the reader fell behind.
+    NotRead,
+}
+
+fn run_reader(kind: &ReadKind, reader: impl Read) -> ReadResult {
+    let cut_short = |e: &NotJson| e.0.starts_with(CUT_SHORT);
+    match kind {
+        ReadKind::Event(routes) => match trigger::read_event(reader, routes) {
+            Err(e) if cut_short(&e) => ReadResult::NotRead,
+            r => ReadResult::Event(r),
+        },
+        ReadKind::Answer => match trigger::read_answer(reader) {
+            Err(e) if cut_short(&e) => ReadResult::NotRead,
+            r => ReadResult::Answer(r),
+        },
+        ReadKind::Prelude => match trigger::read_prelude(reader) {
+            Err(e) if cut_short(&e) => ReadResult::NotRead,
+            r => ReadResult::Answer(r),
+        },
+        ReadKind::CountOnly => ReadResult::NotRead,
+    }
+}
+
+/// The message of the I/O error a streaming reader gets when its body was cut short.
+const CUT_SHORT: &str = "body cut short";
+
+/// How a body ended, for its reader's owner.
+#[derive(Debug)]
+struct FeedDone {
+    result: ReadResult,
+    /// Bytes that went through.
+    bytes: u64,
+    /// The body ended normally (not cut short by a client that left or an upstream error).
+    complete: bool,
+    /// The reader fell more than [`MAX_IN_FLIGHT`] bytes behind and the reading was given up.
+    given_up: bool,
+}
+
+type OnDone = Box<dyn FnOnce(FeedDone) + Send>;
+
+/// Joins the reader's result and the body's end; whichever comes second calls `on_done`.
+struct Join {
+    result: Option<ReadResult>,
+    end: Option<(u64, bool, bool)>,
+    on_done: Option<OnDone>,
+}
+
+impl Join {
+    fn settle(join: &Mutex<Join>, result: Option<ReadResult>, end: Option<(u64, bool, bool)>) {
+        let ready = {
+            let mut j = join.lock().unwrap_or_else(|p| p.into_inner());
+            if result.is_some() {
+                j.result = result;
+            }
+            if end.is_some() {
+                j.end = end;
+            }
+            match (j.result.is_some(), j.end) {
+                (true, Some((bytes, complete, given_up))) => j
+                    .on_done
+                    .take()
+                    .zip(j.result.take())
+                    .map(|(f, result)| (f, FeedDone { result, bytes, complete, given_up })),
+                _ => None,
+            }
+        };
+        if let Some((f, done)) = ready {
+            // Off the forwarding path: the tracker's lock is taken in a task of its own.
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn(async move { f(done) })),
+                Err(_) => f(done),
+            }
+        }
+    }
+}
+
+enum Msg {
+    Chunk(Bytes),
+    End(bool),
+}
+
+enum FeedState {
+    /// Collecting a small body.
+    Small(Vec<u8>),
+    /// Streaming to a blocking reader.
+    Streaming { tx: SyncSender<Msg>, in_flight: Arc<AtomicUsize> },
+    /// Not reading (any more): only counting.
+    Counting,
+}
+
+/// The reading side of a [`Tee`].
+pub struct Feed {
+    kind: ReadKind,
+    state: FeedState,
+    bytes: u64,
+    join: Arc<Mutex<Join>>,
+    finished: bool,
+    given_up: bool,
+}
+
+impl Feed {
+    fn new(kind: ReadKind, on_done: OnDone) -> Self {
+        let state =
+            if matches!(kind, ReadKind::CountOnly) { FeedState::Counting } else { FeedState::Small(Vec::new()) };
+        let result = matches!(kind, ReadKind::CountOnly).then_some(ReadResult::NotRead);
+        Self {
+            kind,
+            state,
+            bytes: 0,
+            join: Arc::new(Mutex::new(Join { result, end: None, on_done: Some(on_done) })),
+            finished: false,
+            given_up: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &Bytes) {
+        self.bytes += chunk.len() as u64;
+        match &mut self.state {
+            FeedState::Counting => {}
+            FeedState::Small(buf) if buf.len() + chunk.len() <= SMALL_BODY => buf.extend_from_slice(chunk),
+            FeedState::Small(buf) => {
+                let first = Bytes::from(std::mem::take(buf));
+                self.state = self.start_streaming(first);
+                self.send(chunk.clone());
+            }
+            FeedState::Streaming { .. } => self.send(chunk.clone()),
+        }
+    }
+
+    /// Starts the blocking reader with what was collected so far.
+    fn start_streaming(&self, first: Bytes) -> FeedState {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(MAX_CHUNKS_IN_FLIGHT);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let reader = ChunkReader { rx, cur: Bytes::new(), in_flight: Arc::clone(&in_flight) };
+        let kind = self.kind.clone();
+        let join = Arc::clone(&self.join);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            Join::settle(&self.join, Some(ReadResult::NotRead), None);
+            return FeedState::Counting;
+        };
+        drop(handle.spawn_blocking(move || {
+            let result = run_reader(&kind, std::io::BufReader::with_capacity(16 * 1024, reader));
+            Join::settle(&join, Some(result), None);
+        }));
+        let state = FeedState::Streaming { tx, in_flight };
+        if let FeedState::Streaming { tx, in_flight } = &state {
+            in_flight.fetch_add(first.len(), Ordering::Relaxed);
+            if tx.try_send(Msg::Chunk(first)).is_err() {
+                return FeedState::Counting;
+            }
+        }
+        state
+    }
+
+    fn send(&mut self, chunk: Bytes) {
+        let FeedState::Streaming { tx, in_flight } = &self.state else { return };
+        let n = chunk.len();
+        if in_flight.load(Ordering::Relaxed) + n > MAX_IN_FLIGHT {
+            // The reader fell too far behind: give the reading up (its channel closes, it stops).
+            self.state = FeedState::Counting;
+            self.given_up = true;
+            return;
+        }
+        in_flight.fetch_add(n, Ordering::Relaxed);
+        match tx.try_send(Msg::Chunk(chunk)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.state = FeedState::Counting;
+                self.given_up = true;
+            }
+            // The reader stopped by itself (a prelude read, or not JSON): nothing more to send.
+            Err(TrySendError::Disconnected(_)) => self.state = FeedState::Counting,
+        }
+    }
+
+    /// The body ended (`complete`) or was cut short.
+    fn finish(&mut self, complete: bool) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        match std::mem::replace(&mut self.state, FeedState::Counting) {
+            FeedState::Small(buf) if complete => {
+                let kind = self.kind.clone();
+                let join = Arc::clone(&self.join);
+                let read = move || {
+                    let result = run_reader(&kind, &buf[..]);
+                    Join::settle(&join, Some(result), None);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn(async move { read() })),
+                    Err(_) => read(),
+                }
+            }
+            FeedState::Small(_) => Join::settle(&self.join, Some(ReadResult::NotRead), None),
+            FeedState::Streaming { tx, .. } => {
+                let _ = tx.try_send(Msg::End(complete));
+            }
+            FeedState::Counting => {}
+        }
+        Join::settle(&self.join, None, Some((self.bytes, complete, self.given_up)));
+    }
+}
+
+/// The blocking reader's side of the channel.
+struct ChunkReader {
+    rx: mpsc::Receiver<Msg>,
+    cur: Bytes,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(Msg::Chunk(b)) => {
+                    self.in_flight.fetch_sub(b.len(), Ordering::Relaxed);
+                    self.cur = b;
+                }
+                Ok(Msg::End(true)) => return Ok(0),
+                Ok(Msg::End(false)) | Err(_) => return Err(std::io::Error::other(CUT_SHORT)),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A body passed on frame by frame, unchanged, each data chunk also handed to its [`Feed`] (if
+/// any) after it was taken from the inner body.
+pub struct Tee<B: HttpBody> {
+    inner: B,
+    feed: Option<Feed>,
+}
+
+impl<B: HttpBody> Tee<B> {
+    fn new(inner: B, feed: Option<Feed>) -> Self {
+        Self { inner, feed }
+    }
+}
+
+impl<B> HttpBody for Tee<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some(feed) = this.feed.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        feed.push(data);
+                    }
+                    if this.inner.is_end_stream() {
+                        feed.finish(true);
+                    }
+                }
+                Poll::Ready(None) => feed.finish(true),
+                Poll::Ready(Some(Err(_))) => feed.finish(false),
+                Poll::Pending => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: HttpBody> Drop for Tee<B> {
+    fn drop(&mut self) {
+        if let Some(feed) = self.feed.as_mut() {
+            // Dropped once its last frame was taken (hyper stops at the announced length), or
+            // cut short.
+            feed.finish(self.inner.is_end_stream());
         }
     }
 }

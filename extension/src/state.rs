@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use perfmon_protocol::cloudwatch::MetricDatum;
 use perfmon_protocol::contract::dimension;
-use perfmon_protocol::telemetry::{Decoded, Record, SkipReason};
+use perfmon_protocol::telemetry::{Decoded, Record, SkipReason, Status};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -153,6 +153,9 @@ pub struct Health {
     /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snap_start: Option<SnapStartHealth>,
+    /// Per-trigger metrics (v3 §14); absent with `PERFMON_TRIGGER_METRICS=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<crate::triggers::TriggerHealth>,
 }
 
 /// The Runtime API proxy, as reported in `/v1/health`.
@@ -205,6 +208,8 @@ pub struct Inner {
     pub system_health: SystemHealth,
     /// The log line saying that sparse invokes run without `/opt/perfmon-wrapper` was written.
     pub unwrapped_notice_given: bool,
+    /// Per-trigger metrics (v3 §14); `None` with `PERFMON_TRIGGER_METRICS=false`.
+    pub triggers: Option<crate::triggers::Triggers>,
 }
 
 /// The shared state handle (wrap it in an `Arc`).
@@ -263,6 +268,7 @@ impl Shared {
                 ..SystemHealth::default()
             },
             unwrapped_notice_given: false,
+            triggers: cfg.trigger_metrics.then(crate::triggers::Triggers::default),
         };
         Self {
             inner: Mutex::new(inner),
@@ -390,6 +396,11 @@ impl Shared {
                     }
                 }
                 record_all(&mut g, samples, now_ms);
+                if let (Record::Report(r), Some(t)) = (&ev.record, g.triggers.as_mut()) {
+                    let failed = r.status != Status::Success;
+                    let samples = t.on_report(&r.request_id, r.metrics.duration_ms, failed, r.error_type.as_deref());
+                    record_all(&mut g, samples, now_ms);
+                }
             }
             let mut finished = Vec::new();
             for summary in g.platform.take_summaries() {
@@ -492,6 +503,10 @@ impl Shared {
             let mut g = self.lock();
             let samples = g.platform.finish_pending(now_ms);
             record_all(&mut g, samples, now_ms);
+            if let Some(t) = g.triggers.as_mut() {
+                let samples = t.finish_pending();
+                record_all(&mut g, samples, now_ms);
+            }
             let mut finished = Vec::new();
             for summary in g.platform.take_summaries() {
                 finished.extend(g.system.on_report(summary));
@@ -549,6 +564,21 @@ impl Shared {
         let _ = self.statsd_drops.set(drops);
     }
 
+    /// Feeds the per-trigger tracker (v3 §14), if it is on; the samples it gives are recorded.
+    pub fn with_triggers(&self, f: impl FnOnce(&mut crate::triggers::Triggers) -> Vec<MetricSample>) {
+        let now = now_ms();
+        let mut g = self.lock();
+        if let Some(t) = g.triggers.as_mut() {
+            let samples = f(t);
+            record_all(&mut g, samples, now);
+        }
+    }
+
+    /// Whether the per-trigger tracker is on.
+    pub fn triggers_on(&self) -> bool {
+        self.lock().triggers.is_some()
+    }
+
     /// Shows the Runtime API proxy in `/v1/health` (once; later calls are ignored).
     pub fn attach_runtime_proxy(&self, port: u16, signals: Arc<crate::runtime_proxy::ProxySignals>) {
         let _ = self.runtime_proxy.set((port, signals));
@@ -579,6 +609,7 @@ impl Shared {
             system: g.system_health.clone(),
             runtime_proxy,
             snap_start: g.snap_start.clone(),
+            triggers: g.triggers.as_ref().map(|t| t.health().clone()),
         }
     }
 
@@ -670,7 +701,9 @@ fn record_all(g: &mut Inner, samples: Vec<MetricSample>, now_ms: i64) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::triggers::{AnswerRead, EventRead};
     use perfmon_protocol::telemetry::decode_batch;
+    use perfmon_protocol::trigger::{read_event_slice, Routes};
 
     fn shared() -> Shared {
         let (cfg, _) = Config::from_lookup(|k| (k == "PERFMON_DIMENSIONS").then(|| "Env=test".to_owned()));
@@ -772,6 +805,46 @@ mod tests {
         let dims: Vec<&str> = cold.dimensions.iter().map(|d| d.value.as_str()).collect();
         assert_eq!(dims, vec!["test", "from-register"]);
         serde_json::to_string(&s.health()).unwrap();
+    }
+
+    #[test]
+    fn routes_past_the_budget_fold_into_the_overflow_series() {
+        let (cfg, _) = Config::from_lookup(|_| None);
+        let s = Shared::new(&cfg, Some("f"), Limits { max_series_per_metric: 3, ..Limits::default() }, now_ms());
+        let routes = Routes::default();
+        for i in 0..10 {
+            let id = format!("r{i}");
+            let ev = format!(
+                r#"{{"version":"2.0","routeKey":"GET /route{i}","requestContext":{{"http":{{"method":"GET"}}}}}}"#
+            );
+            let facts = read_event_slice(ev.as_bytes(), &routes).unwrap();
+            s.with_triggers(|t| {
+                let mut out = t.on_handed_out(&id, now_ms());
+                out.extend(t.on_event(&id, EventRead::Facts(facts)));
+                out.extend(t.on_answer(
+                    &id,
+                    AnswerRead::Response { read: None, bytes: 0, streamed: false, understood: false, given_up: false },
+                ));
+                out
+            });
+            let report = format!(
+                r#"[{{"time":"2026-01-15T10:00:00.000Z","type":"platform.report","record":{{"requestId":"{id}","status":"success","metrics":{{"durationMs":5.0}}}}}}]"#
+            );
+            s.on_telemetry(&decode_batch(report.as_bytes()).unwrap(), now_ms());
+        }
+        let (fresh, _) = s.take_for_flush();
+        let per_route: Vec<_> = fresh
+            .iter()
+            .filter(|d| d.metric_name == "Http5xx")
+            .map(|d| {
+                let route = d.dimensions.iter().find(|x| x.name == "Route").map(|x| x.value.clone());
+                (route.unwrap(), d.statistic_values.map_or(0.0, |v| v.sample_count))
+            })
+            .collect();
+        assert_eq!(per_route.len(), 4, "3 routes and the overflow series: {per_route:?}");
+        assert!(per_route.iter().any(|(r, n)| r == "__overflow__" && *n == 7.0), "{per_route:?}");
+        assert_eq!(per_route.iter().map(|(_, n)| n).sum::<f64>(), 10.0, "totals exact");
+        assert_eq!(s.health().triggers.unwrap().answers_not_understood, 10);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use perfmon_protocol::cloudwatch::{self, cbor, json, query, Request};
 use perfmon_protocol::custom::{Response, Validator};
 use perfmon_protocol::otlp::{self, Encoding, MapOptions, Mapped, Mapper};
+use perfmon_protocol::trigger::{self, Outcome, Routes, Trigger};
 use perfmon_protocol::{statsd, telemetry};
 use serde_json::Value;
 
@@ -127,4 +128,54 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// An event and an answer (the same bytes read as both): recognition never panics; the streaming
+/// reader (fed 7 bytes at a time) finds what the slice reader finds; routes and sources stay within
+/// their length bounds and an ALB or Function URL route holds no id-like segment unless a pattern
+/// put it there; every status is an HTTP status; `BatchItemFailures` never exceeds the batch; a
+/// prelude read stops at its object. Returns whether the bytes were a JSON event.
+pub fn trigger(data: &[u8]) -> bool {
+    let (routes, _) = Routes::parse("/files/{name},/static/{path+}");
+    let event = trigger::read_event_slice(data, &routes);
+    let streamed = trigger::read_event(std::io::BufReader::with_capacity(7, data), &routes);
+    assert_eq!(event.as_ref().ok(), streamed.as_ref().ok(), "slice and streaming readers agree");
+    let answer = trigger::read_answer_slice(data);
+    let answer_streamed = trigger::read_answer(std::io::BufReader::with_capacity(7, data));
+    assert_eq!(answer.as_ref().ok(), answer_streamed.as_ref().ok());
+    let prelude = trigger::read_prelude(data);
+    if answer.is_ok() {
+        assert!(prelude.is_ok(), "a whole JSON answer is a JSON prelude");
+    }
+    let outcomes = [
+        Outcome::Response { read: answer.clone().ok(), bytes: data.len() as u64, streamed: false },
+        Outcome::Response { read: prelude.ok(), bytes: data.len() as u64, streamed: true },
+        Outcome::Failed,
+    ];
+    for t in Trigger::ALL {
+        for o in &outcomes {
+            assert!((100..=599).contains(&trigger::http_status(t, o)));
+        }
+    }
+    if let Ok(a) = &answer {
+        let t = trigger::error_type(a.error_type.as_deref(), None, None);
+        assert!(!t.is_empty() && t.len() <= trigger::MAX_ERROR_TYPE_LEN);
+    }
+    let Ok(facts) = event else { return false };
+    if let Some(route) = &facts.route {
+        assert!(route.len() <= trigger::MAX_ROUTE_LEN);
+        if matches!(facts.trigger(), Trigger::Alb | Trigger::FunctionUrl)
+            && routes.matching(route.split_once(' ').map_or("", |r| r.1)).is_none()
+        {
+            let path = route.split_once(' ').map_or(route.as_str(), |r| r.1);
+            assert!(path.split('/').all(|seg| !trigger::is_id_like(seg)), "{route}");
+        }
+    }
+    assert!(facts.source.as_ref().is_none_or(|s| !s.is_empty() && s.len() <= trigger::MAX_ROUTE_LEN));
+    if let Some(n) = facts.batch_size {
+        for o in &outcomes {
+            assert!(trigger::batch_item_failures(n, o) <= n);
+        }
+    }
+    true
 }

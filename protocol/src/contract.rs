@@ -38,6 +38,10 @@ pub mod env {
     pub const SYSTEM_METRICS: &str = "PERFMON_SYSTEM_METRICS";
     /// v2 §9: `true` writes one JSON line per invoke on stdout. Defaults to `false`.
     pub const INVOKE_LOG: &str = "PERFMON_INVOKE_LOG";
+    /// v3 §14: `false` turns the per-trigger metrics of the Runtime API proxy off. Defaults to `true`.
+    pub const TRIGGER_METRICS: &str = "PERFMON_TRIGGER_METRICS";
+    /// v3 §14: route patterns for ALB and Function URL paths, comma-separated (`/users/{id},/orders/{id}/items`).
+    pub const ROUTES: &str = "PERFMON_ROUTES";
     /// Set by Lambda: the function's name (the `FunctionName` dimension).
     pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     pub const FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
@@ -87,6 +91,18 @@ pub mod defaults {
 /// Contract §3 and §4: metric names.
 pub mod metric {
     pub const INVOCATIONS: &str = "Invocations";
+    /// v3 §14 (per `Route`): 1 when the answer's status is 4xx, else 0, one sample per invoke.
+    pub const HTTP_4XX: &str = "Http4xx";
+    /// v3 §14 (per `Route`): 1 when the answer's status is 5xx, else 0, one sample per invoke.
+    pub const HTTP_5XX: &str = "Http5xx";
+    /// v3 §14 (per `Trigger` + `Source`): records in the batch.
+    pub const BATCH_SIZE: &str = "BatchSize";
+    /// v3 §14 (per `Trigger` + `Source`): age of the batch's oldest record at hand-out.
+    pub const RECORD_AGE: &str = "RecordAge";
+    /// v3 §14 (per `Trigger` + `Source`): entries of the answer's `batchItemFailures`.
+    pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
+    /// v3 §14 (per `Trigger`): the notification's own time to its hand-out.
+    pub const DELIVERY_DELAY: &str = "DeliveryDelay";
     pub const COLD_START: &str = "ColdStart";
     pub const INIT_DURATION: &str = "InitDuration";
     pub const DURATION: &str = "Duration";
@@ -229,6 +245,12 @@ pub mod dimension {
     pub const ERROR_TYPE: &str = "ErrorType";
     /// v2 §8: tenant-isolated functions, with `PERFMON_TENANT_DIMENSION=true`.
     pub const TENANT_ID: &str = "TenantId";
+    /// v3 §14: the event source recognised from the event (`api-gateway-http`, `sqs`, ...).
+    pub const TRIGGER: &str = "Trigger";
+    /// v3 §14: the route template of an HTTP trigger (`GET /users/{id}`, `$connect`).
+    pub const ROUTE: &str = "Route";
+    /// v3 §14: the queue, stream, table or topic of a batch trigger.
+    pub const SOURCE: &str = "Source";
 }
 
 /// HTTP paths of the custom-metric API (contract §4).

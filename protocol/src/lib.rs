@@ -15,6 +15,8 @@
 //! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
 //! * [`otlp`]: OTLP/HTTP metrics: decoding, the answers, the mapping onto counters, gauges and distributions.
 //! * [`procfs`]: the `/proc` files the system metrics read (v2 §10).
+//! * [`trigger`]: what the Runtime API proxy reads from an event and its answer (v3 §14): trigger,
+//!   route, status, batch, record age, batch failures, error type; streaming, lenient, bounded.
 
 pub mod cloudwatch;
 pub mod contract;
@@ -26,6 +28,7 @@ pub mod runtime;
 pub mod statsd;
 pub mod telemetry;
 pub mod time;
+pub mod trigger;
 
 /// Error body of every Lambda local API (`{"errorMessage": "...", "errorType": "..."}`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -80,3 +80,9 @@ fn otlp_seeds() {
         assert!(!mapped.points.is_empty(), "{name}: points {:?} {:?}", mapped.rejected, mapped.first_error);
     }
 }
+
+#[test]
+fn trigger_seeds() {
+    let events = seeds("trigger").iter().filter(|(_, data)| checks::trigger(data)).count();
+    assert!(events >= 20, "AWS's sample events and the answers are JSON: {events}");
+}
