@@ -2,7 +2,7 @@
 # Builds the perfmon Lambda layer: a statically linked (musl) release binary per architecture, zipped as
 # `extensions/perfmon` (mode 755), the layout Lambda unpacks into /opt, beside `perfmon-wrapper` (mode 755,
 # a POSIX sh script: AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper points the runtime at perfmon's Runtime API
-# proxy when perfmon listens, issue 14).
+# proxy when perfmon listens).
 #
 #   layer-build/build.sh [x86_64] [arm64]      (default: both)
 #

@@ -2,7 +2,7 @@
 # Checks the layer zips that layer-build/build.sh made (run by `make layer-check`, itself run by `make test`):
 #   - each zip holds exactly `extensions/`, `extensions/perfmon` and `perfmon-wrapper`, both files with mode 755
 #     (rwxr-xr-x), the wrapper identical to layer-build/perfmon-wrapper;
-#   - each zip is at most 3.5 MB (3,500,000 bytes; issue 15's budget, which replaced issue 13's 3.2 MB);
+#   - each zip is at most 3.5 MB (3,500,000 bytes; the budget since the OTLP intake, 3.2 MB before it);
 #   - `file` shows the right architecture and a statically linked executable (no interpreter: it runs on
 #     Amazon Linux 2 and 2023 and in custom runtimes, whatever their libc);
 #   - the x86_64 binary answers `perfmon --version` natively, the arm64 one under qemu-user

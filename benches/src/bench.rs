@@ -687,7 +687,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     (figs, budgets)
 }
 
-/// The realistic-network cases (issue 14): per shape and `PERFMON_SPARSE_FLUSH`, the overhead
+/// The realistic-network cases: per shape and `PERFMON_SPARSE_FLUSH`, the overhead
 /// beside the floor of the same shape, the data delay, billed ms and PutMetricData calls.
 /// The long-invoke case beside the floor: the invokes' duration, the overhead after them, and the
 /// flushes that reached CloudWatch while they ran.

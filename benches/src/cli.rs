@@ -195,7 +195,7 @@ pub fn overhead_matrix(r: &Results) -> String {
     out
 }
 
-/// The realistic-network cases (issue 14) by traffic shape and `PERFMON_SPARSE_FLUSH`.
+/// The realistic-network cases (what a sparse invoke pays with an in-region round trip) by traffic shape and `PERFMON_SPARSE_FLUSH`.
 pub fn shape_matrix(r: &Results) -> String {
     let mut out = String::from(
         "| traffic | PERFMON_SPARSE_FLUSH | overhead p50 / p99 (Δ floor p99) | floor p50 / p99 | billed ms per invoke p50 / p99 (floor) | billed ms / 1 000 (floor) | data delay p50 / p99 | waited for SHUTDOWN | PutMetricData / 1 000 invokes | EMF KiB / 1 000 invokes |\n|---|---|---|---|---|---|---|---|---|---|\n",

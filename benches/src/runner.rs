@@ -645,7 +645,7 @@ pub async fn lmi_run(setup: &Setup, side: Side, invokes: usize) -> Result<LmiRun
     Ok(run)
 }
 
-/// A traffic shape for the realistic-network cases (issue 14): how invokes are spaced.
+/// A traffic shape for the realistic-network cases: how invokes are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shape {
     /// Every invoke after a gap longer than the flush interval.

@@ -62,7 +62,7 @@ impl FlushPolicy {
     }
 }
 
-/// What `adaptive` does for a sparse invoke (`PERFMON_SPARSE_FLUSH`, issue 14). Defaults to
+/// What `adaptive` does for a sparse invoke (`PERFMON_SPARSE_FLUSH`). Defaults to
 /// [`defaults::SPARSE_FLUSH`] (`auto`). See [`crate::flush`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SparseFlush {
@@ -112,7 +112,7 @@ pub struct Config {
     pub flush: FlushPolicy,
     /// `PERFMON_FLUSH_INTERVAL_S`. Defaults to [`defaults::FLUSH_INTERVAL_S`]; fractions accepted.
     pub flush_interval: Duration,
-    /// `PERFMON_SPARSE_FLUSH` (issue 14): what `adaptive` does for a sparse invoke.
+    /// `PERFMON_SPARSE_FLUSH`: what `adaptive` does for a sparse invoke.
     pub sparse_flush: SparseFlush,
     /// `PERFMON_HTTP_PORT`. Defaults to [`defaults::HTTP_PORT`]. `0` is accepted (the listener's
     /// owner decides what it means: a free port).
@@ -128,7 +128,7 @@ pub struct Config {
     /// `PERFMON_TELEMETRY_PORT`. Defaults to [`defaults::TELEMETRY_PORT`]. `0` picks a free port
     /// (perfmon subscribes with the port it got), which is what parallel tests use.
     pub telemetry_port: u16,
-    /// `PERFMON_RUNTIME_PROXY_PORT` (issue 14); `None` when set to `0` (off). Defaults to
+    /// `PERFMON_RUNTIME_PROXY_PORT`; `None` when set to `0` (off). Defaults to
     /// [`defaults::RUNTIME_PROXY_PORT`]. See [`crate::runtime_proxy`].
     pub runtime_proxy_port: Option<u16>,
     /// `PERFMON_PRICE_GB_S`. Defaults to the us-east-1 price of this binary's architecture.

@@ -18,7 +18,7 @@
 //! * [`sinks`]: the flusher, PutMetricData ([`sinks::cloudwatch`]) and EMF ([`sinks::emf`]).
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
-//! * [`runtime_proxy`]: the Runtime API pass-through proxy used with `/opt/perfmon-wrapper` (issue 14).
+//! * [`runtime_proxy`]: the Runtime API pass-through proxy used with `/opt/perfmon-wrapper`.
 //! * [`triggers`]: pure: per-trigger metrics (v3 §14) from what the proxy read of each event and
 //!   answer, joined with the platform report by request id.
 //! * [`system`]: system metrics (v2 §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one

@@ -1,4 +1,4 @@
-//! The Runtime API proxy (issue 14, design a): with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`
+//! The Runtime API proxy: with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`
 //! the function's runtime talks to perfmon on `127.0.0.1:PERFMON_RUNTIME_PROXY_PORT` instead of
 //! Lambda's Runtime API, so perfmon sees `POST …/invocation/{id}/response|error` the moment Lambda
 //! has taken it, without waiting for `platform.runtimeDone` (which the Telemetry API buffers ≥ 25 ms).

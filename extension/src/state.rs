@@ -147,7 +147,7 @@ pub struct Health {
     pub samples_overflowed_total: u64,
     /// System metrics and invoke log (v2 §9, §10).
     pub system: SystemHealth,
-    /// The Runtime API proxy (issue 14); absent when it is off or could not bind.
+    /// The Runtime API proxy; absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_proxy: Option<RuntimeProxyHealth>,
     /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).

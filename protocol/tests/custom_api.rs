@@ -156,7 +156,7 @@ fn every_cloudwatch_unit_is_accepted() {
     }
 }
 
-/// The bad-input table of issue 8 (entry level): each row is rejected alone, with a message
+/// The bad-input table of the custom-metric API (entry level): each row is rejected alone, with a message
 /// that names the problem.
 #[test]
 fn bad_entries_are_rejected_with_a_message() {

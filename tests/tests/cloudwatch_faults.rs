@@ -1,4 +1,4 @@
-//! CloudWatch faults (issue 12, part 2): the embedded CloudWatch's fault injection during invokes and
+//! CloudWatch faults: the embedded CloudWatch's fault injection during invokes and
 //! at SHUTDOWN, through the real extension in the sandbox (Rust function, loopback only).
 //!
 //! Each case runs 8 invokes (each posts the counter `Hits` = 1 and sleeps 50 ms) and a SHUTDOWN, under

@@ -1,4 +1,4 @@
-//! The embedded CloudWatch's simulated network (issue 14): round trip, per-connection setup,
+//! The embedded CloudWatch's simulated network: round trip, per-connection setup,
 //! jitter and keep-alive, seen by the SDK perfmon uses (`aws-sdk-cloudwatch`, RPC v2 CBOR).
 //! Only lower bounds are checked on time (a sleep never ends early); connection reuse is checked
 //! on the endpoint's connection count.

@@ -1,4 +1,4 @@
-//! The embedded CloudWatch's account quota emulation (issue 12, part 5: `limit.rs`, a token bucket
+//! The embedded CloudWatch's account quota emulation (`limit.rs`, a token bucket
 //! answering 400 `Throttling`) against the real extension in the sandbox: two sandboxes share one
 //! CloudWatch whose PutMetricData quota is 1 request per second (burst 1), and flush at the end of
 //! every invoke. Requests beyond the quota are throttled; perfmon's SDK makes its 3 attempts, keeps the

@@ -1,4 +1,4 @@
-//! perfmon in every Lambda mode (issue 11, contract v2 §8), end to end: the real `perfmon` binary in
+//! perfmon in every Lambda mode, end to end: the real `perfmon` binary in
 //! the sandbox's Managed Instances, SnapStart, provisioned-concurrency, delayed-first-invoke and
 //! tenant-isolation modes, beside real runtime clients (`awslambdaric` on Managed Instances, one
 //! process per worker as Python runs there; `lambda_runtime` elsewhere), sending to the embedded

@@ -1,4 +1,4 @@
-//! The Runtime API proxy and `/opt/perfmon-wrapper` (issue 14, design a), end to end in the sandbox,
+//! The Runtime API proxy and `/opt/perfmon-wrapper`, end to end in the sandbox,
 //! which runs the runtime as `AWS_LAMBDA_EXEC_WRAPPER <command> <args>` like Lambda.
 //! * The three real runtime clients (Rust `lambda_runtime`, Python `awslambdaric`, Node.js
 //!   `aws-lambda-ric`) work through the wrapper and the proxy: answers, handled errors, custom

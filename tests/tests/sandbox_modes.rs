@@ -1,4 +1,4 @@
-//! The sandbox in every Lambda mode (issue 11): Managed Instances, SnapStart, provisioned
+//! The sandbox in every Lambda mode: Managed Instances, SnapStart, provisioned
 //! concurrency and a delayed first invoke, response streaming, tenant isolation. Real runtime
 //! clients (the Rust sample function on `lambda_runtime`, Python `awslambdaric`) and real extension
 //! processes: the `lambda-extension` crate's `simple` example, and `probe`, a stdlib-only Python

@@ -1,4 +1,4 @@
-//! Security checks (issue 12, part 6), on the real binary:
+//! Security checks, on the real binary:
 //!
 //! * **Listeners.** While perfmon runs in the sandbox, every socket it has bound (from `/proc/<pid>/fd`
 //!   and `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`) is on 127.0.0.1, with one documented exception: the
@@ -13,7 +13,7 @@
 //! * **Tools.** `perfmon dashboard` / `perfmon alarms` (every format, `--help`, a usage error) run
 //!   under `strace -f -e trace=%network`, with AWS credentials and endpoints in the environment:
 //!   not one network system call (no `socket`, `connect`, `bind`, `sendto`, …). `perfmon recommend` and
-//!   `perfmon compare` read CloudWatch by design (issue 16): their only network calls are GetMetricData
+//!   `perfmon compare` read CloudWatch by design: their only network calls are GetMetricData
 //!   over HTTP(S) to the CloudWatch endpoint (`--endpoint-url` or the AWS config's); their `--help` and
 //!   usage errors are in the list below and make none, and under `strace -e trace=connect` every IP
 //!   `connect` of a real read goes to the endpoint given (credentials from the environment, IMDS off).

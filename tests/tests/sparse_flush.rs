@@ -1,4 +1,4 @@
-//! `PERFMON_SPARSE_FLUSH` (issue 14): what `adaptive` does at a sparse invoke (the gap before it at
+//! `PERFMON_SPARSE_FLUSH`: what `adaptive` does at a sparse invoke (the gap before it at
 //! least `PERFMON_FLUSH_INTERVAL_S`), through the real extension in the sandbox (Rust function,
 //! embedded CloudWatch). Invoke `i` posts the counter `Sparse<i>`; gaps of 400 ms, interval 0.2 s.
 //! * `auto` (default) without `/opt/perfmon-wrapper`: as `emf`, and perfmon says once on stderr

@@ -110,7 +110,7 @@ pub enum Command {
 
 /// Entry point for `perfmon <args>` (the arguments after the program name).
 pub fn run(args: Vec<String>) -> ExitCode {
-    // The tools that read CloudWatch (issue 16) have their own parsing, I/O and exit codes.
+    // The tools that read CloudWatch (recommend, compare) have their own parsing, I/O and exit codes.
     match args.first().map(String::as_str) {
         Some("recommend") => return recommend::main(args.into_iter().skip(1).collect()),
         Some("compare") => return compare::main(args.into_iter().skip(1).collect()),

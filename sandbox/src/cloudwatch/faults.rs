@@ -1,4 +1,4 @@
-//! Fault kinds added for the reliability tests (issue 12, part 2), kept apart from `server.rs`:
+//! Fault kinds added for the reliability tests (CloudWatch errors, throttling, resets and slow answers), kept apart from `server.rs`:
 //! answers with a status and code the protocol crate's `ErrorCode` does not model (503
 //! `ServiceUnavailable`, 500 `InternalFailure`), a late answer, and a connection closed after the
 //! request was handled. Each counts down per PutMetricData request, like `Throttle`/`ServerError`.

@@ -1,4 +1,4 @@
-//! An account-level PutMetricData rate limit (issue 12, part 5): a token bucket that CloudWatch's
+//! An account-level PutMetricData rate limit: a token bucket that CloudWatch's
 //! quota is emulated with. Real CloudWatch throttles PutMetricData per account and Region (500
 //! transactions per second by default, adjustable: docs/reliability.md, "Many sandboxes, one CloudWatch") and
 //! answers HTTP 400 `Throttling` / `Rate exceeded` beyond it.

@@ -1,4 +1,4 @@
-//! A simulated network path to CloudWatch (issue 14): a round trip added to every answer, a setup
+//! A simulated network path to CloudWatch: a round trip added to every answer, a setup
 //! delay on every new connection (DNS, TCP, TLS), uniform jitter, and optionally no keep-alive
 //! (every request on a new connection, as after an idle gap longer than the server's idle timeout).
 //!

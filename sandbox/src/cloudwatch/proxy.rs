@@ -1,6 +1,6 @@
 //! A CBOR-to-JSON translating proxy for CloudWatch: RPC v2 CBOR in front, AWS JSON 1.0 behind.
 //!
-//! `aws-sdk-cloudwatch` ≥ 1.100.0 speaks only RPC v2 CBOR, which moto cannot read (moto issue 9195:
+//! `aws-sdk-cloudwatch` ≥ 1.100.0 speaks only RPC v2 CBOR, which moto cannot read (getmoto/moto#9195:
 //! not planned). The test harness puts this proxy in front of `moto_server` so that moto stays an
 //! independent CloudWatch for the tests of the current SDK:
 //!
