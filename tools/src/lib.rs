@@ -475,9 +475,9 @@ fn parse_route(flag: &str, v: String) -> Result<String, UsageError> {
 
 /// A `--source TRIGGER:NAME` value: a batch trigger and its queue, stream, table or topic name.
 fn parse_source(flag: &str, v: &str) -> Result<(String, String), UsageError> {
-    let reason = format!("expected TRIGGER:NAME, TRIGGER one of {}", metric::trigger::BATCH_TRIGGERS.join(", "));
+    let reason = format!("expected TRIGGER:NAME, TRIGGER one of {}", metric::trigger::batch_triggers().join(", "));
     let (t, name) = v.split_once(':').ok_or_else(|| UsageError::invalid(flag, v, &reason))?;
-    if !metric::trigger::BATCH_TRIGGERS.contains(&t)
+    if !metric::trigger::batch_triggers().contains(&t)
         || name.is_empty()
         || name.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN
         || name.chars().any(char::is_control)

@@ -71,23 +71,20 @@ impl Scope {
 }
 
 /// The per-trigger metrics the extension records from what its Runtime API proxy sees (contract
-/// §14, only with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`): names and dimensions not in
-/// `perfmon_protocol::contract` (`Invocations`, `Duration`, `Errors` and `ErrorType` are).
+/// §14, only with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`): their names, owned by
+/// `perfmon_protocol::contract` and `perfmon_protocol::trigger`.
 pub mod trigger {
-    /// Per `Route`: one 0-or-1 sample per invoke, so `Average` is the rate.
-    pub const HTTP_4XX: &str = "Http4xx";
-    pub const HTTP_5XX: &str = "Http5xx";
-    /// Per `Trigger` + `Source` (batch triggers).
-    pub const BATCH_SIZE: &str = "BatchSize";
-    pub const RECORD_AGE: &str = "RecordAge";
-    pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
-    /// Per `Trigger` (notifications: SNS, S3, EventBridge, schedule).
-    pub const DELIVERY_DELAY: &str = "DeliveryDelay";
-    pub const ROUTE: &str = "Route";
-    pub const TRIGGER: &str = "Trigger";
-    pub const SOURCE: &str = "Source";
-    /// The batch triggers, the `TRIGGER` of `--source TRIGGER:NAME`.
-    pub const BATCH_TRIGGERS: [&str; 5] = ["sqs", "kinesis", "dynamodb-streams", "kafka", "mq"];
+    pub use perfmon_protocol::contract::dimension::{ROUTE, SOURCE, TRIGGER};
+    pub use perfmon_protocol::contract::metric::{
+        BATCH_ITEM_FAILURES, BATCH_SIZE, DELIVERY_DELAY, HTTP_4XX, HTTP_5XX, RECORD_AGE,
+    };
+    use perfmon_protocol::trigger::Trigger;
+
+    /// The batch triggers' `Trigger` values (the `TRIGGER` of `--source TRIGGER:NAME`), as the
+    /// extension names them.
+    pub fn batch_triggers() -> Vec<&'static str> {
+        Trigger::ALL.iter().filter(|t| t.is_batch()).map(|t| t.as_str()).collect()
+    }
 }
 
 impl Scope {

@@ -18,8 +18,7 @@ use serde_json::{json, Map, Value};
 use super::metric::{MetricRef, Scope};
 
 /// Section 14's per-route metrics (the `Route` dimension and the 0-or-1 `Http5xx` sample per invoke).
-pub const ROUTE_DIMENSION: &str = "Route";
-pub const HTTP_5XX: &str = "Http5xx";
+use perfmon_protocol::contract::{dimension::ROUTE as ROUTE_DIMENSION, metric::HTTP_5XX};
 
 /// A long window, its short companion, and the share of the budget it stands for.
 #[derive(Debug, Clone, Copy, PartialEq)]
