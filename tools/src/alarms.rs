@@ -851,7 +851,8 @@ fn logical_id(alarm: &Alarm) -> String {
     }
 }
 
-fn camel(text: &str) -> String {
+/// `text` as a CloudFormation logical-id part: its alphanumeric words, each capitalised.
+pub(crate) fn camel(text: &str) -> String {
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| {

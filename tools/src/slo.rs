@@ -15,6 +15,7 @@
 use perfmon_protocol::contract::metric;
 use serde_json::{json, Map, Value};
 
+use super::alarms::camel;
 use super::metric::{MetricRef, Scope};
 
 /// Section 14's per-route metrics (the `Route` dimension and the 0-or-1 `Http5xx` sample per invoke).
@@ -190,16 +191,6 @@ pub fn check_objective(objective: &Objective, window_days: u32) -> Result<(), Re
         }
     }
     Ok(())
-}
-
-fn camel(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut cs = w.chars();
-            cs.next().map(|c| c.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
-        })
-        .collect()
 }
 
 fn subject_metric(scope: &Scope, subject: &Subject, name: &'static str) -> MetricRef {
