@@ -182,16 +182,9 @@ impl Store {
         start_ms: i64,
         end_ms: i64,
     ) -> Option<MetricStatistics> {
-        let mut dims = dimensions.to_vec();
-        dims.sort();
         let inner = self.lock();
         MetricStatistics::from_datums(
-            inner
-                .datums
-                .iter()
-                .filter(|d| d.is(namespace, metric_name) && d.has_dimensions(&dims))
-                .filter(|d| (start_ms..end_ms).contains(&d.timestamp_ms()))
-                .map(|d| &d.datum),
+            matching(&inner, namespace, metric_name, dimensions, start_ms, end_ms).map(|d| &d.datum),
         )
     }
 
@@ -205,14 +198,8 @@ impl Store {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<(i64, MetricDatum)> {
-        let mut dims = dimensions.to_vec();
-        dims.sort();
         let inner = self.lock();
-        inner
-            .datums
-            .iter()
-            .filter(|d| d.is(namespace, metric_name) && (start_ms..end_ms).contains(&d.timestamp_ms()))
-            .filter(|d| d.has_dimensions(&dims))
+        matching(&inner, namespace, metric_name, dimensions, start_ms, end_ms)
             .map(|d| (d.timestamp_ms(), d.datum.clone()))
             .collect()
     }
@@ -247,4 +234,23 @@ impl Store {
         let ids = self.list_metrics(input.namespace.as_deref());
         read::list_metrics(input, &ids)
     }
+}
+
+/// The stored datums of one metric (exact dimension set, any order) with
+/// `start_ms <= timestamp < end_ms`, in arrival order: what `statistics_in` and `datums_in` read.
+fn matching<'a>(
+    inner: &'a Inner,
+    namespace: &'a str,
+    metric_name: &'a str,
+    dimensions: &[Dimension],
+    start_ms: i64,
+    end_ms: i64,
+) -> impl Iterator<Item = &'a StoredDatum> {
+    let mut dims = dimensions.to_vec();
+    dims.sort();
+    inner
+        .datums
+        .iter()
+        .filter(move |d| d.is(namespace, metric_name) && (start_ms..end_ms).contains(&d.timestamp_ms()))
+        .filter(move |d| d.has_dimensions(&dims))
 }
