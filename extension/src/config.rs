@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use perfmon_protocol::cloudwatch::{MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN};
-use perfmon_protocol::contract::{defaults, env};
+use perfmon_protocol::contract::{self, defaults, env};
 use perfmon_protocol::extensions::RUNTIME_API_ENV;
 
 /// Where flushed metrics go (`PERFMON_SINK`). Defaults to [`defaults::SINK`] (`cloudwatch`).
@@ -195,10 +194,10 @@ impl Config {
 
         let namespace = match get(env::NAMESPACE) {
             None => defaults::NAMESPACE.to_owned(),
-            Some(v) => match validate_namespace(&v) {
+            Some(v) => match contract::validate_namespace(&v) {
                 Ok(()) => v,
                 Err(reason) => {
-                    warn(env::NAMESPACE, &v, reason, defaults::NAMESPACE.to_owned());
+                    warn(env::NAMESPACE, &v, reason.to_string(), defaults::NAMESPACE.to_owned());
                     defaults::NAMESPACE.to_owned()
                 }
             },
@@ -206,9 +205,9 @@ impl Config {
 
         let mut dimensions = Vec::new();
         if let Some(v) = get(env::DIMENSIONS) {
-            match parse_dimensions(&v) {
+            match contract::parse_dimensions(&v) {
                 Ok(d) => dimensions = d,
-                Err(reason) => warn(env::DIMENSIONS, &v, reason, "no extra dimensions".to_owned()),
+                Err(reason) => warn(env::DIMENSIONS, &v, reason.to_string(), "no extra dimensions".to_owned()),
             }
         }
 
@@ -400,49 +399,6 @@ impl Config {
     }
 }
 
-fn validate_namespace(ns: &str) -> Result<(), String> {
-    if ns.len() > MAX_NAME_LEN {
-        return Err(format!("longer than {MAX_NAME_LEN} characters"));
-    }
-    if ns.starts_with(':') {
-        return Err("must not start with ':'".to_owned());
-    }
-    if ns.starts_with("AWS/") {
-        return Err("the AWS/ prefix is reserved".to_owned());
-    }
-    if !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
-        return Err("must be printable ASCII".to_owned());
-    }
-    Ok(())
-}
-
-/// Parses `Name=Value,Name2=Value2`. Names are trimmed; `FunctionName` is reserved (it is always
-/// the function's name); at most 29 entries, so that `FunctionName` fits the 30-dimension limit.
-pub fn parse_dimensions(s: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not Name=Value"))?;
-        let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() || value.is_empty() {
-            return Err(format!("{part:?} has an empty name or value"));
-        }
-        if name.len() > MAX_NAME_LEN || value.len() > MAX_DIMENSION_VALUE_LEN {
-            return Err(format!("{part:?} is too long"));
-        }
-        if name == perfmon_protocol::contract::dimension::FUNCTION_NAME {
-            return Err("FunctionName is set by perfmon".to_owned());
-        }
-        if out.iter().any(|(n, _)| n == name) {
-            return Err(format!("{name:?} appears twice"));
-        }
-        out.push((name.to_owned(), value.to_owned()));
-    }
-    if out.len() > MAX_DIMENSIONS - 1 {
-        return Err(format!("more than {} dimensions", MAX_DIMENSIONS - 1));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -559,14 +515,6 @@ mod tests {
             assert!(line.contains(var) && line.contains(val), "{line}");
             assert_eq!(c, default, "{var}={val} must fall back to the default");
         }
-    }
-
-    #[test]
-    fn too_many_dimensions() {
-        let many: Vec<String> = (0..30).map(|i| format!("D{i}=v")).collect();
-        assert!(parse_dimensions(&many.join(",")).is_err());
-        assert_eq!(parse_dimensions(&many[..29].join(",")).map(|d| d.len()), Ok(29));
-        assert_eq!(parse_dimensions(" , "), Ok(vec![]));
     }
 
     #[test]

@@ -52,51 +52,8 @@ pub const MAX_FINISHED_IDS: usize = 1_024;
 /// The `errorType` of an out-of-memory invoke.
 pub const OUT_OF_MEMORY_ERROR: &str = "Runtime.OutOfMemory";
 
-/// How this sandbox runs (v2 §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    OnDemand,
-    ProvisionedConcurrency,
-    SnapStart,
-    ManagedInstances,
-}
-
-impl Mode {
-    /// From an initialization type; unknown values are treated as on-demand (v2 §8).
-    pub fn from_init_type(t: &InitType) -> Self {
-        match t {
-            InitType::ProvisionedConcurrency => Self::ProvisionedConcurrency,
-            InitType::SnapStart => Self::SnapStart,
-            InitType::ManagedInstances => Self::ManagedInstances,
-            InitType::OnDemand | InitType::Other(_) => Self::OnDemand,
-        }
-    }
-
-    /// From `AWS_LAMBDA_INITIALIZATION_TYPE` (unset or unknown: on-demand).
-    pub fn from_env_value(v: Option<&str>) -> Self {
-        v.map(|v| Self::from_init_type(&InitType::from(v.trim().to_owned()))).unwrap_or(Self::OnDemand)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OnDemand => perfmon_protocol::contract::init_type::ON_DEMAND,
-            Self::ProvisionedConcurrency => perfmon_protocol::contract::init_type::PROVISIONED_CONCURRENCY,
-            Self::SnapStart => perfmon_protocol::contract::init_type::SNAP_START,
-            Self::ManagedInstances => perfmon_protocol::contract::init_type::MANAGED_INSTANCES,
-        }
-    }
-
-    /// Lambda Managed Instances: many invokes at once, no INVOKE events, no freeze.
-    pub fn is_managed_instances(self) -> bool {
-        self == Self::ManagedInstances
-    }
-}
-
-impl Serialize for Mode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+/// How this sandbox runs: the contract's one mode type.
+pub use perfmon_protocol::contract::LambdaMode as Mode;
 
 /// What the platform tracker noticed and worked around (shown in `/v1/health`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -30,10 +30,7 @@ pub const MAX_RETRY_DATUMS: usize = 20_000;
 /// produces one line, not one per batch.
 const MAX_LOGGED_UNKNOWN_TYPES: usize = 16;
 
-/// Wall-clock time in epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use perfmon_protocol::contract::now_ms;
 
 /// Lifecycle phase, as reported in `/v1/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -264,3 +264,264 @@ pub mod http {
 
 /// The name perfmon registers with (the file name in `/opt/extensions`).
 pub const EXTENSION_NAME: &str = "perfmon";
+
+/// Every dimension name perfmon sets itself on some metric it emits (docs/reference.md, "Dimensions"):
+/// `PERFMON_DIMENSIONS` (and the tools' `--dimension`) may not use them, else a series would carry
+/// the name twice or a user value would be overwritten.
+pub const RESERVED_DIMENSIONS: [&str; 7] = [
+    dimension::FUNCTION_NAME,
+    dimension::OPERATION,
+    dimension::ERROR_TYPE,
+    dimension::TENANT_ID,
+    dimension::TRIGGER,
+    dimension::ROUTE,
+    dimension::SOURCE,
+];
+
+/// The most dimensions perfmon adds to one metric of its own: `FunctionName` + `Operation` +
+/// `ErrorType` (`OperationErrors`), or `FunctionName` + `Trigger` + `Source` (batch metrics).
+pub const MAX_PERFMON_DIMENSIONS: usize = 3;
+
+/// At most this many `PERFMON_DIMENSIONS` entries: CloudWatch allows 30 dimensions per metric
+/// (PutMetricData, `Dimensions` "Array Members: Maximum number of 30 items"), less what perfmon adds.
+pub const MAX_EXTRA_DIMENSIONS: usize = crate::cloudwatch::MAX_DIMENSIONS - MAX_PERFMON_DIMENSIONS;
+
+/// Why a `PERFMON_DIMENSIONS` value (or a namespace) is refused; the text is what users read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{0:?} is not Name=Value")]
+    NotNameValue(String),
+    #[error("{0:?} has an empty name or value")]
+    Empty(String),
+    #[error("{0:?}: a dimension name has 1-255 printable ASCII characters and does not start with ':'")]
+    BadName(String),
+    #[error("{0:?}: a dimension value has 1-1024 characters and no control characters")]
+    BadValue(String),
+    #[error("{name} is set by perfmon itself (reserved: {all})", name = .0, all = RESERVED_DIMENSIONS.join(", "))]
+    Reserved(String),
+    #[error("{0:?} appears twice")]
+    Duplicate(String),
+    #[error("more than {MAX_EXTRA_DIMENSIONS} dimensions (CloudWatch allows 30 per metric and perfmon adds up to {MAX_PERFMON_DIMENSIONS})")]
+    TooMany,
+    #[error("a namespace has 1-255 characters")]
+    NamespaceLength,
+    #[error("a namespace must not start with ':' or 'AWS/' (reserved by AWS)")]
+    NamespacePrefix,
+    #[error("a namespace has printable ASCII characters only")]
+    NamespaceCharacters,
+}
+
+/// A dimension name CloudWatch accepts: 1–255 printable ASCII characters, at least one of them not
+/// a space, not starting with `:` (PutMetricData, `Dimension.Name`).
+pub fn check_dimension_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.len() <= crate::cloudwatch::MAX_NAME_LEN
+        && !name.starts_with(':')
+        && name.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
+}
+
+/// A dimension value CloudWatch accepts: 1–1024 characters (PutMetricData, `Dimension.Value`), and
+/// no control characters (they cannot be typed into a dashboard or an alarm).
+pub fn check_dimension_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= crate::cloudwatch::MAX_DIMENSION_VALUE_LEN
+        && !value.chars().any(char::is_control)
+}
+
+/// Parses `PERFMON_DIMENSIONS` (`Name=Value,Name2=Value2`; the tools' `--dimension` takes the same
+/// text): names and values are trimmed, empty entries skipped, names checked by
+/// [`check_dimension_name`] and values by [`check_dimension_value`], none of
+/// [`RESERVED_DIMENSIONS`], none twice, at most [`MAX_EXTRA_DIMENSIONS`]. `""` is no dimension.
+pub fn parse_dimensions(text: &str) -> Result<Vec<(String, String)>, RuleError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| RuleError::NotNameValue(part.to_owned()))?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || value.is_empty() {
+            return Err(RuleError::Empty(part.to_owned()));
+        }
+        if !check_dimension_name(name) {
+            return Err(RuleError::BadName(name.to_owned()));
+        }
+        if !check_dimension_value(value) {
+            return Err(RuleError::BadValue(value.to_owned()));
+        }
+        check_extra_dimension(&out, name)?;
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Whether `name` may be added to the extra dimensions `have`: not reserved, not there already,
+/// and room left under [`MAX_EXTRA_DIMENSIONS`].
+pub fn check_extra_dimension(have: &[(String, String)], name: &str) -> Result<(), RuleError> {
+    if RESERVED_DIMENSIONS.contains(&name) {
+        return Err(RuleError::Reserved(name.to_owned()));
+    }
+    if have.iter().any(|(n, _)| n == name) {
+        return Err(RuleError::Duplicate(name.to_owned()));
+    }
+    if have.len() >= MAX_EXTRA_DIMENSIONS {
+        return Err(RuleError::TooMany);
+    }
+    Ok(())
+}
+
+/// Checks a CloudWatch namespace (PutMetricData, `Namespace`): 1–255 printable ASCII characters,
+/// not starting with `:`, and not `AWS/` (reserved for AWS services).
+pub fn validate_namespace(ns: &str) -> Result<(), RuleError> {
+    if ns.is_empty() || ns.len() > crate::cloudwatch::MAX_NAME_LEN {
+        return Err(RuleError::NamespaceLength);
+    }
+    if ns.starts_with(':') || ns.starts_with("AWS/") {
+        return Err(RuleError::NamespacePrefix);
+    }
+    if !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+        return Err(RuleError::NamespaceCharacters);
+    }
+    Ok(())
+}
+
+/// How a sandbox runs (docs/reference.md, "Lambda modes"): decides which platform metrics exist.
+/// The one mode type of the extension, the tools (`--mode`) and the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LambdaMode {
+    #[default]
+    OnDemand,
+    ProvisionedConcurrency,
+    SnapStart,
+    ManagedInstances,
+}
+
+impl LambdaMode {
+    /// The names a command line takes (`--mode`); [`LambdaMode::parse`] also takes Lambda's
+    /// `lambda-managed-instances`.
+    pub const NAMES: [&'static str; 4] =
+        [init_type::ON_DEMAND, init_type::PROVISIONED_CONCURRENCY, init_type::SNAP_START, "managed-instances"];
+
+    /// `on-demand`, `provisioned-concurrency`, `snap-start`, `managed-instances` or
+    /// `lambda-managed-instances`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            init_type::ON_DEMAND => Some(Self::OnDemand),
+            init_type::PROVISIONED_CONCURRENCY => Some(Self::ProvisionedConcurrency),
+            init_type::SNAP_START => Some(Self::SnapStart),
+            "managed-instances" | init_type::MANAGED_INSTANCES => Some(Self::ManagedInstances),
+            _ => None,
+        }
+    }
+
+    /// From an `initializationType`; unknown values are treated as on-demand.
+    pub fn from_init_type(t: &crate::telemetry::InitType) -> Self {
+        use crate::telemetry::InitType;
+        match t {
+            InitType::ProvisionedConcurrency => Self::ProvisionedConcurrency,
+            InitType::SnapStart => Self::SnapStart,
+            InitType::ManagedInstances => Self::ManagedInstances,
+            InitType::OnDemand | InitType::Other(_) => Self::OnDemand,
+        }
+    }
+
+    /// From `AWS_LAMBDA_INITIALIZATION_TYPE` (unset or unknown: on-demand).
+    pub fn from_env_value(v: Option<&str>) -> Self {
+        v.map(|v| Self::from_init_type(&crate::telemetry::InitType::from(v.trim().to_owned()))).unwrap_or_default()
+    }
+
+    /// The `initializationType` of this mode's init records.
+    pub fn init_type(self) -> crate::telemetry::InitType {
+        use crate::telemetry::InitType;
+        match self {
+            Self::OnDemand => InitType::OnDemand,
+            Self::ProvisionedConcurrency => InitType::ProvisionedConcurrency,
+            Self::SnapStart => InitType::SnapStart,
+            Self::ManagedInstances => InitType::ManagedInstances,
+        }
+    }
+
+    /// The value of `AWS_LAMBDA_INITIALIZATION_TYPE` (and `initializationType`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => init_type::ON_DEMAND,
+            Self::ProvisionedConcurrency => init_type::PROVISIONED_CONCURRENCY,
+            Self::SnapStart => init_type::SNAP_START,
+            Self::ManagedInstances => init_type::MANAGED_INSTANCES,
+        }
+    }
+
+    /// Lambda Managed Instances: many invokes at once, no INVOKE events, no freeze.
+    pub fn is_managed_instances(self) -> bool {
+        self == Self::ManagedInstances
+    }
+}
+
+impl serde::Serialize for LambdaMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Wall-clock time in Unix epoch milliseconds (0 if the clock is before 1970). The only clock read
+/// of this crate: the cores take `now_ms` as an argument, callers pass this.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_parse_and_refuse() {
+        assert_eq!(
+            parse_dimensions(" Environment = prod , Service=chat,").unwrap(),
+            vec![("Environment".to_owned(), "prod".to_owned()), ("Service".into(), "chat".into())]
+        );
+        assert_eq!(parse_dimensions(" , "), Ok(vec![]));
+        assert_eq!(parse_dimensions("A=b=c").unwrap(), vec![("A".to_owned(), "b=c".to_owned())]);
+        for reserved in RESERVED_DIMENSIONS {
+            assert_eq!(parse_dimensions(&format!("{reserved}=x")), Err(RuleError::Reserved(reserved.to_owned())));
+        }
+        assert!(matches!(parse_dimensions("novalue"), Err(RuleError::NotNameValue(_))));
+        assert!(matches!(parse_dimensions("=x"), Err(RuleError::Empty(_))));
+        assert!(matches!(parse_dimensions("A="), Err(RuleError::Empty(_))));
+        assert!(matches!(parse_dimensions(":A=1"), Err(RuleError::BadName(_))));
+        assert!(matches!(parse_dimensions("Ä=1"), Err(RuleError::BadName(_))));
+        assert!(matches!(parse_dimensions(&format!("{}=1", "n".repeat(256))), Err(RuleError::BadName(_))));
+        assert!(matches!(parse_dimensions(&format!("A={}", "v".repeat(1025))), Err(RuleError::BadValue(_))));
+        assert!(matches!(parse_dimensions("A=x\u{7}y"), Err(RuleError::BadValue(_))));
+        assert_eq!(parse_dimensions("A=1,A=2"), Err(RuleError::Duplicate("A".into())));
+        let many: Vec<String> = (0..=MAX_EXTRA_DIMENSIONS).map(|i| format!("D{i}=v")).collect();
+        assert_eq!(parse_dimensions(&many.join(",")), Err(RuleError::TooMany));
+        assert_eq!(parse_dimensions(&many[..MAX_EXTRA_DIMENSIONS].join(",")).unwrap().len(), 27);
+    }
+
+    #[test]
+    fn namespaces() {
+        for ok in ["Perfmon", "My/App", "a b", &"n".repeat(255)] {
+            assert_eq!(validate_namespace(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ":x", "AWS/Lambda", "é", "a\tb", &"n".repeat(256)] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes_round_trip() {
+        for name in LambdaMode::NAMES {
+            assert!(LambdaMode::parse(name).is_some(), "{name}");
+        }
+        for m in [
+            LambdaMode::OnDemand,
+            LambdaMode::ProvisionedConcurrency,
+            LambdaMode::SnapStart,
+            LambdaMode::ManagedInstances,
+        ] {
+            assert_eq!(LambdaMode::parse(m.as_str()), Some(m));
+            assert_eq!(LambdaMode::from_init_type(&m.init_type()), m);
+            assert_eq!(LambdaMode::from_env_value(Some(m.as_str())), m);
+        }
+        assert_eq!(LambdaMode::from_env_value(Some("something-new")), LambdaMode::OnDemand);
+        assert_eq!(LambdaMode::from_env_value(None), LambdaMode::OnDemand);
+    }
+}

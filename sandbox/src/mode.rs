@@ -4,7 +4,7 @@
 //! environment freezes between invokes, which events extensions may register for, and the shape of
 //! `platform.report`.
 
-use perfmon_protocol::contract::init_type;
+use perfmon_protocol::contract::LambdaMode;
 use perfmon_protocol::telemetry::InitType;
 
 /// Default `AWS_LAMBDA_MAX_CONCURRENCY` of [`Mode::ManagedInstances`] in this sandbox (Lambda's
@@ -29,36 +29,35 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The contract's mode this one emulates (without the sandbox's own parameters).
+    pub fn lambda_mode(&self) -> LambdaMode {
+        match self {
+            Self::OnDemand => LambdaMode::OnDemand,
+            Self::ProvisionedConcurrency => LambdaMode::ProvisionedConcurrency,
+            Self::SnapStart { .. } => LambdaMode::SnapStart,
+            Self::ManagedInstances { .. } => LambdaMode::ManagedInstances,
+        }
+    }
+
     /// The value of `AWS_LAMBDA_INITIALIZATION_TYPE`.
     pub fn init_type_str(&self) -> &'static str {
-        match self {
-            Self::OnDemand => init_type::ON_DEMAND,
-            Self::ProvisionedConcurrency => init_type::PROVISIONED_CONCURRENCY,
-            Self::SnapStart { .. } => init_type::SNAP_START,
-            Self::ManagedInstances { .. } => init_type::MANAGED_INSTANCES,
-        }
+        self.lambda_mode().as_str()
     }
 
     /// `initializationType` of `platform.initStart` / `initRuntimeDone` / `initReport`.
     pub fn init_type(&self) -> InitType {
-        match self {
-            Self::OnDemand => InitType::OnDemand,
-            Self::ProvisionedConcurrency => InitType::ProvisionedConcurrency,
-            Self::SnapStart { .. } => InitType::SnapStart,
-            Self::ManagedInstances { .. } => InitType::ManagedInstances,
-        }
+        self.lambda_mode().init_type()
     }
 
-    /// Parses a `--mode` value (`on-demand`, `provisioned-concurrency`, `snap-start`,
-    /// `managed-instances` or `lambda-managed-instances`).
+    /// Parses a `--mode` value by [`LambdaMode::parse`] (`on-demand`, `provisioned-concurrency`,
+    /// `snap-start`, `managed-instances` or `lambda-managed-instances`).
     pub fn parse(s: &str, max_concurrency: usize, restore_fails: bool) -> Option<Self> {
-        match s {
-            "on-demand" => Some(Self::OnDemand),
-            "provisioned-concurrency" => Some(Self::ProvisionedConcurrency),
-            "snap-start" => Some(Self::SnapStart { restore_fails }),
-            "managed-instances" | "lambda-managed-instances" => Some(Self::ManagedInstances { max_concurrency }),
-            _ => None,
-        }
+        Some(match LambdaMode::parse(s)? {
+            LambdaMode::OnDemand => Self::OnDemand,
+            LambdaMode::ProvisionedConcurrency => Self::ProvisionedConcurrency,
+            LambdaMode::SnapStart => Self::SnapStart { restore_fails },
+            LambdaMode::ManagedInstances => Self::ManagedInstances { max_concurrency },
+        })
     }
 
     /// Runtime worker processes: `max_concurrency` on Managed Instances, else 1.

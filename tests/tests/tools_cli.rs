@@ -16,8 +16,14 @@ use std::{
 /// Runs `perfmon ARGS` (no AWS region in the environment), bounded in time, killed by PID.
 /// Returns (exit code, stdout, stderr).
 pub fn perfmon(args: &[&str]) -> (i32, String, String) {
+    perfmon_env(args, &[])
+}
+
+/// [`perfmon`] with `envs` added to its environment.
+pub fn perfmon_env(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut child = Command::new(common::bin_path("perfmon"))
         .args(args)
+        .envs(envs.iter().copied())
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_LAMBDA_RUNTIME_API")
@@ -26,6 +32,16 @@ pub fn perfmon(args: &[&str]) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained while it runs: a large output must not fill the pipe and stall the child.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -38,10 +54,7 @@ pub fn perfmon(args: &[&str]) -> (i32, String, String) {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (status.code().unwrap_or(-1), out, err)
+    (status.code().unwrap_or(-1), out.join().unwrap(), err.join().unwrap())
 }
 
 fn golden_dir() -> PathBuf {
@@ -175,4 +188,100 @@ fn flags_change_the_output() {
     assert_eq!(memory["AlarmActions"][0], "arn:aws:sns:eu-west-1:123456789012:pager");
     let (_, out, _) = perfmon(&["dashboard", "--function", "f", "--region", "ap-south-1"]);
     assert!(out.contains("\"region\": \"ap-south-1\"") && !out.contains("us-east-1"));
+}
+
+/// The extension and every tool that takes the function's `PERFMON_DIMENSIONS` (as `--dimension`)
+/// accept and refuse the same values, for the same reason: the extension is the real binary run
+/// without a Runtime API (it logs its configuration warnings, then stops), the tools run against
+/// an endpoint that refuses connections (an accepted value gets as far as reading CloudWatch).
+#[test]
+fn perfmon_dimensions_accepted_and_refused_alike_by_extension_and_tools() {
+    use perfmon_protocol::contract;
+    let many = |n: usize| (0..n).map(|i| format!("D{i}=v")).collect::<Vec<_>>().join(",");
+    let values: Vec<String> = [
+        "Environment=prod",
+        " Environment = prod , Service=chat ,",
+        "Env=a=b",
+        "Environment",
+        "=x",
+        "A=",
+        ":A=1",
+        "A=1,A=2",
+        "A=x\u{7}y",
+        "FunctionName=x",
+        "Operation=x",
+        "ErrorType=x",
+        "TenantId=x",
+        "Trigger=x",
+        "Route=x",
+        "Source=x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([many(contract::MAX_EXTRA_DIMENSIONS), many(contract::MAX_EXTRA_DIMENSIONS + 1)])
+    .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for value in &values {
+        let expected = contract::parse_dimensions(value);
+        // The extension: a refused value is one warning naming the variable, the value and the reason.
+        let (code, _, err) = perfmon_env(&[], &[("PERFMON_DIMENSIONS", value), ("PERFMON_LOG", "warn")]);
+        assert_eq!(code, 1, "{value:?}: the extension stops without a Runtime API: {err}");
+        let warning = err.lines().find(|l| l.contains("PERFMON_DIMENSIONS="));
+        let extension_reason =
+            warning.map(|l| l.split_once(" ignored: ").unwrap().1.rsplit_once("; using ").unwrap().0.to_owned());
+        assert_eq!(extension_reason, expected.as_ref().err().map(ToString::to_string), "{value:?}: {err}");
+
+        let cw = ["--endpoint-url", "http://127.0.0.1:1", "--region", "us-east-1"];
+        let tools: [Vec<&str>; 5] = [
+            vec!["dashboard", "--function", "f"],
+            vec!["alarms", "--function", "f"],
+            vec!["slo", "--function", "f", "--availability", "99.9"],
+            [&["recommend", "--function", "f"][..], &cw].concat(),
+            [&["compare", "--function", "f", "--baseline", "-2h/-1h", "--candidate", "-1h/now"][..], &cw].concat(),
+        ];
+        let creds = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        for tool in &tools {
+            let args: Vec<&str> = tool.iter().copied().chain(["--dimension", value.as_str()]).collect();
+            let (code, out, err) = perfmon_env(&args, &creds);
+            match &expected {
+                Ok(dims) => {
+                    assert_ne!(code, 2, "{args:?} refused what the extension accepts: {err}");
+                    if tool[0] == "dashboard" {
+                        // The series carry the dimensions as the extension parsed them, in order.
+                        let mut row = vec![json_str("FunctionName"), json_str("f")];
+                        row.extend(dims.iter().flat_map(|(k, v)| [json_str(k), json_str(v)]));
+                        let body: serde_json::Value = serde_json::from_str(&out).unwrap();
+                        assert!(has_run(&body, &row), "{args:?}: {out}");
+                    }
+                }
+                Err(reason) => {
+                    assert_eq!(code, 2, "{args:?} accepted what the extension refuses: {out}");
+                    assert!(err.contains(&reason.to_string()), "{args:?}: {err}");
+                }
+            }
+        }
+        if expected.is_ok() {
+            accepted += 1
+        } else {
+            refused += 1
+        }
+    }
+    assert!(accepted >= 3 && refused >= 10, "{accepted} accepted, {refused} refused");
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.to_owned())
+}
+
+/// Whether some array in `v` holds `run` contiguously.
+fn has_run(v: &serde_json::Value, run: &[serde_json::Value]) -> bool {
+    match v {
+        serde_json::Value::Array(a) => a.windows(run.len()).any(|w| w == run) || a.iter().any(|x| has_run(x, run)),
+        serde_json::Value::Object(o) => o.values().any(|x| has_run(x, run)),
+        _ => false,
+    }
 }

@@ -613,15 +613,8 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     let format = common.format.unwrap_or(Format::CloudFormation);
     options.mode = common.mode;
     options.scope = common.scope()?;
-    // FunctionName + the extras + Trigger + Source on the source alarms' metrics.
-    if !options.sources.is_empty() && options.scope.dimensions.len() + 3 > perfmon_protocol::cloudwatch::MAX_DIMENSIONS
-    {
-        return Err(UsageError::invalid(
-            "source",
-            &options.scope.dimensions.len().to_string(),
-            "too many --dimension values: with Trigger and Source, CloudWatch's 30 dimensions are exceeded",
-        ));
-    }
+    // FunctionName + the extras + Trigger + Source fit CloudWatch's 30: `Scope::validate` keeps the
+    // extras within `contract::MAX_EXTRA_DIMENSIONS`.
     options.operations = common.operations;
     Ok(Command::Alarms { options: Box::new(options), format, topics })
 }

@@ -5,13 +5,15 @@
 //! `FunctionName`, then the user's `PERFMON_DIMENSIONS` (given to the tools with `--dimension`),
 //! then, on operation metrics, `Operation`.
 
-use perfmon_protocol::{
-    cloudwatch::{MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN},
-    contract::dimension,
-};
+use perfmon_protocol::contract::{self, dimension};
 use serde_json::{json, Map, Value};
 
 use super::UsageError;
+
+/// The Lambda mode a dashboard or an alarm set is made for (`--mode`): it decides which metrics
+/// exist (Managed Instances have no billed duration, memory, cost or cold starts, and have
+/// `ConcurrentInvocations`; SnapStart has `RestoreDuration`).
+pub use perfmon_protocol::contract::LambdaMode;
 
 /// The series of one function: namespace, function name and the extra dimensions.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,21 +36,15 @@ impl Scope {
     /// Checks the names against CloudWatch's limits (digest §4.1), so a bad flag fails here and not
     /// at deploy time. `operation_dimensions` is how many dimensions operation metrics add (1).
     pub fn validate(&self) -> Result<(), UsageError> {
-        let ns = &self.namespace;
-        if ns.is_empty() || ns.len() > MAX_NAME_LEN || ns.starts_with(':') || ns.starts_with("AWS/") {
-            return Err(UsageError::invalid("namespace", ns, "1-255 characters, not starting with `:` or `AWS/`"));
-        }
-        if !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
-            return Err(UsageError::invalid("namespace", ns, "printable ASCII only"));
-        }
+        contract::validate_namespace(&self.namespace)
+            .map_err(|e| UsageError::invalid("namespace", &self.namespace, &e.to_string()))?;
         check_value("function", &self.function)?;
-        // FunctionName + the extras + Operation (on operation metrics).
-        if self.dimensions.len() + 2 > MAX_DIMENSIONS {
-            return Err(UsageError::invalid(
-                "dimension",
-                &self.dimensions.len().to_string(),
-                "at most 28 extra dimensions (CloudWatch allows 30 with FunctionName and Operation)",
-            ));
+        // The rules of `PERFMON_DIMENSIONS` (the flags may have been given one by one).
+        let mut seen: Vec<(String, String)> = Vec::with_capacity(self.dimensions.len());
+        for (name, value) in &self.dimensions {
+            contract::check_extra_dimension(&seen, name)
+                .map_err(|e| UsageError::invalid("dimension", &format!("{name}={value}"), &e.to_string()))?;
+            seen.push((name.clone(), value.clone()));
         }
         Ok(())
     }
@@ -129,31 +125,19 @@ fn quote_schema(name: &str) -> String {
     }
 }
 
-/// Parses `K=V` (or several, comma-separated: the syntax of `PERFMON_DIMENSIONS`).
+/// Parses `K=V` (or several, comma-separated): `PERFMON_DIMENSIONS`'s syntax and rules, by
+/// [`contract::parse_dimensions`]; an empty flag is refused.
 pub fn parse_dimensions(flag: &str, text: &str) -> Result<Vec<(String, String)>, UsageError> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((name, value)) = part.split_once('=') else {
-            return Err(UsageError::invalid(flag, text, "expected NAME=VALUE"));
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return Err(UsageError::invalid(flag, text, "a dimension name has 1-255 characters"));
-        }
-        if name == dimension::FUNCTION_NAME || name == dimension::OPERATION || name == dimension::ERROR_TYPE {
-            return Err(UsageError::invalid(flag, text, "this dimension is set by perfmon itself"));
-        }
-        check_value(flag, value)?;
-        out.push((name.to_string(), value.to_string()));
-    }
+    let out = contract::parse_dimensions(text).map_err(|e| UsageError::invalid(flag, text, &e.to_string()))?;
     if out.is_empty() {
         return Err(UsageError::invalid(flag, text, "expected NAME=VALUE"));
     }
     Ok(out)
 }
 
+/// A dimension value given on the command line (the function's name).
 fn check_value(flag: &str, value: &str) -> Result<(), UsageError> {
-    if value.is_empty() || value.len() > MAX_DIMENSION_VALUE_LEN || value.chars().any(char::is_control) {
+    if !contract::check_dimension_value(value) {
         return Err(UsageError::invalid(flag, value, "1-1024 characters, no control characters"));
     }
     Ok(())
@@ -166,9 +150,8 @@ pub fn push_unique(
     flag: &str,
 ) -> Result<(), UsageError> {
     for (name, value) in new {
-        if names.iter().any(|(n, _)| *n == name) {
-            return Err(UsageError::invalid(flag, &format!("{name}={value}"), "dimension given twice"));
-        }
+        contract::check_extra_dimension(names, &name)
+            .map_err(|e| UsageError::invalid(flag, &format!("{name}={value}"), &e.to_string()))?;
         names.push((name, value));
     }
     Ok(())
@@ -272,44 +255,10 @@ mod tests {
             let s = Scope { namespace: ns.into(), ..scope() };
             assert!(s.validate().is_err(), "{ns}");
         }
-        let s = Scope { dimensions: (0..29).map(|i| (format!("D{i}"), "v".into())).collect(), ..scope() };
+        let n = contract::MAX_EXTRA_DIMENSIONS;
+        let s = Scope { dimensions: (0..n).map(|i| (format!("D{i}"), "v".into())).collect(), ..scope() };
+        assert!(s.validate().is_ok());
+        let s = Scope { dimensions: (0..=n).map(|i| (format!("D{i}"), "v".into())).collect(), ..scope() };
         assert!(s.validate().is_err());
-    }
-}
-
-/// The Lambda mode a dashboard or an alarm set is made for (`--mode`, v2 §8): it decides which
-/// metrics exist (Managed Instances have no billed duration, memory, cost or cold starts, and have
-/// `ConcurrentInvocations`; SnapStart has `RestoreDuration`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LambdaMode {
-    #[default]
-    OnDemand,
-    ProvisionedConcurrency,
-    SnapStart,
-    ManagedInstances,
-}
-
-impl LambdaMode {
-    pub const NAMES: [&'static str; 4] = [
-        perfmon_protocol::contract::init_type::ON_DEMAND,
-        perfmon_protocol::contract::init_type::PROVISIONED_CONCURRENCY,
-        perfmon_protocol::contract::init_type::SNAP_START,
-        "managed-instances",
-    ];
-
-    /// `on-demand`, `provisioned-concurrency`, `snap-start`, `managed-instances` (or Lambda's
-    /// `lambda-managed-instances`).
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "on-demand" => Some(Self::OnDemand),
-            "provisioned-concurrency" => Some(Self::ProvisionedConcurrency),
-            "snap-start" => Some(Self::SnapStart),
-            "managed-instances" | "lambda-managed-instances" => Some(Self::ManagedInstances),
-            _ => None,
-        }
-    }
-
-    pub fn is_managed_instances(self) -> bool {
-        self == Self::ManagedInstances
     }
 }

@@ -113,14 +113,9 @@ impl IngestConfig {
             otlp_port: None,
             otlp_options,
             validator,
-            clock: system_now_ms,
+            clock: perfmon_protocol::contract::now_ms,
         }
     }
-}
-
-/// Wall-clock time in epoch milliseconds.
-pub fn system_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// What the listeners received and dropped (part of `GET /v1/health`, under `ingest`).

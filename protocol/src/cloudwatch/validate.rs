@@ -58,10 +58,10 @@ fn exclusive(a: &str, b: &str) -> CwError {
     CwError::combination(format!("The parameters {a} and {b} are mutually exclusive and you have specified both."))
 }
 
-/// Checks a namespace: 1–255 ASCII characters, no control characters, not starting with `:` or `AWS/`.
+/// Checks a namespace by [`crate::contract::validate_namespace`], with CloudWatch's messages.
 pub fn validate_namespace(ns: &str) -> Result<(), CwError> {
     check_len(ns, "Namespace", MAX_NAME_LEN)?;
-    if ns.starts_with(':') || ns.starts_with("AWS/") || !ns.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+    if crate::contract::validate_namespace(ns).is_err() {
         return Err(CwError::invalid_value(format!("The value {ns} for parameter Namespace is invalid.")));
     }
     Ok(())

@@ -79,9 +79,7 @@ impl Shared {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
+pub(crate) use perfmon_protocol::contract::now_ms;
 
 /// Why a request could not be handled at the HTTP level.
 #[derive(Debug, thiserror::Error)]
