@@ -466,7 +466,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
 
     // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (10 ms ticks are too
     // coarse for one sandbox of 40 invokes): the whole extension, and perfmon's system-metrics
-    // sampler thread alone (v2 §10, measured after the last invoke, before SHUTDOWN).
+    // sampler thread alone (docs/reference.md §10, measured after the last invoke, before SHUTDOWN).
     let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| -> Vec<f64> {
         let (mut cpu, mut n) = (0.0, 0usize);
         for r in raw.invoke.iter().filter(|((_, sd), _)| *sd == side).flat_map(|(_, v)| v.iter()) {
@@ -936,7 +936,7 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
             1.0,
         ));
     }
-    // Issue 14: a sparse invoke under the default `PERFMON_SPARSE_FLUSH`, realistic network.
+    // A sparse invoke under the default `PERFMON_SPARSE_FLUSH`, realistic network.
     let sparse_default = format!("shape_overhead_p99/sparse/{}", SPARSE_FLUSH[0]);
     if let Some(d) = figs.iter().find(|f| f.id == sparse_default).and_then(|f| f.delta) {
         b.push(Budget::max(

@@ -1,5 +1,5 @@
 //! `perfmon-bench proxy-hop`: what perfmon's Runtime API proxy adds to the two Runtime API calls a
-//! runtime makes per invoke, with the per-trigger readers of contract v3 §14
+//! runtime makes per invoke, with the per-trigger readers of docs/reference.md §14
 //! on: the `/next` answer carries an SQS event of 1 KiB, 256 KiB or 6 MiB and the `/response`
 //! posts an answer of the same size (`batchItemFailures` and padding), so the tee and the readers
 //! do their full work. One kept-alive HTTP/1.1 connection straight to an upstream and one through

@@ -1,4 +1,4 @@
-//! Configuration from the function's environment variables (contract §2).
+//! Configuration from the function's environment variables (docs/reference.md §2).
 //!
 //! [`Config::from_lookup`] reads through an injected lookup so tests never touch the process
 //! environment. A value that does not parse never stops the extension: it becomes a
@@ -136,24 +136,24 @@ pub struct Config {
     pub log: String,
     /// `AWS_LAMBDA_RUNTIME_API` (`host:port`), when set.
     pub runtime_api: Option<String>,
-    /// `AWS_LAMBDA_INITIALIZATION_TYPE` as Lambda set it (v2 §8); unset or unknown is on-demand.
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE` as Lambda set it (docs/reference.md §8); unset or unknown is on-demand.
     pub initialization_type: Option<String>,
-    /// `PERFMON_TENANT_DIMENSION` (v2 §8). Defaults to `false`.
+    /// `PERFMON_TENANT_DIMENSION` (docs/reference.md §8). Defaults to `false`.
     pub tenant_dimension: bool,
-    /// `PERFMON_MAX_SERIES_PER_METRIC` (§12). Defaults to [`defaults::MAX_SERIES_PER_METRIC`].
+    /// `PERFMON_MAX_SERIES_PER_METRIC` (docs/reference.md §12). Defaults to [`defaults::MAX_SERIES_PER_METRIC`].
     pub max_series_per_metric: usize,
-    /// `PERFMON_OTLP_PORT` (§13); `None` when set to `0` (off). Defaults to [`defaults::OTLP_PORT`].
+    /// `PERFMON_OTLP_PORT` (docs/reference.md §13); `None` when set to `0` (off). Defaults to [`defaults::OTLP_PORT`].
     pub otlp_port: Option<u16>,
     /// `PERFMON_OTLP_RESOURCE_ATTRIBUTES`: resource attribute keys added as dimensions to OTLP
     /// metrics. Defaults to none.
     pub otlp_resource_attributes: Vec<String>,
-    /// `PERFMON_SYSTEM_METRICS` (v2 §10). Defaults to `true`.
+    /// `PERFMON_SYSTEM_METRICS` (docs/reference.md §10). Defaults to `true`.
     pub system_metrics: bool,
-    /// `PERFMON_INVOKE_LOG` (v2 §9). Defaults to `false`.
+    /// `PERFMON_INVOKE_LOG` (docs/reference.md §9). Defaults to `false`.
     pub invoke_log: bool,
-    /// `PERFMON_TRIGGER_METRICS` (v3 §14). Defaults to `true` (they need the Runtime API proxy).
+    /// `PERFMON_TRIGGER_METRICS` (docs/reference.md §14). Defaults to `true` (they need the Runtime API proxy).
     pub trigger_metrics: bool,
-    /// `PERFMON_ROUTES` (v3 §14): route patterns for ALB and Function URL paths. Defaults to none.
+    /// `PERFMON_ROUTES` (docs/reference.md §14): route patterns for ALB and Function URL paths. Defaults to none.
     pub routes: perfmon_protocol::trigger::Routes,
 }
 

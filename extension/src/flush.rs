@@ -1,4 +1,4 @@
-//! When to flush: a pure function of the policy, the state and an injected clock (contract §2).
+//! When to flush: a pure function of the policy, the state and an injected clock (docs/reference.md §2).
 //!
 //! | policy | at INVOKE | at SHUTDOWN |
 //! |---|---|---|

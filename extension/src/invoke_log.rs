@@ -1,4 +1,4 @@
-//! The invoke log (contract v2 §9): with `PERFMON_INVOKE_LOG=true`, one JSON object per invoke on
+//! The invoke log (docs/reference.md §9): with `PERFMON_INVOKE_LOG=true`, one JSON object per invoke on
 //! one stdout line, written as soon as that invoke's `platform.report` is in (and, with system
 //! metrics on, its usage: see [`crate::system::Tracker`]). Pure: [`line`] renders, the state writes.
 //!

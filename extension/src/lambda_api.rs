@@ -1,7 +1,7 @@
-//! A small Extensions API client (spec §1) on hyper 1, over one kept-alive HTTP/1.1 connection.
+//! A small Extensions API client (docs/reference.md §16.1) on hyper 1, over one kept-alive HTTP/1.1 connection.
 //!
 //! Our own rather than `lambda-extension`'s: that crate subscribes with schema `2022-07-01` only,
-//! decodes telemetry with a closed enum (one unknown record type costs the whole batch, trap 12),
+//! decodes telemetry with a closed enum (one unknown record type costs the whole batch, docs/reference.md §16.2.5),
 //! and returns from its loop on the first `/next` error — after which the process exits and Lambda
 //! records `Extension.Crash`. Here `/next` has no timeout (it blocks until the next event by
 //! design), and [`ExtensionsApi::next_event`] retries transient errors with backoff forever: the

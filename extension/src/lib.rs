@@ -1,8 +1,8 @@
 //! perfmon: an AWS Lambda external extension that reports platform metrics (from the Telemetry
 //! API) and custom metrics to CloudWatch, as PutMetricData or as EMF lines on stdout.
 //!
-//! The contract (names, environment variables, formats) is `perfmon-interface.md`; its strings are
-//! in [`perfmon_protocol::contract`]. The binary is a shell (`main.rs`); everything is here.
+//! What users rely on (names, environment variables, formats) is docs/reference.md; its strings and
+//! rules are in [`perfmon_protocol::contract`]. The binary is a shell (`main.rs`); everything is here.
 //!
 //! # Layout
 //! * [`config`]: settings from the environment, over an injected lookup; bad values warn and fall
@@ -19,10 +19,10 @@
 //! * [`state`]: state shared between the loop, the listeners and the flusher; health counters.
 //! * [`lifecycle`]: Init, the INVOKE loop, SHUTDOWN.
 //! * [`runtime_proxy`]: the Runtime API pass-through proxy used with `/opt/perfmon-wrapper`.
-//! * [`triggers`]: pure: per-trigger metrics (v3 §14) from what the proxy read of each event and
+//! * [`triggers`]: pure: per-trigger metrics (docs/reference.md §14) from what the proxy read of each event and
 //!   answer, joined with the platform report by request id.
-//! * [`system`]: system metrics (v2 §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one
-//!   JSON line per invoke (v2 §9).
+//! * [`system`]: system metrics (docs/reference.md §10) from `/proc`, `/tmp` and the cgroup; [`invoke_log`]: one
+//!   JSON line per invoke (docs/reference.md §9).
 //!
 //! The tools (`perfmon dashboard|alarms`; a subcommand turns the binary into a tool) are the
 //! `perfmon-tools` crate (`tools/`), linked by the binary but not part of the sidecar.

@@ -3,7 +3,7 @@
 //! Init does only what cannot wait: register for INVOKE and SHUTDOWN, bind the telemetry listener,
 //! subscribe. Nothing builds the CloudWatch client or TLS before the first flush needs them.
 //!
-//! Modes (v2 §8): on Lambda Managed Instances (`AWS_LAMBDA_INITIALIZATION_TYPE=
+//! Modes (docs/reference.md §8): on Lambda Managed Instances (`AWS_LAMBDA_INITIALIZATION_TYPE=
 //! lambda-managed-instances`) Lambda refuses a registration for INVOKE, so perfmon registers for
 //! SHUTDOWN only, subscribes with schema `2025-01-29`, follows invokes from telemetry alone and
 //! flushes on a timer every `PERFMON_FLUSH_INTERVAL_S` ([`Trigger::Timer`]). In any mode a refused
@@ -424,7 +424,7 @@ fn tell_unwrapped_once(ctx: &Context, waited: Duration) {
     );
 }
 
-/// SnapStart (contract §8): Lambda resumes every environment of a version from one snapshot taken
+/// SnapStart (docs/reference.md §8): Lambda resumes every environment of a version from one snapshot taken
 /// after the publish-time Init, perfmon's memory included, and an extension's first INVOKE is the
 /// first thing it sees after a restore. Once per process: drop (and count in `/v1/health`
 /// `snap_start`) what was held at the snapshot, and start the CloudWatch client afresh. perfmon

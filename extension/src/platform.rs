@@ -1,7 +1,7 @@
-//! Platform metrics (contract §3, v2 §8): turns telemetry events into [`MetricSample`]s. Pure.
+//! Platform metrics (docs/reference.md §3, §8): turns telemetry events into [`MetricSample`]s. Pure.
 //!
 //! Lambda produces invoke N's `platform.report` only after every extension called `/next` for N, so
-//! it normally arrives during invoke N+1 or at SHUTDOWN (spec §2.8). Nothing here waits for it: each
+//! it normally arrives during invoke N+1 or at SHUTDOWN (docs/reference.md §16.2.8). Nothing here waits for it: each
 //! invoke has an entry in a bounded table keyed by request id, and every sample is stamped with
 //! that invoke's `platform.start` time (or the time the INVOKE event arrived when `platform.start`
 //! is missing), whenever its data arrives.
@@ -16,7 +16,7 @@
 //! * [`Platform::finish_pending`] (at SHUTDOWN) closes invokes whose report never came, taking their
 //!   status from `platform.runtimeDone`.
 //!
-//! # Modes (v2 §8)
+//! # Modes (docs/reference.md §8)
 //! The mode starts from `AWS_LAMBDA_INITIALIZATION_TYPE` ([`Mode::from_env_value`]) and follows
 //! `platform.initStart.initializationType` and the `platform.restore*` records:
 //! * `ColdStart` is 1 only for the first invoke after an on-demand init that ended at most
@@ -513,7 +513,7 @@ impl Platform {
         }
     }
 
-    /// What the invoke log says of an invoke; only what the records carry (v2 §9).
+    /// What the invoke log says of an invoke; only what the records carry (docs/reference.md §9).
     fn summary(&self, r: &Report, inv: &Invoke, t: i64) -> InvokeSummary {
         let m = &r.metrics;
         let cold = inv.cold.filter(|_| !self.mode.is_managed_instances());

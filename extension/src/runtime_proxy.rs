@@ -18,7 +18,7 @@
 //! call fails. Lambda then resets the environment anyway (an extension that exits is
 //! `Extension.Crash`), and the next init starts without a stale proxy (the marker's process is dead).
 //!
-//! Per-trigger metrics (v3 §14): the proxy forwards first and reads after. The `/next` answer (the
+//! Per-trigger metrics (docs/reference.md §14): the proxy forwards first and reads after. The `/next` answer (the
 //! event) and the runtime's `/response` / `/error` body pass through a [`Tee`]: every frame goes
 //! on unchanged at once, and a copy of the chunk's handle (`Bytes`, no copy of the bytes) goes to
 //! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]) are read from one buffer in a
@@ -77,7 +77,7 @@ pub struct ProxySignals {
     upstream_errors: AtomicU64,
     /// The request id of the last `/response` or `/error` Lambda answered.
     done: watch::Sender<Option<String>>,
-    /// Where the readers report (v3 §14), once the state exists and if trigger metrics are on.
+    /// Where the readers report (docs/reference.md §14), once the state exists and if trigger metrics are on.
     readers: OnceLock<Readers>,
 }
 
@@ -111,7 +111,7 @@ impl ProxySignals {
         (self.forwarded.load(Ordering::Relaxed), self.upstream_errors.load(Ordering::Relaxed))
     }
 
-    /// Starts reading events and answers for the per-trigger metrics (v3 §14) into `shared`
+    /// Starts reading events and answers for the per-trigger metrics (docs/reference.md §14) into `shared`
     /// (once; later calls are ignored).
     pub fn read_triggers(&self, shared: Arc<Shared>, routes: Routes) {
         let _ = self.readers.set(Readers { shared, routes: Arc::new(routes) });

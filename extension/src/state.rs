@@ -83,7 +83,7 @@ pub struct SinkCounters {
     pub emf_datums_dropped: u64,
 }
 
-/// SnapStart (contract §8): what was held at the snapshot and dropped at the restore, so that no
+/// SnapStart (docs/reference.md §8): what was held at the snapshot and dropped at the restore, so that no
 /// restored environment sends it again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SnapStartHealth {
@@ -121,7 +121,7 @@ pub struct FlushReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     pub state: Phase,
-    /// The Lambda mode (v2 §8): `on-demand`, `provisioned-concurrency`, `snap-start`,
+    /// The Lambda mode (docs/reference.md §8): `on-demand`, `provisioned-concurrency`, `snap-start`,
     /// `lambda-managed-instances`.
     pub mode: Mode,
     /// Registered for INVOKE events (false on Managed Instances, or after a refused registration).
@@ -138,11 +138,11 @@ pub struct Health {
     pub sinks: SinkCounters,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_flush: Option<FlushReport>,
-    /// Values folded into their metric's overflow series (§12), by metric name (kept, not dropped).
+    /// Values folded into their metric's overflow series (docs/reference.md §12), by metric name (kept, not dropped).
     pub samples_overflowed: BTreeMap<String, u64>,
     /// The same, all metrics (also those past the first 100 names).
     pub samples_overflowed_total: u64,
-    /// System metrics and invoke log (v2 §9, §10).
+    /// System metrics and invoke log (docs/reference.md §9, §10).
     pub system: SystemHealth,
     /// The Runtime API proxy; absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,7 +150,7 @@ pub struct Health {
     /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snap_start: Option<SnapStartHealth>,
-    /// Per-trigger metrics (v3 §14); absent with `PERFMON_TRIGGER_METRICS=false`.
+    /// Per-trigger metrics (docs/reference.md §14); absent with `PERFMON_TRIGGER_METRICS=false`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub triggers: Option<crate::triggers::TriggerHealth>,
 }
@@ -205,7 +205,7 @@ pub struct Inner {
     pub system_health: SystemHealth,
     /// The log line saying that sparse invokes run without `/opt/perfmon-wrapper` was written.
     pub unwrapped_notice_given: bool,
-    /// Per-trigger metrics (v3 §14); `None` with `PERFMON_TRIGGER_METRICS=false`.
+    /// Per-trigger metrics (docs/reference.md §14); `None` with `PERFMON_TRIGGER_METRICS=false`.
     pub triggers: Option<crate::triggers::Triggers>,
 }
 
@@ -561,7 +561,7 @@ impl Shared {
         let _ = self.statsd_drops.set(drops);
     }
 
-    /// Feeds the per-trigger tracker (v3 §14), if it is on; the samples it gives are recorded.
+    /// Feeds the per-trigger tracker (docs/reference.md §14), if it is on; the samples it gives are recorded.
     pub fn with_triggers(&self, f: impl FnOnce(&mut crate::triggers::Triggers) -> Vec<MetricSample>) {
         let now = now_ms();
         let mut g = self.lock();

@@ -1,6 +1,6 @@
 //! The Telemetry API listener: where Lambda POSTs batches of events.
 //!
-//! Bound on `0.0.0.0` (Lambda delivers to `sandbox.localdomain`, trap 11) **before** subscribing,
+//! Bound on `0.0.0.0` (Lambda delivers to `sandbox.localdomain`, docs/reference.md §16.2.1) **before** subscribing,
 //! served by hyper 1 over kept-alive HTTP/1.1 connections. Every POST is answered `200`, even a
 //! body that does not parse: Lambda would otherwise redeliver it forever. Batches are decoded
 //! record by record with [`decode_batch`]: an unknown or newer record type, or a record that does

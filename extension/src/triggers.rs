@@ -1,4 +1,4 @@
-//! Per-trigger metrics (contract v3 §14): what the Runtime API proxy read from each invoke's event
+//! Per-trigger metrics (docs/reference.md §14): what the Runtime API proxy read from each invoke's event
 //! and answer, joined by request id with the platform report. Pure: the proxy hands in what its
 //! readers found ([`Triggers::on_event`], [`Triggers::on_answer`]), the telemetry listener the
 //! report ([`Triggers::on_report`]); samples come out as soon as an invoke has what they need.

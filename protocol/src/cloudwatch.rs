@@ -1,6 +1,6 @@
 //! CloudWatch PutMetricData: the datum model, CloudWatch's limits and units, and the codecs.
 //!
-//! Spec: `lambda-and-cloudwatch.md` §4.1–4.6 and trap 15. The extension builds [`PutMetricData`]
+//! Rules: docs/reference.md §16.3. The extension builds [`PutMetricData`]
 //! requests within these limits; the sandbox's embedded CloudWatch validates them against the same
 //! limits, as real CloudWatch does.
 //!

@@ -1,18 +1,18 @@
-//! The names, ports and defaults of `perfmon-interface.md` (v1) in one place.
+//! The names, ports, defaults and user-visible rules of docs/reference.md in one place.
 //!
 //! Users, dashboards, alarms and tests depend on these strings: the extension emits them, the
 //! `perfmon dashboard` / `perfmon alarms` tools reference them, and the tests read them back.
 
-/// Contract §2: environment variables of the function (all optional).
+/// docs/reference.md §2: environment variables of the function (all optional).
 pub mod env {
     pub const NAMESPACE: &str = "PERFMON_NAMESPACE";
     pub const DIMENSIONS: &str = "PERFMON_DIMENSIONS";
     pub const SINK: &str = "PERFMON_SINK";
     pub const FLUSH: &str = "PERFMON_FLUSH";
     pub const FLUSH_INTERVAL_S: &str = "PERFMON_FLUSH_INTERVAL_S";
-    /// Issue 14: what `adaptive` does at the end of a sparse invoke (`end`, `emf`, `defer`).
+    /// What `adaptive` does at the end of a sparse invoke (`end`, `emf`, `defer`).
     pub const SPARSE_FLUSH: &str = "PERFMON_SPARSE_FLUSH";
-    /// Issue 14: the Runtime API proxy's port on 127.0.0.1 (used with `/opt/perfmon-wrapper`); `0` turns it off.
+    /// The Runtime API proxy's port on 127.0.0.1 (used with `/opt/perfmon-wrapper`); `0` turns it off.
     pub const RUNTIME_PROXY_PORT: &str = "PERFMON_RUNTIME_PROXY_PORT";
     pub const HTTP_PORT: &str = "PERFMON_HTTP_PORT";
     pub const STATSD_PORT: &str = "PERFMON_STATSD_PORT";
@@ -25,22 +25,22 @@ pub mod env {
     pub const TELEMETRY_PORT: &str = "PERFMON_TELEMETRY_PORT";
     pub const PRICE_GB_S: &str = "PERFMON_PRICE_GB_S";
     pub const LOG: &str = "PERFMON_LOG";
-    /// v2 §8: `true` adds `FunctionName` + `TenantId` series for tenant-isolated functions.
+    /// docs/reference.md §8: `true` adds `FunctionName` + `TenantId` series for tenant-isolated functions.
     pub const TENANT_DIMENSION: &str = "PERFMON_TENANT_DIMENSION";
-    /// v2 §12: distinct dimension sets per metric name and flush window.
+    /// docs/reference.md §12: distinct dimension sets per metric name and flush window.
     pub const MAX_SERIES_PER_METRIC: &str = "PERFMON_MAX_SERIES_PER_METRIC";
-    /// v2 §13: the OTLP/HTTP metrics listener's port; `0` turns it off.
+    /// docs/reference.md §13: the OTLP/HTTP metrics listener's port; `0` turns it off.
     pub const OTLP_PORT: &str = "PERFMON_OTLP_PORT";
-    /// v2 §13 (perfmon's choice): resource attribute keys added as dimensions to OTLP metrics,
+    /// docs/reference.md §13 (perfmon's choice): resource attribute keys added as dimensions to OTLP metrics,
     /// comma-separated (e.g. `service.name`); empty by default.
     pub const OTLP_RESOURCE_ATTRIBUTES: &str = "PERFMON_OTLP_RESOURCE_ATTRIBUTES";
-    /// v2 §10: `false` turns the system metrics off. Defaults to `true`.
+    /// docs/reference.md §10: `false` turns the system metrics off. Defaults to `true`.
     pub const SYSTEM_METRICS: &str = "PERFMON_SYSTEM_METRICS";
-    /// v2 §9: `true` writes one JSON line per invoke on stdout. Defaults to `false`.
+    /// docs/reference.md §9: `true` writes one JSON line per invoke on stdout. Defaults to `false`.
     pub const INVOKE_LOG: &str = "PERFMON_INVOKE_LOG";
-    /// v3 §14: `false` turns the per-trigger metrics of the Runtime API proxy off. Defaults to `true`.
+    /// docs/reference.md §14: `false` turns the per-trigger metrics of the Runtime API proxy off. Defaults to `true`.
     pub const TRIGGER_METRICS: &str = "PERFMON_TRIGGER_METRICS";
-    /// v3 §14: route patterns for ALB and Function URL paths, comma-separated (`/users/{id},/orders/{id}/items`).
+    /// docs/reference.md §14: route patterns for ALB and Function URL paths, comma-separated (`/users/{id},/orders/{id}/items`).
     pub const ROUTES: &str = "PERFMON_ROUTES";
     /// Set by Lambda: the function's name (the `FunctionName` dimension).
     pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
@@ -50,7 +50,7 @@ pub mod env {
     pub const MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 }
 
-/// v2 §8: the values of `AWS_LAMBDA_INITIALIZATION_TYPE` (and `initStart.initializationType`).
+/// docs/reference.md §8: the values of `AWS_LAMBDA_INITIALIZATION_TYPE` (and `initStart.initializationType`).
 pub mod init_type {
     pub const ON_DEMAND: &str = "on-demand";
     pub const PROVISIONED_CONCURRENCY: &str = "provisioned-concurrency";
@@ -58,7 +58,7 @@ pub mod init_type {
     pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
 }
 
-/// Contract §2: defaults.
+/// docs/reference.md §2: defaults.
 pub mod defaults {
     pub const NAMESPACE: &str = "Perfmon";
     pub const SINK: &str = "cloudwatch";
@@ -72,36 +72,36 @@ pub mod defaults {
     pub const STATSD_PORT: u16 = 8125;
     pub const TELEMETRY_PORT: u16 = 4281;
     pub const LOG: &str = "warn";
-    /// v2 §12.
+    /// docs/reference.md §12.
     pub const MAX_SERIES_PER_METRIC: usize = 1_000;
-    /// v2 §13: the OpenTelemetry SDKs' default OTLP/HTTP port.
+    /// docs/reference.md §13: the OpenTelemetry SDKs' default OTLP/HTTP port.
     pub const OTLP_PORT: u16 = 4318;
-    /// v2 §8: an init that ended longer than this before the first invoke started was proactive
+    /// docs/reference.md §8: an init that ended longer than this before the first invoke started was proactive
     /// (no user waited for it): not a cold start.
     pub const PROACTIVE_INIT_THRESHOLD_MS: i64 = 10_000;
-    /// Telemetry API buffering timeout perfmon subscribes with (contract §1).
+    /// Telemetry API buffering timeout perfmon subscribes with (docs/reference.md §1).
     pub const TELEMETRY_TIMEOUT_MS: u32 = 25;
-    /// Lambda duration price per GB-second, us-east-1, first tier (digest §6.1).
+    /// Lambda duration price per GB-second, us-east-1, first tier (docs/reference.md §16.5).
     pub const PRICE_GB_S_X86_64: f64 = 0.000_016_666_7;
     pub const PRICE_GB_S_ARM64: f64 = 0.000_013_333_4;
     /// Lambda request price, per request ($0.20 per million).
     pub const PRICE_PER_REQUEST: f64 = 0.000_000_2;
 }
 
-/// Contract §3 and §4: metric names.
+/// docs/reference.md §3 and §4: metric names.
 pub mod metric {
     pub const INVOCATIONS: &str = "Invocations";
-    /// v3 §14 (per `Route`): 1 when the answer's status is 4xx, else 0, one sample per invoke.
+    /// docs/reference.md §14 (per `Route`): 1 when the answer's status is 4xx, else 0, one sample per invoke.
     pub const HTTP_4XX: &str = "Http4xx";
-    /// v3 §14 (per `Route`): 1 when the answer's status is 5xx, else 0, one sample per invoke.
+    /// docs/reference.md §14 (per `Route`): 1 when the answer's status is 5xx, else 0, one sample per invoke.
     pub const HTTP_5XX: &str = "Http5xx";
-    /// v3 §14 (per `Trigger` + `Source`): records in the batch.
+    /// docs/reference.md §14 (per `Trigger` + `Source`): records in the batch.
     pub const BATCH_SIZE: &str = "BatchSize";
-    /// v3 §14 (per `Trigger` + `Source`): age of the batch's oldest record at hand-out.
+    /// docs/reference.md §14 (per `Trigger` + `Source`): age of the batch's oldest record at hand-out.
     pub const RECORD_AGE: &str = "RecordAge";
-    /// v3 §14 (per `Trigger` + `Source`): entries of the answer's `batchItemFailures`.
+    /// docs/reference.md §14 (per `Trigger` + `Source`): entries of the answer's `batchItemFailures`.
     pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
-    /// v3 §14 (per `Trigger`): the notification's own time to its hand-out.
+    /// docs/reference.md §14 (per `Trigger`): the notification's own time to its hand-out.
     pub const DELIVERY_DELAY: &str = "DeliveryDelay";
     pub const COLD_START: &str = "ColdStart";
     pub const INIT_DURATION: &str = "InitDuration";
@@ -117,13 +117,13 @@ pub mod metric {
     pub const TIMEOUTS: &str = "Timeouts";
     pub const OUT_OF_MEMORY: &str = "OutOfMemory";
     pub const ESTIMATED_COST: &str = "EstimatedCost";
-    /// v2 §8: SnapStart, `platform.restoreReport.metrics.durationMs`, once per restored sandbox.
+    /// docs/reference.md §8: SnapStart, `platform.restoreReport.metrics.durationMs`, once per restored sandbox.
     pub const RESTORE_DURATION: &str = "RestoreDuration";
-    /// v2 §8: response streaming, the `responseDuration` span.
+    /// docs/reference.md §8: response streaming, the `responseDuration` span.
     pub const RESPONSE_DURATION: &str = "ResponseDuration";
-    /// v2 §8: Managed Instances, the most invokes in flight at once in a flush window.
+    /// docs/reference.md §8: Managed Instances, the most invokes in flight at once in a flush window.
     pub const CONCURRENT_INVOCATIONS: &str = "ConcurrentInvocations";
-    /// v2 §10: system metrics of the function's processes, per invoke (per flush window on
+    /// docs/reference.md §10: system metrics of the function's processes, per invoke (per flush window on
     /// Managed Instances).
     pub const CPU_TIME: &str = "CPUTime";
     pub const CPU_UTILIZATION: &str = "CPUUtilization";
@@ -132,10 +132,10 @@ pub mod metric {
     pub const TMP_USED: &str = "TmpUsed";
     pub const FILE_DESCRIPTORS: &str = "FileDescriptors";
     pub const THREADS: &str = "Threads";
-    /// v2 §10, Managed Instances only: the whole environment, Maximum of the samples.
+    /// docs/reference.md §10, Managed Instances only: the whole environment, Maximum of the samples.
     pub const ENVIRONMENT_CPU_UTILIZATION: &str = "EnvironmentCPUUtilization";
     pub const ENVIRONMENT_MEMORY_UTILIZATION: &str = "EnvironmentMemoryUtilization";
-    /// Every system metric of v2 §10 with its unit.
+    /// Every system metric of docs/reference.md §10 with its unit.
     pub const SYSTEM: [(&str, &str); 9] = [
         (CPU_TIME, "Milliseconds"),
         (CPU_UTILIZATION, "Percent"),
@@ -155,7 +155,7 @@ pub mod metric {
     pub const OPERATION_COUNT: &str = "OperationCount";
     pub const OPERATION_ERRORS: &str = "OperationErrors";
 
-    /// Every platform metric of contract §3 with its CloudWatch unit.
+    /// Every platform metric of docs/reference.md §3 with its CloudWatch unit.
     pub const PLATFORM: [(&str, &str); 15] = [
         (INVOCATIONS, "Count"),
         (COLD_START, "Count"),
@@ -174,16 +174,16 @@ pub mod metric {
         (ESTIMATED_COST, "None"),
     ];
 
-    /// What Managed Instances records carry (v2 §8), plus `ConcurrentInvocations`: nothing else is
+    /// What Managed Instances records carry (docs/reference.md §8), plus `ConcurrentInvocations`: nothing else is
     /// emitted there (no billed duration, memory or cost per invoke).
     pub const MANAGED_INSTANCES: [&str; 7] =
         [INVOCATIONS, DURATION, RESPONSE_LATENCY, RESPONSE_DURATION, ERRORS, TIMEOUTS, CONCURRENT_INVOCATIONS];
 
-    /// Emitted per tenant too with `PERFMON_TENANT_DIMENSION=true` (v2 §8).
+    /// Emitted per tenant too with `PERFMON_TENANT_DIMENSION=true` (docs/reference.md §8).
     pub const PER_TENANT: [&str; 4] = [INVOCATIONS, DURATION, ERRORS, TIMEOUTS];
 }
 
-/// v2 §9: the invoke log, one JSON object per invoke on one line. The field names, in the order
+/// docs/reference.md §9: the invoke log, one JSON object per invoke on one line. The field names, in the order
 /// the line carries them; `perfmon queries` names only these.
 pub mod invoke_log {
     /// The value of the discriminating field `perfmon`.
@@ -243,17 +243,17 @@ pub mod dimension {
     pub const OPERATION: &str = "Operation";
     /// `/v1/operations` failures carry their `errorType` here (on `OperationErrors` only).
     pub const ERROR_TYPE: &str = "ErrorType";
-    /// v2 §8: tenant-isolated functions, with `PERFMON_TENANT_DIMENSION=true`.
+    /// docs/reference.md §8: tenant-isolated functions, with `PERFMON_TENANT_DIMENSION=true`.
     pub const TENANT_ID: &str = "TenantId";
-    /// v3 §14: the event source recognised from the event (`api-gateway-http`, `sqs`, ...).
+    /// docs/reference.md §14: the event source recognised from the event (`api-gateway-http`, `sqs`, ...).
     pub const TRIGGER: &str = "Trigger";
-    /// v3 §14: the route template of an HTTP trigger (`GET /users/{id}`, `$connect`).
+    /// docs/reference.md §14: the route template of an HTTP trigger (`GET /users/{id}`, `$connect`).
     pub const ROUTE: &str = "Route";
-    /// v3 §14: the queue, stream, table or topic of a batch trigger.
+    /// docs/reference.md §14: the queue, stream, table or topic of a batch trigger.
     pub const SOURCE: &str = "Source";
 }
 
-/// HTTP paths of the custom-metric API (contract §4).
+/// HTTP paths of the custom-metric API (docs/reference.md §4).
 pub mod http {
     pub const METRICS_PATH: &str = "/v1/metrics";
     pub const OPERATIONS_PATH: &str = "/v1/operations";

@@ -1,11 +1,11 @@
-//! The custom-metric HTTP API (contract §4): bodies of `POST /v1/metrics` and `POST /v1/operations`,
+//! The custom-metric HTTP API (docs/reference.md §4): bodies of `POST /v1/metrics` and `POST /v1/operations`,
 //! their validation, and the answers.
 //!
 //! A body is one JSON object or an array of them. The body as a whole must be valid JSON (else
 //! [`BodyError::Json`], a 400 with the parser's message) and at most [`http::MAX_BODY_BYTES`]
 //! (else 413). Each entry is then validated **on its own**: a bad entry is listed in
 //! [`ParsedBatch::rejected`] with its index and a message naming the field, and never costs the
-//! others. The checks are CloudWatch's (`lambda-and-cloudwatch.md` §4.1, `API_Dimension`), so an
+//! others. The checks are CloudWatch's (docs/reference.md §16.3.1, `API_Dimension`), so an
 //! accepted entry can never make a whole `PutMetricData` request fail later.
 //!
 //! Decisions where the contract is silent:

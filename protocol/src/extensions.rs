@@ -1,7 +1,8 @@
 //! Lambda Extensions API, version 2020-01-01: paths, headers, and the register / event-next bodies.
 //!
-//! Spec: `lambda-and-cloudwatch.md` §1. `deadlineMs` is always an absolute epoch-millisecond time
-//! (trap 7) and `shutdownReason` is parsed case-insensitively (trap 6).
+//! Spec: docs/reference.md §16.1. `deadlineMs` is always an absolute epoch-millisecond time
+//! (docs/reference.md §16.1.3) and `shutdownReason` is parsed case-insensitively (Lambda documents upper
+//! case and sends lower case).
 
 use serde::{Deserialize, Serialize};
 

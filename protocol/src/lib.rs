@@ -9,13 +9,14 @@
 //! * [`runtime`]: Runtime API paths and headers (used by the sandbox to host a function).
 //! * [`telemetry`]: Telemetry API subscription and events, decoded record by record.
 //! * [`time`]: ISO-8601 (millisecond, UTC) timestamps as used by the Telemetry API.
-//! * [`contract`]: names, env vars, ports and defaults of `perfmon-interface.md`.
+//! * [`contract`]: names, env vars, ports, defaults and the user-visible rules (dimensions, namespace,
+//!   Lambda mode, clock) of docs/reference.md.
 //! * [`cloudwatch`]: the PutMetricData model, CloudWatch's limits and units, awsQuery encoding.
 //! * [`custom`]: the custom-metric HTTP API (`/v1/metrics`, `/v1/operations`): validation and answers.
 //! * [`statsd`]: StatsD/DogStatsD lines, parsed without allocating.
 //! * [`otlp`]: OTLP/HTTP metrics: decoding, the answers, the mapping onto counters, gauges and distributions.
-//! * [`procfs`]: the `/proc` files the system metrics read (v2 §10).
-//! * [`trigger`]: what the Runtime API proxy reads from an event and its answer (v3 §14): trigger,
+//! * [`procfs`]: the `/proc` files the system metrics read (docs/reference.md §10).
+//! * [`trigger`]: what the Runtime API proxy reads from an event and its answer (docs/reference.md §14): trigger,
 //!   route, status, batch, record age, batch failures, error type; streaming, lenient, bounded.
 
 pub mod cloudwatch;

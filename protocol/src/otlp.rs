@@ -1,4 +1,4 @@
-//! OTLP/HTTP metrics (contract §13): decoding `ExportMetricsServiceRequest` bodies (protobuf or
+//! OTLP/HTTP metrics (docs/reference.md §13): decoding `ExportMetricsServiceRequest` bodies (protobuf or
 //! JSON, gzip allowed), the answers the OTLP/HTTP spec gives, and the mapping of OTLP data points
 //! onto perfmon's counters, gauges and distributions ([`Mapper`]).
 //!
@@ -43,7 +43,7 @@ use crate::cloudwatch::{MAX_DIMENSION_VALUE_LEN, MAX_FUTURE_MS, MAX_NAME_LEN, MA
 
 /// The OTLP/HTTP metrics path.
 pub const METRICS_PATH: &str = "/v1/metrics";
-/// Largest body taken, on the wire and after gzip (contract §13: 413 over 4 MiB).
+/// Largest body taken, on the wire and after gzip (docs/reference.md §13: 413 over 4 MiB).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Cumulative streams remembered (for deltas). A new cumulative stream beyond this is rejected
 /// (`otlp_stream_cap`) rather than counted twice later.

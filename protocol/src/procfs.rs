@@ -1,4 +1,4 @@
-//! Pure parsers of the few `/proc` files the system metrics read (contract v2 §10). No I/O: the
+//! Pure parsers of the few `/proc` files the system metrics read (docs/reference.md §10). No I/O: the
 //! extension reads the files (`extension/src/system/read.rs`) and hands the text here.
 //!
 //! Every parser returns `None` (or skips a line) on input it does not understand, never panics:

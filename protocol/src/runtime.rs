@@ -1,6 +1,6 @@
 //! Lambda Runtime API, version 2018-06-01: what the sandbox serves to a function's runtime client.
 //!
-//! Spec: `lambda-and-cloudwatch.md` §1.11.
+//! Spec: docs/reference.md §16.1.11.
 
 pub const NEXT_PATH: &str = "/2018-06-01/runtime/invocation/next";
 pub const INVOCATION_PREFIX: &str = "/2018-06-01/runtime/invocation/";

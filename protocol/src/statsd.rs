@@ -1,4 +1,4 @@
-//! StatsD / DogStatsD lines (contract §5), parsed without allocating: a [`Line`] borrows its name
+//! StatsD / DogStatsD lines (docs/reference.md §5), parsed without allocating: a [`Line`] borrows its name
 //! and tags from the datagram.
 //!
 //! Grammar: `name:value[:value…]|type[|@rate][|#tag:value,tag2:value2][|T<unix seconds>][|c:<container>]`,

@@ -1,16 +1,16 @@
 //! Lambda Telemetry API, version 2022-07-01: the subscription request and the events Lambda POSTs.
 //!
-//! Spec: `lambda-and-cloudwatch.md` §2. A batch is a JSON array of `{time, type, record}`.
+//! Spec: docs/reference.md §16.2. A batch is a JSON array of `{time, type, record}`.
 //! [`decode_batch`] decodes it **record by record**: a record of an unknown or newer type (SnapStart
 //! restore events we do not model, Managed Instances records, future types), or one that does not
 //! match its schema, is skipped and reported in [`Decoded::skipped`]; it never costs the rest of the
-//! batch (trap 12; the `lambda-extension` crate's closed enum rejects the whole batch instead).
+//! batch (docs/reference.md §16.2.5; the `lambda-extension` crate's closed enum rejects the whole batch instead).
 
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 pub const SUBSCRIBE_PATH: &str = "/2022-07-01/telemetry";
-/// Legacy Logs API subscription path (contrast only; see §3).
+/// Legacy Logs API subscription path (contrast only; see docs/reference.md §16.2.9).
 pub const LOGS_SUBSCRIBE_PATH: &str = "/2020-08-15/logs";
 
 /// The schema for on-demand, provisioned-concurrency and SnapStart environments.
@@ -25,7 +25,7 @@ pub const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"
 /// The host Lambda delivers to; the sandbox resolves it to 127.0.0.1.
 pub const LISTENER_HOST: &str = "sandbox.localdomain";
 
-/// Buffering limits (§2.2; the English reference page swaps two rows, trap 14).
+/// Buffering limits (docs/reference.md §16.2.2: the English reference page swaps two rows of its table).
 pub const MAX_ITEMS_RANGE: (u32, u32) = (1_000, 10_000);
 pub const MAX_BYTES_RANGE: (u32, u32) = (262_144, 1_048_576);
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (25, 30_000);

@@ -1,4 +1,4 @@
-//! Contract v3 §14: what a Runtime API proxy can tell from an invoke's event and its answer alone:
+//! docs/reference.md §14: what a Runtime API proxy can tell from an invoke's event and its answer alone:
 //! the trigger, the HTTP route and status, the batch (size, source, oldest record), a
 //! notification's own time, the partial batch failures and the error type.
 //!
@@ -11,7 +11,7 @@
 //! than expected counts as absent, so any JSON value is an event of some trigger (`other` at
 //! worst); only bytes that are not JSON are [`NotJson`].
 //!
-//! Sources (the facts are gathered with their citations in `triggers.md`):
+//! Sources:
 //! * event shapes: the `aws_lambda_events` crate's fixtures (awslabs/aws-lambda-rust-runtime,
 //!   `lambda-events/src/fixtures`, copied into `protocol/tests/events/`), the Lambda developer
 //!   guide's pages per event source, the API Gateway guide's "Create AWS Lambda proxy integrations
@@ -43,7 +43,7 @@ pub const MAX_ERROR_TYPE_LEN: usize = 128;
 /// The content type of a streamed answer that starts with an HTTP prelude (JSON, then 8 NULs).
 pub const HTTP_PRELUDE_CONTENT_TYPE: &str = "application/vnd.awslambda.http-integration-response";
 
-/// The event source, recognised from the event alone (v3 §14 `Trigger`).
+/// The event source, recognised from the event alone (docs/reference.md §14 `Trigger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trigger {
     ApiGatewayRest,
@@ -144,7 +144,7 @@ impl fmt::Display for Trigger {
     }
 }
 
-/// What the event says, as far as v3 §14 needs it.
+/// What the event says, as far as docs/reference.md §14 needs it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EventFacts {
     pub trigger: Option<Trigger>,
@@ -257,7 +257,7 @@ pub enum Outcome {
     Failed,
 }
 
-/// The HTTP status the caller sees (v3 §14 "Status").
+/// The HTTP status the caller sees (docs/reference.md §14 "Status").
 pub fn http_status(trigger: Trigger, outcome: &Outcome) -> u16 {
     const BAD_GATEWAY: u16 = 502;
     let (read, bytes, streamed) = match outcome {
@@ -283,7 +283,7 @@ pub fn http_status(trigger: Trigger, outcome: &Outcome) -> u16 {
     }
 }
 
-/// `BatchItemFailures` of a batch of `batch_size` records (v3 §14): the entries of a valid list;
+/// `BatchItemFailures` of a batch of `batch_size` records (docs/reference.md §14): the entries of a valid list;
 /// the whole batch for an `/error`, a timeout, a crash, an answer that is not JSON or a list
 /// Lambda would reject; 0 for an absent, null or empty list.
 pub fn batch_item_failures(batch_size: u64, outcome: &Outcome) -> u64 {
@@ -603,7 +603,7 @@ impl<'de> Deserialize<'de> for Present {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The event: only the fields v3 §14 names.
+// The event: only the fields docs/reference.md §14 names.
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

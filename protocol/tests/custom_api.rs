@@ -1,4 +1,4 @@
-//! `POST /v1/metrics` and `/v1/operations` bodies (contract §4): tables of good and bad inputs,
+//! `POST /v1/metrics` and `/v1/operations` bodies (docs/reference.md §4): tables of good and bad inputs,
 //! the answers, and properties (no panic on any bytes; accepted + rejected = entries).
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! StatsD / DogStatsD lines (contract §5): tables of good and bad lines, datagrams with several
+//! StatsD / DogStatsD lines (docs/reference.md §5): tables of good and bad lines, datagrams with several
 //! lines, and properties (no panic on any bytes; one result per non-blank line).
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! The Telemetry API subscription body as documented (digest §2.1–2.2) and Lambda's validation.
+//! The Telemetry API subscription body as documented (docs/reference.md §16.2.1–16.2.2) and Lambda's validation.
 #![allow(clippy::unwrap_used)]
 
 use perfmon_protocol::telemetry::{parse_listener_uri, Buffering, SubscribeRequest};

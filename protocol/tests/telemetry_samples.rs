@@ -1,4 +1,4 @@
-//! `protocol::telemetry` against raw JSON batches shaped as AWS documents them (digest §2.5–2.6),
+//! `protocol::telemetry` against raw JSON batches shaped as AWS documents them (docs/reference.md §16.2.5–16.2.6),
 //! so that a wrong field name cannot fool both the sandbox and the extension.
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! When a subscriber's queue becomes a batch (§2.2): when it holds `maxItems` events, or
+//! When a subscriber's queue becomes a batch (docs/reference.md §16.2.2): when it holds `maxItems` events, or
 //! `maxBytes` bytes, or `timeoutMs` has passed since its oldest event; never while frozen; at
 //! once when the sandbox flushes (shutdown). Pure: the delivery task supplies the clock.
 

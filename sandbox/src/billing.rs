@@ -1,4 +1,4 @@
-//! Billing maths of `platform.report` (§2.6, trap 17): billed duration is rounded up to the next
+//! Billing maths of `platform.report` (docs/reference.md §16.2.6, §16.5): billed duration is rounded up to the next
 //! millisecond and, on a cold start, includes the init duration (configurable).
 
 /// `billedDurationMs` for an invoke of `duration_ms`, with `init_ms` on a cold start.

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use crate::mode::Mode;
 
-/// Default shutdown window with at least one external extension (§1.8).
+/// Default shutdown window with at least one external extension (docs/reference.md §16.1.8).
 pub const SHUTDOWN_WINDOW_EXTERNAL: Duration = Duration::from_millis(2000);
-/// Default shutdown window with internal extensions only (§1.8).
+/// Default shutdown window with internal extensions only (docs/reference.md §16.1.8).
 pub const SHUTDOWN_WINDOW_INTERNAL: Duration = Duration::from_millis(500);
-/// Default share of the window reserved for the runtime's graceful exit after SIGTERM (§1.8, docs figure).
+/// Default share of the window reserved for the runtime's graceful exit after SIGTERM (docs/reference.md §16.1.8, docs figure).
 pub const RUNTIME_SHUTDOWN_SHARE: Duration = Duration::from_millis(300);
-/// Default Init limit of on-demand functions (§1.6).
+/// Default Init limit of on-demand functions (docs/reference.md §16.1.6).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Account id reported in `accountId` and ARNs.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -108,7 +108,7 @@ impl SandboxConfig {
         self.memory_mb = mb;
         self
     }
-    /// The function timeout: limits the whole invoke phase, runtime and extensions (§1.6).
+    /// The function timeout: limits the whole invoke phase, runtime and extensions (docs/reference.md §16.1.6).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -118,7 +118,7 @@ impl SandboxConfig {
         self.extensions_dir = Some(dir.as_ref().to_path_buf());
         self
     }
-    /// A function environment variable; extensions get it too unless §6.2 excludes it.
+    /// A function environment variable; extensions get it too unless docs/reference.md §16.6 excludes it.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -152,7 +152,7 @@ impl SandboxConfig {
         self.runtime_shutdown = grace;
         self
     }
-    /// Whether `billedDurationMs` includes the init duration on cold starts (default true, §2.6).
+    /// Whether `billedDurationMs` includes the init duration on cold starts (default true, docs/reference.md §16.2.6).
     pub fn bill_init(mut self, on: bool) -> Self {
         self.bill_init = on;
         self

@@ -1,4 +1,4 @@
-//! The environment of the runtime and of the extensions (§6.2): the runtime gets the full Lambda
+//! The environment of the runtime and of the extensions (docs/reference.md §16.6): the runtime gets the full Lambda
 //! set; extensions get the same minus the runtime-only variables and anything starting with `_`.
 
 use perfmon_protocol::contract::env::{INITIALIZATION_TYPE, MAX_CONCURRENCY};
@@ -56,7 +56,7 @@ pub(crate) fn function_env(cfg: &SandboxConfig, runtime_api: &str, task_root: &s
     env
 }
 
-/// What an extension gets: the function's environment minus §6.2's exclusions.
+/// What an extension gets: the function's environment minus docs/reference.md §16.6's exclusions.
 pub(crate) fn extension_env(function_env: &[(String, String)]) -> Vec<(String, String)> {
     function_env
         .iter()

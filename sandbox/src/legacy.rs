@@ -1,4 +1,4 @@
-//! Legacy Logs API (`/2020-08-15/logs`, §3) record shapes, converted from telemetry events.
+//! Legacy Logs API (`/2020-08-15/logs`, docs/reference.md §16.2.9) record shapes, converted from telemetry events.
 //! Only the types the Logs API knows are sent (no init lifecycle events, spans, tracing): the
 //! `lambda-extension` crate's `LambdaLogRecord` has no catch-all, so anything else would make it
 //! reject the whole batch.

@@ -5,7 +5,7 @@
 //! every file of the extensions directory run as real processes; the sandbox follows Lambda's
 //! Init order, freezes everything (SIGSTOP, and no telemetry delivery) while all processes are
 //! parked in `/next`, reports invokes through `platform.*` telemetry, and shuts down (or resets
-//! after a timeout or a crash) as Lambda does. Spec: `lambda-and-cloudwatch.md` §1, §2, §6.2, §8.
+//! after a timeout or a crash) as Lambda does. Rules: docs/reference.md §16.1, §16.2, §16.6.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), perfmon_sandbox::SandboxError> {
@@ -19,10 +19,10 @@
 //! ```
 //!
 //! # Layout
-//! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of §6.2.
+//! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of docs/reference.md §16.6.
 //! * `api/`: the HTTP handlers (`extensions`, `runtime`, `telemetry`).
 //! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
-//! * [`mode`]: the Lambda modes (§8); `concurrent`: Managed Instances invokes over several runtime
+//! * [`mode`]: the Lambda modes (docs/reference.md §8); `concurrent`: Managed Instances invokes over several runtime
 //!   workers; `restore`: the SnapStart restore before the first invoke.
 //! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
 //! * `resources`: Lambda's resource model per environment (CPU quota and memory limit in a cgroup,

@@ -1,6 +1,6 @@
-//! The lifecycle of the execution environment: Init in the order of §1.5, invokes (dispatch, wait
-//! for the runtime and the extensions, report, freeze), and the shutdown sequence of §1.8 — used
-//! both for the final shutdown and for the reset after a timeout or a crash (§1.10).
+//! The lifecycle of the execution environment: Init in the order of docs/reference.md §16.1.5, invokes (dispatch, wait
+//! for the runtime and the extensions, report, freeze), and the shutdown sequence of docs/reference.md §16.1.8 — used
+//! both for the final shutdown and for the reset after a timeout or a crash (docs/reference.md §16.1.10).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ fn fatal_gate(st: &State) -> Option<Gate> {
     st.fatal.as_ref().map(|f| Gate::Failed(f.error_type.clone()))
 }
 
-/// Runs Init (§1.5): initStart, extensions exec'd in parallel, all registered, runtime started,
+/// Runs Init (docs/reference.md §16.1.5): initStart, extensions exec'd in parallel, all registered, runtime started,
 /// registration closed at the runtime's first `/next`, every extension in `/next`, subscriptions
 /// closed, initRuntimeDone / platform.extension / initReport, freeze. On failure the environment is
 /// reset (shutdown with reason `failure`).
@@ -400,7 +400,7 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>, tenant: Option<
         inv.restore_ms = restore_ms;
         st.invoke = Some(inv);
         // platform.start is queued before delivery resumes, so it travels with the previous
-        // invoke's report in the first batch after the thaw (§2.8.3).
+        // invoke's report in the first batch after the thaw (docs/reference.md §16.2.8).
         st.emit(Record::Start(perfmon_protocol::telemetry::Start {
             request_id: request_id.clone(),
             version: Some(cfg.function_version.clone()),
@@ -516,7 +516,7 @@ pub(crate) async fn invoke(inner: &Arc<Inner>, payload: Vec<u8>, tenant: Option<
     })
 }
 
-/// The shutdown sequence (§1.8): thaw, SIGTERM to the runtime and up to `runtime_shutdown` for it,
+/// The shutdown sequence (docs/reference.md §16.1.8): thaw, SIGTERM to the runtime and up to `runtime_shutdown` for it,
 /// SHUTDOWN (with the window's end as `deadlineMs`) to the extensions registered for it, SIGKILL
 /// to the others, telemetry flushed during the window, SIGKILL for anything left at the deadline.
 /// `last`: the sandbox is done (else it is a reset and the next invoke re-inits).

@@ -1,4 +1,4 @@
-//! The `platform.*` records of an invoke, built from the invoke's timestamps (§2.5): `runtimeDone`
+//! The `platform.*` records of an invoke, built from the invoke's timestamps (docs/reference.md §16.2.5): `runtimeDone`
 //! (metrics and spans `responseLatency`, `responseDuration`, `runtimeOverhead`) and `report`
 //! (duration up to the last extension's `/next`, billing, memory, `extensionOverhead`).
 

@@ -1,7 +1,7 @@
 //! Processes of the sandbox: spawned as their own process-group leaders with a clean environment,
 //! stdout/stderr captured line by line (into the logs and, as `function`/`extension` records, to
 //! telemetry subscribers), reaped by `wait4` in a watcher thread for the exit status.
-//! A process that ends while the environment is not shutting down is a fatal error (§1.10).
+//! A process that ends while the environment is not shutting down is a fatal error (docs/reference.md §16.1.10).
 //!
 //! Peak RSS is the highest `VmHWM` sampled from `/proc/<pid>/status` while the process lives: at
 //! each API call it makes (register, `/next`, errors), when SHUTDOWN is released, and every

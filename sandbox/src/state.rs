@@ -311,7 +311,7 @@ impl Invoke {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubApi {
     Telemetry,
-    /// Legacy Logs API (`/2020-08-15/logs`): legacy record shapes (§3).
+    /// Legacy Logs API (`/2020-08-15/logs`): legacy record shapes (docs/reference.md §16.2.9).
     Logs,
 }
 

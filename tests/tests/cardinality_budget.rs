@@ -1,4 +1,4 @@
-//! Cardinality budget per metric name (contract §12), end to end through the real extension in the
+//! Cardinality budget per metric name (docs/reference.md §12), end to end through the real extension in the
 //! sandbox with the embedded CloudWatch.
 //!
 //! One flush window (`PERFMON_FLUSH=end`, the window is everything between two invokes' flushes):

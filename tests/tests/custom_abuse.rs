@@ -1,4 +1,4 @@
-//! Bounded under abuse (contract §6 and §12): a function that floods perfmon with 100 000 distinct
+//! Bounded under abuse (docs/reference.md §6 and §12): a function that floods perfmon with 100 000 distinct
 //! series (a dimension value per request id, the classic mistake) over HTTP and StatsD. perfmon keeps
 //! the first 1 000 dimension sets of each metric (its budget per flush window), folds every other
 //! sample into that metric's overflow series (`__overflow__`, counted in `GET /v1/health`

@@ -1,4 +1,4 @@
-//! The bad-input table (contract §4–§5), through the real `perfmon` binary running as an extension in
+//! The bad-input table (docs/reference.md §4–§5), through the real `perfmon` binary running as an extension in
 //! the sandbox: every row is answered as the contract says (HTTP status and body, drop counted in
 //! `GET /v1/health`), nothing else is lost (good entries next to bad ones, and a good sample sent after
 //! all of them, reach CloudWatch), nothing bad reaches CloudWatch, and perfmon does not crash: it still

@@ -1,4 +1,4 @@
-//! Custom metrics end to end with real runtime clients and real StatsD client libraries (contract §4–§6):
+//! Custom metrics end to end with real runtime clients and real StatsD client libraries (docs/reference.md §4–§6):
 //! a Python function (awslambdaric, `fixtures/python/statsd_handler.py`: urllib + the `statsd` PyPI client)
 //! and a Node.js one (aws-lambda-ric, `fixtures/node-hotshots`: http + hot-shots) post distributions,
 //! counters, gauges and operations (success and failure) from several invokes; perfmon (`PERFMON_FLUSH=end`)

@@ -1,4 +1,4 @@
-//! Custom metrics end to end (contract §4–§6): the Rust sample function posts to perfmon's HTTP API
+//! Custom metrics end to end (docs/reference.md §4–§6): the Rust sample function posts to perfmon's HTTP API
 //! and sends StatsD datagrams from inside invokes in the sandbox; perfmon flushes to the embedded
 //! CloudWatch; the test reads back what arrived, per series, and the answers the function got.
 #![allow(clippy::unwrap_used)]

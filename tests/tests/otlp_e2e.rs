@@ -1,4 +1,4 @@
-//! OTLP metrics end to end (contract §13) with the real OpenTelemetry SDKs: a Python function
+//! OTLP metrics end to end (docs/reference.md §13) with the real OpenTelemetry SDKs: a Python function
 //! (opentelemetry-sdk + opentelemetry-exporter-otlp-proto-http, `fixtures/python/otel_handler.py`,
 //! run by awslambdaric) and a Node.js one (@opentelemetry/sdk-metrics +
 //! @opentelemetry/exporter-metrics-otlp-proto, `fixtures/node-otel`, run by its own aws-lambda-ric), each in

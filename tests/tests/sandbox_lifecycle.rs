@@ -73,7 +73,7 @@ async fn crate_examples_init_warm_invokes_and_shutdown() {
     }
     assert!(outs[1].duration_ms >= 5.0, "sleep_ms 5 is inside the duration");
 
-    // Init order (§1.5): initStart, the subscription, initRuntimeDone, one platform.extension per
+    // Init order (docs/reference.md §16.1.5): initStart, the subscription, initRuntimeDone, one platform.extension per
     // extension, initReport, and only then the first platform.start.
     let all = sb.events();
     let platform: Vec<&str> =

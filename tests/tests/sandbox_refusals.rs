@@ -1,4 +1,4 @@
-//! The sandbox refuses what Lambda refuses, with Lambda's status and `errorType` (§1.2–1.4, §2.1):
+//! The sandbox refuses what Lambda refuses, with Lambda's status and `errorType` (docs/reference.md §16.1.2–16.1.4, §16.2.1):
 //! a late subscription, buffering out of range, unknown / missing / malformed extension ids, a
 //! second registration after Init, and more. A stdlib-only Python extension ("prober") makes the
 //! calls from inside the sandbox and prints what it got; the sandbox records each refusal too.

@@ -3,8 +3,8 @@
 //! * **Listeners.** While perfmon runs in the sandbox, every socket it has bound (from `/proc/<pid>/fd`
 //!   and `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`) is on 127.0.0.1, with one documented exception: the
 //!   Telemetry API listener, bound on `0.0.0.0` because real Lambda delivers telemetry to
-//!   `sandbox.localdomain`, which is not a loopback name there (spec `lambda-and-cloudwatch.md`,
-//!   trap 11). The test pins that exception to exactly one TCP listener, the telemetry one.
+//!   `sandbox.localdomain`, which is not a loopback name there
+//!   (docs/reference.md §16.2.1). The test pins that exception to exactly one TCP listener, the telemetry one.
 //! * **Planted secrets.** AWS credentials, a container credentials token and ordinary function
 //!   variables with recognisable secret values are in perfmon's environment; perfmon runs at
 //!   `PERFMON_LOG=trace` (everything, AWS SDK included) with sink `both` (EMF on stdout), with a bad

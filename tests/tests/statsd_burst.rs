@@ -1,4 +1,4 @@
-//! StatsD under a burst (contract §5): nothing is lost silently.
+//! StatsD under a burst (docs/reference.md §5): nothing is lost silently.
 //!
 //! The Python sample function (awslambdaric, `fixtures/python/statsd_handler.py`) sends one burst of
 //! counter increments from inside its invoke:

@@ -1,4 +1,4 @@
-//! System metrics (v2 §10) and the invoke log (v2 §9), end to end: the real `perfmon` binary beside
+//! System metrics (docs/reference.md §10) and the invoke log (docs/reference.md §9), end to end: the real `perfmon` binary beside
 //! the sample functions, which take known loads from their event (`cpu_ms`, `tmp_bytes`,
 //! `hold_fds`, `threads`), reporting to the embedded CloudWatch. Ground truth: the loads asked for
 //! and the sandbox's own reports.

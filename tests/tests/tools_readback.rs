@@ -1,4 +1,4 @@
-//! `perfmon recommend` and `perfmon compare` (contract §11) end to end: the Rust sample function runs
+//! `perfmon recommend` and `perfmon compare` (docs/reference.md §11) end to end: the Rust sample function runs
 //! profiles in the sandbox (`alloc_mb`, `cpu_ms`, `sleep_ms` payloads) at several memory sizes with perfmon
 //! as its extension, perfmon writes to the embedded CloudWatch, and the tools read it back with
 //! GetMetricData over HTTP. Each recommendation is checked against a hand computation from the sandbox's
@@ -7,7 +7,7 @@
 //! CPU: these profiles run without the sandbox's resource model (the library's default), so a
 //! `cpu_ms` invoke burns a whole core at any size; `sandbox_resources.rs` runs `recommend` over a
 //! memory sweep under the model, where CPU follows the memory size as in Lambda. The CPU-bound rule needs perfmon's system
-//! metrics (`CPUTime` / `CPUUtilization`, contract §10): when they reached CloudWatch the test expects the
+//! metrics (`CPUTime` / `CPUUtilization`, docs/reference.md §10): when they reached CloudWatch the test expects the
 //! CPU-bound answer computed from them, else the answer without CPU data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -120,7 +120,7 @@ struct Expect {
 }
 
 /// The recommendation from the sandbox's reports: perfmon's values are quantised within 1 %
-/// (contract §6), so either rounding of the bounds is accepted.
+/// (docs/reference.md §6), so either rounding of the bounds is accepted.
 fn by_hand(reports: &[(f64, f64)], cpu_bound: bool) -> (Vec<f64>, Vec<f64>, Expect) {
     let mem: Vec<f64> = reports.iter().map(|r| r.0).collect();
     let dur: Vec<f64> = reports.iter().map(|r| r.1).collect();

@@ -335,7 +335,7 @@ fn slo_json_metric_alarms_are_accepted_by_put_metric_alarm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Id"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Contract §14's routes and sources: the dashboard's SEARCH graphs (`--routes --sources`) and the
+/// docs/reference.md §14's routes and sources: the dashboard's SEARCH graphs (`--routes --sources`) and the
 /// per-route and per-source alarms (`--route`, `--source`), through cfn-lint and through boto3
 /// against moto_server, with a route template that has spaces and braces.
 #[test]

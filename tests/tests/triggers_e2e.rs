@@ -1,4 +1,4 @@
-//! Per-trigger metrics (contract v3 §14) end to end: the three real runtime clients (Rust
+//! Per-trigger metrics (docs/reference.md §14) end to end: the three real runtime clients (Rust
 //! `lambda_runtime`, Python `awslambdaric`, Node.js `aws-lambda-ric`) run the sample functions
 //! through `/opt/perfmon-wrapper`, the sandbox hands them trigger events shaped as AWS documents
 //! them, and what perfmon read from the events and answers is read back from the embedded

@@ -76,17 +76,17 @@ pub enum Kind {
     LambdaConcurrency,
     /// `--metric-alarm`: a custom metric of the function; its spec holds the defaults of those alarms.
     Metric,
-    /// v2 §10: invokes using nearly all the CPU their memory size buys (more memory, more CPU).
+    /// docs/reference.md §10: invokes using nearly all the CPU their memory size buys (more memory, more CPU).
     CpuStarved,
-    /// v2 §10: memory about to run out (an out-of-memory kill is next).
+    /// docs/reference.md §10: memory about to run out (an out-of-memory kill is next).
     MemoryNearLimit,
-    /// §14, per `--route`: p99 of the route's `Duration`.
+    /// docs/reference.md §14, per `--route`: p99 of the route's `Duration`.
     RouteDurationP99,
-    /// §14, per `--route`: the share of the route's invokes answered 5xx.
+    /// docs/reference.md §14, per `--route`: the share of the route's invokes answered 5xx.
     Route5xxRate,
-    /// §14, per `--source`: the oldest record's age when the batch was handed out.
+    /// docs/reference.md §14, per `--source`: the oldest record's age when the batch was handed out.
     RecordAge,
-    /// §14, per `--source`: records the function reported as failed (`batchItemFailures`).
+    /// docs/reference.md §14, per `--source`: records the function reported as failed (`batchItemFailures`).
     BatchItemFailures,
 }
 
@@ -161,12 +161,12 @@ impl Kind {
         matches!(self, Kind::OperationDuration | Kind::OperationErrorRate | Kind::OperationMemory)
     }
 
-    /// One alarm per `--route` (§14).
+    /// One alarm per `--route` (docs/reference.md §14).
     pub fn is_route(self) -> bool {
         matches!(self, Kind::RouteDurationP99 | Kind::Route5xxRate)
     }
 
-    /// One alarm per `--source` (§14).
+    /// One alarm per `--source` (docs/reference.md §14).
     pub fn is_source(self) -> bool {
         matches!(self, Kind::RecordAge | Kind::BatchItemFailures)
     }
@@ -366,9 +366,9 @@ pub struct AlarmOptions {
     pub metric_alarms: Vec<crate::custom::MetricAlarm>,
     /// Per-operation threshold overrides: (kind, operation, threshold).
     pub operation_thresholds: Vec<(Kind, String, f64)>,
-    /// `--route`: HTTP routes as the extension records them (§14), an alarm of each route kind each.
+    /// `--route`: HTTP routes as the extension records them (docs/reference.md §14), an alarm of each route kind each.
     pub routes: Vec<String>,
-    /// `--source TRIGGER:NAME`: batch sources (§14), an alarm of each source kind each.
+    /// `--source TRIGGER:NAME`: batch sources (docs/reference.md §14), an alarm of each source kind each.
     pub sources: Vec<(String, String)>,
     pub disabled: Vec<Kind>,
     /// `--mode`: Managed Instances have no cold starts, memory utilization or cost per invoke, so
@@ -431,7 +431,7 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alarm {
     pub kind: Kind,
-    /// For operation alarms; the route (`GET /users/{id}`) or the source (`sqs orders`) of §14's.
+    /// For operation alarms; the route (`GET /users/{id}`) or the source (`sqs orders`) of docs/reference.md §14's.
     pub operation: Option<String>,
     pub name: String,
     pub description: String,
@@ -540,7 +540,7 @@ pub fn alarms(opts: &AlarmOptions) -> Vec<Alarm> {
             });
         }
     }
-    // §14 (CloudWatch alarms cannot use SEARCH: the routes and sources are named).
+    // docs/reference.md §14 (CloudWatch alarms cannot use SEARCH: the routes and sources are named).
     for route in &opts.routes {
         for kind in [Kind::RouteDurationP99, Kind::Route5xxRate] {
             if opts.disabled.contains(&kind) {

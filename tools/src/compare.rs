@@ -1,4 +1,4 @@
-//! `perfmon compare`: a regression gate between a baseline and a candidate (contract §11), as a CI step
+//! `perfmon compare`: a regression gate between a baseline and a candidate (docs/reference.md §11), as a CI step
 //! after a canary deploy. Two time windows of one series (`--baseline START/END --candidate START/END`),
 //! or two series over one window (`--dimension Version=1 --against Version=2`).
 //!

@@ -20,7 +20,7 @@ pub struct DashboardOptions {
     pub period: u32,
     /// The function's memory size, drawn as a line on the memory widget when known.
     pub memory_mb: Option<u32>,
-    /// `--mode`: which metrics the function has (v2 §8).
+    /// `--mode`: which metrics the function has (docs/reference.md §8).
     pub mode: LambdaMode,
     /// `--streaming`: a response-streaming function (`ResponseLatency` and `ResponseDuration`);
     /// always drawn on Managed Instances.
@@ -29,11 +29,11 @@ pub struct DashboardOptions {
     pub tenants: bool,
     /// `--metric`: the function's custom metrics, a graph each (name, statistics).
     pub metrics: Vec<(String, Vec<String>)>,
-    /// `--invoke-log`: a Logs Insights widget over the invoke log in this log group (v2 §9).
+    /// `--invoke-log`: a Logs Insights widget over the invoke log in this log group (docs/reference.md §9).
     pub invoke_log_group: Option<String>,
-    /// `--slo …`: error-budget widgets (contract §15), below the others.
+    /// `--slo …`: error-budget widgets (docs/reference.md §15), below the others.
     pub slo: Option<super::slo::SloDashboard>,
-    /// `--routes`: the per-route graphs of contract §14 (p99, 5xx and 4xx rate, invocations), one
+    /// `--routes`: the per-route graphs of docs/reference.md §14 (p99, 5xx and 4xx rate, invocations), one
     /// line per route found by a SEARCH (routes are not known in advance).
     pub routes: bool,
     /// `--sources`: the per-source graphs of the batch triggers (record age, batch item failures,
@@ -252,7 +252,7 @@ pub fn dashboard_body(opts: &DashboardOptions) -> Value {
     body
 }
 
-/// The §14 graphs (series that exist only while the function runs through `/opt/perfmon-wrapper`):
+/// The docs/reference.md §14 graphs (series that exist only while the function runs through `/opt/perfmon-wrapper`):
 /// each a SEARCH, so every route, source, trigger and error type appears without being listed.
 fn trigger_widgets(opts: &DashboardOptions, grid: &mut Grid<'_>) {
     let s = &opts.scope;

@@ -9,7 +9,7 @@
 //! * [`metric`]: metric references with exactly the dimensions perfmon emits.
 //! * [`dashboard`]: [`dashboard::dashboard_body`] and its CloudFormation wrapper.
 //! * [`alarms`]: [`alarms::alarms`] and the JSON / CloudFormation renderers.
-//! * [`queries`]: `perfmon queries`, Logs Insights queries over the invoke log (v2 §9).
+//! * [`queries`]: `perfmon queries`, Logs Insights queries over the invoke log (docs/reference.md §9).
 
 pub mod alarms;
 pub mod args;
@@ -619,7 +619,7 @@ fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
     Ok(Command::Alarms { options: Box::new(options), format, topics })
 }
 
-/// `perfmon slo` (contract §15).
+/// `perfmon slo` (docs/reference.md §15).
 fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
     let mut common = Common::new();
     let mut topics = slo::SloTopics::default();

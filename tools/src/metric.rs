@@ -1,7 +1,7 @@
 //! Metric references: which CloudWatch series a dashboard widget or an alarm points at.
 //!
 //! CloudWatch matches a metric by namespace, name and the *exact* set of dimensions, so every
-//! reference here carries exactly the dimensions perfmon emits (contract §3 and §4):
+//! reference here carries exactly the dimensions perfmon emits (docs/reference.md §3 and §4):
 //! `FunctionName`, then the user's `PERFMON_DIMENSIONS` (given to the tools with `--dimension`),
 //! then, on operation metrics, `Operation`.
 
@@ -33,7 +33,7 @@ pub struct MetricRef {
 }
 
 impl Scope {
-    /// Checks the names against CloudWatch's limits (digest §4.1), so a bad flag fails here and not
+    /// Checks the names against CloudWatch's limits (docs/reference.md §16.3.1), so a bad flag fails here and not
     /// at deploy time. `operation_dimensions` is how many dimensions operation metrics add (1).
     pub fn validate(&self) -> Result<(), UsageError> {
         contract::validate_namespace(&self.namespace)
@@ -49,7 +49,7 @@ impl Scope {
         Ok(())
     }
 
-    /// A platform metric of contract §3 (and the function-level custom metrics).
+    /// A platform metric of docs/reference.md §3 (and the function-level custom metrics).
     pub fn platform(&self, name: &'static str) -> MetricRef {
         let mut dimensions = Vec::with_capacity(self.dimensions.len() + 1);
         dimensions.push((dimension::FUNCTION_NAME.to_string(), self.function.clone()));
@@ -57,7 +57,7 @@ impl Scope {
         MetricRef { namespace: self.namespace.clone(), name, dimensions }
     }
 
-    /// An operation metric of contract §4 (`OperationDuration`, `OperationCount`, `OperationErrors`
+    /// An operation metric of docs/reference.md §4 (`OperationDuration`, `OperationCount`, `OperationErrors`
     /// without `ErrorType`).
     pub fn operation(&self, name: &'static str, operation: &str) -> MetricRef {
         let mut metric = self.platform(name);
@@ -67,7 +67,7 @@ impl Scope {
 }
 
 /// The per-trigger metrics the extension records from what its Runtime API proxy sees (contract
-/// §14, only with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`): their names, owned by
+/// docs/reference.md §14, only with `AWS_LAMBDA_EXEC_WRAPPER=/opt/perfmon-wrapper`): their names, owned by
 /// `perfmon_protocol::contract` and `perfmon_protocol::trigger`.
 pub mod trigger {
     pub use perfmon_protocol::contract::dimension::{ROUTE, SOURCE, TRIGGER};
@@ -84,14 +84,14 @@ pub mod trigger {
 }
 
 impl Scope {
-    /// A §14 metric of one HTTP route: the defaults + `Route` only.
+    /// A docs/reference.md §14 metric of one HTTP route: the defaults + `Route` only.
     pub fn route(&self, name: &'static str, route: &str) -> MetricRef {
         let mut metric = self.platform(name);
         metric.dimensions.push((trigger::ROUTE.to_string(), route.to_string()));
         metric
     }
 
-    /// A §14 metric of one batch source: the defaults + `Trigger` + `Source`.
+    /// A docs/reference.md §14 metric of one batch source: the defaults + `Trigger` + `Source`.
     pub fn source(&self, name: &'static str, trigger_name: &str, source: &str) -> MetricRef {
         let mut metric = self.platform(name);
         metric.dimensions.push((trigger::TRIGGER.to_string(), trigger_name.to_string()));

@@ -1,5 +1,5 @@
 //! `perfmon queries`: ready-to-paste CloudWatch Logs Insights queries over the invoke log
-//! (contract v2 §7, §9): slowest requests, cold starts over time, duration percentiles, memory
+//! (docs/reference.md §7, §9): slowest requests, cold starts over time, duration percentiles, memory
 //! and CPU outliers, errors by type, resource peaks over time.
 //!
 //! Every field a query names is one the invoke log writes ([`invoke_log::FIELDS`], checked by the

@@ -1,5 +1,5 @@
 //! `perfmon recommend`: memory size, timeout and architecture for a function, from the metrics perfmon
-//! already wrote to CloudWatch (contract §11), with the monthly cost now and after and the reasoning.
+//! already wrote to CloudWatch (docs/reference.md §11), with the monthly cost now and after and the reasoning.
 //!
 //! [`observe`] turns the [`Figures`] read back into an [`Observed`]; [`recommend`] is the pure rule
 //! set (the README's "Right-size a function" shows it on a worked example):
@@ -40,7 +40,7 @@ pub const P99_HEADROOM: f64 = 1.25;
 pub const MAX_HEADROOM: f64 = 1.10;
 /// CPU fraction from which a function counts as CPU-bound.
 pub const CPU_BOUND: f64 = 0.8;
-/// The statistic names of the system metrics (contract §10), read when present.
+/// The statistic names of the system metrics (docs/reference.md §10), read when present.
 pub const CPU_TIME: &str = "CPUTime";
 pub const CPU_UTILIZATION: &str = "CPUUtilization";
 
@@ -212,7 +212,7 @@ pub fn recommend(o: &Observed, current: Current, prices: &Prices, window: Window
             if cpu_bound { ": CPU-bound" } else { "" }
         )),
         None => reasons.push(format!(
-            "CPU: no {CPU_TIME}/{CPU_UTILIZATION} data (perfmon's system metrics, contract §10): CPU-boundness \
+            "CPU: no {CPU_TIME}/{CPU_UTILIZATION} data (perfmon's system metrics, docs/reference.md §10): CPU-boundness \
              unknown, duration assumed unchanged by a memory change"
         )),
     }

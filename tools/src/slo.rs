@@ -1,5 +1,5 @@
 //! `perfmon slo`: service level objectives with error budgets and multi-window, multi-burn-rate
-//! alarms (contract §15), for plain CloudWatch.
+//! alarms (docs/reference.md §15), for plain CloudWatch.
 //!
 //! The method is the Google SRE Workbook's ch. 5 "Alerting on SLOs"
 //! (<https://sre.google/workbook/alerting-on-slos/>), approach 6: a page when the budget burns fast
@@ -163,7 +163,7 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// Checks a target and the window (contract §15's refusals).
+/// Checks a target and the window (docs/reference.md §15's refusals).
 pub fn check_objective(objective: &Objective, window_days: u32) -> Result<(), Refusal> {
     let flag = match objective.sli {
         Sli::Availability => "availability",
@@ -355,7 +355,7 @@ pub struct SloTopics {
     pub ticket: Option<String>,
 }
 
-/// The wait and extension of the ticket's suppression (guardian/cdk's values; contract §15).
+/// The wait and extension of the ticket's suppression (guardian/cdk's values; docs/reference.md §15).
 pub const SUPPRESSOR_WAIT_S: u32 = 120;
 pub const SUPPRESSOR_EXTENSION_S: u32 = 7200;
 

@@ -1,5 +1,5 @@
 // The whole monitoring client: operation timings and custom metrics to the perfmon extension on
-// 127.0.0.1 (contract §4). Cold starts, duration, memory, errors, timeouts and cost need no code.
+// 127.0.0.1 (docs/reference.md §4). Cold starts, duration, memory, errors, timeouts and cost need no code.
 const base = `http://127.0.0.1:${process.env.PERFMON_HTTP_PORT ?? "4280"}`;
 
 async function post(path: string, body: unknown): Promise<void> {

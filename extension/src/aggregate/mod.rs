@@ -11,7 +11,7 @@
 //! [`Limits::max_buckets`] histogram buckets. A sample that does not fit is dropped and counted by
 //! reason ([`DropReason`]); nothing is evicted silently.
 //!
-//! Cardinality budget (contract §12): each metric name may open at most
+//! Cardinality budget (docs/reference.md §12): each metric name may open at most
 //! [`Limits::max_series_per_metric`] distinct dimension sets per flush window (a window ends at
 //! [`Aggregator::drain`]). A sample that would open one more is folded into that metric's
 //! *overflow series*: the same name, unit, kind, resolution and time bucket, with every
@@ -173,7 +173,7 @@ pub struct Limits {
     pub max_series: usize,
     /// Histogram buckets held over all series. Defaults to [`DEFAULT_MAX_BUCKETS`].
     pub max_buckets: usize,
-    /// Distinct dimension sets per metric name and flush window (§12, `PERFMON_MAX_SERIES_PER_METRIC`).
+    /// Distinct dimension sets per metric name and flush window (docs/reference.md §12, `PERFMON_MAX_SERIES_PER_METRIC`).
     /// Defaults to 1 000.
     pub max_series_per_metric: usize,
     /// Entries beyond `max_series` that only overflow series may take. Defaults to
@@ -181,7 +181,7 @@ pub struct Limits {
     pub overflow_reserve: usize,
 }
 
-/// The value budget-bound dimensions take in an overflow series (contract §12).
+/// The value budget-bound dimensions take in an overflow series (docs/reference.md §12).
 pub const OVERFLOW_VALUE: &str = "__overflow__";
 /// Defaults to 256 entries reserved for overflow series.
 pub const DEFAULT_OVERFLOW_RESERVE: usize = 256;

@@ -1,4 +1,4 @@
-//! The custom-metric HTTP API (contract §4) on 127.0.0.1:`PERFMON_HTTP_PORT`: hyper 1, HTTP/1.1
+//! The custom-metric HTTP API (docs/reference.md §4) on 127.0.0.1:`PERFMON_HTTP_PORT`: hyper 1, HTTP/1.1
 //! with keep-alive (a function posts from every invoke; reconnecting each time would cost it).
 //!
 //! * `POST /v1/metrics`, `POST /v1/operations`: validated by [`perfmon_protocol::custom`], the

@@ -1,6 +1,6 @@
-//! Custom metrics from the function's own code: the HTTP API (contract §4, [`http`]), the
-//! StatsD/DogStatsD listener (§5, [`statsd`]; also on a Unix datagram socket with
-//! `PERFMON_STATSD_SOCKET`) and OTLP/HTTP metrics (§13, [`otlp`]), all bound to 127.0.0.1 only.
+//! Custom metrics from the function's own code: the HTTP API (docs/reference.md §4, [`http`]), the
+//! StatsD/DogStatsD listener (docs/reference.md §5, [`statsd`]; also on a Unix datagram socket with
+//! `PERFMON_STATSD_SOCKET`) and OTLP/HTTP metrics (docs/reference.md §13, [`otlp`]), all bound to 127.0.0.1 only.
 //!
 //! Loopback only, on purpose: these ports serve the function's process inside the same sandbox
 //! (unlike the Telemetry listener, which Lambda reaches as `sandbox.localdomain`), and nothing
@@ -50,7 +50,7 @@ pub trait SampleSink: Send + Sync + 'static {
     /// answer them). Must be quick and must not wait for a flush.
     fn record(&self, entries: Vec<MetricEntry>, now_ms: i64) -> Vec<Refusal>;
 
-    /// Records the points one OTLP request became (§13), as [`SampleSink::record`]; the refusals
+    /// Records the points one OTLP request became (docs/reference.md §13), as [`SampleSink::record`]; the refusals
     /// index into `points`.
     fn record_points(&self, points: Vec<Point>, now_ms: i64) -> Vec<Refusal>;
 

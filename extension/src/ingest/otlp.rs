@@ -1,4 +1,4 @@
-//! OTLP/HTTP metrics (contract §13) on 127.0.0.1:`PERFMON_OTLP_PORT` (default 4318, the
+//! OTLP/HTTP metrics (docs/reference.md §13) on 127.0.0.1:`PERFMON_OTLP_PORT` (default 4318, the
 //! OpenTelemetry SDKs' default): `POST /v1/metrics` with `application/x-protobuf` or
 //! `application/json`, `Content-Encoding: gzip` allowed. hyper 1, HTTP/1.1 keep-alive, like
 //! [`super::http`].

@@ -1,4 +1,4 @@
-//! The StatsD/DogStatsD listener (contract §5) on UDP 127.0.0.1:`PERFMON_STATSD_PORT`, and on a
+//! The StatsD/DogStatsD listener (docs/reference.md §5) on UDP 127.0.0.1:`PERFMON_STATSD_PORT`, and on a
 //! Unix datagram socket at `PERFMON_STATSD_SOCKET` when set.
 //!
 //! One task per socket receives into a reused 64 KiB buffer (larger than any UDP datagram, and

@@ -1,4 +1,4 @@
-//! CloudWatch Embedded Metric Format: one JSON document per stdout line (spec §5).
+//! CloudWatch Embedded Metric Format: one JSON document per stdout line (docs/reference.md §16.4).
 //!
 //! Lambda sends an extension's stdout to the function's log group line by line, and CloudWatch
 //! extracts the metrics; no API call, no `cloudwatch:PutMetricData` permission.

@@ -1,4 +1,4 @@
-//! System metrics (contract v2 §10): CPU, network, `/tmp`, file descriptors and threads of the
+//! System metrics (docs/reference.md §10): CPU, network, `/tmp`, file descriptors and threads of the
 //! function's processes. This module is pure (snapshots in, samples and invoke-log joins out);
 //! [`read`] reads `/proc` and `/tmp` into [`Snapshot`]s, on the thread of [`sampler`].
 //!
@@ -17,7 +17,7 @@
 //!
 //! A value perfmon cannot read is left out (never 0): fewer metrics, never an error.
 //!
-//! The invoke log (v2 §9) needs an invoke's report and its usage; whichever arrives second emits
+//! The invoke log (docs/reference.md §9) needs an invoke's report and its usage; whichever arrives second emits
 //! both ([`Tracker::on_report`], [`Tracker::on_invoke_start`]).
 
 pub mod read;

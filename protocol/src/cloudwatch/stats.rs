@@ -9,7 +9,7 @@
 //!   `ceil(P/100 · N)` in the sorted expansion; fractional counts weigh the same way.
 //!   Real CloudWatch computes percentiles from a compressed histogram (about 1 % relative error), so
 //!   exact equality with it is not guaranteed; this definition is exact and easy to check by brute force.
-//! * As in CloudWatch (spec §4.2), percentiles are **unavailable** when the set contains a genuine
+//! * As in CloudWatch (docs/reference.md §16.3.2), percentiles are **unavailable** when the set contains a genuine
 //!   statistic set (one not equivalent to repeated identical values: SampleCount 1 with
 //!   Min = Max = Sum, or Min = Max with Sum = Min × SampleCount) or any negative value.
 
@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn the_probe_histogram() {
-        // build-probe §2: Values [10,20,30,1000], Counts [50,30,19,1]: N 100, Sum 2670, p50 10, p99 30.
+        // 100 samples as Values [10,20,30,1000], Counts [50,30,19,1]: N 100, Sum 2670 (what moto_server
+        // answered for the same datum), p50 10, p99 30.
         let s = MetricStatistics::from_datums([&hist(&[10.0, 20.0, 30.0, 1000.0], &[50.0, 30.0, 19.0, 1.0])]).unwrap();
         assert_eq!((s.sample_count, s.sum, s.minimum, s.maximum, s.average()), (100.0, 2670.0, 10.0, 1000.0, 26.7));
         assert_eq!(s.percentile(50.0), Some(10.0));

@@ -1,4 +1,4 @@
-//! CloudWatch's PutMetricData checks (spec §4.1, trap 15), with CloudWatch's error codes and messages.
+//! CloudWatch's PutMetricData checks (docs/reference.md §16.3.1), with CloudWatch's error codes and messages.
 //!
 //! Messages follow the service's wording where it is known ("The collection MetricData must not have a
 //! size greater than 1000.", "The parameters X and Y are mutually exclusive and you have specified

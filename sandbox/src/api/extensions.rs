@@ -1,4 +1,4 @@
-//! Extensions API (§1.2–1.4): register, event/next (long poll), init/error, exit/error, with the
+//! Extensions API (docs/reference.md §16.1.2–16.1.4): register, event/next (long poll), init/error, exit/error, with the
 //! 403 answers Lambda gives (closed registration, unknown/missing/invalid identifier, ...).
 
 use bytes::Bytes;
@@ -75,7 +75,7 @@ pub(crate) async fn register(inner: &Arc<Inner>, req: Request<Incoming>) -> Resp
             proc_idx = e.proc_idx;
         }
         None => {
-            // No file of that name: an internal extension (§1.2), which may not get SHUTDOWN.
+            // No file of that name: an internal extension (docs/reference.md §16.1.2), which may not get SHUTDOWN.
             if events.contains(&EventType::Shutdown) {
                 drop(st);
                 let msg = format!("internal extension {name} cannot register for SHUTDOWN");

@@ -1,7 +1,7 @@
-//! Runtime API (§1.11): `/runtime/invocation/next` (long poll), `/response`, `/error`, `/init/error`,
+//! Runtime API (docs/reference.md §16.1.11): `/runtime/invocation/next` (long poll), `/response`, `/error`, `/init/error`,
 //! and the SnapStart hooks `/runtime/restore/next` and `/runtime/restore/error`. The runtime's first
-//! `/next` closes extension registration (§1.5 step 5); its `/next` after a response is the moment
-//! of `platform.runtimeDone` (trap 13). On Managed Instances several workers poll `/next` at once:
+//! `/next` closes extension registration (docs/reference.md §16.1.5 step 5); its `/next` after a response is the moment
+//! of `platform.runtimeDone` (docs/reference.md §16.2.6). On Managed Instances several workers poll `/next` at once:
 //! each pending invoke goes to one of them, and `/response` / `/error` are routed by request id.
 
 use std::sync::Arc;

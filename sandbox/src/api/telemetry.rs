@@ -1,5 +1,5 @@
-//! Telemetry API subscription (`PUT /2022-07-01/telemetry`, §2.1) and the legacy Logs API
-//! subscription (`PUT /2020-08-15/logs`, §3): accepted only during Init, validated as Lambda does
+//! Telemetry API subscription (`PUT /2022-07-01/telemetry`, docs/reference.md §16.2.1) and the legacy Logs API
+//! subscription (`PUT /2020-08-15/logs`, docs/reference.md §16.2.9): accepted only during Init, validated as Lambda does
 //! (403 for identifier and closed subscription, 400 `ValidationError` for the body). Init events
 //! emitted before the subscription are replayed to it.
 

@@ -2,7 +2,7 @@
 //! answers with a status and code the protocol crate's `ErrorCode` does not model (503
 //! `ServiceUnavailable`, 500 `InternalFailure`), a late answer, and a connection closed after the
 //! request was handled. Each counts down per PutMetricData request, like `Throttle`/`ServerError`.
-//! Issue 16 adds faults for the read side: `AccessDenied` (any operation) and `ThrottleReads`.
+//! Faults of the read side: `AccessDenied` (any operation) and `ThrottleReads`.
 
 use std::time::Duration;
 
