@@ -8,6 +8,8 @@
 //! * [`config`]: settings from the environment, over an injected lookup; bad values warn and fall
 //!   back to the documented defaults.
 //! * [`logging`]: `tracing` to stderr at `PERFMON_LOG`, one line per event.
+//! * [`ingest`]: the custom-metric listeners (HTTP `/v1/metrics` and `/v1/operations`, StatsD over
+//!   UDP and a Unix socket, OTLP/HTTP), all on 127.0.0.1.
 //! * [`lambda_api`]: our Extensions API client (register, `/next` retried forever, subscribe).
 //! * [`telemetry`]: the Telemetry API listener; batches decoded record by record.
 //! * [`platform`]: pure: telemetry events → platform metric samples, per invoke, report lag aware.

@@ -24,14 +24,16 @@
 //! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
 //! * [`mode`]: the Lambda modes (docs/reference.md §8); `concurrent`: Managed Instances invokes over several runtime
 //!   workers; `restore`: the SnapStart restore before the first invoke.
+//! * `state`: the shared state (one mutex, one `Notify` every change wakes).
 //! * `process` / `sys`: spawning, output capture, `wait4` reaping, signals.
 //! * `resources`: Lambda's resource model per environment (CPU quota and memory limit in a cgroup,
 //!   a private tmpfs `/tmp`).
 //! * `delivery` / `batching` / `legacy`: telemetry delivery per subscription.
 //! * `billing`, [`stats`]: pure maths; [`records`]: typed records of what happened.
 //! * [`cloudwatch`]: the embedded CloudWatch endpoint (owned by the cloudwatch engineer).
-//! * [`cli`]: the `perfmon-sandbox` binary; [`events`]: the trigger events it invokes with
-//!   (`--event NAME`, `--event-file FILE|DIR`).
+//! * [`cli`]: the `perfmon-sandbox` binary; `cli_cloudwatch`: its embedded CloudWatch table;
+//!   [`events`]: the trigger events it invokes with (`--event NAME`, `--event-file FILE|DIR`).
+//! * [`snapshot`]: SnapStart, what a restored environment sent that was recorded before the snapshot.
 
 mod api;
 mod batching;

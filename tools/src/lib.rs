@@ -1,15 +1,25 @@
-//! The tools linked into the `perfmon` binary (crate `perfmon-tools`, not the extension's runtime): `perfmon dashboard` and `perfmon alarms`.
+//! The tools linked into the `perfmon` binary (crate `perfmon-tools`, not the extension's runtime):
+//! `perfmon dashboard`, `alarms`, `slo`, `queries`, `recommend` and `compare` (docs/reference.md §7).
 //!
-//! They print CloudWatch dashboards and alarms generated from the same metric and dimension names
-//! the extension emits (`perfmon_protocol::contract`), so the two never drift apart. They are pure:
-//! arguments in, JSON on stdout, no network.
+//! They use the same metric and dimension names, and the same rules for `--namespace`,
+//! `--dimension` and `--mode`, as the extension (`perfmon_protocol::contract`), so the two never
+//! drift apart. `dashboard`, `alarms`, `slo` and `queries` are pure: arguments in, JSON or text on
+//! stdout, no network; `recommend` and `compare` read perfmon's metrics back from CloudWatch
+//! (`GetMetricData`).
 //!
 //! # Layout
 //! * [`args`]: the hand-written argument parser.
 //! * [`metric`]: metric references with exactly the dimensions perfmon emits.
 //! * [`dashboard`]: [`dashboard::dashboard_body`] and its CloudFormation wrapper.
 //! * [`alarms`]: [`alarms::alarms`] and the JSON / CloudFormation renderers.
+//! * [`slo`]: `perfmon slo`, burn-rate alarms for service level objectives (docs/reference.md §15).
 //! * [`queries`]: `perfmon queries`, Logs Insights queries over the invoke log (docs/reference.md §9).
+//! * [`recommend`], [`compare`]: right-sizing and the regression gate (docs/reference.md §11);
+//!   [`cwread`]: their CloudWatch reads; [`pricing`]: Lambda prices and the monthly cost.
+//! * [`custom`]: the function's own metrics as dashboard graphs and alarms (`--metric`).
+//! * [`thresholds`]: thresholds files (`--thresholds FILE`); [`limits`]: CloudWatch's alarm limits,
+//!   checked before printing.
+//! * `golden`: the golden files' cases (tests only).
 
 pub mod alarms;
 pub mod args;
