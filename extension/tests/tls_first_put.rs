@@ -43,7 +43,7 @@ const CERT: &[u8] = include_bytes!("fixtures/tls-localhost.crt");
 const KEY: &[u8] = include_bytes!("fixtures/tls-localhost.key");
 const ROUNDS: usize = 30;
 
-// The extension's choice: `tls-aws-lc` when it is on, else `tls-ring` (extension/src/sinks/cloudwatch.rs).
+// The extension's choice: `tls-aws-lc` when it is on, else `tls-ring` (tools/src/cwclient.rs).
 #[cfg(feature = "tls-aws-lc")]
 const BACKEND: &str = "aws-lc-rs";
 #[cfg(not(feature = "tls-aws-lc"))]

@@ -10,9 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
@@ -201,36 +198,17 @@ pub struct Connection {
 /// The CloudWatch client: the loader's chains for region and credentials, `us-east-1` when no region
 /// is configured anywhere, three attempts with backoff, 30 s per call.
 pub async fn client(conn: &Connection) -> Client {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
-        )
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(50))
-                .with_max_backoff(Duration::from_secs(2)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        );
-    if let Some(region) = &conn.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(url) = &conn.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let conf = loader.load().await;
-    let mut builder = aws_sdk_cloudwatch::config::Builder::from(&conf);
-    if conf.region().is_none() {
-        builder = builder.region(Region::from_static("us-east-1"));
-    }
-    Client::from_conf(builder.build())
+    let settings = super::cwclient::Settings {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(3),
+        attempt_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(30),
+        endpoint_url: conn.endpoint_url.clone(),
+        region: conn.region.clone(),
+    };
+    Client::from_conf(super::cwclient::config(&settings).await.build())
 }
 
 /// Reads `wanted` = [(metric, [stat, ...])] of `target` over `window` (stats: `Sum`, `SampleCount`,

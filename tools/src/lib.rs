@@ -15,7 +15,8 @@
 //! * [`slo`]: `perfmon slo`, burn-rate alarms for service level objectives (docs/reference.md §15).
 //! * [`queries`]: `perfmon queries`, Logs Insights queries over the invoke log (docs/reference.md §9).
 //! * [`recommend`], [`compare`]: right-sizing and the regression gate (docs/reference.md §11);
-//!   [`cwread`]: their CloudWatch reads; [`pricing`]: Lambda prices and the monthly cost.
+//!   [`cwread`]: their CloudWatch reads; [`cwclient`]: the one CloudWatch client builder (the
+//!   extension's too), with the TLS backend of the features; [`pricing`]: Lambda prices and the monthly cost.
 //! * [`custom`]: the function's own metrics as dashboard graphs and alarms (`--metric`).
 //! * [`thresholds`]: thresholds files (`--thresholds FILE`); [`limits`]: CloudWatch's alarm limits,
 //!   checked before printing.
@@ -25,6 +26,7 @@ pub mod alarms;
 pub mod args;
 pub mod compare;
 pub mod custom;
+pub mod cwclient;
 pub mod cwread;
 pub mod dashboard;
 mod golden;

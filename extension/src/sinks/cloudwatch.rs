@@ -20,9 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::config::interceptors::InterceptorContext;
 use aws_sdk_cloudwatch::config::retry::{ClassifyRetry, RetryAction};
@@ -40,7 +37,7 @@ use tokio::time::Instant;
 /// Body budget per request: 10 % under CloudWatch's 1 MB for float-formatting differences.
 pub const REQUEST_BYTES_BUDGET: usize = MAX_REQUEST_BYTES / 10 * 9;
 /// Region when none is configured (Lambda always sets `AWS_REGION`).
-pub const DEFAULT_REGION: &str = "us-east-1";
+pub use perfmon_tools::cwclient::DEFAULT_REGION;
 /// A request is not started with less time than this left before the deadline.
 pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(30);
 
@@ -103,24 +100,6 @@ pub fn to_sdk(d: &MetricDatum) -> cw::MetricDatum {
         b = b.storage_resolution(r);
     }
     b.build()
-}
-
-#[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc")))]
-compile_error!("perfmon needs a TLS backend for CloudWatch: feature `tls-ring` (default) or `tls-aws-lc`");
-
-/// The SDK's default HTTPS client: hyper 1 + rustls with aws-lc-rs (feature `tls-aws-lc`).
-#[cfg(feature = "tls-aws-lc")]
-fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    loader
-}
-
-/// hyper 1 + rustls with ring (feature `tls-ring`, the default; docs/design.md, TLS backend).
-#[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
-fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    loader.http_client(
-        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
-    )
 }
 
 /// How one request failed.
@@ -221,30 +200,17 @@ impl CloudWatchSink {
         self.client
             .get_or_init(|| async {
                 let started = Instant::now();
-                // The loader's own region chain (environment, profile, IMDS), so that IMDS goes through the
-                // loader's HTTP client: a `RegionProviderChain::default_provider()` built outside it has
-                // none with `tls-ring` (no SDK default client) and panics when `AWS_REGION` is unset.
-                let conf = with_http_client(aws_config::defaults(BehaviorVersion::latest()))
-                    .retry_config(
-                        RetryConfig::standard()
-                            .with_max_attempts(3)
-                            .with_initial_backoff(Duration::from_millis(25))
-                            .with_max_backoff(Duration::from_secs(1)),
-                    )
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(1))
-                            .operation_attempt_timeout(Duration::from_secs(3))
-                            .operation_timeout(Duration::from_secs(6))
-                            .build(),
-                    )
-                    .load()
-                    .await;
-                let conf = match conf.region() {
-                    Some(_) => conf,
-                    None => conf.into_builder().region(Region::new(DEFAULT_REGION)).build(),
+                let settings = perfmon_tools::cwclient::Settings {
+                    max_attempts: 3,
+                    initial_backoff: Duration::from_millis(25),
+                    max_backoff: Duration::from_secs(1),
+                    connect_timeout: Duration::from_secs(1),
+                    attempt_timeout: Duration::from_secs(3),
+                    operation_timeout: Duration::from_secs(6),
+                    endpoint_url: None,
+                    region: None,
                 };
-                let conf = aws_sdk_cloudwatch::config::Builder::from(&conf).retry_classifier(UnknownOutcome).build();
+                let conf = perfmon_tools::cwclient::config(&settings).await.retry_classifier(UnknownOutcome).build();
                 let client = Client::from_conf(conf);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "CloudWatch client built");
                 client
