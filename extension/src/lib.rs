@@ -10,6 +10,8 @@
 //! * [`logging`]: `tracing` to stderr at `PERFMON_LOG`, one line per event.
 //! * [`ingest`]: the custom-metric listeners (HTTP `/v1/metrics` and `/v1/operations`, StatsD over
 //!   UDP and a Unix socket, OTLP/HTTP), all on 127.0.0.1.
+//! * [`listener`]: the one accept loop of the HTTP listeners (connection cap, back-off on accept
+//!   errors, named tasks, panics logged and counted).
 //! * [`lambda_api`]: our Extensions API client (register, `/next` retried forever, subscribe).
 //! * [`telemetry`]: the Telemetry API listener; batches decoded record by record.
 //! * [`platform`]: pure: telemetry events → platform metric samples, per invoke, report lag aware.
@@ -45,6 +47,7 @@ pub mod ingest;
 pub mod invoke_log;
 pub mod lambda_api;
 pub mod lifecycle;
+pub mod listener;
 pub mod logging;
 pub mod platform;
 pub mod runtime_proxy;
@@ -54,72 +57,12 @@ pub mod system;
 pub mod telemetry;
 pub mod triggers;
 
-use std::future::Future;
 use std::process::ExitCode;
 
 pub use aggregate::{Kind, MetricSample, RecordError, Resolution};
 pub use state::Shared;
 
-/// Spawns `fut` on the runtime; a panic in it is logged and does not end the process (the
-/// returned handle completes either way).
-pub fn spawn_logged<F>(name: &'static str, fut: F) -> tokio::task::JoinHandle<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let inner = tokio::spawn(fut);
-    tokio::spawn(async move {
-        if let Err(e) = inner.await {
-            if e.is_panic() {
-                tracing::error!(task = name, "task panicked; perfmon keeps running");
-            }
-        }
-    })
-}
-
-/// The accept loop of perfmon's HTTP/1.1 servers toward Lambda (the Telemetry API listener, the
-/// Runtime API proxy), in the background: one [`spawn_logged`] task per connection (`tasks`: the
-/// listener's and the connections' names), keep-alive, `answer` per request; an accept error is
-/// logged (`what` names the server) and retried after a pause that doubles from 5 ms to 1 s.
-pub fn serve_http1<F, Fut, B>(
-    listener: tokio::net::TcpListener,
-    tasks: (&'static str, &'static str),
-    what: &'static str,
-    preserve_header_case: bool,
-    answer: F,
-) where
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    spawn_logged(tasks.0, async move {
-        let mut backoff = std::time::Duration::from_millis(5);
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    backoff = std::time::Duration::from_millis(5);
-                    let _ = stream.set_nodelay(true);
-                    let answer = answer.clone();
-                    spawn_logged(tasks.1, async move {
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .preserve_header_case(preserve_header_case)
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), hyper::service::service_fn(answer));
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "{what} connection ended");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "{what} accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-                }
-            }
-        }
-    });
-}
+pub use listener::spawn_logged;
 
 /// Runs the extension (no arguments given): a current-thread runtime (small, fast to start) until
 /// SHUTDOWN has been handled, then exits the process explicitly.

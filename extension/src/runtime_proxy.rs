@@ -79,6 +79,8 @@ pub struct ProxySignals {
     done: watch::Sender<Option<String>>,
     /// Where the readers report (docs/reference.md §14), once the state exists and if trigger metrics are on.
     readers: OnceLock<Readers>,
+    /// The accept loop's counters (`/v1/health` `listeners`).
+    listener: OnceLock<Arc<crate::listener::Counters>>,
 }
 
 /// What the proxy's readers need.
@@ -96,11 +98,17 @@ impl Default for ProxySignals {
             upstream_errors: AtomicU64::new(0),
             done: watch::channel(None).0,
             readers: OnceLock::new(),
+            listener: OnceLock::new(),
         }
     }
 }
 
 impl ProxySignals {
+    /// The accept loop's counters, once it runs.
+    pub fn listener(&self) -> Option<Arc<crate::listener::Counters>> {
+        self.listener.get().cloned()
+    }
+
     /// The runtime talks through the proxy (it sent at least one request).
     pub fn in_use(&self) -> bool {
         self.used.load(Ordering::Relaxed)
@@ -190,9 +198,15 @@ pub fn serve(listener: TcpListener, upstream: String, signals: Arc<ProxySignals>
         .pool_idle_timeout(None::<Duration>)
         .build(connector);
     let upstream: Arc<str> = Arc::from(upstream);
-    crate::serve_http1(listener, ("runtime-proxy", "runtime-proxy-connection"), "runtime proxy", true, move |req| {
+    let policy = crate::listener::Policy {
+        preserve_header_case: true,
+        ..crate::listener::Policy::new("runtime-proxy", "runtime-proxy-connection")
+    };
+    let listener_counters = Arc::clone(&signals);
+    let counters = crate::listener::serve(listener, policy, move |req| {
         forward(req, client.clone(), Arc::clone(&upstream), Arc::clone(&signals))
     });
+    let _ = listener_counters.listener.set(counters.counters);
 }
 
 async fn forward(

@@ -147,6 +147,9 @@ pub struct Health {
     /// The Runtime API proxy; absent when it is off or could not bind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_proxy: Option<RuntimeProxyHealth>,
+    /// The HTTP listeners' accept loops: connections accepted, accept errors, connection panics,
+    /// waits at the connection cap ([`crate::listener`]).
+    pub listeners: Vec<crate::listener::ListenerHealth>,
     /// SnapStart only (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snap_start: Option<SnapStartHealth>,
@@ -220,6 +223,8 @@ pub struct Shared {
     runtime_proxy: OnceLock<(u16, Arc<crate::runtime_proxy::ProxySignals>)>,
     /// The UDP StatsD socket's kernel drop counter, once the listener is bound.
     statsd_drops: OnceLock<Arc<crate::ingest::statsd::KernelDrops>>,
+    /// The HTTP listeners' accept-loop counters (`/v1/health` `listeners`).
+    listeners: Mutex<Vec<Arc<crate::listener::Counters>>>,
 }
 
 impl Shared {
@@ -273,6 +278,7 @@ impl Shared {
             function_name: name.to_owned(),
             runtime_proxy: OnceLock::new(),
             statsd_drops: OnceLock::new(),
+            listeners: Mutex::new(Vec::new()),
         }
     }
 
@@ -578,7 +584,15 @@ impl Shared {
 
     /// Shows the Runtime API proxy in `/v1/health` (once; later calls are ignored).
     pub fn attach_runtime_proxy(&self, port: u16, signals: Arc<crate::runtime_proxy::ProxySignals>) {
+        if let Some(counters) = signals.listener() {
+            self.attach_listener(counters);
+        }
         let _ = self.runtime_proxy.set((port, signals));
+    }
+
+    /// Shows a listener's accept-loop counters in `/v1/health` (`listeners`).
+    pub fn attach_listener(&self, counters: Arc<crate::listener::Counters>) {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(counters);
     }
 
     pub fn health(&self) -> Health {
@@ -586,8 +600,10 @@ impl Shared {
             let (forwarded, upstream_errors) = s.counts();
             RuntimeProxyHealth { port: *port, in_use: s.in_use(), forwarded, upstream_errors }
         });
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|c| c.health()).collect();
         let g = self.lock();
         Health {
+            listeners,
             state: g.phase,
             mode: g.platform.mode(),
             invoke_events: g.invoke_events,

@@ -37,11 +37,15 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Serves `listener` in the background ([`crate::serve_http1`]).
+/// Serves `listener` in the background ([`crate::listener`]); its counters go to `/v1/health`.
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    crate::serve_http1(listener, ("telemetry-listener", "telemetry-connection"), "telemetry", false, move |req| {
-        handle(req, Arc::clone(&shared))
-    });
+    let for_requests = Arc::clone(&shared);
+    let counters = crate::listener::serve(
+        listener,
+        crate::listener::Policy::new("telemetry", "telemetry-connection"),
+        move |req| handle(req, Arc::clone(&for_requests)),
+    );
+    shared.attach_listener(counters.counters);
 }
 
 async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible> {

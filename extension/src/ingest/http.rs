@@ -18,21 +18,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use perfmon_protocol::contract::http::{HEALTH_PATH, MAX_BODY_BYTES, METRICS_PATH, OPERATIONS_PATH};
 use perfmon_protocol::custom::{BodyError, MetricEntry, Rejected, Response, Validator};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::{SampleSink, Stats};
 
 /// Connections served at once; more wait in the accept queue. A function opens one or a few.
-pub const MAX_CONNECTIONS: usize = 64;
+pub use crate::listener::MAX_CONNECTIONS;
 /// Longest wait for a request body; a client that stalls longer gets 408.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,50 +42,16 @@ pub struct Context {
     pub stats: Arc<Stats>,
 }
 
-/// Accept loop of the custom-metric API.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    accept_loop(listener, "custom-metric HTTP", move |req| {
-        let ctx = ctx.clone();
-        async move { handle(req, &ctx).await }
-    })
-    .await
-}
-
-/// The listeners' accept loop (custom-metric HTTP and OTLP): one task per connection, at most
-/// [`MAX_CONNECTIONS`], HTTP/1.1 keep-alive, `answer` per request; accept errors (e.g. out of file
-/// descriptors) are logged and retried after a short pause, never fatal. `what` names the listener
-/// in the log.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, answer: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = HttpResponse> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "{what} listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let answer = answer.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let answer = answer.clone();
-                async move { Ok::<_, Infallible>(answer(req).await) }
-            });
-            if let Err(error) =
-                http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
-            {
-                tracing::debug!(%error, "{what} connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
+/// Serves the custom-metric API in the background ([`crate::listener`]); returns its counters.
+pub fn serve(listener: TcpListener, ctx: Arc<Context>) -> crate::listener::Served {
+    crate::listener::serve(
+        listener,
+        crate::listener::Policy::new("custom-metric-http", "custom-metric-http-connection"),
+        move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+        },
+    )
 }
 
 /// Routes one request.

@@ -39,7 +39,6 @@ use perfmon_protocol::custom::{MetricEntry, Validator};
 use perfmon_protocol::otlp::{MapOptions, Mapper, Point};
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
-use tokio::task::JoinHandle;
 
 /// Where custom samples go: the extension's shared state (aggregator) in production, a vector in
 /// tests.
@@ -57,6 +56,9 @@ pub trait SampleSink: Send + Sync + 'static {
     /// The extension's part of `GET /v1/health` (a JSON object: state, samples held, series held,
     /// samples dropped by reason, last flush result).
     fn health(&self) -> serde_json::Value;
+
+    /// Shows a listener's accept-loop counters in the sink's health (nothing by default).
+    fn attach_listener(&self, _counters: Arc<crate::listener::Counters>) {}
 }
 
 /// An entry a [`SampleSink`] did not keep.
@@ -354,7 +356,9 @@ impl Bound {
                 clock: cfg.clock,
                 stats: stats.clone(),
             });
-            tasks.push(tokio::spawn(otlp::serve(listener, ctx)));
+            let served = otlp::serve(listener, ctx);
+            sink.attach_listener(served.counters);
+            tasks.push(served.abort);
         }
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
@@ -365,7 +369,9 @@ impl Bound {
                 clock: cfg.clock,
                 stats: stats.clone(),
             });
-            tasks.push(tokio::spawn(http::serve(listener, ctx)));
+            let served = http::serve(listener, ctx);
+            sink.attach_listener(served.counters);
+            tasks.push(served.abort);
         }
         let mut receiver = |socket| {
             let receiver = Arc::new(statsd::Receiver {
@@ -375,7 +381,7 @@ impl Bound {
                 clock: cfg.clock,
                 stats: stats.clone(),
             });
-            tasks.push(tokio::spawn(statsd::serve(receiver.clone())));
+            tasks.push(tokio::spawn(statsd::serve(receiver.clone())).abort_handle());
             receiver
         };
         let statsd = statsd.map(|socket| receiver(statsd::Socket::Udp(socket)));
@@ -397,7 +403,7 @@ pub struct Ingest {
     statsd_unix: Option<Arc<statsd::Receiver>>,
     /// The Unix socket's file, removed at SHUTDOWN ([`Ingest::remove_statsd_socket`]) and on drop.
     statsd_path: Option<PathBuf>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for Ingest {

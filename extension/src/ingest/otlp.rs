@@ -39,13 +39,12 @@ pub struct Context {
     pub stats: Arc<Stats>,
 }
 
-/// Accept loop, [`super::http::accept_loop`].
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    super::http::accept_loop(listener, "OTLP", move |req| {
+/// Serves OTLP/HTTP in the background ([`crate::listener`]); returns its counters.
+pub fn serve(listener: TcpListener, ctx: Arc<Context>) -> crate::listener::Served {
+    crate::listener::serve(listener, crate::listener::Policy::new("otlp", "otlp-connection"), move |req| {
         let ctx = ctx.clone();
-        async move { handle(req, &ctx).await }
+        async move { Ok::<_, std::convert::Infallible>(handle(req, &ctx).await) }
     })
-    .await
 }
 
 /// Answers one request and counts the answer.

@@ -106,6 +106,10 @@ impl SampleSink for Shared {
     fn health(&self) -> serde_json::Value {
         serde_json::to_value(Shared::health(self)).unwrap_or_else(|_| serde_json::json!({}))
     }
+
+    fn attach_listener(&self, counters: std::sync::Arc<crate::listener::Counters>) {
+        Shared::attach_listener(self, counters);
+    }
 }
 
 #[cfg(test)]
