@@ -20,6 +20,8 @@
 //!
 //! # Layout
 //! * [`config`]: what runs and the emulation knobs; [`env`](crate) the environment of docs/reference.md §16.6.
+//! * `accept`: the one accept loop of the sandbox's listeners (connection cap, back-off, panics
+//!   logged).
 //! * `api/`: the HTTP handlers (`extensions`, `runtime`, `telemetry`).
 //! * `lifecycle`: Init, invoke, shutdown/reset; `platform`: the `platform.*` records of an invoke.
 //! * [`mode`]: the Lambda modes (docs/reference.md §8); `concurrent`: Managed Instances invokes over several runtime
@@ -35,6 +37,7 @@
 //!   [`events`]: the trigger events it invokes with (`--event NAME`, `--event-file FILE|DIR`).
 //! * [`snapshot`]: SnapStart, what a restored environment sent that was recorded before the snapshot.
 
+mod accept;
 mod api;
 mod batching;
 mod billing;

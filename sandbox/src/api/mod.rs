@@ -23,20 +23,12 @@ pub(crate) type Resp = Response<Full<Bytes>>;
 /// Largest body accepted (a 6 MB invoke response, like Lambda's synchronous limit).
 const MAX_BODY: usize = 6 * 1024 * 1024;
 
-/// Accepts connections until the task is aborted.
+/// Accepts connections until the task is aborted ([`crate::accept`]).
 pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    crate::accept::accept_loop(listener, "lambda-api", move |stream, _| {
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
-        tokio::spawn(async move {
+        Some(async move {
             let service = hyper::service::service_fn(move |req| {
                 let inner = inner.clone();
                 async move { Ok::<_, Infallible>(route(inner, req).await) }
@@ -47,8 +39,9 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended");
             }
-        });
-    }
+        })
+    })
+    .await
 }
 
 async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {

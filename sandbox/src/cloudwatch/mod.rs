@@ -47,7 +47,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use network::Network;
 pub use perfmon_protocol::cloudwatch::read::MetricId;
@@ -248,51 +248,36 @@ impl Drop for CloudWatch {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    // Connection tasks live in the set: aborting this loop drops the set, which aborts them all.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "CloudWatch accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                if shared.refusing() {
-                    drop(stream);
-                    continue;
-                }
-                let shared = shared.clone();
-                shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let network = shared.network();
-                let mut snapshots = shared.epoch.subscribe();
-                let epoch = *snapshots.borrow_and_update();
-                conns.spawn(async move {
-                    // Connection setup (DNS, TCP, TLS) delays the first answer on this connection.
-                    if !network.connect.is_zero() {
-                        tokio::time::sleep(network.connect).await;
-                    }
-                    let s = shared.clone();
-                    let svc = service_fn(move |req| server::handle(s.clone(), req, epoch));
-                    let mut builder = http1::Builder::new();
-                    builder.keep_alive(network.keep_alive);
-                    tokio::select! {
-                        served = builder.serve_connection(TokioIo::new(stream), svc) => {
-                            if let Err(e) = served {
-                                tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
-                            }
-                        }
-                        Ok(()) = snapshots.changed() => {
-                            shared.cut_at_snapshot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::debug!(%peer, "CloudWatch connection closed at a snapshot");
-                        }
-                    }
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    crate::accept::accept_loop(listener, "cloudwatch", move |stream, peer| {
+        if shared.refusing() {
+            return None;
         }
-    }
+        let shared = shared.clone();
+        shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let network = shared.network();
+        let mut snapshots = shared.epoch.subscribe();
+        let epoch = *snapshots.borrow_and_update();
+        Some(async move {
+            // Connection setup (DNS, TCP, TLS) delays the first answer on this connection.
+            if !network.connect.is_zero() {
+                tokio::time::sleep(network.connect).await;
+            }
+            let s = shared.clone();
+            let svc = service_fn(move |req| server::handle(s.clone(), req, epoch));
+            let mut builder = http1::Builder::new();
+            builder.keep_alive(network.keep_alive);
+            tokio::select! {
+                served = builder.serve_connection(TokioIo::new(stream), svc) => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "CloudWatch connection ended with an error");
+                    }
+                }
+                Ok(()) = snapshots.changed() => {
+                    shared.cut_at_snapshot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(%peer, "CloudWatch connection closed at a snapshot");
+                }
+            }
+        })
+    })
+    .await
 }

@@ -36,7 +36,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use perfmon_protocol::cloudwatch::{cbor, json, CwError, ErrorCode, CBOR_PATH_PREFIX, JSON_TARGET_PREFIX};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use super::server::{gunzip, MAX_DECODED_BYTES};
 use super::CloudWatchError;
@@ -99,23 +99,14 @@ impl Drop for CborProxy {
 }
 
 async fn accept_loop(listener: TcpListener, upstream: SocketAddr, counters: Arc<Counters>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                };
-                let counters = counters.clone();
-                conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(upstream, counters.clone(), req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
+    crate::accept::accept_loop(listener, "cbor-proxy", move |stream, _| {
+        let counters = counters.clone();
+        Some(async move {
+            let svc = service_fn(move |req| handle(upstream, counters.clone(), req));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        })
+    })
+    .await
 }
 
 type Reply = Response<Full<Bytes>>;
