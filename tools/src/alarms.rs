@@ -90,67 +90,272 @@ pub enum Kind {
     BatchItemFailures,
 }
 
+/// One kind of alarm, described once: everything but how its condition is built ([`alarms`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KindInfo {
+    pub kind: Kind,
+    /// Flag prefix (`--cold-starts-threshold`) and alarm name suffix.
+    pub key: &'static str,
+    /// Left out unless enabled (the default output stays what it was before these kinds existed).
+    pub opt_in: bool,
+    /// Unit of the threshold, for help texts and descriptions.
+    pub unit: &'static str,
+    pub comparison: Comparison,
+    /// The defaults, for an interactive (chat or HTTP API) backend.
+    pub default: AlarmSpec,
+    /// What the alarm watches, for help texts.
+    pub summary: &'static str,
+    /// What the alarm description names; `{}` is the operation, route or source.
+    pub what: &'static str,
+}
+
 impl Kind {
-    pub const ALL: [Kind; 20] = [
-        Kind::ColdStarts,
-        Kind::DurationP99,
-        Kind::ErrorRate,
-        Kind::Timeouts,
-        Kind::Memory,
-        Kind::Cost,
-        Kind::OperationDuration,
-        Kind::OperationErrorRate,
-        Kind::ColdStartRate,
-        Kind::InitDurationP99,
-        Kind::OperationMemory,
-        Kind::LambdaThrottles,
-        Kind::LambdaConcurrency,
-        Kind::Metric,
-        Kind::CpuStarved,
-        Kind::MemoryNearLimit,
-        Kind::RouteDurationP99,
-        Kind::Route5xxRate,
-        Kind::RecordAge,
-        Kind::BatchItemFailures,
+    /// Every kind with its description, in the enum's order (the order of the output, of
+    /// [`Kind::ALL`] and of [`AlarmOptions::specs`]).
+    pub const TABLE: [KindInfo; 20] = [
+        // A burst of cold starts: users see multi-second first replies.
+        KindInfo {
+            kind: Kind::ColdStarts,
+            key: "cold-starts",
+            opt_in: false,
+            unit: "count",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 10.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "cold starts per period (Sum of ColdStart)",
+            what: "cold starts",
+        },
+        // Users wait on every reply: p99 over 3 s for 15 minutes.
+        KindInfo {
+            kind: Kind::DurationP99,
+            key: "duration-p99",
+            opt_in: false,
+            unit: "ms",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 3000.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "p99 of Duration",
+            what: "p99 duration",
+        },
+        // 5 % of invocations failing in 3 of the last 5 minutes.
+        KindInfo {
+            kind: Kind::ErrorRate,
+            key: "error-rate",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 5.0, period: 60, evaluation_periods: 5, datapoints: 3, severity: Severity::Critical },
+            summary: "error rate, metric math 100 * Errors / Invocations",
+            what: "error rate",
+        },
+        // Any timeout: an API client got no answer.
+        KindInfo {
+            kind: Kind::Timeouts,
+            key: "timeouts",
+            opt_in: false,
+            unit: "count",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 1.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Critical },
+            summary: "timeouts per period (Sum of Timeouts)",
+            what: "timeouts",
+        },
+        // Memory at or above 80 % of the memory size: close to an out-of-memory kill.
+        KindInfo {
+            kind: Kind::Memory,
+            key: "memory",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 80.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "memory utilization (Maximum of MemoryUtilization)",
+            what: "memory utilization",
+        },
+        // A runaway loop or a traffic spike: more than 1 USD of compute in one hour.
+        KindInfo {
+            kind: Kind::Cost,
+            key: "cost",
+            opt_in: false,
+            unit: "USD",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 1.0, period: 3600, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "estimated cost per period (Sum of EstimatedCost)",
+            what: "estimated cost",
+        },
+        KindInfo {
+            kind: Kind::OperationDuration,
+            key: "operation-duration-p99",
+            opt_in: false,
+            unit: "ms",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 1000.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "p99 of OperationDuration, per --operation",
+            what: "operation {} p99 duration",
+        },
+        KindInfo {
+            kind: Kind::OperationErrorRate,
+            key: "operation-error-rate",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 5.0, period: 60, evaluation_periods: 5, datapoints: 3, severity: Severity::Warning },
+            summary: "100 * OperationErrors / OperationCount, per --operation",
+            what: "operation {} error rate",
+        },
+        // One invoke in five waits for an init.
+        KindInfo {
+            kind: Kind::ColdStartRate,
+            key: "cold-start-rate",
+            opt_in: true,
+            unit: "%",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 20.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "cold-start rate, 100 * ColdStart / Invocations (opt-in)",
+            what: "cold-start rate",
+        },
+        // Users see the init on every cold start.
+        KindInfo {
+            kind: Kind::InitDurationP99,
+            key: "init-duration-p99",
+            opt_in: true,
+            unit: "ms",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 1000.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "p99 of InitDuration, the cold start's wait (opt-in)",
+            what: "p99 init duration",
+        },
+        // The most heap an operation ended with, per operation.
+        KindInfo {
+            kind: Kind::OperationMemory,
+            key: "operation-memory",
+            opt_in: true,
+            unit: "MB",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 100.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "Maximum of OperationMemoryUsed (posted by the function with dimension OperationName), per --operation (opt-in)",
+            what: "operation {} memory",
+        },
+        // Any throttled invoke (Lambda's own metric: perfmon cannot see a throttle, no sandbox runs).
+        KindInfo {
+            kind: Kind::LambdaThrottles,
+            key: "lambda-throttles",
+            opt_in: true,
+            unit: "count",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 0.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Critical },
+            summary: "throttled invokes, AWS/Lambda Throttles (Lambda's metric; opt-in)",
+            what: "throttles (AWS/Lambda)",
+        },
+        // 80 % of the default account limit of 1000 concurrent executions (Lambda's own metric).
+        KindInfo {
+            kind: Kind::LambdaConcurrency,
+            key: "lambda-concurrency",
+            opt_in: true,
+            unit: "count",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 800.0, period: 60, evaluation_periods: 5, datapoints: 3, severity: Severity::Warning },
+            summary: "Maximum of AWS/Lambda ConcurrentExecutions (Lambda's metric; opt-in)",
+            what: "concurrent executions (AWS/Lambda)",
+        },
+        // A custom metric off target for 15 minutes (threshold and comparison given per alarm).
+        KindInfo {
+            kind: Kind::Metric,
+            key: "metric",
+            opt_in: true,
+            unit: "count",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 0.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "a custom metric, per --metric-alarm (defaults of those alarms)",
+            what: "custom metric",
+        },
+        // p90 of the invokes at 90 % of the CPU their memory buys, for 15 minutes: CPU-bound and slowed by too small a memory size (CPU grows with memory up to 1 vCPU at 1 769 MB).
+        KindInfo {
+            kind: Kind::CpuStarved,
+            key: "cpu-starved",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 90.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "p90 of CPUUtilization (of the CPU the memory size buys; EnvironmentCPUUtilization Maximum on Managed Instances)",
+            what: "CPU utilization (of the CPU the memory size buys)",
+        },
+        // One invoke at 95 % of the memory size: the next bigger payload is an out-of-memory kill.
+        KindInfo {
+            kind: Kind::MemoryNearLimit,
+            key: "memory-near-limit",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 95.0, period: 60, evaluation_periods: 1, datapoints: 1, severity: Severity::Critical },
+            summary: "Maximum of MemoryUtilization (EnvironmentMemoryUtilization on Managed Instances)",
+            what: "memory utilization near the limit",
+        },
+        // As the function's own p99, for each route users call.
+        KindInfo {
+            kind: Kind::RouteDurationP99,
+            key: "route-duration-p99",
+            opt_in: false,
+            unit: "ms",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 3000.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "p99 of the route's Duration, per --route (needs /opt/perfmon-wrapper)",
+            what: "route {} p99 duration",
+        },
+        // 5 % of a route's invokes answered 5xx in 3 of the last 5 minutes.
+        KindInfo {
+            kind: Kind::Route5xxRate,
+            key: "route-5xx-rate",
+            opt_in: false,
+            unit: "%",
+            comparison: Comparison::AtOrAbove,
+            default: AlarmSpec { threshold: 5.0, period: 60, evaluation_periods: 5, datapoints: 3, severity: Severity::Critical },
+            summary: "100 * Average of Http5xx (share of invokes answered 5xx), per --route",
+            what: "route {} 5xx rate",
+        },
+        // Records waited more than 5 minutes to be handed out: the consumer falls behind.
+        KindInfo {
+            kind: Kind::RecordAge,
+            key: "record-age",
+            opt_in: false,
+            unit: "ms",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 300_000.0, period: 300, evaluation_periods: 1, datapoints: 1, severity: Severity::Warning },
+            summary: "Maximum of RecordAge (the oldest record's age at hand-out), per --source",
+            what: "{} record age (max)",
+        },
+        // Any record reported failed in 3 periods of 5 minutes running: retried, then dead-lettered.
+        KindInfo {
+            kind: Kind::BatchItemFailures,
+            key: "batch-item-failures",
+            opt_in: false,
+            unit: "count",
+            comparison: Comparison::Above,
+            default: AlarmSpec { threshold: 0.0, period: 300, evaluation_periods: 3, datapoints: 3, severity: Severity::Warning },
+            summary: "Sum of BatchItemFailures (records the function failed), per --source",
+            what: "{} batch item failures",
+        },
     ];
+
+    pub const ALL: [Kind; 20] = {
+        let mut all = [Kind::ColdStarts; 20];
+        let mut i = 0;
+        while i < 20 {
+            all[i] = Kind::TABLE[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    /// This kind's row of [`Kind::TABLE`] (its rows are in the enum's order, as `specs` is).
+    pub fn info(self) -> &'static KindInfo {
+        &Kind::TABLE[self as usize]
+    }
 
     /// Left out unless enabled (the default output stays what it was before these kinds existed).
     pub fn opt_in(self) -> bool {
-        matches!(
-            self,
-            Kind::ColdStartRate
-                | Kind::InitDurationP99
-                | Kind::OperationMemory
-                | Kind::LambdaThrottles
-                | Kind::LambdaConcurrency
-                | Kind::Metric
-        )
+        self.info().opt_in
     }
 
     /// Flag prefix (`--cold-starts-threshold`) and alarm name suffix.
     pub fn key(self) -> &'static str {
-        match self {
-            Kind::ColdStarts => "cold-starts",
-            Kind::DurationP99 => "duration-p99",
-            Kind::ErrorRate => "error-rate",
-            Kind::Timeouts => "timeouts",
-            Kind::Memory => "memory",
-            Kind::Cost => "cost",
-            Kind::OperationDuration => "operation-duration-p99",
-            Kind::OperationErrorRate => "operation-error-rate",
-            Kind::ColdStartRate => "cold-start-rate",
-            Kind::InitDurationP99 => "init-duration-p99",
-            Kind::OperationMemory => "operation-memory",
-            Kind::LambdaThrottles => "lambda-throttles",
-            Kind::LambdaConcurrency => "lambda-concurrency",
-            Kind::Metric => "metric",
-            Kind::CpuStarved => "cpu-starved",
-            Kind::MemoryNearLimit => "memory-near-limit",
-            Kind::RouteDurationP99 => "route-duration-p99",
-            Kind::Route5xxRate => "route-5xx-rate",
-            Kind::RecordAge => "record-age",
-            Kind::BatchItemFailures => "batch-item-failures",
-        }
+        self.info().key
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -173,117 +378,21 @@ impl Kind {
 
     /// Unit of the threshold, for help texts and descriptions.
     pub fn unit(self) -> &'static str {
-        match self {
-            Kind::ColdStarts | Kind::Timeouts | Kind::LambdaThrottles | Kind::LambdaConcurrency => "count",
-            Kind::DurationP99 | Kind::OperationDuration | Kind::InitDurationP99 => "ms",
-            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Memory | Kind::ColdStartRate => "%",
-            Kind::CpuStarved | Kind::MemoryNearLimit => "%",
-            Kind::Cost => "USD",
-            Kind::OperationMemory => "MB",
-            Kind::Metric => "count",
-            Kind::RouteDurationP99 | Kind::RecordAge => "ms",
-            Kind::Route5xxRate => "%",
-            Kind::BatchItemFailures => "count",
-        }
+        self.info().unit
     }
 
     pub fn comparison(self) -> Comparison {
-        match self {
-            Kind::ErrorRate | Kind::OperationErrorRate | Kind::Timeouts | Kind::Memory => Comparison::AtOrAbove,
-            Kind::CpuStarved | Kind::MemoryNearLimit | Kind::Route5xxRate => Comparison::AtOrAbove,
-            Kind::RouteDurationP99 | Kind::RecordAge | Kind::BatchItemFailures => Comparison::Above,
-            Kind::ColdStarts | Kind::DurationP99 | Kind::OperationDuration | Kind::Cost => Comparison::Above,
-            Kind::ColdStartRate
-            | Kind::InitDurationP99
-            | Kind::OperationMemory
-            | Kind::LambdaThrottles
-            | Kind::LambdaConcurrency
-            | Kind::Metric => Comparison::Above,
-        }
+        self.info().comparison
     }
 
     /// The defaults, for an interactive (chat or HTTP API) backend.
     pub fn default_spec(self) -> AlarmSpec {
-        let spec = |threshold, period, evaluation_periods, datapoints, severity| AlarmSpec {
-            threshold,
-            period,
-            evaluation_periods,
-            datapoints,
-            severity,
-        };
-        match self {
-            // A burst of cold starts: users see multi-second first replies.
-            Kind::ColdStarts => spec(10.0, 300, 1, 1, Severity::Warning),
-            // Users wait on every reply: p99 over 3 s for 15 minutes.
-            Kind::DurationP99 => spec(3000.0, 300, 3, 3, Severity::Warning),
-            // 5 % of invocations failing in 3 of the last 5 minutes.
-            Kind::ErrorRate => spec(5.0, 60, 5, 3, Severity::Critical),
-            // Any timeout: an API client got no answer.
-            Kind::Timeouts => spec(1.0, 300, 1, 1, Severity::Critical),
-            // Memory at or above 80 % of the memory size: close to an out-of-memory kill.
-            Kind::Memory => spec(80.0, 300, 1, 1, Severity::Warning),
-            // A runaway loop or a traffic spike: more than 1 USD of compute in one hour.
-            Kind::Cost => spec(1.0, 3600, 1, 1, Severity::Warning),
-            Kind::OperationDuration => spec(1000.0, 300, 3, 3, Severity::Warning),
-            Kind::OperationErrorRate => spec(5.0, 60, 5, 3, Severity::Warning),
-            // One invoke in five waits for an init.
-            Kind::ColdStartRate => spec(20.0, 300, 1, 1, Severity::Warning),
-            // Users see the init on every cold start.
-            Kind::InitDurationP99 => spec(1000.0, 300, 1, 1, Severity::Warning),
-            // The most heap an operation ended with, per operation.
-            Kind::OperationMemory => spec(100.0, 300, 1, 1, Severity::Warning),
-            // Any throttled invoke (Lambda's own metric: perfmon cannot see a throttle, no sandbox runs).
-            Kind::LambdaThrottles => spec(0.0, 300, 1, 1, Severity::Critical),
-            // 80 % of the default account limit of 1000 concurrent executions (Lambda's own metric).
-            Kind::LambdaConcurrency => spec(800.0, 60, 5, 3, Severity::Warning),
-            // A custom metric off target for 15 minutes (threshold and comparison given per alarm).
-            Kind::Metric => spec(0.0, 300, 3, 3, Severity::Warning),
-            // p90 of the invokes at 90 % of the CPU their memory buys, for 15 minutes: CPU-bound
-            // and slowed by too small a memory size (CPU grows with memory up to 1 vCPU at 1 769 MB).
-            Kind::CpuStarved => spec(90.0, 300, 3, 3, Severity::Warning),
-            // One invoke at 95 % of the memory size: the next bigger payload is an out-of-memory kill.
-            Kind::MemoryNearLimit => spec(95.0, 60, 1, 1, Severity::Critical),
-            // As the function's own p99, for each route users call.
-            Kind::RouteDurationP99 => spec(3000.0, 300, 3, 3, Severity::Warning),
-            // 5 % of a route's invokes answered 5xx in 3 of the last 5 minutes.
-            Kind::Route5xxRate => spec(5.0, 60, 5, 3, Severity::Critical),
-            // Records waited more than 5 minutes to be handed out: the consumer falls behind.
-            Kind::RecordAge => spec(300_000.0, 300, 1, 1, Severity::Warning),
-            // Any record reported failed in 3 periods of 5 minutes running: retried, then dead-lettered.
-            Kind::BatchItemFailures => spec(0.0, 300, 3, 3, Severity::Warning),
-        }
+        self.info().default
     }
 
     /// What the alarm watches, for help texts.
     pub fn summary(self) -> &'static str {
-        match self {
-            Kind::ColdStarts => "cold starts per period (Sum of ColdStart)",
-            Kind::DurationP99 => "p99 of Duration",
-            Kind::ErrorRate => "error rate, metric math 100 * Errors / Invocations",
-            Kind::Timeouts => "timeouts per period (Sum of Timeouts)",
-            Kind::Memory => "memory utilization (Maximum of MemoryUtilization)",
-            Kind::Cost => "estimated cost per period (Sum of EstimatedCost)",
-            Kind::OperationDuration => "p99 of OperationDuration, per --operation",
-            Kind::OperationErrorRate => "100 * OperationErrors / OperationCount, per --operation",
-            Kind::ColdStartRate => "cold-start rate, 100 * ColdStart / Invocations (opt-in)",
-            Kind::InitDurationP99 => "p99 of InitDuration, the cold start's wait (opt-in)",
-            Kind::OperationMemory => {
-                "Maximum of OperationMemoryUsed (posted by the function with dimension OperationName), per --operation (opt-in)"
-            }
-            Kind::LambdaThrottles => "throttled invokes, AWS/Lambda Throttles (Lambda's metric; opt-in)",
-            Kind::LambdaConcurrency => "Maximum of AWS/Lambda ConcurrentExecutions (Lambda's metric; opt-in)",
-            Kind::Metric => "a custom metric, per --metric-alarm (defaults of those alarms)",
-            Kind::CpuStarved => {
-                "p90 of CPUUtilization (of the CPU the memory size buys; EnvironmentCPUUtilization Maximum on Managed Instances)"
-            }
-            Kind::MemoryNearLimit => {
-                "Maximum of MemoryUtilization (EnvironmentMemoryUtilization on Managed Instances)"
-            }
-            Kind::RouteDurationP99 => "p99 of the route's Duration, per --route (needs /opt/perfmon-wrapper)",
-            Kind::Route5xxRate => "100 * Average of Http5xx (share of invokes answered 5xx), per --route",
-            Kind::RecordAge => "Maximum of RecordAge (the oldest record's age at hand-out), per --source",
-            Kind::BatchItemFailures => "Sum of BatchItemFailures (records the function failed), per --source",
-        }
+        self.info().summary
     }
 }
 
@@ -648,28 +757,7 @@ fn operation_memory(s: &Scope, op: &str) -> MetricRef {
 }
 
 fn describe(kind: Kind, op: Option<&str>, function: &str, spec: &AlarmSpec) -> String {
-    let what = match kind {
-        Kind::ColdStarts => "cold starts".to_string(),
-        Kind::DurationP99 => "p99 duration".to_string(),
-        Kind::ErrorRate => "error rate".to_string(),
-        Kind::Timeouts => "timeouts".to_string(),
-        Kind::Memory => "memory utilization".to_string(),
-        Kind::Cost => "estimated cost".to_string(),
-        Kind::OperationDuration => format!("operation {} p99 duration", op.unwrap_or_default()),
-        Kind::OperationErrorRate => format!("operation {} error rate", op.unwrap_or_default()),
-        Kind::ColdStartRate => "cold-start rate".to_string(),
-        Kind::InitDurationP99 => "p99 init duration".to_string(),
-        Kind::OperationMemory => format!("operation {} memory", op.unwrap_or_default()),
-        Kind::LambdaThrottles => "throttles (AWS/Lambda)".to_string(),
-        Kind::LambdaConcurrency => "concurrent executions (AWS/Lambda)".to_string(),
-        Kind::Metric => "custom metric".to_string(),
-        Kind::CpuStarved => "CPU utilization (of the CPU the memory size buys)".to_string(),
-        Kind::MemoryNearLimit => "memory utilization near the limit".to_string(),
-        Kind::RouteDurationP99 => format!("route {} p99 duration", op.unwrap_or_default()),
-        Kind::Route5xxRate => format!("route {} 5xx rate", op.unwrap_or_default()),
-        Kind::RecordAge => format!("{} record age (max)", op.unwrap_or_default()),
-        Kind::BatchItemFailures => format!("{} batch item failures", op.unwrap_or_default()),
-    };
+    let what = kind.info().what.replacen("{}", op.unwrap_or_default(), 1);
     let unit = match kind.unit() {
         "count" => String::new(),
         u => format!(" {u}"),
@@ -1125,5 +1213,13 @@ mod tests {
         o.disabled = vec![Kind::ErrorRate, Kind::Timeouts, Kind::MemoryNearLimit];
         let cfn = render_cloudformation(&alarms(&o), &Topics::default(), "chat");
         assert!(cfn["Parameters"].get("CriticalTopicArn").is_none());
+    }
+
+    #[test]
+    fn the_kind_table_is_in_the_enum_order_with_unique_keys() {
+        for (i, row) in Kind::TABLE.iter().enumerate() {
+            assert_eq!(row.kind as usize, i, "{:?}", row.kind);
+            assert_eq!(Kind::parse(row.key), Some(row.kind));
+        }
     }
 }
