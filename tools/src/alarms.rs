@@ -958,6 +958,234 @@ fn unique_id(taken: &Map<String, Value>, id: &str) -> String {
     (2..).map(|n| format!("{id}{n}")).find(|c| !taken.contains_key(c)).unwrap_or(id)
 }
 
+// ---- The command line (parse → options; help).
+
+use crate::args::{no_value, parse_f64, parse_route, parse_source, parse_u32, topic, Arg, Common, Parser, COMMON_HELP};
+use crate::{custom, thresholds, Command, Format, UsageError};
+
+pub(crate) fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let mut topics = Topics::default();
+    // The scope is only known at the end; collect the rest into a template first.
+    let mut options =
+        AlarmOptions::new(Scope { namespace: String::new(), function: String::new(), dimensions: Vec::new() });
+    // `--ALARM-target [OP=]N`: the threshold is `target_multiple` x N (set at the end).
+    let (mut targets, mut target_multiple) = (Vec::new(), 2.0);
+    // `--metric-alarm` texts, parsed at the end (after the `--metric-*` defaults).
+    let mut metric_alarms = Vec::new();
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(alarms_help()));
+            }
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters"));
+                }
+                options.name_prefix = v;
+            }
+            "critical-topic" => topics.critical = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "warning-topic" => topics.warning = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "disable" => {
+                let v = p.value(&flag, inline)?;
+                let kind = Kind::parse(&v).ok_or_else(|| UsageError::invalid(&flag, &v, &kind_list()))?;
+                options.disabled.push(kind);
+            }
+            "enable" => {
+                let v = p.value(&flag, inline)?;
+                let kind = Kind::parse(&v).ok_or_else(|| UsageError::invalid(&flag, &v, &kind_list()))?;
+                options.enable(kind);
+            }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read(&v, thresholds::Tool::Alarms, alarms_knows)?);
+            }
+            "target-multiple" => target_multiple = parse_f64(&flag, &p.value(&flag, inline)?)?,
+            "metric-alarm" => metric_alarms.push(p.value(&flag, inline)?),
+            "route" => {
+                let route = parse_route(&flag, p.value(&flag, inline)?)?;
+                if !options.routes.contains(&route) {
+                    options.routes.push(route);
+                }
+            }
+            "source" => {
+                let source = parse_source(&flag, &p.value(&flag, inline)?)?;
+                if !options.sources.contains(&source) {
+                    options.sources.push(source);
+                }
+            }
+            _ => {
+                let Some((kind, field)) = kind_flag(&flag) else {
+                    return Err(UsageError::UnknownFlag(format!("--{flag}")));
+                };
+                let v = p.value(&flag, inline)?;
+                options.enable(kind);
+                match field {
+                    "target" => match v.split_once('=') {
+                        Some((op, t)) if kind.is_operation() => {
+                            targets.push((kind, Some(op.to_string()), parse_f64(&flag, t)?))
+                        }
+                        _ => targets.push((kind, None, parse_f64(&flag, &v)?)),
+                    },
+                    "threshold" => match v.split_once('=') {
+                        Some((op, t)) if kind.is_operation() => {
+                            options.operation_thresholds.push((kind, op.to_string(), parse_f64(&flag, t)?));
+                        }
+                        _ => options.spec_mut(kind).threshold = parse_f64(&flag, &v)?,
+                    },
+                    "period" => options.spec_mut(kind).period = parse_u32(&flag, &v)?,
+                    "evaluation-periods" => options.spec_mut(kind).evaluation_periods = parse_u32(&flag, &v)?,
+                    "datapoints" => options.spec_mut(kind).datapoints = parse_u32(&flag, &v)?,
+                    _ => {
+                        options.spec_mut(kind).severity = Severity::parse(&v)
+                            .ok_or_else(|| UsageError::invalid(&flag, &v, "expected `critical` or `warning`"))?
+                    }
+                }
+            }
+        }
+    }
+    for (kind, op, target) in targets {
+        match op {
+            Some(op) => options.operation_thresholds.push((kind, op, target * target_multiple)),
+            None => options.spec_mut(kind).threshold = target * target_multiple,
+        }
+    }
+    for text in metric_alarms {
+        let alarm = custom::parse_alarm(&text, options.spec(Kind::Metric))
+            .map_err(|reason| UsageError::invalid("metric-alarm", &text, &reason))?;
+        options.metric_alarms.push(alarm);
+    }
+    for kind in Kind::ALL {
+        options
+            .spec(kind)
+            .check()
+            .map_err(|reason| UsageError::invalid(&format!("{}-period", kind.key()), "", &reason))?;
+    }
+    for (kind, op, _) in &options.operation_thresholds {
+        if !common.operations.contains(op) {
+            return Err(UsageError::invalid(
+                &format!("{}-threshold", kind.key()),
+                op,
+                "no such --operation (give --operation first or as well)",
+            ));
+        }
+    }
+    let format = common.format.unwrap_or(Format::CloudFormation);
+    options.mode = common.mode;
+    options.scope = common.scope()?;
+    // FunctionName + the extras + Trigger + Source fit CloudWatch's 30: `Scope::validate` keeps the
+    // extras within `contract::MAX_EXTRA_DIMENSIONS`.
+    options.operations = common.operations;
+    Ok(Command::Alarms { options: Box::new(options), format, topics })
+}
+
+pub(crate) const KIND_FIELDS: [&str; 6] =
+    ["threshold", "period", "evaluation-periods", "datapoints", "severity", "target"];
+
+/// Whether `perfmon alarms` takes the option `name` (for thresholds files).
+pub(crate) fn alarms_knows(name: &str) -> bool {
+    ["name-prefix", "critical-topic", "warning-topic", "disable", "enable", "target-multiple", "format", "metric-alarm"]
+        .contains(&name)
+        || kind_flag(name).is_some()
+}
+
+/// `cold-starts-threshold` → (ColdStarts, "threshold").
+pub(crate) fn kind_flag(flag: &str) -> Option<(Kind, &'static str)> {
+    for kind in Kind::ALL {
+        if let Some(rest) = flag.strip_prefix(kind.key()).and_then(|r| r.strip_prefix('-')) {
+            if let Some(field) = KIND_FIELDS.iter().find(|f| **f == rest) {
+                return Some((kind, field));
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn kind_list() -> String {
+    let keys: Vec<&str> = Kind::ALL.iter().map(|k| k.key()).collect();
+    format!("expected one of {}", keys.join(", "))
+}
+
+pub(crate) fn alarms_help() -> String {
+    let mut table = String::new();
+    for kind in Kind::ALL {
+        let s = kind.default_spec();
+        let unit = if kind.unit() == "count" { String::new() } else { format!(" {}", kind.unit()) };
+        table.push_str(&format!(
+            "    {:<24} {}\n    {:<24} default: {} {}{}, period {} s, {} of {} periods, {}\n",
+            kind.key(),
+            kind.summary(),
+            "",
+            kind.comparison().symbol(),
+            crate::alarms::fmt_number(s.threshold),
+            unit,
+            s.period,
+            s.datapoints,
+            s.evaluation_periods,
+            s.severity
+        ));
+    }
+    format!(
+        "perfmon alarms: print CloudWatch alarms for a function
+
+The defaults suit an interactive backend, a chat or HTTP API where a user waits on every invoke:
+any timeout or 5 % errors is critical; slow replies, cold-start bursts, memory pressure and cost
+are warnings. Each severity notifies its own SNS topic.
+
+USAGE:
+    perfmon alarms --function NAME [OPTIONS] > alarms.json
+    aws cloudformation deploy --template-file alarms.json --stack-name perfmon-alarms-NAME \\
+        --parameter-overrides CriticalTopicArn=arn:aws:sns:... WarningTopicArn=arn:aws:sns:...
+
+OPTIONS:
+{COMMON_HELP}    --format FORMAT          cloudformation (a template: parameters CriticalTopicArn and
+                             WarningTopicArn, empty for no notification, and AWS::CloudWatch::Alarm
+                             resources) or json (a list of PutMetricAlarm inputs) [default: cloudformation]
+    --critical-topic ARN     SNS topic of the critical alarms (the template parameter's default)
+                             [default: none]
+    --warning-topic ARN      SNS topic of the warning alarms [default: none]
+    --name-prefix PREFIX     alarm names are PREFIX-FUNCTION-ALARM [default: perfmon]
+    --disable ALARM          leave an alarm out; repeatable [default: none]
+    --enable ALARM           add an opt-in alarm (setting any of its options does too) [default: none]
+    --thresholds FILE        read options from FILE, `NAME = VALUE` a line, e.g.
+                             `cold-starts-threshold = 10` (the dashboard's lines are skipped)
+    --ALARM-threshold N      threshold of ALARM; for the operation alarms also OP=N, for one operation
+    --ALARM-target N         alert at a multiple of a latency target: threshold = --target-multiple x N
+                             (OP=N for the operation alarms)
+    --target-multiple X      the multiple of --ALARM-target [default: 2]
+    --metric-alarm \"NAME STAT OP N [critical|warning] [period=S] [evaluation-periods=N] [datapoints=N]\"
+                             an alarm on the function's custom metric NAME (FunctionName and the
+                             --dimension values); OP is <, <=, > or >=; the rest defaults to the
+                             --metric-* options; repeatable
+    --route ROUTE            an HTTP route as perfmon records it with /opt/perfmon-wrapper
+                             (`GET /users/{{id}}`, `$connect`): its p99 and 5xx-rate alarms; repeatable
+                             (alarms cannot SEARCH: name each route; the dashboard's --routes shows all)
+    --source TRIGGER:NAME    a batch source (sqs, kinesis, dynamodb-streams, kafka or mq, and the queue,
+                             stream, table or topic name): record-age and batch-item-failures alarms;
+                             repeatable
+    --ALARM-period SECONDS   period: 10, 30 or a multiple of 60
+    --ALARM-evaluation-periods N
+                             periods evaluated
+    --ALARM-datapoints N     breaching periods out of those that set off the alarm
+    --ALARM-severity S       critical or warning
+    -h, --help               print this text
+
+ALARMS (ALARM above) and their defaults:
+{table}
+Every alarm treats missing data as not breaching (no invocations, no alarm).
+"
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

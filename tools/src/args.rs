@@ -90,6 +90,133 @@ pub fn parse_u32(flag: &str, text: &str) -> Result<u32, UsageError> {
     }
 }
 
+// ---- The command line (parse → options; help).
+
+use crate::metric::{parse_dimensions, push_unique, LambdaMode, Scope};
+use crate::Format;
+use perfmon_protocol::contract::defaults;
+
+/// Flags shared by both tools; `Ok(false)` when `name` is not one of them.
+pub(crate) struct Common {
+    pub(crate) function: Option<String>,
+    pub(crate) namespace: String,
+    pub(crate) dimensions: Vec<(String, String)>,
+    pub(crate) operations: Vec<String>,
+    pub(crate) format: Option<Format>,
+    pub(crate) mode: LambdaMode,
+}
+
+impl Common {
+    pub(crate) fn new() -> Self {
+        Self {
+            function: None,
+            namespace: defaults::NAMESPACE.into(),
+            dimensions: Vec::new(),
+            operations: Vec::new(),
+            format: None,
+            mode: LambdaMode::OnDemand,
+        }
+    }
+
+    pub(crate) fn take(&mut self, p: &mut Parser, name: &str, inline: &mut Option<String>) -> Result<bool, UsageError> {
+        let value = |p: &mut Parser, inline: &mut Option<String>| p.value(name, inline.take());
+        match name {
+            "function" => self.function = Some(value(p, inline)?),
+            "namespace" => self.namespace = value(p, inline)?,
+            "dimension" => {
+                let v = value(p, inline)?;
+                push_unique(&mut self.dimensions, parse_dimensions(name, &v)?, name)?;
+            }
+            "operation" => {
+                let v = value(p, inline)?;
+                if v.is_empty() || v.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN {
+                    return Err(UsageError::invalid(name, &v, "1-1024 characters"));
+                }
+                if !self.operations.contains(&v) {
+                    self.operations.push(v);
+                }
+            }
+            "format" => self.format = Some(Format::parse(name, &value(p, inline)?)?),
+            "mode" => {
+                let v = value(p, inline)?;
+                self.mode = LambdaMode::parse(&v)
+                    .ok_or_else(|| UsageError::invalid(name, &v, &LambdaMode::NAMES.join(", ")))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn scope(&mut self) -> Result<Scope, UsageError> {
+        let function = self.function.take().ok_or(UsageError::Missing("function"))?;
+        let scope = Scope {
+            namespace: std::mem::take(&mut self.namespace),
+            function,
+            dimensions: std::mem::take(&mut self.dimensions),
+        };
+        scope.validate()?;
+        Ok(scope)
+    }
+}
+
+/// A `--route` value: a route as the extension records it (`GET /users/{id}`, `$connect`).
+pub(crate) fn parse_route(flag: &str, v: String) -> Result<String, UsageError> {
+    if v.trim().is_empty()
+        || v.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN
+        || v.chars().any(char::is_control)
+    {
+        return Err(UsageError::invalid(
+            flag,
+            &v,
+            "a route as perfmon records it, e.g. `GET /users/{id}` (1-1024 characters)",
+        ));
+    }
+    Ok(v)
+}
+
+/// A `--source TRIGGER:NAME` value: a batch trigger and its queue, stream, table or topic name.
+pub(crate) fn parse_source(flag: &str, v: &str) -> Result<(String, String), UsageError> {
+    let reason =
+        format!("expected TRIGGER:NAME, TRIGGER one of {}", crate::metric::trigger::batch_triggers().join(", "));
+    let (t, name) = v.split_once(':').ok_or_else(|| UsageError::invalid(flag, v, &reason))?;
+    if !crate::metric::trigger::batch_triggers().contains(&t)
+        || name.is_empty()
+        || name.len() > perfmon_protocol::cloudwatch::MAX_DIMENSION_VALUE_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(UsageError::invalid(flag, v, &reason));
+    }
+    Ok((t.to_owned(), name.to_owned()))
+}
+
+pub(crate) fn default_region(env: &dyn Fn(&str) -> Option<String>) -> String {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| env(k).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "us-east-1".to_string())
+}
+
+pub(crate) fn topic(flag: &str, arn: String) -> Result<String, UsageError> {
+    if arn.starts_with("arn:") && arn.split(':').count() >= 6 && !arn.chars().any(char::is_whitespace) {
+        Ok(arn)
+    } else {
+        Err(UsageError::invalid(flag, &arn, "expected an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"))
+    }
+}
+
+pub(crate) const COMMON_HELP: &str =
+    "    --function NAME          the Lambda function (the FunctionName dimension); required
+    --namespace NS           CloudWatch namespace, as PERFMON_NAMESPACE [default: Perfmon]
+    --dimension K=V[,K=V]    the function's PERFMON_DIMENSIONS; repeatable [default: none]
+                             (CloudWatch matches the exact dimension set: give the same ones)
+    --operation NAME         a custom operation (POST /v1/operations); repeatable [default: none]
+                             (references use FunctionName, the --dimension values and Operation;
+                             operations posted with their own extra dimensions are other series)
+    --mode MODE              on-demand, provisioned-concurrency, snap-start or managed-instances
+                             (Managed Instances: concurrency instead of cold starts, memory and cost;
+                             SnapStart: restore duration) [default: on-demand]
+";
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

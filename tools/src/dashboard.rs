@@ -438,6 +438,237 @@ pub fn valid_dashboard_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+// ---- The command line (parse → options; help).
+
+use crate::alarms::alarms_knows;
+use crate::args::{default_region, no_value, parse_route, parse_source, parse_u32, Arg, Common, Parser, COMMON_HELP};
+use crate::slo::parse_objective;
+use crate::{custom, slo, thresholds, Command, Format, UsageError};
+
+pub(crate) fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
+    let (mut streaming, mut tenants) = (false, false);
+    let mut metrics = Vec::new();
+    let (mut invoke_log, mut log_group) = (false, None);
+    // `--slo KIND=[OP=]VALUE` / `--slo-availability`, `--slo-latency` (the thresholds file's lines).
+    let mut objectives: Vec<slo::Objective> = Vec::new();
+    let (mut window_days, mut account, mut name_prefix) = (30, None, "perfmon".to_string());
+    let (mut routes, mut sources) = (false, false);
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(dashboard_help()));
+            }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read(&v, thresholds::Tool::Dashboard, alarms_knows)?);
+            }
+            "region" => region = Some(p.value(&flag, inline)?),
+            "metric" => {
+                let v = p.value(&flag, inline)?;
+                metrics.push(custom::parse_graph(&v).map_err(|reason| UsageError::invalid(&flag, &v, &reason))?);
+            }
+            "period" => {
+                let v = p.value(&flag, inline)?;
+                period = parse_u32(&flag, &v)?;
+                if !(period == 1 || period == 5 || period == 10 || period == 30 || period.is_multiple_of(60)) {
+                    return Err(UsageError::invalid(&flag, &v, "1, 5, 10, 30 or a multiple of 60"));
+                }
+            }
+            "memory-mb" => memory_mb = Some(parse_u32(&flag, &p.value(&flag, inline)?)?),
+            "streaming" => {
+                no_value(&flag, inline)?;
+                streaming = true;
+            }
+            "tenants" => {
+                no_value(&flag, inline)?;
+                tenants = true;
+            }
+            "invoke-log" => {
+                no_value(&flag, inline)?;
+                invoke_log = true;
+            }
+            "routes" => {
+                no_value(&flag, inline)?;
+                routes = true;
+            }
+            "sources" => {
+                no_value(&flag, inline)?;
+                sources = true;
+            }
+            // The alarms' routes and sources (a thresholds file serves both tools): the dashboard's
+            // SEARCH graphs show them with every other one.
+            "route" => {
+                parse_route(&flag, p.value(&flag, inline)?)?;
+                routes = true;
+            }
+            "source" => {
+                parse_source(&flag, &p.value(&flag, inline)?)?;
+                sources = true;
+            }
+            "log-group" => log_group = Some(p.value(&flag, inline)?),
+            "slo" | "slo-availability" | "slo-latency" => {
+                let v = p.value(&flag, inline)?;
+                let (kind_flag, text) = match flag.as_str() {
+                    "slo" => match v.split_once('=') {
+                        Some(("availability", t)) => ("slo-availability", t.to_string()),
+                        Some(("latency", t)) => ("slo-latency", t.to_string()),
+                        _ => {
+                            return Err(UsageError::invalid(
+                                &flag,
+                                &v,
+                                "expected availability=[OP=]PCT or latency=[OP=]MS@PCT",
+                            ))
+                        }
+                    },
+                    other => (if other == "slo-latency" { "slo-latency" } else { "slo-availability" }, v.clone()),
+                };
+                let (sli, op, target) = parse_objective(kind_flag, &text)?;
+                let subject = op.map_or(slo::Subject::Function, slo::Subject::Operation);
+                objectives.retain(|o| !(o.subject == subject && o.sli.key() == sli.key()));
+                objectives.push(slo::Objective { subject, sli, target });
+            }
+            "window-days" => {
+                let v = p.value(&flag, inline)?;
+                window_days = match v.trim().parse::<u32>() {
+                    Ok(d) if (1..=90).contains(&d) => d,
+                    _ => return Err(UsageError::invalid(&flag, &v, "1-90 days")),
+                };
+            }
+            "account" => {
+                let v = p.value(&flag, inline)?;
+                if v.len() != 12 || !v.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(UsageError::invalid(&flag, &v, "a 12-digit AWS account id"));
+                }
+                account = Some(v);
+            }
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
+                }
+                name_prefix = v;
+            }
+            "name" => {
+                let v = p.value(&flag, inline)?;
+                if !crate::dashboard::valid_dashboard_name(&v) {
+                    return Err(UsageError::invalid(&flag, &v, "letters, digits, `-` and `_` only, at most 255"));
+                }
+                name = Some(v);
+            }
+            _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
+        }
+    }
+    let format = common.format.unwrap_or(Format::Json);
+    let scope = common.scope()?;
+    let region = match (region, format) {
+        (Some(r), _) => r,
+        (None, Format::CloudFormation) => STACK_REGION.to_string(),
+        (None, Format::Json) => default_region(env),
+    };
+    let name = name.unwrap_or_else(|| crate::dashboard::default_dashboard_name(&scope.function));
+    let scope_function = scope.function.clone();
+    for o in &objectives {
+        slo::check_objective(o, window_days)
+            .map_err(|r| UsageError::invalid(&format!("slo-{}", o.sli.key()), &r.value, &r.reason))?;
+    }
+    let slo = if objectives.is_empty() {
+        None
+    } else {
+        let account = match (account, format) {
+            (Some(a), _) => a,
+            (None, Format::CloudFormation) => slo::STACK_ACCOUNT.to_string(),
+            (None, Format::Json) => {
+                match env("AWS_ACCOUNT_ID").filter(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())) {
+                    Some(a) => a,
+                    None => return Err(UsageError::Missing("account")),
+                }
+            }
+        };
+        Some(slo::SloDashboard { objectives, window_days, name_prefix, account })
+    };
+    let options = DashboardOptions {
+        scope,
+        operations: common.operations,
+        region,
+        period,
+        memory_mb,
+        mode: common.mode,
+        streaming,
+        tenants,
+        metrics,
+        invoke_log_group: (invoke_log || log_group.is_some())
+            .then(|| log_group.unwrap_or_else(|| crate::queries::default_log_group(&scope_function))),
+        slo,
+        routes,
+        sources,
+    };
+    Ok(Command::Dashboard { options, format, name })
+}
+
+pub(crate) fn dashboard_help() -> String {
+    format!(
+        "perfmon dashboard: print a CloudWatch dashboard for a function
+
+Duration p50/p90/p99, invocations and cold starts, init duration, max memory used against the
+memory size, errors, timeouts and out-of-memory, estimated cost, and per operation its duration
+percentiles and error rate (metric math 100 * OperationErrors / OperationCount).
+
+USAGE:
+    perfmon dashboard --function NAME [OPTIONS]
+    aws cloudwatch put-dashboard --dashboard-name perfmon-NAME \\
+        --dashboard-body \"$(perfmon dashboard --function NAME)\"
+
+OPTIONS:
+{COMMON_HELP}    --format FORMAT          json (the dashboard body) or cloudformation (a template with one
+                             AWS::CloudWatch::Dashboard) [default: json]
+    --region REGION          region of the metrics [default: $AWS_REGION, else $AWS_DEFAULT_REGION,
+                             else us-east-1; with --format cloudformation: the stack's region]
+    --period SECONDS         period of the graphs [default: 60]
+    --memory-mb MB           the function's memory size, drawn on the memory graph [default: none]
+    --streaming              a response-streaming function: time to first byte and response
+                             duration (always drawn with --mode managed-instances)
+    --tenants                per-tenant invocations, errors and p99 duration (the function sets
+                             PERFMON_TENANT_DIMENSION=true)
+    --metric NAME[:STATS]    a graph of the function's custom metric NAME (FunctionName and the
+                             --dimension values), STATS comma-separated; repeatable [p50,p90,p99]
+    --invoke-log             a Logs Insights widget over the invoke log (PERFMON_INVOKE_LOG=true)
+    --routes                 per HTTP route (the function runs through /opt/perfmon-wrapper): p99
+                             duration, 5xx and 4xx rate, invocations, each a SEARCH with one line per
+                             route; also invocations by trigger and errors by error type
+    --sources                per batch source (SQS queue, Kinesis or DynamoDB stream, Kafka topic):
+                             record age, batch item failures, batch size, each a SEARCH; also
+                             invocations by trigger and errors by error type
+    --route ROUTE, --source TRIGGER:NAME
+                             the alarms' routes and sources (as in a shared thresholds file): turn on
+                             --routes or --sources
+    --log-group NAME         the log group of that widget [default: /aws/lambda/FUNCTION]
+    --name NAME              dashboard name in the template [default: perfmon-FUNCTION]
+    --slo KIND=[OP=]VALUE    error-budget widgets of an objective of `perfmon slo` (availability=99.9,
+                             latency=300ms@99): budget left over the window, burn rate per alarm
+                             window, the alarms' states; repeatable (also --slo-availability and
+                             --slo-latency, the thresholds file's lines) [default: none]
+    --window-days N          the objectives' window, 1-90 days [default: 30]
+    --account ID             the account of the SLO alarms' ARNs [default: $AWS_ACCOUNT_ID; with
+                             --format cloudformation: the stack's account]
+    --name-prefix PREFIX     the SLO alarms' name prefix, as given to `perfmon slo` [default: perfmon]
+    --thresholds FILE        read options from FILE, `NAME = VALUE` a line (the alarms' lines
+                             are skipped, so one file serves both tools)
+    -h, --help               print this text
+"
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

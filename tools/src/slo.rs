@@ -628,6 +628,250 @@ fn replace_id(expr: &str, id: &str, new: &str) -> String {
     out
 }
 
+// ---- The command line (parse → options; help).
+
+use crate::alarms::alarms_knows;
+use crate::args::{no_value, parse_u32, topic, Arg, Common, Parser};
+use crate::{limits, thresholds, Command, UsageError};
+
+/// [`limits`] on the PutMetricAlarm and PutCompositeAlarm inputs of `slo` (the CloudFormation output
+/// has the same alarms, under logical ids).
+pub(crate) fn check_slo_output(inputs: &Value) -> Result<(), String> {
+    let list = |k: &str| inputs.get(k).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    limits::check_metric_alarms(list("MetricAlarms"))?;
+    let mut known: Vec<&str> = list("MetricAlarms").iter().filter_map(|a| a["AlarmName"].as_str()).collect();
+    known.extend(list("CompositeAlarms").iter().filter_map(|a| a["AlarmName"].as_str()));
+    for composite in list("CompositeAlarms") {
+        limits::check_composite(composite, &known)?;
+    }
+    let mut sorted = known.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != known.len() {
+        return Err("two alarms with the same name (an objective given twice?)".into());
+    }
+    Ok(())
+}
+
+/// `perfmon slo` (docs/reference.md §15).
+pub(crate) fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
+    let mut common = Common::new();
+    let mut topics = crate::slo::SloTopics::default();
+    let (mut window_days, mut min_requests, mut name_prefix) = (30, None, "perfmon".to_string());
+    let mut format = crate::slo::SloFormat::CloudFormation;
+    let mut routes: Vec<String> = Vec::new();
+    // (sli, explicit operation, target) in the order given.
+    let mut wanted: Vec<(crate::slo::Sli, Option<String>, f64, &'static str, String)> = Vec::new();
+    while let Some(arg) = p.next_arg()? {
+        let (flag, mut inline) = match arg {
+            Arg::Flag(f, v) => (f, v),
+            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
+        };
+        if flag == "format" {
+            let v = p.value(&flag, inline)?;
+            format = match v.as_str() {
+                "cloudformation" | "cfn" => crate::slo::SloFormat::CloudFormation,
+                "json" => crate::slo::SloFormat::Json,
+                "application-signals" => crate::slo::SloFormat::ApplicationSignals,
+                _ => {
+                    return Err(UsageError::invalid(&flag, &v, "expected cloudformation, json or application-signals"))
+                }
+            };
+            continue;
+        }
+        if flag != "mode" && common.take(&mut p, &flag, &mut inline)? {
+            continue;
+        }
+        match flag.as_str() {
+            "help" => {
+                no_value(&flag, inline)?;
+                return Ok(Command::Print(slo_help()));
+            }
+            "thresholds" => {
+                let v = p.value(&flag, inline)?;
+                p.push_front_all(thresholds::read_checked(&v, thresholds::Tool::Slo, alarms_knows, slo_line)?);
+            }
+            "availability" | "slo-availability" | "latency" | "slo-latency" => {
+                let v = p.value(&flag, inline)?;
+                let (sli, op, target) = parse_objective(&flag, &v)?;
+                wanted.push((sli, op, target, if flag.ends_with("latency") { "latency" } else { "availability" }, v));
+            }
+            "route" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty()
+                    || v.len() > 1024
+                    || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(
+                        &flag,
+                        &v,
+                        "1-1024 characters, no quotes, parentheses or control characters",
+                    ));
+                }
+                if !routes.contains(&v) {
+                    routes.push(v);
+                }
+            }
+            "window-days" => {
+                let v = p.value(&flag, inline)?;
+                window_days = match v.trim().parse::<u32>() {
+                    Ok(d) if (1..=90).contains(&d) => d,
+                    _ => return Err(UsageError::invalid(&flag, &v, "1-90 days")),
+                };
+            }
+            "min-requests" => {
+                let v = p.value(&flag, inline)?;
+                min_requests = if v == "auto" { None } else { Some(u64::from(parse_u32(&flag, &v)?)) };
+            }
+            "page-topic" => topics.page = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "ticket-topic" => topics.ticket = Some(topic(&flag, p.value(&flag, inline)?)?),
+            "name-prefix" => {
+                let v = p.value(&flag, inline)?;
+                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
+                {
+                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
+                }
+                name_prefix = v;
+            }
+            _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
+        }
+    }
+    for op in &common.operations {
+        if op.chars().any(|c| c == '"' || c == '(' || c == ')') {
+            return Err(UsageError::invalid("operation", op, "no quotes or parentheses in an SLO's operation"));
+        }
+    }
+    if wanted.is_empty() {
+        return Err(UsageError::Missing("availability"));
+    }
+    // A bare objective is for each --operation and --route given, else for the function; `OP=...`
+    // is for that operation.
+    let mut subjects: Vec<crate::slo::Subject> =
+        common.operations.iter().cloned().map(crate::slo::Subject::Operation).collect();
+    subjects.extend(routes.iter().cloned().map(crate::slo::Subject::Route));
+    if subjects.is_empty() {
+        subjects.push(crate::slo::Subject::Function);
+    }
+    let mut objectives: Vec<crate::slo::Objective> = Vec::new();
+    for (sli, op, target, flag, text) in wanted {
+        let those = match op {
+            Some(op) => vec![crate::slo::Subject::Operation(op)],
+            None => subjects.clone(),
+        };
+        for subject in those {
+            let objective = crate::slo::Objective { subject, sli, target };
+            crate::slo::check_objective(&objective, window_days)
+                .map_err(|r| UsageError::invalid(flag, &text, &r.reason))?;
+            // A later objective of the same kind for the same subject replaces the earlier one (a
+            // flag after --thresholds overrides the file).
+            objectives.retain(|o| !(o.subject == objective.subject && o.sli.key() == objective.sli.key()));
+            objectives.push(objective);
+        }
+    }
+    let options = crate::slo::SloOptions { scope: common.scope()?, objectives, window_days, min_requests, name_prefix };
+    Ok(Command::Slo { options, format, topics })
+}
+
+/// A thresholds-file line of `slo`, checked the way its flag would be (so the error names the line).
+pub(crate) fn slo_line(name: &str, value: Option<&str>) -> Result<(), String> {
+    if !thresholds::SLO_ONLY.contains(&name) {
+        return Ok(());
+    }
+    let mut args = vec!["--function=f".to_string(), format!("--{name}")];
+    if let Some(v) = value {
+        args[1] = format!("--{name}={v}");
+    }
+    if !name.starts_with("slo-") {
+        args.push("--availability=99.9".into());
+    }
+    match parse_slo(Parser::new(args)) {
+        Ok(_) => Ok(()),
+        Err(UsageError::InvalidValue { reason, .. }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `[OP=]PCT` (`--availability`) or `[OP=]MS@PCT` (`--latency`, `ms` optional).
+pub(crate) fn parse_objective(flag: &str, v: &str) -> Result<(crate::slo::Sli, Option<String>, f64), UsageError> {
+    let (op, text) = split_operation(v);
+    if !flag.ends_with("latency") {
+        return Ok((crate::slo::Sli::Availability, op, parse_target(flag, v, text)?));
+    }
+    let (ms, pct) =
+        text.split_once('@').ok_or_else(|| UsageError::invalid(flag, v, "expected MS@PCT, e.g. 300ms@99"))?;
+    let ms_text = ms.trim().strip_suffix("ms").unwrap_or(ms.trim());
+    let threshold_ms = match ms_text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => x,
+        _ => return Err(UsageError::invalid(flag, v, "the latency threshold is a positive number of ms")),
+    };
+    Ok((crate::slo::Sli::Latency { threshold_ms }, op, parse_target(flag, v, pct)?))
+}
+
+/// `OP=VALUE` → (Some(OP), VALUE); `VALUE` → (None, VALUE).
+pub(crate) fn split_operation(text: &str) -> (Option<String>, &str) {
+    match text.rsplit_once('=') {
+        Some((op, v)) if !op.trim().is_empty() => (Some(op.trim().to_string()), v),
+        _ => (None, text),
+    }
+}
+
+pub(crate) fn parse_target(flag: &str, whole: &str, text: &str) -> Result<f64, UsageError> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t < 100.0 => Ok(t),
+        Ok(t) if t.is_finite() && t >= 100.0 => {
+            Err(UsageError::invalid(flag, whole, "a target must be under 100 % (100 % leaves no error budget)"))
+        }
+        _ => Err(UsageError::invalid(flag, whole, "expected a percentage above 0 and under 100")),
+    }
+}
+
+pub(crate) fn slo_help() -> String {
+    let f: Vec<String> = crate::slo::WINDOWS.iter().map(|w| crate::slo::num(w.factor(30))).collect();
+    format!(
+        "perfmon slo: print service level objectives as multi-window, multi-burn-rate CloudWatch alarms
+
+For each objective, six metric math alarms compute the burn rate (bad / total / budget) over one
+window each, and two composite alarms join them (SRE Workbook ch. 5): the page alarm fires when
+the 1 h and 5 min burn rates are both over {f0} or the 6 h and 30 min ones over {f1}; the ticket
+alarm when the 24 h and 2 h ones are over {f2} (suppressed while the page fires). Thresholds are for
+a 30-day window; other windows scale them. A minimum-traffic guard keeps one failure on a quiet
+function from paging.
+
+USAGE:
+    perfmon slo --function NAME --availability 99.9 --latency 300ms@99 > slo.json
+    aws cloudformation deploy --template-file slo.json --stack-name perfmon-slo-NAME \\
+        --parameter-overrides PageTopicArn=arn:aws:sns:... TicketTopicArn=arn:aws:sns:...
+
+OPTIONS:
+    --function NAME          the Lambda function (the FunctionName dimension); required
+    --namespace NS           CloudWatch namespace, as PERFMON_NAMESPACE [default: Perfmon]
+    --dimension K=V[,K=V]    the function's PERFMON_DIMENSIONS; repeatable [default: none]
+    --availability [OP=]PCT  availability objective: Errors + Timeouts of Invocations (operations:
+                             OperationErrors of OperationCount; routes: Http5xx of Invocations)
+    --latency [OP=]MS@PCT    latency objective: PCT % of requests at or under MS ms (percentile rank
+                             PR(:MS) of Duration or OperationDuration)
+    --operation OP           the objectives are for this operation (repeatable) [default: the function]
+    --route ROUTE            the objectives are for this route (`GET /users/{{id}}`, per-route metrics of
+                             the Runtime API proxy); repeatable [default: the function]
+    --window-days N          the SLO window, 1-90 days [default: 30]
+    --min-requests auto|N    requests a long window needs before it can fire (auto: ceil(1 / (threshold
+                             x budget)), so one failure alone never pages) [default: auto]
+    --format FORMAT          cloudformation, json (PutMetricAlarm and PutCompositeAlarm inputs) or
+                             application-signals (AWS::ApplicationSignals::ServiceLevelObjective)
+                             [default: cloudformation]
+    --page-topic ARN         SNS topic of the page alarms [default: none]
+    --ticket-topic ARN       SNS topic of the ticket alarms [default: none]
+    --name-prefix PREFIX     alarm names are PREFIX-FUNCTION[-OP]-slo-KIND-WINDOW [default: perfmon]
+    --thresholds FILE        read options from FILE: `slo-availability = 99.9`, `slo-latency =
+                             300ms@99`, `slo-availability = OP=99.5` (the alarms' lines are skipped)
+    -h, --help               print this text
+",
+        f0 = f[0],
+        f1 = f[1],
+        f2 = f[2]
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
