@@ -328,6 +328,8 @@ pub enum Sides {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub read: ReadArgs,
+    /// The baseline's series, checked once, while parsing.
+    pub target: Target,
     pub sides: Sides,
     pub limits: Limits,
 }
@@ -366,7 +368,7 @@ pub fn parse(args: Vec<String>, now: i64) -> Result<Option<Options>, UsageError>
             _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
         }
     }
-    read.target()?;
+    let target = read.target()?;
     let sides = match (baseline, candidate, against) {
         (Some(baseline), Some(candidate), None) => Sides::Windows { baseline, candidate },
         (None, None, Some(against)) => {
@@ -390,7 +392,7 @@ pub fn parse(args: Vec<String>, now: i64) -> Result<Option<Options>, UsageError>
             ))
         }
     };
-    Ok(Some(Options { read, sides, limits }))
+    Ok(Some(Options { read, target, sides, limits }))
 }
 
 pub fn help() -> String {
@@ -438,7 +440,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(base_target) = opts.read.target() else { return ExitCode::from(2) };
+    let base_target = opts.target.clone();
     let (cand_target, base_window, cand_window, labels) = match &opts.sides {
         Sides::Windows { baseline, candidate } => (
             base_target.clone(),

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 
 use super::args::{parse_f64, parse_u32, Arg, Parser};
 use super::cwread::{
-    client, eprint, now_ms, print, read, runtime, Figures, ReadArgs, Window, WindowArgs, EXIT_READ_ERROR, READ_HELP,
+    client, eprint, now_ms, print, read, runtime, Figures, ReadArgs, Target, Window, WindowArgs, EXIT_READ_ERROR,
+    READ_HELP,
 };
 use super::pricing::{monthly_cost, Arch, MonthlyCost, Prices};
 use super::UsageError;
@@ -433,6 +434,8 @@ pub fn render_text(function: &str, window: Window, o: Option<&Observed>, answer:
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub read: ReadArgs,
+    /// Whose metrics, checked once, while parsing.
+    pub target: Target,
     pub window: Window,
     pub memory_mb: Option<f64>,
     pub timeout_s: Option<f64>,
@@ -480,14 +483,14 @@ pub fn parse(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>, now: i64) 
             _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
         }
     }
-    read.target()?;
+    let target = read.target()?;
     if price.is_none() {
         if let Some(v) = env(perfmon_protocol::contract::env::PRICE_GB_S).filter(|v| !v.trim().is_empty()) {
             price = Some(positive_price(perfmon_protocol::contract::env::PRICE_GB_S, &v)?);
         }
     }
     let window = win.window(now, 14)?;
-    Ok(Some(Options { read, window, memory_mb, timeout_s, arch, price_gb_s: price, min_invocations }))
+    Ok(Some(Options { read, target, window, memory_mb, timeout_s, arch, price_gb_s: price, min_invocations }))
 }
 
 fn positive_price(flag: &str, v: &str) -> Result<f64, UsageError> {
@@ -537,7 +540,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(target) = opts.read.target() else { return ExitCode::from(2) };
+    let target = opts.target.clone();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
