@@ -723,6 +723,24 @@ mod tests {
         Shared::new(&cfg, Some("from-register"), Limits::default(), now_ms())
     }
 
+    /// Each listener's accept-loop counters are in `/v1/health` under `listeners`.
+    #[tokio::test]
+    async fn listener_counters_are_in_the_health() {
+        let s = shared();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let policy = crate::listener::Policy::new("test", "test-connection");
+        let served = crate::listener::serve(listener, policy, |_req: hyper::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+        });
+        s.attach_listener(served.counters);
+        let health = serde_json::to_value(s.health()).unwrap();
+        assert_eq!(
+            health["listeners"],
+            serde_json::json!([{"name": "test", "connections_accepted": 0, "accept_errors": 0, "connection_panics": 0, "waits_at_cap": 0}])
+        );
+        served.abort.abort();
+    }
+
     fn snap_start_shared() -> Shared {
         let (cfg, _) =
             Config::from_lookup(|k| (k == "AWS_LAMBDA_INITIALIZATION_TYPE").then(|| "snap-start".to_owned()));
