@@ -1,4 +1,4 @@
-//! The Lambda modes a sandbox emulates (`lambda-modes.md`, docs/reference.md §8): on-demand (the
+//! The Lambda modes a sandbox emulates (docs/lambda-modes.md, docs/reference.md §8): on-demand (the
 //! default), provisioned concurrency, SnapStart and Managed Instances. A mode decides the value of
 //! `AWS_LAMBDA_INITIALIZATION_TYPE`, the `initializationType` of the init records, whether the
 //! environment freezes between invokes, which events extensions may register for, and the shape of
