@@ -155,6 +155,9 @@ pub fn marker_line(pid: u32, upstream: &str) -> String {
     format!("{pid} {upstream}\n")
 }
 
+/// Connections the proxy serves at once (one or a few per runtime worker).
+pub const PROXY_MAX_CONNECTIONS: usize = 1_024;
+
 /// A running proxy.
 #[derive(Debug, Clone)]
 pub struct RuntimeProxy {
@@ -198,8 +201,11 @@ pub fn serve(listener: TcpListener, upstream: String, signals: Arc<ProxySignals>
         .pool_idle_timeout(None::<Duration>)
         .build(connector);
     let upstream: Arc<str> = Arc::from(upstream);
+    // Each runtime worker holds a connection (Managed Instances run many at once, each polling
+    // `/next`): a cap a runtime could reach would stall its invokes, so this one is far above.
     let policy = crate::listener::Policy {
         preserve_header_case: true,
+        max_connections: PROXY_MAX_CONNECTIONS,
         ..crate::listener::Policy::new("runtime-proxy", "runtime-proxy-connection")
     };
     let listener_counters = Arc::clone(&signals);
