@@ -993,6 +993,26 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
         x.note = "largest peak RSS over every sandbox with 100 custom metrics per invoke".to_owned();
         b.push(x);
     }
+    // Lean budgets: what perfmon holds is part of the function's memory (Lambda counts extensions in
+    // maxMemoryUsed), so its peak RSS is budgeted against the floor's in the same run, and its CPU per
+    // invoke with every default feature (system metrics included) on.
+    for (id, label, limit) in [
+        ("peak_rss_idle_mib", "peak RSS ≤ 1.3× floor, 0 metrics/invoke (medians)", 1.3),
+        ("peak_rss_load_mib", "peak RSS ≤ 1.5× floor, 100 metrics/invoke (medians)", 1.5),
+    ] {
+        if let Some(r) = figs.iter().find(|f| f.id == id).and_then(|f| f.ratio) {
+            b.push(Budget::max(&format!("{id}_ratio"), label, id, r, limit));
+        }
+    }
+    if let Some((p, _)) = med(figs, "cpu_per_1000_invokes_ms") {
+        b.push(Budget::max(
+            "cpu_per_1000_invokes",
+            "extension CPU ≤ 200 ms per 1 000 invokes, system metrics on (pooled)",
+            "cpu_per_1000_invokes_ms",
+            p,
+            200.0,
+        ));
+    }
     if let Some((p, _)) = med(figs, "http_1c_single/rate") {
         b.push(Budget::min(
             "http_single",
