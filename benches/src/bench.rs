@@ -464,8 +464,8 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         );
     }
 
-    // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (10 ms ticks are too
-    // coarse for one sandbox of 40 invokes): the whole extension, and perfmon's system-metrics
+    // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (one sandbox of 40
+    // invokes is a few ms): the whole extension, and perfmon's system-metrics
     // sampler thread alone (v2 §10, measured after the last invoke, before SHUTDOWN).
     let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| -> Vec<f64> {
         let (mut cpu, mut n) = (0.0, 0usize);
@@ -490,7 +490,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Better::Lower,
         )
         .with(&pooled("perfmon", &|r| r.process_cpu_ms), Some(&pooled("floor", &|r| r.process_cpu_ms)))
-        .note("utime + stime of the extension after the last invoke (Init included), over the invokes run"),
+        .note("schedstat ns of the extension's threads after the last invoke (Init included), over the invokes run"),
     );
     figs.push(
         Figure::new(
@@ -501,7 +501,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Better::Lower,
         )
         .with(&pooled("perfmon", &|r| r.sampler_cpu_ms), None)
-        .note("the perfmon-system thread: INVOKE snapshot and peak samples of /proc, 10 ms ticks pooled"),
+        .note("the perfmon-system thread: INVOKE snapshot and peak samples of /proc, schedstat ns pooled"),
     );
 
     // Ingest.
