@@ -4,7 +4,7 @@
 #     (rwxr-xr-x), the wrapper identical to layer-build/perfmon-wrapper;
 #   - the x86_64 zip is at most 3.0 MB (3,000,000 bytes) and the arm64 zip at most 2.9 MB (2,900,000 bytes):
 #     every MB of the layer is unpacked into /opt and, as the binary's pages, into the function's memory
-#     (docs/benchmarks.md, "Layer size"; the budget was 3.5 MB for both since the OTLP intake);
+#     (docs/benchmarks.md, "Lean: memory, layer size and CPU"; the budget was 3.5 MB for both since the OTLP intake);
 #   - `file` shows the right architecture and a statically linked executable (no interpreter: it runs on
 #     Amazon Linux 2 and 2023 and in custom runtimes, whatever their libc);
 #   - the x86_64 binary answers `perfmon --version` natively, the arm64 one under qemu-user
