@@ -12,7 +12,7 @@
 # `make layer` installs zig and cargo-zigbuild into layer-build/.tools and puts it first on PATH.
 #
 # Environment: LAYER_DIR (output and cargo target dir, default target/layer), LAYER_PROFILE (cargo profile,
-# default `layer`: release with opt-level "s", see Cargo.toml), LAYER_FEATURES (perfmon features instead of
+# default `layer`: release with opt-level "z", see Cargo.toml), LAYER_FEATURES (perfmon features instead of
 # the default ones, e.g. `tls-aws-lc` to build the other TLS backend for a comparison), CARGO (default
 # cargo). Both targets are built by one cargo invocation, so the host build scripts and proc macros are
 # compiled once and the two fat-LTO links can run side by side.

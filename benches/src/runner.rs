@@ -173,7 +173,7 @@ pub struct InvokeRun {
     /// VmHWM after the last invoke (Init and every invoke; not the SHUTDOWN flush).
     pub peak_rss_kb: Option<u64>,
     /// After the last invoke: CPU time of the whole extension process, and of perfmon's system
-    /// metrics sampler thread (`perfmon-system`), in ms (10 ms ticks).
+    /// metrics sampler thread (`perfmon-system`), in ms (schedstat, ns resolution).
     pub process_cpu_ms: Option<f64>,
     pub sampler_cpu_ms: Option<f64>,
     pub invokes: usize,
@@ -208,8 +208,12 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke (so the
     // figure excludes the SHUTDOWN flush and is taken at the same point for both sides).
     run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
-    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms);
-    run.sampler_cpu_ms = pid_of(&sb, name).and_then(|pid| crate::procfs::thread_cpu_ms(pid, "perfmon-system"));
+    // Nanoseconds from schedstat, not utime + stime: those are 10 ms ticks, which under the resource
+    // model charge short runs of both sides far more than they use (docs/benchmarks.md, "Lean").
+    // Threads that exited before this point are not counted (perfmon's and the floor's threads all
+    // live until SHUTDOWN, but for tokio's blocking pool, idle for 10 s before it exits).
+    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
+    run.sampler_cpu_ms = pid_of(&sb, name).and_then(|pid| crate::procfs::thread_cpu_ms_fine(pid, "perfmon-system"));
     run.invokes = invokes;
     let down = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {
