@@ -9,7 +9,6 @@
 //!
 //! Binaries are not built here: `make test` builds them first (`cargo build --workspace --bins` and
 //! `scripts/build-crate-examples.sh`); a missing one fails the test with the command to run.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -210,10 +209,37 @@ pub fn node_available() -> bool {
     workspace_root().join("fixtures/node/node_modules/aws-lambda-ric/rapid-client.node").is_file()
 }
 
-/// A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0 and released).
+/// A loopback port for a child process to bind: free for TCP and for UDP when returned, and never
+/// returned twice in this process.
+///
+/// The port is taken below the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`,
+/// Linux's default 32768-60999; ip(7)). A port in that range can be handed to any `bind(0)` or
+/// outgoing `connect()` on the machine between the moment a test finds it free and the moment its
+/// child binds it (the SDK clients and HTTP clients of the tests running at the same time make such
+/// connections all the time); below it, only an explicit bind takes a port. The candidates come
+/// from a counter that starts at an offset derived from the process id, so two test processes on
+/// the machine start apart, and each is checked with a TCP and a UDP bind.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
-    listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")).port()
+    use std::sync::atomic::AtomicU32;
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u32>().ok()))
+        .filter(|low| *low > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_low - LOWEST;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOWEST}..{ephemeral_low}");
 }
 
 /// The exact nearest-rank percentile (`p` in 0..=100) of `values`: the smallest value such that at
@@ -311,7 +337,8 @@ pub struct Moto {
 #[derive(Debug)]
 pub struct ProxyThread {
     url: String,
-    stats: std::sync::Arc<std::sync::Mutex<(u64, u64, u64)>>,
+    /// Asks the proxy's thread for its counters; it answers on the channel sent along.
+    ask: tokio::sync::mpsc::UnboundedSender<std::sync::mpsc::Sender<(u64, u64, u64)>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -321,8 +348,7 @@ impl ProxyThread {
     pub fn start(upstream_port: u16) -> ProxyThread {
         let (url_tx, url_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let stats = std::sync::Arc::new(std::sync::Mutex::new((0, 0, 0)));
-        let shared = stats.clone();
+        let (ask_tx, mut ask_rx) = tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<(u64, u64, u64)>>();
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -345,11 +371,12 @@ impl ProxyThread {
                 loop {
                     tokio::select! {
                         _ = &mut stop_rx => break,
-                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
-                            if let Ok(mut s) = shared.lock() {
-                                *s = (proxy.translated(), proxy.refused(), proxy.passed_through());
+                        asked = ask_rx.recv() => match asked {
+                            Some(reply) => {
+                                let _ = reply.send((proxy.translated(), proxy.refused(), proxy.passed_through()));
                             }
-                        }
+                            None => break,
+                        },
                     }
                 }
             });
@@ -358,18 +385,22 @@ impl ProxyThread {
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| Err(format!("no answer: {e}")))
             .unwrap_or_else(|e| panic!("CBOR proxy did not start: {e}"));
-        ProxyThread { url, stats, stop: Some(stop_tx), thread: Some(thread) }
+        ProxyThread { url, ask: ask_tx, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn endpoint_url(&self) -> &str {
         &self.url
     }
 
-    /// (CBOR requests translated, CBOR requests refused by the proxy, others passed through), as of
-    /// at most 20 ms ago.
+    /// (CBOR requests translated, CBOR requests refused by the proxy, others passed through), read
+    /// from the proxy now: the proxy counts a request before it answers it, so every request whose
+    /// answer the caller has seen is counted.
     pub fn stats(&self) -> (u64, u64, u64) {
-        std::thread::sleep(Duration::from_millis(50));
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.ask.send(tx).is_err() {
+            panic!("the CBOR proxy's thread has stopped");
+        }
+        rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("the CBOR proxy did not answer: {e}"))
     }
 }
 
@@ -508,16 +539,10 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
-/// Runs `perfmon ARGS` as a tool (no Lambda environment, no region from the caller's environment),
-/// asserts that it succeeded, and returns its stdout.
+/// Runs `perfmon ARGS` as a tool ([`crate::harness::Tool`]: no Lambda environment, no region from the
+/// caller's environment), asserts that it succeeded, and returns its stdout.
 pub fn perfmon_tool(args: &[&str]) -> String {
-    let out = std::process::Command::new(bin_path("perfmon"))
-        .args(args)
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .output()
-        .unwrap_or_else(|e| panic!("perfmon {}: {e}", args.join(" ")));
+    let out = crate::harness::Tool::new(args).output();
     assert!(out.status.success(), "perfmon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("perfmon {}: stdout is not UTF-8: {e}", args.join(" ")))
 }

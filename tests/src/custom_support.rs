@@ -1,7 +1,7 @@
 //! Helpers of the custom-metric end-to-end tests (`tests/tests/custom_*.rs`): perfmon in the sandbox
 //! with a function, CloudWatch read-back with aws-sdk-cloudwatch (moto behind the CBOR proxy, or the embedded endpoint),
 //! and a tiny blocking HTTP/UDP client for perfmon's listeners.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -15,7 +15,9 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_cloudwatch::Client;
 use perfmon_sandbox::{Sandbox, SandboxConfig};
 
-use crate::common::{bin_path, extensions_dir, free_port, RuntimeSpec, TempDir};
+use crate::common::{free_port, RuntimeSpec, TempDir};
+pub use crate::harness::perfmon_bin;
+use crate::harness::{PerfmonRun, PerfmonSandbox};
 
 /// The value of `PERFMON_DIMENSIONS` in these tests (a default dimension on every metric).
 pub const ENV_DIM: (&str, &str) = ("Env", "e2e");
@@ -29,8 +31,10 @@ pub struct Run {
     _extensions: TempDir,
 }
 
-/// Starts a sandbox whose only extension is perfmon; `env` is added to the function's environment
-/// (perfmon gets it too). Flush policy `end`, sink `cloudwatch`, `PERFMON_DIMENSIONS=Env=e2e`.
+/// Starts a sandbox whose only extension is perfmon ([`PerfmonSandbox`], 256 MB, 5 s); `env` is added
+/// to the function's environment (perfmon gets it too). On top of the builder's defaults: flush
+/// policy `end`, sink `cloudwatch`, namespace `namespace`, `PERFMON_DIMENSIONS=Env=e2e`, StatsD on a
+/// free port, and `PERFMON_SPARSE_FLUSH` left at perfmon's own default (`auto`).
 pub async fn start(
     function: &str,
     runtime: &RuntimeSpec,
@@ -38,43 +42,19 @@ pub async fn start(
     env: &[(String, String)],
     tune: impl FnOnce(SandboxConfig) -> SandboxConfig,
 ) -> Run {
-    let (http_port, statsd_port) = (free_port(), free_udp_port());
-    let dir = extensions_dir(&[("perfmon", &perfmon_bin())]);
-    let cmd = runtime.command();
-    let mut cfg =
-        SandboxConfig::new(function, cmd).memory_mb(256).timeout(Duration::from_secs(5)).extensions_dir(dir.path());
-    let mut all: Vec<(String, String)> = runtime.env.clone();
-    all.extend([
-        ("PERFMON_SINK".into(), "cloudwatch".into()),
-        ("PERFMON_FLUSH".into(), "end".into()),
-        ("PERFMON_NAMESPACE".into(), namespace.into()),
-        ("PERFMON_DIMENSIONS".into(), format!("{}={}", ENV_DIM.0, ENV_DIM.1)),
-        ("PERFMON_HTTP_PORT".into(), http_port.to_string()),
-        ("PERFMON_STATSD_PORT".into(), statsd_port.to_string()),
-        ("PERFMON_TELEMETRY_PORT".into(), "0".into()),
-        ("PERFMON_LOG".into(), "info".into()),
-    ]);
-    // Parallel tests would all bind 4318: OTLP off unless the test sets a port (otlp_e2e).
-    if !env.iter().any(|(k, _)| k == "PERFMON_OTLP_PORT") {
-        all.push(("PERFMON_OTLP_PORT".into(), "0".into()));
-    }
-    all.extend(env.iter().cloned());
-    for (k, v) in all {
-        cfg = cfg.env(k, v);
-    }
-    let sb = Sandbox::start(tune(cfg)).await.unwrap();
-    Run { sb, http_port, statsd_port, function: function.to_owned(), _extensions: dir }
-}
-
-/// The perfmon executable under test: `$PERFMON_BIN` if set (e.g. a release or layer build, to
-/// measure it), else the workspace's debug build.
-pub fn perfmon_bin() -> PathBuf {
-    std::env::var_os("PERFMON_BIN").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| bin_path("perfmon"))
-}
-
-/// A loopback UDP port that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let statsd_port = free_port();
+    let builder = PerfmonSandbox::new(function, runtime)
+        .memory_mb(256)
+        .timeout(Duration::from_secs(5))
+        .env("PERFMON_SINK", "cloudwatch")
+        .env("PERFMON_FLUSH", "end")
+        .env("PERFMON_NAMESPACE", namespace)
+        .env("PERFMON_DIMENSIONS", format!("{}={}", ENV_DIM.0, ENV_DIM.1))
+        .env("PERFMON_STATSD_PORT", statsd_port.to_string())
+        .env("PERFMON_SPARSE_FLUSH", "auto")
+        .envs(env.iter().cloned());
+    let PerfmonRun { sb, http_port, extensions } = builder.start_with(tune).await;
+    Run { sb, http_port, statsd_port, function: function.to_owned(), _extensions: extensions }
 }
 
 /// The environment that points perfmon at an embedded CloudWatch.

@@ -4,13 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::PerfmonSandbox;
 
-use std::time::Duration;
-
-use common::{bin_path, extensions_dir, free_port, rust_function};
+use common::{free_port, rust_function};
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{RuntimeCommand, Sandbox, SandboxConfig};
 use serde_json::json;
 
 const NS: &str = "Custom/E2E";
@@ -26,27 +24,17 @@ fn dims(extra: &[(&str, &str)]) -> Vec<Dimension> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_statsd_samples_reach_cloudwatch_per_series() {
     let cw = CloudWatch::start().await.unwrap();
-    let (http_port, statsd_port) = (free_port(), free_port());
-    let dir = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let runtime = rust_function();
-    let mut cfg = SandboxConfig::new(FUNCTION, RuntimeCommand::new(&runtime.program))
-        .memory_mb(128)
-        .timeout(Duration::from_secs(3))
-        .extensions_dir(dir.path());
-    for (k, v) in [
-        ("PERFMON_SINK", "cloudwatch".to_owned()),
-        ("PERFMON_FLUSH", "end".to_owned()),
-        ("PERFMON_NAMESPACE", NS.to_owned()),
-        ("PERFMON_DIMENSIONS", "Env=e2e".to_owned()),
-        ("PERFMON_HTTP_PORT", http_port.to_string()),
-        ("PERFMON_STATSD_PORT", statsd_port.to_string()),
-        ("PERFMON_OTLP_PORT", "0".to_owned()),
-        ("PERFMON_TELEMETRY_PORT", "0".to_owned()),
-        ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url()),
-    ] {
-        cfg = cfg.env(k, v);
-    }
-    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let statsd_port = free_port();
+    let run = PerfmonSandbox::new(FUNCTION, &rust_function())
+        .cloudwatch(&cw.endpoint_url())
+        .env("PERFMON_SINK", "cloudwatch")
+        .env("PERFMON_FLUSH", "end")
+        .env("PERFMON_NAMESPACE", NS)
+        .env("PERFMON_DIMENSIONS", "Env=e2e")
+        .env("PERFMON_STATSD_PORT", statsd_port.to_string())
+        .start()
+        .await;
+    let (mut sb, _http_port, _extensions) = (run.sb, run.http_port, run.extensions);
 
     let first = sb
         .invoke(json!({

@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::{PerfmonRun, PerfmonSandbox};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,9 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use common::{bin_path, extensions_dir, find_in_path, free_port, perfmon_tool, venv_bin, workspace_root, RuntimeSpec};
+use common::{find_in_path, free_port, perfmon_tool, venv_bin, workspace_root, RuntimeSpec};
 use perfmon_protocol::telemetry::Status;
 use perfmon_sandbox::cloudwatch::CloudWatch;
-use perfmon_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 const EXAMPLES: [&str; 5] = ["botflow", "websocket-api", "study-app", "chat-backend", "voice-app"];
@@ -227,38 +227,21 @@ async fn stats(c: &aws_sdk_cloudwatch::Client, (ns, metric, dims): &Series) -> S
 async fn run_example(name: &str) -> usize {
     let c = conf(name);
     let cw = CloudWatch::start().await.unwrap();
-    let dir = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let rt = runtime(name);
     let timeout_ms = 10_000.0;
-    let mut cfg = SandboxConfig::new(&c.function, rt.command())
+    let dims: Vec<String> = c.dimensions.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The harness's defaults (the SHUTDOWN line with the proxy's counts is at `info`, its default log
+    // level), the example's perfmon.conf, and the function run through its template's wrapper.
+    let PerfmonRun { mut sb, extensions: _dir, .. } = PerfmonSandbox::new(&c.function, &runtime(name))
         .memory_mb(c.memory_mb.into())
         .timeout(Duration::from_millis(timeout_ms as u64))
-        .extensions_dir(dir.path());
-    let dims: Vec<String> = c.dimensions.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut env: Vec<(String, String)> = rt.env.clone();
-    env.extend(
-        [
-            ("PERFMON_NAMESPACE", c.namespace.clone()),
-            ("PERFMON_DIMENSIONS", dims.join(",")),
-            ("PERFMON_FLUSH", "end".into()),
-            ("PERFMON_HTTP_PORT", free_port().to_string()),
-            ("PERFMON_STATSD_PORT", "0".into()),
-            ("PERFMON_TELEMETRY_PORT", "0".into()),
-            ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_LAMBDA_EXEC_WRAPPER", template_wrapper(name).display().to_string()),
-            ("PERFMON_RUNTIME_PROXY_PORT", free_port().to_string()),
-            // The SHUTDOWN line with the proxy's counts is at `info`.
-            ("PERFMON_LOG", "info".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
-    for (k, v) in env {
-        cfg = cfg.env(k, v);
-    }
-    let mut sb = Sandbox::start(cfg).await.unwrap();
+        .cloudwatch(&cw.endpoint_url())
+        .env("PERFMON_NAMESPACE", c.namespace.clone())
+        .env("PERFMON_DIMENSIONS", dims.join(","))
+        .env("PERFMON_FLUSH", "end")
+        .env("AWS_LAMBDA_EXEC_WRAPPER", template_wrapper(name).display().to_string())
+        .env("PERFMON_RUNTIME_PROXY_PORT", free_port().to_string())
+        .start()
+        .await;
     let (events, failing) = events(name);
     let mut failed = 0;
     for event in &events {

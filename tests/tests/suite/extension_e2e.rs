@@ -5,11 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::PerfmonSandbox;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{bin_path, extensions_dir, free_port, percentile_exact, rust_function, Moto, RuntimeSpec, TempDir};
+use common::{free_port, percentile_exact, rust_function, Moto, RuntimeSpec, TempDir};
 use perfmon_protocol::cloudwatch::stats::MetricStatistics;
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::{defaults, metric};
@@ -20,31 +21,9 @@ use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
 
-/// A sandbox config with perfmon as its only extension.
+/// A sandbox config with perfmon as its only extension: the harness's defaults, 128 MB, 3 s.
 fn setup(name: &str, runtime: &RuntimeSpec, env: &[(&str, String)]) -> (SandboxConfig, TempDir) {
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let cmd = runtime.command();
-    let mut cfg = SandboxConfig::new(name, cmd)
-        .memory_mb(128)
-        .timeout(Duration::from_secs(3))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        .env("PERFMON_OTLP_PORT", "0")
-        .env("PERFMON_LOG", "info")
-        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
-        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
-        .env("PERFMON_SPARSE_FLUSH", "end")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    for (k, v) in env {
-        cfg = cfg.env(*k, v.clone());
-    }
-    (cfg, ext)
+    PerfmonSandbox::new(name, runtime).envs(env.iter().map(|(k, v)| (*k, v.clone()))).config()
 }
 
 /// Sleep of invoke `i`: 0–28 ms, spread so Duration has a real distribution.

@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::PerfmonSandbox;
 
 use std::time::Duration;
 
-use common::{
-    bin_path, extensions_dir, free_port, percentile_exact, python_function, rust_function, Moto, RuntimeSpec,
-};
+use common::{percentile_exact, python_function, rust_function, Moto, RuntimeSpec};
 use perfmon_protocol::cloudwatch::stats::MetricStatistics;
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::metric;
@@ -22,31 +21,14 @@ use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
 
+/// A sandbox config in `mode` with perfmon as its only extension: the harness's defaults, 2 048 MB, 5 s.
 fn setup(name: &str, runtime: &RuntimeSpec, mode: Mode, env: &[(&str, String)]) -> (SandboxConfig, common::TempDir) {
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let cmd = runtime.command();
-    let mut cfg = SandboxConfig::new(name, cmd)
-        .mode(mode)
+    let (cfg, ext) = PerfmonSandbox::new(name, runtime)
         .memory_mb(2048)
         .timeout(Duration::from_secs(5))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        .env("PERFMON_OTLP_PORT", "0")
-        .env("PERFMON_LOG", "info")
-        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
-        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
-        .env("PERFMON_SPARSE_FLUSH", "end")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    for (k, v) in env {
-        cfg = cfg.env(*k, v.clone());
-    }
-    (cfg, ext)
+        .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+        .config();
+    (cfg.mode(mode), ext)
 }
 
 fn perfmon_stderr(sb: &Sandbox) -> String {

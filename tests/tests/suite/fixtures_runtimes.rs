@@ -162,9 +162,5 @@ async fn python_function_honours_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_function_honours_the_contract() {
-    if !common::node_available() && common::find_in_path("node").is_none() {
-        eprintln!("node is not installed: the Node.js fixture is not tested here");
-        return;
-    }
     contract("node-fn", common::node_function(), "Error").await;
 }

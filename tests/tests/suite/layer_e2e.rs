@@ -4,9 +4,9 @@
 //! must reach the embedded CloudWatch. The x86_64 zip runs natively; the arm64 one under qemu-user
 //! (`qemu-aarch64-static`, through a two-line wrapper in the extensions directory).
 //!
-//! Each test is skipped, with a message saying why, when its zip has not been built (`make layer`) or,
-//! for arm64, when `qemu-aarch64-static` is missing. `make layer-check` (run by `make test`) builds the zips
-//! and installs qemu first, so there they run.
+//! A test fails, saying what to run, when its zip has not been built (`make layer`) or, for arm64, when
+//! `qemu-aarch64-static` is missing: `make layer-check` (run by `make test`) builds the zips and installs
+//! qemu first. The x86_64 test is ignored on a host of another architecture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;
@@ -33,15 +33,11 @@ fn layer_zip(arch: &str) -> PathBuf {
     dir.join(format!("perfmon-layer-{arch}.zip"))
 }
 
-/// The zip if it was built, else `None` after saying the test is skipped.
-fn built_zip(arch: &str) -> Option<PathBuf> {
+/// The zip; fails the test, with the command that builds it, if it was not built (`make test` builds it).
+fn built_zip(arch: &str) -> PathBuf {
     let zip = layer_zip(arch);
-    if zip.is_file() {
-        Some(zip)
-    } else {
-        eprintln!("SKIPPED: {} not built: run `make layer` (or `make layer-check`) to test the layer", zip.display());
-        None
-    }
+    assert!(zip.is_file(), "{} not built: run `make layer` (or `make layer-check`) to test the layer", zip.display());
+    zip
 }
 
 /// Unpacks `zip` into `<opt>` like Lambda unpacks a layer into /opt; checks that `extensions/` holds
@@ -165,12 +161,9 @@ async fn run_and_check(name: &str, extensions: &Path, arch_label: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(target_arch = "x86_64"), ignore = "the x86_64 layer runs natively only on an x86_64 host")]
 async fn x86_64_layer_unpacked_like_opt_runs_end_to_end() {
-    let Some(zip) = built_zip("x86_64") else { return };
-    if !cfg!(target_arch = "x86_64") {
-        eprintln!("SKIPPED: the x86_64 layer runs natively only on an x86_64 host");
-        return;
-    }
+    let zip = built_zip("x86_64");
     let opt = TempDir::new("layer-opt-x86_64");
     let extensions = unpack_like_opt(&zip, opt.path());
     run_and_check("perfmon-layer-x86_64", &extensions, "x86_64").await;
@@ -178,11 +171,9 @@ async fn x86_64_layer_unpacked_like_opt_runs_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arm64_layer_runs_end_to_end_under_qemu() {
-    let Some(zip) = built_zip("arm64") else { return };
-    let Some(qemu) = find_in_path("qemu-aarch64-static") else {
-        eprintln!("SKIPPED: qemu-aarch64-static not on PATH (Debian's qemu-user-static; `make layer` installs it)");
-        return;
-    };
+    let zip = built_zip("arm64");
+    let qemu = find_in_path("qemu-aarch64-static")
+        .expect("qemu-aarch64-static not on PATH (Debian's qemu-user-static; `make layer` installs it)");
     let opt = TempDir::new("layer-opt-arm64");
     let unpacked = unpack_like_opt(&zip, opt.path());
     // The extensions directory Lambda would see holds `perfmon`; here it is a wrapper that runs the arm64

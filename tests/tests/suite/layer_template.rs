@@ -8,7 +8,8 @@
 //!   are known to bite.
 //! - The IAM statement allows `cloudwatch:PutMetricData` only, on the namespace the function is given.
 //! - The CDK stack passes `tsc --strict`, synthesizes with aws-cdk-lib (`layer-build/cdk-synth.sh`), and its
-//!   template passes `cfn-lint` with the same IAM statement (skipped without node).
+//!   template passes `cfn-lint` with the same IAM statement (node and the example's npm packages are
+//!   needed: `make layer-check`, run by `make test` where node is installed, installs them).
 //! - The Terraform example parses as HCL2 (python-hcl2) with the same layers, statement and namespace.
 //! - README "Attach it" quotes the three files verbatim and lists every variable of the contract.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -84,10 +85,8 @@ fn sam_template_passes_cfn_lint_and_a_broken_copy_does_not() {
 
 #[test]
 fn sam_template_after_the_sam_transform_passes_cfn_lint() {
-    let Some(python) = sam_python() else {
-        eprintln!("SKIPPED: aws-sam-translator not in layer-build/.tools: run `make layer` (or `make layer-check`)");
-        return;
-    };
+    let python =
+        sam_python().expect("aws-sam-translator not in layer-build/.tools: run `make layer` (or `make layer-check`)");
     let dir = TempDir::new("layer-template-cfn");
     let cfn = sam_transform(&python, &template(), dir.path()).unwrap_or_else(|e| panic!("SAM transform: {e}"));
     let out = cfn_lint(&cfn);
@@ -263,8 +262,7 @@ fn cdk_synth(out: &Path, stack: Option<&Path>) -> Output {
 #[test]
 fn cdk_example_type_checks_synthesizes_and_passes_cfn_lint() {
     if let Some(why) = cdk_unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return;
+        panic!("the CDK example cannot be synthesized: {why}");
     }
     let dir = TempDir::new("layer-cdk");
     let out = cdk_synth(&dir.path().join("ok"), None);
@@ -329,10 +327,10 @@ fn parse_hcl(python: &Path, path: &Path) -> Result<Value, String> {
 #[test]
 fn terraform_example_parses_as_hcl2_with_the_namespace_condition() {
     let python = workspace_root().join("layer-build/.tools/bin/python");
-    if !python.is_file() || !run(Command::new(&python).args(["-c", "import hcl2"])).status.success() {
-        eprintln!("SKIPPED: python-hcl2 not in layer-build/.tools: run `make layer` (or `make layer-check`)");
-        return;
-    }
+    assert!(
+        python.is_file() && run(Command::new(&python).args(["-c", "import hcl2"])).status.success(),
+        "python-hcl2 not in layer-build/.tools: run `make layer` (or `make layer-check`)"
+    );
     let tf = examples().join("main.tf");
     let doc = parse_hcl(&python, &tf).unwrap_or_else(|e| panic!("main.tf does not parse: {e}"));
     // python-hcl2 keeps expressions as text: check the pieces that must agree.

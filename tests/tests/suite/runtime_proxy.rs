@@ -128,10 +128,7 @@ async fn python_function_through_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_function_through_the_proxy() {
-    if !common::node_available() {
-        eprintln!("SKIPPED: aws-lambda-ric not built (`make node`)");
-        return;
-    }
+    assert!(common::node_available(), "the Node.js fixture's aws-lambda-ric is not built: run `make node`");
     runtime_through_proxy("proxy-node", common::node_function(), "Error").await;
 }
 
@@ -206,7 +203,10 @@ async fn perfmon_killed_mid_run_then_the_environment_recovers() {
     let pid: i32 = std::fs::read_to_string(marker(port)).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Dead: gone, or a zombie its parent (the sandbox) has not reaped yet.
+    let dead =
+        custom_support::blocking(move || common::wait_until(Duration::from_secs(10), || !process_alive(pid))).await;
+    assert!(dead, "perfmon (pid {pid}) still running 10 s after SIGKILL");
     // The sandbox sees the extension's exit while frozen and resets the environment (Lambda resets
     // one whose extension crashed too); the runtime that talked through the dead proxy is gone with
     // it. If the crash were seen only during the next invoke, that invoke would fail and reset.
@@ -226,6 +226,17 @@ async fn perfmon_killed_mid_run_then_the_environment_recovers() {
         std::fs::read_to_string(marker(port)).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert_ne!(new_pid, pid);
     let _ = r.sb.shutdown().await;
+}
+
+/// Whether process `pid` is running: it exists and is not a zombie (`/proc/PID/stat`, proc(5)).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command name in parentheses.
+        Ok(stat) => {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z")
+        }
+        Err(_) => false,
+    }
 }
 
 /// One raw HTTP/1.1 exchange (`Connection: close`); returns (status, body).
@@ -253,11 +264,17 @@ async fn bad_input_is_answered_as_the_runtime_api_answers_it() {
     let proxy = format!("127.0.0.1:{port}");
     // Between invokes the sandbox is frozen (SIGSTOP, as in Lambda): the bad input is sent while
     // an invoke runs (the function sleeps), and that invoke must still be answered as usual.
+    let http_port = r.http_port;
     let running = tokio::spawn(async move {
         let out = r.sb.invoke(json!({"sleep_ms": 2500})).await.unwrap();
         (r, out)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The environment is thawed for the invoke when perfmon answers again (its /v1/health).
+    let thawed = custom_support::blocking(move || {
+        common::wait_until(Duration::from_secs(10), || common::http_status(http_port, "/v1/health") == Some(200))
+    })
+    .await;
+    assert!(thawed, "perfmon did not answer /v1/health during the invoke");
     let big = vec![b'x'; 7 * 1024 * 1024];
     let cases: Vec<(String, Vec<u8>)> = vec![
         ("GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), vec![]),

@@ -256,20 +256,7 @@ async fn recommend(cw: &CloudWatch, function: &str, min_invocations: usize) -> s
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::bin_path("perfmon"))
-            .args(&args)
-            .env_remove("AWS_ENDPOINT_URL_CLOUDWATCH")
-            .env_remove("PERFMON_PRICE_GB_S")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = perfmon_tests::harness::Tool::new(args).env("AWS_REGION", "us-east-1").run().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{function}: not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))

@@ -10,11 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::PerfmonSandbox;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{bin_path, extensions_dir, free_port, python_function, rust_function, RuntimeSpec};
+use common::{python_function, rust_function, RuntimeSpec};
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::{invoke_log, metric};
 use perfmon_protocol::telemetry::Status;
@@ -70,29 +71,19 @@ async fn start_with(
     tune: impl FnOnce(SandboxConfig) -> SandboxConfig,
 ) -> Run {
     let cw = CloudWatch::start().await.unwrap();
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
     let tmp = ShmDir::new(name);
-    let mut cfg = SandboxConfig::new(name, runtime.command())
+    let run = PerfmonSandbox::new(name, runtime)
         .memory_mb(1024)
         .timeout(Duration::from_secs(5))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        .env("PERFMON_LOG", "info")
+        .cloudwatch(&cw.endpoint_url())
         .env("PERFMON_FLUSH", "end")
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("TMPDIR", tmp.path().display().to_string());
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    for (k, v) in env {
-        cfg = cfg.env(*k, *v);
-    }
-    let sb = Sandbox::start(tune(cfg)).await.unwrap();
-    Run { sb, cw, _ext: ext, tmp }
+        // perfmon's own default (the harness's is `end`): the managed-instances case flushes `adaptive`.
+        .env("PERFMON_SPARSE_FLUSH", "auto")
+        .env("TMPDIR", tmp.path().display().to_string())
+        .envs(env.iter().copied())
+        .start_with(tune)
+        .await;
+    Run { sb: run.sb, cw, _ext: run.extensions, tmp }
 }
 
 fn logs(sb: &Sandbox) -> String {
@@ -246,10 +237,7 @@ async fn python_known_loads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_known_loads() {
-    if !common::node_available() {
-        eprintln!("node or fixtures/node/node_modules missing: skipped (run `make node`)");
-        return;
-    }
+    assert!(common::node_available(), "the Node.js fixture's aws-lambda-ric is not built: run `make node`");
     let _turn = TURN.lock().await;
     let name = "sysm-node";
     let mut run = start(name, &common::node_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;

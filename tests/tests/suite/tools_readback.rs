@@ -12,16 +12,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::{PerfmonRun, PerfmonSandbox, Tool};
 
 use std::process::Output;
 use std::time::Duration;
 
-use common::{bin_path, extensions_dir, free_port, percentile_exact, rust_function};
+use common::{bin_path, free_port, percentile_exact, rust_function};
 use perfmon_protocol::cloudwatch::Dimension;
 use perfmon_protocol::contract::{defaults, metric};
 use perfmon_protocol::telemetry::Status;
 use perfmon_sandbox::cloudwatch::{CloudWatch, Fault};
-use perfmon_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
@@ -40,25 +40,14 @@ async fn run_profile(
     n: usize,
     dims: Option<&str>,
 ) -> Vec<(f64, f64)> {
-    let ext = extensions_dir(&[("perfmon", &bin_path("perfmon"))]);
-    let rt = rust_function();
-    let mut cfg = SandboxConfig::new(name, rt.command())
+    let mut builder = PerfmonSandbox::new(name, &rust_function())
         .memory_mb(memory_mb)
         .timeout(Duration::from_secs(5))
-        .extensions_dir(ext.path())
-        .env("PERFMON_TELEMETRY_PORT", "0")
-        .env("PERFMON_HTTP_PORT", free_port().to_string())
-        .env("PERFMON_STATSD_PORT", "0")
-        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
-        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
-        .env("PERFMON_SPARSE_FLUSH", "end")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint_url);
+        .cloudwatch(endpoint_url);
     if let Some(d) = dims {
-        cfg = cfg.env("PERFMON_DIMENSIONS", d);
+        builder = builder.env("PERFMON_DIMENSIONS", d);
     }
-    let mut sb = Sandbox::start(cfg).await.unwrap();
+    let PerfmonRun { mut sb, .. } = builder.start().await;
     for i in 0..n {
         let out = sb.invoke(payload.clone()).await.unwrap();
         assert_eq!(out.status, Status::Success, "{name} invoke {i}: {out:?}");
@@ -69,22 +58,7 @@ async fn run_profile(
 
 /// Runs the `perfmon` tool with test credentials and no region (the tool's default applies).
 async fn tool(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin_path("perfmon"))
-            .args(&args)
-            .env_remove("AWS_REGION")
-            .env_remove("AWS_DEFAULT_REGION")
-            .env_remove("AWS_ENDPOINT_URL_CLOUDWATCH")
-            .env_remove("AWS_LAMBDA_RUNTIME_API")
-            .env_remove("PERFMON_PRICE_GB_S")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    Tool::new(args).run().await
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -189,8 +163,10 @@ async fn profiles_recommendations_match_the_hand_computation() {
         // throttle CPU by memory size, so e.g. touching 230 MB at 256 MB also reads as CPU-bound
         // (as it would be in Lambda, where that memory size buys 0.14 vCPU).
         let cpu_bound = cpu_data.is_some_and(|f| f >= 0.8);
+        // perfmon sends CPUTime by default (`PERFMON_SYSTEM_METRICS`), so every profile has the data.
+        assert!(cpu_data.is_some(), "{name}: no cpuFraction although perfmon sent CPUTime: {v}");
         if *cpu {
-            assert!(cpu_data.is_none() || cpu_bound, "{name}: a CPU-burning profile reads as CPU-bound: {v}");
+            assert!(cpu_bound, "{name}: a CPU-burning profile reads as CPU-bound: {v}");
         }
         let (mem_bounds, timeouts, want) = by_hand(reports, cpu_bound);
         let got = &v["recommended"];
@@ -212,10 +188,6 @@ async fn profiles_recommendations_match_the_hand_computation() {
             );
         }
         assert_eq!(got["architecture"], want.arch, "{name}: {v}");
-        if cpu_data.is_none() {
-            let reasons = v["reasons"].to_string();
-            assert!(reasons.contains("no CPUTime/CPUUtilization data"), "{name}: {reasons}");
-        }
         // Costs: the pricing formula on the window's totals (730 h month, list prices).
         let invocations = sum(&cw, name, metric::INVOCATIONS);
         let billed = sum(&cw, name, metric::BILLED_DURATION);
@@ -463,19 +435,16 @@ async fn bad_input_gives_a_message_and_a_non_zero_exit() {
 /// percentiles, fail with CloudWatch's words and exit 3 instead of guessing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_sums_read_back_and_percentile_failure_is_reported() {
-    use perfmon_tools::cwread::{self, Connection, Target, Window};
+    use perfmon_tools::cwread::{self, Target, Window};
     let moto = tokio::task::spawn_blocking(common::Moto::start).await.unwrap();
     let name = "moto-profile";
     let t0 = now_ms();
     let reports = run_profile(&moto.endpoint_url(), name, 512, json!({"sleep_ms": 5}), 30, None).await;
     let url = moto.endpoint_url();
 
-    // The reader against moto, in this process: test credentials (the other tests of this binary give
-    // their child processes their own).
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let conn = Connection { endpoint_url: Some(url.clone()), region: Some("us-east-1".into()) };
-    let client = cwread::client(&conn).await;
+    // The reader against moto, in this process, with a client holding test credentials (the process
+    // environment is shared by every test of the suite: it is not changed).
+    let client = common::cloudwatch_client(&url);
     let target = Target { namespace: NS.into(), function: name.into(), dimensions: Vec::new() };
     let window = Window { start_ms: minute_s(t0) * 1000, end_ms: now_ms() + 60_000 };
     let wanted: &[(&str, &[&str])] =

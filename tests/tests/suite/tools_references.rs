@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;
+use perfmon_tests::harness::{PerfmonRun, PerfmonSandbox};
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,7 +14,7 @@ use std::{
 };
 
 use perfmon_protocol::contract::{env, metric};
-use perfmon_sandbox::{cloudwatch::CloudWatch, RuntimeCommand, Sandbox, SandboxConfig};
+use perfmon_sandbox::cloudwatch::CloudWatch;
 use serde_json::{json, Value};
 
 const FUNCTION: &str = "chat-api";
@@ -95,27 +96,12 @@ fn list_metrics(endpoint: &str) -> BTreeSet<MetricKey> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reference_exists_in_what_the_demo_put_into_cloudwatch() {
     let cw = CloudWatch::start().await.unwrap();
-    let extensions = common::extensions_dir(&[("perfmon", &common::bin_path("perfmon"))]);
-    let runtime = common::rust_function();
-    let mut cfg = SandboxConfig::new(FUNCTION, RuntimeCommand::new(&runtime.program))
-        .memory_mb(128)
+    let PerfmonRun { mut sb, .. } = PerfmonSandbox::new(FUNCTION, &common::rust_function())
         .timeout(Duration::from_secs(2))
-        .extensions_dir(extensions.path())
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint_url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .cloudwatch(&cw.endpoint_url())
         .env(env::DIMENSIONS, "Environment=demo")
-        .env(env::HTTP_PORT, common::free_port().to_string())
-        .env(env::TELEMETRY_PORT, common::free_port().to_string())
-        .env(env::STATSD_PORT, "0")
-        // PutMetricData at the end of sparse invokes as well (the default without the wrapper writes
-        // them as EMF lines, which the embedded CloudWatch does not read): every invoke's data is stored.
-        .env(env::SPARSE_FLUSH, "end");
-    for (k, v) in &runtime.env {
-        cfg = cfg.env(k, v);
-    }
-    let mut sb = Sandbox::start(cfg).await.unwrap();
+        .start()
+        .await;
     let run = async {
         let ok = sb.invoke(json!({"sleep_ms": 5})).await.unwrap();
         assert!(ok.cold);
