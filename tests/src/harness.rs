@@ -41,7 +41,9 @@ pub struct PerfmonRun {
     pub sb: Sandbox,
     /// `PERFMON_HTTP_PORT` (POST /v1/metrics, GET /v1/health).
     pub http_port: u16,
-    /// The extensions directory (keep it while the sandbox runs).
+    /// The extensions directory: keep it while the sandbox runs (the sandbox starts the extensions
+    /// from it at Init, on the first invoke). Destructure with `extensions: _extensions`, not `..`,
+    /// which drops (removes) it at once.
     pub extensions: TempDir,
 }
 

@@ -47,7 +47,7 @@ async fn run_profile(
     if let Some(d) = dims {
         builder = builder.env("PERFMON_DIMENSIONS", d);
     }
-    let PerfmonRun { mut sb, .. } = builder.start().await;
+    let PerfmonRun { mut sb, extensions: _extensions, .. } = builder.start().await;
     for i in 0..n {
         let out = sb.invoke(payload.clone()).await.unwrap();
         assert_eq!(out.status, Status::Success, "{name} invoke {i}: {out:?}");

@@ -96,7 +96,7 @@ fn list_metrics(endpoint: &str) -> BTreeSet<MetricKey> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reference_exists_in_what_the_demo_put_into_cloudwatch() {
     let cw = CloudWatch::start().await.unwrap();
-    let PerfmonRun { mut sb, .. } = PerfmonSandbox::new(FUNCTION, &common::rust_function())
+    let PerfmonRun { mut sb, extensions: _extensions, .. } = PerfmonSandbox::new(FUNCTION, &common::rust_function())
         .timeout(Duration::from_secs(2))
         .cloudwatch(&cw.endpoint_url())
         .env(env::DIMENSIONS, "Environment=demo")
