@@ -96,7 +96,7 @@ check: ## cargo fmt --check and clippy (all targets, warnings denied)
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-# ---- the Lambda layer (layer engineer): layer-build/, tests/tests/layer_*.rs, README "Attach it" ----
+# ---- the Lambda layer (layer engineer): layer-build/, tests/tests/suite/layer_*.rs, README "Attach it" ----
 # Static musl binaries for x86_64 and arm64, cross-built with cargo-zigbuild (zig and cargo-zigbuild from
 # PyPI, pinned in layer-build/requirements.txt, installed into the layer-build/.tools venv).
 LAYER_DIR := $(or $(CARGO_TARGET_DIR),target)/layer
@@ -133,7 +133,7 @@ $(LAYER_CDK_STAMP): $(LAYER_CDK)/package.json $(LAYER_CDK)/package-lock.json
 layer-check: layer venv $(if $(HAVE_NODE),$(LAYER_CDK_STAMP)) ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
 	LAYER_DIR=$(LAYER_DIR) layer-build/check.sh
 # Under `make test` the workspace run that follows runs these tests: run them here only for `make layer-check`.
-	$(if $(filter test,$(MAKECMDGOALS)),@echo "layer_e2e and layer_template: run by cargo test --workspace",$(CARGO) test -p perfmon-tests --test layer_e2e --test layer_template)
+	$(if $(filter test,$(MAKECMDGOALS)),@echo "layer_e2e and layer_template: run by cargo test --workspace",$(CARGO) test -p perfmon-tests --test suite -- layer_e2e:: layer_template::)
 
 CARGO_TARGET_DIR_OR_DEFAULT := $(or $(CARGO_TARGET_DIR),target)
 BENCH_PACKAGES := -p perfmon -p noop-extension -p sample-function -p perfmon-sandbox -p perfmon-bench

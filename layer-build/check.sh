@@ -10,7 +10,7 @@
 #   - the x86_64 binary answers `perfmon --version` natively, the arm64 one under qemu-user
 #     (qemu-aarch64-static), with the workspace version; both print the same `perfmon dashboard` JSON,
 #     so the arm64 code path does real work under emulation, not just argument parsing.
-# The end-to-end run of the unpacked zips in the sandbox is tests/tests/layer_e2e.rs.
+# The end-to-end run of the unpacked zips in the sandbox is tests/tests/suite/layer_e2e.rs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -14,7 +14,7 @@
 //! * modelled, not run: the HTTP round trip (a fixed `rtt_s`) and the SDK's retry (perfmon's
 //!   configuration: standard strategy, 3 attempts, exponential backoff from 25 ms capped at 1 s, full
 //!   jitter). The real sink's behaviour under the same Throttling answers is what
-//!   `tests/tests/cloudwatch_faults.rs` measures (3 attempts per flush, then the pause).
+//!   `tests/tests/suite/cloudwatch_faults.rs` measures (3 attempts per flush, then the pause).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};

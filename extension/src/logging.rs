@@ -75,7 +75,7 @@ pub fn parse_filter(value: &str) -> Result<Targets, String> {
 /// (`perfmon`, `perfmon_protocol`) at any level, other crates' (the AWS SDK, hyper, rustls) at
 /// `info` and above only. The SDK's `debug`/`trace` output holds credentials (at `trace` it prints
 /// the resolved identity with the access key id; signing steps print canonical requests with
-/// `x-amz-security-token`), and perfmon must never write a credential (`tests/tests/security.rs`).
+/// `x-amz-security-token`), and perfmon must never write a credential (`tests/tests/suite/security.rs`).
 pub fn is_shown(target: &str, level: Level) -> bool {
     target.starts_with("perfmon") || level <= Level::INFO
 }

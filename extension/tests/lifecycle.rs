@@ -36,6 +36,8 @@ struct FakeState {
     subscription: Option<SubscribeRequest>,
     events: VecDeque<String>,
     next_calls: usize,
+    /// Events answered to a `/next` so far.
+    delivered: usize,
     /// `/next` answers 500 this many times first.
     fail_next: usize,
     /// Refuse a registration that includes INVOKE, as Lambda Managed Instances do.
@@ -123,7 +125,14 @@ impl Fake {
                 self.changed.notify_waiters();
                 loop {
                     let notified = self.changed.notified();
-                    if let Some(ev) = self.state.lock().unwrap().events.pop_front() {
+                    let popped = {
+                        let mut s = self.state.lock().unwrap();
+                        let ev = s.events.pop_front();
+                        s.delivered += usize::from(ev.is_some());
+                        ev
+                    };
+                    if let Some(ev) = popped {
+                        self.changed.notify_waiters();
                         return Ok(resp(200, ev));
                     }
                     notified.await;
@@ -244,9 +253,10 @@ async fn play(fake: &Fake, child: tokio::process::Child, durations: &[(f64, &str
         pending_report = Some(report(&id, now_ms(), *d, status, (i == 0).then_some(50.5)));
     }
     let shutdown_at = now_ms();
+    let delivered = fake.state.lock().unwrap().delivered;
     fake.push(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": shutdown_at + deadline_in}));
-    // The last report comes shortly after SHUTDOWN.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The last report comes after perfmon has its SHUTDOWN (Lambda sends it shortly after).
+    assert!(fake.wait(Duration::from_secs(5), |s| s.delivered > delivered).await, "SHUTDOWN not taken");
     if let Some(r) = pending_report {
         let _ = post_telemetry(port, &json!([r]).to_string()).await;
     }
@@ -423,19 +433,20 @@ async fn version_works() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("perfmon "));
 }
 
-/// Reads a child's stdout line by line into a shared list (to see flushes before SHUTDOWN).
-fn collect_lines(child: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
+/// Reads a child's stdout line by line into a shared list (to see flushes before SHUTDOWN); the task
+/// ends at the end of the output (await it to have every line).
+fn collect_lines(child: &mut tokio::process::Child) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
     use tokio::io::AsyncBufReadExt;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let out = child.stdout.take().unwrap();
     let l = Arc::clone(&lines);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut r = tokio::io::BufReader::new(out).lines();
         while let Ok(Some(line)) = r.next_line().await {
             l.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 async fn wait_lines(lines: &Arc<Mutex<Vec<String>>>, limit: Duration, cond: impl Fn(&[String]) -> bool) -> bool {
@@ -463,7 +474,7 @@ async fn managed_instances_without_invoke_events() {
             ("PERFMON_FLUSH_INTERVAL_S", "0.3"),
         ],
     );
-    let lines = collect_lines(&mut child);
+    let (lines, reader) = collect_lines(&mut child);
     assert!(fake.wait(Duration::from_secs(10), |s| s.next_calls >= 1).await, "perfmon never called /next");
     let bodies = fake.state.lock().unwrap().register_bodies.clone();
     assert_eq!(bodies, vec![json!({"events": ["SHUTDOWN"]})], "never asks for INVOKE on Managed Instances");
@@ -512,15 +523,18 @@ async fn managed_instances_without_invoke_events() {
         200
     );
     let shutdown_at = now_ms();
+    let delivered = fake.state.lock().unwrap().delivered;
     fake.push(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": shutdown_at + 2000}));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The late report comes after perfmon has its SHUTDOWN.
+    assert!(fake.wait(Duration::from_secs(2), |s| s.delivered > delivered).await, "SHUTDOWN not taken");
     let late = json!([{"time": iso(now_ms()), "type": "platform.report", "record": {"requestId": "late", "status": "success", "metrics": {"durationMs": 45.0}}}]);
     let _ = post_telemetry(port, &late.to_string()).await;
     want_durations.push(45.0);
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(now_ms() - shutdown_at < 2000, "exited after the deadline");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every line it wrote: the reader reaches the end of its stdout.
+    tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
     let all = lines.lock().unwrap().join("\n");
     assert!(lines.lock().unwrap().len() > before_shutdown, "the final flush wrote the rest");
     let m = emf_values(&all);

@@ -1,7 +1,7 @@
 //! Golden files: the default outputs, reviewed once and compared on every run.
 //!
 //! The cases are in `tests/golden/cases.txt`; `UPDATE_GOLDEN=1` rewrites the files. The binary
-//! is checked against the same files by `tests/tests/tools_cli.rs`.
+//! is checked against the same files by `tests/tests/suite/tools_cli.rs`.
 
 #![cfg(test)]
 #![allow(clippy::unwrap_used)]
