@@ -311,7 +311,7 @@ fn gzip_len(b: &[u8]) -> usize {
 /// The figures of docs/design.md: request bytes per 1 000 datums and encode time, RPC v2 CBOR (what the SDK
 /// serializes, timed with an interceptor) against awsQuery (`perfmon_protocol::cloudwatch::encode_query`,
 /// byte-identical to what aws-sdk-cloudwatch 1.99.0 sent), for the same datums.
-/// `cargo test --release -p perfmon-tests --test cloudwatch_cbor -- --ignored --nocapture`
+/// `cargo test --release -p perfmon-tests --test suite cloudwatch_cbor:: -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; prints the README's figures"]
 async fn measure_cbor_against_query() {

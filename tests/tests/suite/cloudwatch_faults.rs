@@ -8,7 +8,7 @@
 //! before it resets or delays the answer, so a datum of unknown outcome did arrive and must not arrive
 //! twice), PutMetricData requests, unknown outcomes (perfmon's total at SHUTDOWN), the per-invoke
 //! overheads the sandbox measures (runtime's `/next` → perfmon's `/next`), and perfmon's exit.
-//! Run `cargo test -p perfmon-tests --test cloudwatch_faults -- --nocapture --test-threads 1` for the table.
+//! Run `cargo test -p perfmon-tests --test suite cloudwatch_faults:: -- --nocapture --test-threads 1` for the table.
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;

@@ -7,7 +7,7 @@
 //! overflow series are covered by the aggregator's unit tests.)
 //!
 //! The figure: perfmon's peak RSS (VmHWM of the live process, then the sandbox's `peak_rss_kb`, the
-//! highest VmHWM it sampled up to exit) is printed; run with `cargo test -p perfmon-tests --test custom_abuse -- --nocapture`.
+//! highest VmHWM it sampled up to exit) is printed; run with `cargo test -p perfmon-tests --test suite custom_abuse:: -- --nocapture`.
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;

@@ -7,7 +7,7 @@
 //!
 //! Debug builds by default; `PERFMON_BIN_DIR=target/release` measures release builds (the figures in
 //! the report come from there). Run with `--nocapture` to see the table:
-//! `PERFMON_BIN_DIR=target/release cargo test -p perfmon-tests --test extension_overhead -- --nocapture`
+//! `PERFMON_BIN_DIR=target/release cargo test -p perfmon-tests --test suite extension_overhead:: -- --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use perfmon_tests::common;

@@ -349,7 +349,7 @@ async fn python_runtime_client_with_the_crate_logs_api_example() {
 
 /// Point 5 of the issue for the do-nothing extension (the floor perfmon is measured against):
 /// exec → register, exec → first `/next`, per-invoke overhead p50/p99, peak RSS, finished before the
-/// shutdown deadline. Printed as JSON (`cargo test -p perfmon-tests --test sandbox_lifecycle
+/// shutdown deadline. Printed as JSON (`cargo test -p perfmon-tests --test suite sandbox_lifecycle::
 /// noop_extension_figures -- --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noop_extension_figures() {

@@ -1,7 +1,7 @@
 //! `perfmon dashboard` / `perfmon alarms` through the real binary (the extension's): help,
 //! version, exit codes, and the golden files of `tests/golden/` (cases in `cases.txt`).
 //!
-//! `UPDATE_GOLDEN=1 cargo test -p perfmon-tests --test tools_cli` rewrites the golden files.
+//! `UPDATE_GOLDEN=1 cargo test -p perfmon-tests --test suite tools_cli::` rewrites the golden files.
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;
