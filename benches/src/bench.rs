@@ -761,7 +761,7 @@ fn shape_figures(raw: &Raw, figs: &mut Vec<Figure>) {
                 let pv = collect(p, |r| crate::stats::percentile(&r.overhead_ms, q));
                 let fv = collect(floor, |r| crate::stats::percentile(&r.overhead_ms, q));
                 // The end-of-invoke flushes wait on telemetry and a simulated network: several ms of
-                // spread between runs. `defer` and frequent invokes must stay within the issue's
+                // spread between runs. `defer` and frequent invokes must stay within the budget's
                 // floor + 2 ms (a p99 of 11 invokes is nearly their max: one stall on a loaded
                 // machine moves it by milliseconds).
                 let slack = if mode == "defer" || shape == Shape::Steady { 2.0 } else { 10.0 };

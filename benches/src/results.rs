@@ -104,7 +104,7 @@ impl Figure {
     }
 }
 
-/// A budget of the issue and whether it is met.
+/// A budget (README, "Benchmarks") and whether it is met.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
     pub id: String,

@@ -177,7 +177,7 @@ fn availability_full_outage_pages_within_two_minutes_and_clears_on_the_short_win
     let ttf = time_to_fire(BUDGET_999, 1.0, f64::from(fast.long_s / 60), fast.factor(DAYS));
     let page = sim.first_alarm("page").unwrap();
     assert!(expected_minutes(0, ttf).contains(&page), "page at minute {page}, time to fire {ttf} min");
-    assert!(page <= 2, "the issue's bound: page within 2 simulated minutes, got {page}");
+    assert!(page <= 2, "a fast burn pages within 2 simulated minutes, got {page}");
     eprintln!("100 % errors: workbook time to fire {ttf} min, page at minute {page}");
     assert_eq!(sim.state_at("1h", page), State::Alarm);
     assert!(sim.never("6h"), "an outage of {outage} min stays under the 6 h threshold");
@@ -185,7 +185,7 @@ fn availability_full_outage_pages_within_two_minutes_and_clears_on_the_short_win
     let clear = sim.first_clear("page", page).unwrap();
     let short_min = i64::from(fast.short_s / 60);
     assert_eq!(clear, outage + short_min, "cleared by the short window");
-    assert!(clear - outage <= 6, "the issue's bound: clear within about 6 minutes of recovery");
+    assert!(clear - outage <= 6, "the alarm clears within about 6 minutes of recovery");
     eprintln!("100 % errors for {outage} min: page cleared at minute {clear}, {} min after recovery", clear - outage);
     assert_eq!(sim.state_at("1h", clear), State::Alarm, "the long window alone would still fire");
     // The first evaluation takes the composite out of INSUFFICIENT_DATA into OK (OK actions run).

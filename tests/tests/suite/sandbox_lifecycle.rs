@@ -347,7 +347,7 @@ async fn python_runtime_client_with_the_crate_logs_api_example() {
     assert!(sb.refusals().is_empty(), "{:?}", sb.refusals());
 }
 
-/// Point 5 of the issue for the do-nothing extension (the floor perfmon is measured against):
+/// The start-up, overhead and memory figures of the do-nothing extension (the floor perfmon is measured against):
 /// exec → register, exec → first `/next`, per-invoke overhead p50/p99, peak RSS, finished before the
 /// shutdown deadline. Printed as JSON (`cargo test -p perfmon-tests --test suite sandbox_lifecycle::
 /// noop_extension_figures -- --nocapture`).

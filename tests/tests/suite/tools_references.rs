@@ -137,7 +137,7 @@ async fn every_reference_exists_in_what_the_demo_put_into_cloudwatch() {
         references.extend(alarm_references(&slo["MetricAlarms"]));
     }
 
-    // Everything the issue asks for is referenced (so "all found" is not vacuous).
+    // Every reference the README promises is there (so "all found" is not vacuous).
     let names: BTreeSet<&str> = references.iter().map(|(_, n, _)| n.as_str()).collect();
     for name in [
         metric::DURATION,
