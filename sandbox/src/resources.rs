@@ -772,4 +772,98 @@ mod tests {
         let out = h.spawn(Command::new("true")).and_then(Child::wait_with_output);
         assert!(out.is_ok_and(|o| o.status.success()));
     }
+
+    /// A temporary directory laid out as a cgroupfs mount (plain files: the kernel's side of the
+    /// files, migration and limits, is not exercised here).
+    fn fake_cgroupfs(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("perfmon-fake-cgroupfs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        dir
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// cgroup v2 (`cpu.max`, `memory.max`, `memory.events`), on files only: this machine's v2
+    /// hierarchy has no cpu or memory controller (they are bound to v1), so the kernel's v2 path is
+    /// not run by any test here.
+    #[test]
+    fn v2_files_written_and_read() {
+        let root = fake_cgroupfs("v2");
+        std::fs::write(root.join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap_or_default();
+        let h = detect_hierarchy(&root);
+        assert_eq!(h, Ok(Hierarchy::V2 { root: root.clone() }));
+        let Ok(h) = h else { return };
+        let cg = Cgroup::create(&h, Some(128), cpu_quota_us(128, 2));
+        let Ok(cg) = cg else { panic!("{cg:?}") };
+        assert_eq!(read(&root.join("cgroup.subtree_control")), "+cpu +memory");
+        let parent = root.join(CGROUP_PARENT);
+        assert_eq!(read(&parent.join("cgroup.subtree_control")), "+cpu +memory");
+        assert_eq!(read(&parent.join("cpu.weight")), "6400");
+        let [dir] = cg.dirs.as_slice() else { panic!("{:?}", cg.dirs) };
+        assert!(dir.starts_with(&parent));
+        assert_eq!(read(&dir.join("cpu.max")), "7236 100000");
+        assert_eq!(read(&dir.join("cpu.weight")), "6400");
+        assert_eq!(read(&dir.join("memory.max")), (128u64 << 20).to_string());
+        assert_eq!(read(&dir.join("memory.swap.max")), "0");
+        assert_eq!(cg.memory_dir(), Some(dir.as_path()));
+        assert_eq!(cg.procs_files(), vec![dir.join("cgroup.procs")]);
+        // A v2 thread cannot join a domain cgroup apart from its process.
+        assert!(cg.thread_files().is_empty());
+        assert_eq!(cg.oom_kills(), 0);
+        std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 40\noom 2\noom_kill 2\n").unwrap_or_default();
+        assert_eq!(cg.oom_kills(), 2);
+
+        // The environment's processes join before their exec: each child writes "0" (itself) into
+        // `cgroup.procs` (here a plain file, so the write is what is checked, not the move).
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap_or_default();
+        let mut env = EnvResources { cgroup: Some(cg), ..EnvResources::default() };
+        env.start_spawner();
+        assert!(env.spawner.is_none(), "no namespace and no thread files: no spawner thread");
+        assert_eq!(env.join_before_exec.as_ref().map(|f| f.len()), Some(1));
+        let out = env.spawn_handle().spawn(Command::new("true")).and_then(Child::wait_with_output);
+        assert!(out.is_ok_and(|o| o.status.success()));
+        assert_eq!(read(&dir.join("cgroup.procs")), "0");
+        env.cgroup = None;
+        env.release();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// cgroup v1 on files: the limits written, and the spawner thread's id in each `tasks` file
+    /// (so no child moves; the kernel's v1 path runs in tests/tests/sandbox_resources.rs).
+    #[test]
+    fn v1_files_written_and_the_spawner_thread_joins() {
+        let root = fake_cgroupfs("v1");
+        for (d, f) in [("cpu,cpuacct", "cpu.cfs_quota_us"), ("memory", "memory.limit_in_bytes")] {
+            std::fs::create_dir_all(root.join(d)).unwrap_or_default();
+            std::fs::write(root.join(d).join(f), "-1").unwrap_or_default();
+        }
+        let h = detect_hierarchy(&root);
+        let Ok(h) = h else { panic!("{h:?}") };
+        let cg = Cgroup::create(&h, Some(3008), cpu_quota_us(3008, 2));
+        let Ok(cg) = cg else { panic!("{cg:?}") };
+        let [cpu, mem] = cg.dirs.as_slice() else { panic!("{:?}", cg.dirs) };
+        assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "170040");
+        assert_eq!(read(&cpu.join("cpu.shares")), "65536");
+        assert_eq!(read(&mem.join("memory.limit_in_bytes")), (3008u64 << 20).to_string());
+        assert_eq!(cg.thread_files(), vec![cpu.join("tasks"), mem.join("tasks")]);
+        std::fs::write(mem.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+            .unwrap_or_default();
+        assert_eq!(cg.oom_kills(), 1);
+        let (cpu, mem) = (cpu.clone(), mem.clone());
+        let mut env = EnvResources { cgroup: Some(cg), ..EnvResources::default() };
+        env.start_spawner();
+        assert!(env.spawner.is_some() && env.join_before_exec.is_none());
+        let tid = read(&cpu.join("tasks"));
+        assert!(tid.parse::<i32>().is_ok_and(|t| t > 0), "{tid:?}");
+        assert_eq!(read(&mem.join("tasks")), tid);
+        let out = env.spawn_handle().spawn(Command::new("true")).and_then(Child::wait_with_output);
+        assert!(out.is_ok_and(|o| o.status.success()));
+        env.cgroup = None;
+        env.release();
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
