@@ -803,6 +803,7 @@ mod tests {
         assert_eq!(read(&parent.join("cgroup.subtree_control")), "+cpu +memory");
         assert_eq!(read(&parent.join("cpu.weight")), "6400");
         let [dir] = cg.dirs.as_slice() else { panic!("{:?}", cg.dirs) };
+        let dir = dir.clone();
         assert!(dir.starts_with(&parent));
         assert_eq!(read(&dir.join("cpu.max")), "7236 100000");
         assert_eq!(read(&dir.join("cpu.weight")), "6400");
@@ -819,7 +820,8 @@ mod tests {
         // The environment's processes join before their exec: each child writes "0" (itself) into
         // `cgroup.procs` (here a plain file, so the write is what is checked, not the move).
         std::fs::write(dir.join("cgroup.procs"), "").unwrap_or_default();
-        let mut env = EnvResources { cgroup: Some(cg), ..EnvResources::default() };
+        let mut env = EnvResources::default();
+        env.cgroup = Some(cg);
         env.start_spawner();
         assert!(env.spawner.is_none(), "no namespace and no thread files: no spawner thread");
         assert_eq!(env.join_before_exec.as_ref().map(|f| f.len()), Some(1));
@@ -854,7 +856,8 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(cg.oom_kills(), 1);
         let (cpu, mem) = (cpu.clone(), mem.clone());
-        let mut env = EnvResources { cgroup: Some(cg), ..EnvResources::default() };
+        let mut env = EnvResources::default();
+        env.cgroup = Some(cg);
         env.start_spawner();
         assert!(env.spawner.is_some() && env.join_before_exec.is_none());
         let tid = read(&cpu.join("tasks"));
