@@ -50,6 +50,23 @@ fn fatal_gate(st: &State) -> Option<Gate> {
 /// reset (shutdown with reason `failure`).
 pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
     let cfg = &inner.cfg;
+    // The environment's resources (cgroup, `/tmp` namespace) come first: in Lambda the execution
+    // environment exists before its Init phase starts, and Init's duration does not include making it.
+    let task_root = cfg
+        .runtime
+        .cwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let fenv = env::function_env(cfg, &inner.addr.to_string(), &task_root);
+    let xenv = env::extension_env(&fenv);
+    let env_res = inner.resources.create_env(&host_tmp_paths(cfg, &fenv));
+    {
+        let mut st = inner.lock();
+        st.env_res = env_res;
+        st.oom_killed = false;
+    }
     let start = Instant::now();
     let deadline = start + cfg.init_timeout;
     let phase_label = {
@@ -88,21 +105,6 @@ pub(crate) async fn init(inner: &Arc<Inner>) -> InitOutcome {
         label.to_owned()
     };
     inner.touch();
-    let task_root = cfg
-        .runtime
-        .cwd
-        .clone()
-        .or_else(|| std::env::current_dir().ok())
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let fenv = env::function_env(cfg, &inner.addr.to_string(), &task_root);
-    let xenv = env::extension_env(&fenv);
-    let env_res = inner.resources.create_env(&host_tmp_paths(cfg, &fenv));
-    {
-        let mut st = inner.lock();
-        st.env_res = env_res;
-        st.oom_killed = false;
-    }
 
     let mut gate = launch_extensions(inner, &xenv);
     if matches!(gate, Gate::Ok) {

@@ -35,15 +35,15 @@ pub(crate) struct Spawn<'a> {
 /// Starts a process of the current generation; returns its index in `State::procs`.
 pub(crate) fn spawn(inner: &Arc<Inner>, s: Spawn<'_>) -> std::io::Result<usize> {
     // Inside the environment's cgroup and `/tmp` namespace when the resource model applies.
-    let (program, args) = inner.lock().env_res.wrap(s.program, s.args, s.cwd);
-    let mut cmd = Command::new(&program);
-    cmd.args(&args).env_clear().envs(s.env.iter().map(|(k, v)| (k, v)));
+    let spawner = inner.lock().env_res.spawn_handle();
+    let mut cmd = Command::new(s.program);
+    cmd.args(s.args).env_clear().envs(s.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     if let Some(dir) = s.cwd {
         cmd.current_dir(dir);
     }
     let spawned_at = Instant::now();
-    let mut child = cmd.spawn()?;
+    let mut child = spawner.spawn(cmd)?;
     let pid = i32::try_from(child.id()).unwrap_or(0);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

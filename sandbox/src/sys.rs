@@ -1,6 +1,11 @@
-//! The only `unsafe` of the sandbox: `wait4(2)` (exit status and `ru_maxrss` of a child) and `kill(2)`
-//! on a child's process group (freeze, thaw, SIGTERM, SIGKILL).
+//! The only `unsafe` of the sandbox: `wait4(2)` (exit status and `ru_maxrss` of a child), `kill(2)`
+//! on a child's process group (freeze, thaw, SIGTERM, SIGKILL), and what puts an environment's
+//! processes into its resources: `gettid(2)`, `unshare(2)` + `setns(2)` of a thread into a mount
+//! namespace, and a `write(2)` in a forked child before it execs.
 #![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 
 /// How a child process ended, as `wait4` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,4 +69,47 @@ pub(crate) enum Signal {
     Cont,
     Term,
     Kill,
+}
+
+/// The calling thread's id (what a cgroup v1 `tasks` file takes).
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: `gettid` has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Moves the calling thread into the mount namespace `ns` (an open `/proc/<pid>/ns/mnt`). A thread
+/// shares its filesystem attributes (root, cwd) with the process's other threads, which `setns`
+/// refuses for a mount namespace (setns(2): EINVAL), so it first takes a private copy of them
+/// (`unshare(CLONE_FS)`); the rest of the process keeps its namespace. Afterwards the thread's root
+/// and working directory are the namespace's root.
+pub(crate) fn enter_mount_namespace(ns: &std::fs::File) -> std::io::Result<()> {
+    // SAFETY: `unshare` and `setns` take plain integers; `ns` is an open descriptor borrowed for the call.
+    unsafe {
+        if libc::unshare(libc::CLONE_FS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child write `0` ("the writing process", cgroups(7)) to each of `fds` (open
+/// `cgroup.procs` files) after the fork and before the exec, so that it runs in those cgroups
+/// from its first instruction. The descriptors must stay open until `spawn` returns.
+pub(crate) fn join_cgroups_before_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+    let join = move || -> std::io::Result<()> {
+        for &fd in &fds {
+            // SAFETY: `write(2)` is async-signal-safe; the buffer is a static byte string.
+            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls `write(2)` (async-signal-safe), allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(join);
+    }
 }
