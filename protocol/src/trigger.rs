@@ -9,7 +9,9 @@
 //! whatever the body's size. A batch's records are folded one by one (count, first source, oldest
 //! timestamp), never collected. Every named field is read leniently: a field of another JSON type
 //! than expected counts as absent, so any JSON value is an event of some trigger (`other` at
-//! worst); only bytes that are not JSON are [`NotJson`].
+//! worst); only bytes that are not JSON are [`NotJson`]. [`Compact`] shrinks a large body chunk by
+//! chunk before it is read (every string cut to [`KEEP_STRING`] bytes, the rest kept), so that a
+//! reader following a 6 MB body as it streams past keeps up with it.
 //!
 //! Sources (the facts are gathered with their citations in `triggers.md`):
 //! * event shapes: the `aws_lambda_events` crate's fixtures (awslabs/aws-lambda-rust-runtime,
