@@ -18,6 +18,7 @@
 //!   answer that is not JSON, a client that leaves mid-body) is answered as without perfmon, and
 //!   `/v1/health` `triggers` counts what was not understood; the 6 MB event and answer are read
 //!   whole (their batch and status fields reach CloudWatch), none is given up.
+//! * A streamed answer (Node.js `streamifyResponse` with an HTTP prelude): only the prelude is read.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -750,4 +751,63 @@ async fn bad_input_behaves_as_without_perfmon_and_health_counts_it() {
     assert_eq!(statuses.get("Http4xx GET /big sum"), Some(&0.0), "{statuses:?}");
     assert_eq!(statuses.get("Http5xx GET /big sum"), Some(&0.0), "{statuses:?}");
     assert_eq!(statuses.get("Http5xx GET /raw sum"), Some(&1.0), "{statuses:?}");
+}
+
+/// A streamed answer (aws-lambda-ric's `streamifyResponse` with an HTTP prelude, then 100 kB that
+/// are not JSON) through the wrapper: only the prelude is read — per-route `Http4xx` / `Http5xx`
+/// follow its `statusCode` — and the streamed body is neither read nor counted as not understood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answer_only_its_prelude_is_read() {
+    let cw = CloudWatch::start().await.unwrap();
+    let ns = "TriggersStream";
+    let mut spec = common::node_function();
+    spec.env.retain(|(k, _)| k != "_HANDLER");
+    spec.env.push(("_HANDLER".into(), "handler.streaming".into()));
+    let mut env = embedded_env(&cw.endpoint_url());
+    env.push(("PERFMON_RUNTIME_PROXY_PORT".into(), free_port().to_string()));
+    env.push(("AWS_LAMBDA_EXEC_WRAPPER".into(), wrapper()));
+    let mut r = start("trig-stream", &spec, ns, &env, |c| c.streaming(true)).await;
+    for status in ["201", "404", "503"] {
+        let out = r.sb.invoke(http_v2("GET /s", "/s", json!({"x-status": status}))).await.unwrap();
+        assert_eq!(out.status, Status::Success, "{out:?}");
+        assert!(out.response.ends_with(&[b's'; 100][..]), "the streamed body went through");
+    }
+    // `/v1/health` during a fourth invoke (perfmon is frozen between invokes, as in Lambda).
+    let http_port = r.http_port;
+    let running = tokio::spawn(async move {
+        let out = r.sb.invoke(http_v2("GET /s", "/s", json!({"x-sleep-ms": "3000"}))).await.unwrap();
+        (r, out)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = custom_support::blocking(move || {
+        let mut last = Value::Null;
+        let seen = common::wait_until(Duration::from_secs(2), || {
+            last = health(http_port);
+            last["triggers"]["invokes"]["api-gateway-http"] == json!(4)
+        });
+        assert!(seen, "{last}");
+        last
+    })
+    .await;
+    let (mut r, out) = running.await.unwrap();
+    assert_eq!(out.status, Status::Success, "{out:?}");
+    let down = r.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    let t = &h["triggers"];
+    assert_eq!((t["answers_not_understood"].clone(), t["answers_not_read"].clone()), (json!(0), json!(0)), "{h}");
+    let sums = |metric: &str| {
+        let ds = cw.store().datums(ns, metric);
+        let n: f64 = ds.iter().map(|d| d.datum.sample_count()).sum();
+        let sum: f64 = ds
+            .iter()
+            .map(|d| {
+                let d = &d.datum;
+                let counted = d.values.iter().enumerate().map(|(i, v)| v * d.counts.get(i).copied().unwrap_or(1.0));
+                d.statistic_values.map(|s| s.sum).or(d.value).unwrap_or_else(|| counted.sum())
+            })
+            .sum();
+        (sum, n)
+    };
+    assert_eq!(sums("Http4xx"), (1.0, 4.0), "the 404 prelude");
+    assert_eq!(sums("Http5xx"), (1.0, 4.0), "the 503 prelude");
 }
