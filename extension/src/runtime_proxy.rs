@@ -24,12 +24,13 @@
 //! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]; a body of one chunk is kept as
 //! that chunk's handle, not copied) are read once they ended, in a task that first yields, so the
 //! connection's task has written and flushed the body's last frame before the parse runs; the
-//! tracker's lock is never taken on the forwarding path of an event. Larger bodies stream through a
-//! bounded channel into a blocking reader, which shrinks each chunk as it takes it
-//! ([`trigger::Compact`]: every JSON string cut to [`trigger::KEEP_STRING`] bytes, the structure
-//! kept) and parses the rest with [`perfmon_protocol::trigger`]'s narrow serde structs over
-//! `io::Read`: a 6 MB event or answer is read whole while at most [`MAX_IN_FLIGHT`] bytes of it wait
-//! for the reader. If it falls that far behind (a body that is mostly structure, or a starved
+//! tracker's lock is never taken on the forwarding path of an event. A larger body is shrunk as
+//! each chunk passes ([`trigger::Compact`]: every JSON string cut to [`trigger::KEEP_STRING`] bytes,
+//! the structure kept; a `memchr` scan, the one cost a large body pays on the forwarding path,
+//! measured by `perfmon-bench proxy-hop`), and what is left streams through a bounded channel into
+//! a blocking reader ([`perfmon_protocol::trigger`]'s narrow serde structs over `io::Read`): a 6 MB
+//! event or answer is read whole while at most [`MAX_IN_FLIGHT`] compacted bytes wait for the
+//! reader, and no copy of the body is held. If it falls that far behind (a body that is mostly structure, or a starved
 //! thread), the reading is given up (counted in `/v1/health` as not read; the invoke counts under
 //! `other`), never the forwarding. A streamed answer's JSON prelude alone is read; the reader stops
 //! there. What the readers find goes to [`crate::triggers`] via [`Shared`].
