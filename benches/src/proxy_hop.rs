@@ -9,6 +9,12 @@
 //! (it answers `/next` with the event, anything else `202`, from memory, no simulated delay): the
 //! difference between the two paths is the proxy's hop.
 //!
+//! Each proxy runs as perfmon runs it: on a thread of its own with a current-thread tokio runtime
+//! (perfmon's runtime, `perfmon::run`), so its readers' tasks compete with its forwarding as they
+//! do in Lambda, not with the client and the upstream (which share this process's multi-thread
+//! runtime). `PERFMON_BENCH_PROXY_RUNTIME=shared` runs the proxies on that shared runtime instead
+//! (how this bench ran before).
+//!
 //! Also measured, as differences between the proxied and the direct runs of the same requests in
 //! this process (client and upstream do the same work on both paths): CPU time per invoke
 //! (`getrusage`-like `/proc/self/stat` user + system) and the peak RSS (`VmHWM`, reset before each
@@ -215,6 +221,48 @@ async fn run(s: &mut TcpStream, n: usize, post: &[u8], get: &[u8]) -> Result<(Ve
     Ok((next, resp, (cpu_us() - cpu0) / n as f64, vm_hwm_kb()))
 }
 
+/// Starts a proxy to `up` (with the per-trigger readers into `readers`, if any): on a thread of
+/// its own with a current-thread runtime, unless `PERFMON_BENCH_PROXY_RUNTIME=shared`; its port.
+async fn start_proxy(up: &str, readers: Option<Arc<perfmon::Shared>>) -> Result<u16, String> {
+    async fn start(up: &str, readers: Option<Arc<perfmon::Shared>>) -> Result<u16, String> {
+        let proxy = perfmon::runtime_proxy::RuntimeProxy::start(0, up)
+            .await
+            .ok_or_else(|| "cannot start the proxy".to_owned())?;
+        if let Some(shared) = readers {
+            proxy.signals.read_triggers(shared, perfmon_protocol::trigger::Routes::default());
+        }
+        proxy.remove_marker();
+        Ok(proxy.port)
+    }
+    if std::env::var("PERFMON_BENCH_PROXY_RUNTIME").is_ok_and(|v| v == "shared") {
+        return start(up, readers).await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let up = up.to_owned();
+    std::thread::Builder::new()
+        .name("bench-proxy".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("tokio runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let started = start(&up, readers).await;
+                let ok = started.is_ok();
+                let _ = tx.send(started);
+                if ok {
+                    // Serves until the process ends.
+                    std::future::pending::<()>().await;
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await.map_err(|e| e.to_string())?
+}
+
 /// Measures `n` invokes per size (fewer for the large ones) on each path.
 pub async fn measure(n: usize) -> Result<Results, String> {
     let cfg = perfmon::config::Config::from_lookup(|_| None).0;
@@ -233,16 +281,11 @@ pub async fn measure(n: usize) -> Result<Results, String> {
     ] {
         let event = Arc::new(sqs_event(size, records));
         let up = upstream(Arc::clone(&event)).await.map_err(|e| e.to_string())?;
-        let proxy = perfmon::runtime_proxy::RuntimeProxy::start(0, &up)
-            .await
-            .ok_or_else(|| "cannot start the proxy".to_owned())?;
-        proxy.signals.read_triggers(Arc::clone(&shared), perfmon_protocol::trigger::Routes::default());
-        let bare_proxy = perfmon::runtime_proxy::RuntimeProxy::start(0, &up)
-            .await
-            .ok_or_else(|| "cannot start the proxy".to_owned())?;
+        let proxy_port = start_proxy(&up, Some(Arc::clone(&shared))).await?;
+        let bare_port = start_proxy(&up, None).await?;
         let mut direct = TcpStream::connect(&up).await.map_err(|e| e.to_string())?;
-        let mut bare = TcpStream::connect(("127.0.0.1", bare_proxy.port)).await.map_err(|e| e.to_string())?;
-        let mut proxied = TcpStream::connect(("127.0.0.1", proxy.port)).await.map_err(|e| e.to_string())?;
+        let mut bare = TcpStream::connect(("127.0.0.1", bare_port)).await.map_err(|e| e.to_string())?;
+        let mut proxied = TcpStream::connect(("127.0.0.1", proxy_port)).await.map_err(|e| e.to_string())?;
         let _ = (direct.set_nodelay(true), bare.set_nodelay(true), proxied.set_nodelay(true));
         let body = answer(size);
         let mut post = format!(
@@ -305,8 +348,6 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             hwm_bare_kb: hwm_b,
             hwm_proxied_kb: hwm_p,
         });
-        proxy.remove_marker();
-        bare_proxy.remove_marker();
     }
     let health =
         shared.health().triggers.map_or_else(|| "off".to_owned(), |t| serde_json::to_string(&t).unwrap_or_default());
@@ -319,8 +360,13 @@ pub fn table(r: &Results, n: usize, load: &str) -> String {
         "Runtime API proxy hop: up to {n} invokes per body size and path (fewer for the large bodies), in \
          alternating runs of 10, kept-alive loopback connections, load average {load}. Paths: direct; through \
          the proxy without the per-trigger readers (`PERFMON_TRIGGER_METRICS=false`); through the proxy with \
-         them (the default)\n\n\
-         | request | direct p50 / p99 (µs) | proxy, readers off, p50 / p99 (µs) | proxy, readers on, p50 / p99 (µs) | added by the proxy with readers p50 / p99 (µs) | added by the readers p50 / p99 (µs) |\n|---|---|---|---|---|---|\n"
+         them (the default); each proxy {}\n\n\
+         | request | direct p50 / p99 (µs) | proxy, readers off, p50 / p99 (µs) | proxy, readers on, p50 / p99 (µs) | added by the proxy with readers p50 / p99 (µs) | added by the readers p50 / p99 (µs) |\n|---|---|---|---|---|---|\n",
+        if std::env::var("PERFMON_BENCH_PROXY_RUNTIME").is_ok_and(|v| v == "shared") {
+            "on the client's and upstream's 2-worker runtime (`PERFMON_BENCH_PROXY_RUNTIME=shared`)"
+        } else {
+            "on a thread of its own with a current-thread runtime, as perfmon runs it"
+        }
     );
     for h in &r.hops {
         s += &format!(

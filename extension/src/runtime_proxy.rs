@@ -21,12 +21,19 @@
 //! Per-trigger metrics (docs/reference.md §14): the proxy forwards first and reads after. The `/next` answer (the
 //! event) and the runtime's `/response` / `/error` body pass through a [`Tee`]: every frame goes
 //! on unchanged at once, and a copy of the chunk's handle (`Bytes`, no copy of the bytes) goes to
-//! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]) are read from one buffer in a
-//! task once they ended; larger ones stream through a bounded channel into a blocking reader
-//! ([`perfmon_protocol::trigger`]'s narrow serde structs over `io::Read`), which never holds more
-//! than [`MAX_IN_FLIGHT`] bytes: if it falls that far behind, the reading is given up (counted in
-//! `/v1/health` as not read; the invoke counts under `other`), never the forwarding. A streamed answer's JSON prelude alone is read; the
-//! reader stops there. What the readers find goes to [`crate::triggers`] via [`Shared`].
+//! a reader off the critical path. Small bodies (≤ [`SMALL_BODY`]; a body of one chunk is kept as
+//! that chunk's handle, not copied) are read once they ended, in a task that first yields, so the
+//! connection's task has written and flushed the body's last frame before the parse runs; the
+//! tracker's lock is never taken on the forwarding path of an event. A larger body is shrunk as
+//! each chunk passes ([`trigger::Compact`]: every JSON string cut to [`trigger::KEEP_STRING`] bytes,
+//! the structure kept; a `memchr` scan, the one cost a large body pays on the forwarding path,
+//! measured by `perfmon-bench proxy-hop`), and what is left streams through a bounded channel into
+//! a blocking reader ([`perfmon_protocol::trigger`]'s narrow serde structs over `io::Read`): a 6 MB
+//! event or answer is read whole while at most [`MAX_IN_FLIGHT`] compacted bytes wait for the
+//! reader, and no copy of the body is held. If it falls that far behind (a body that is mostly structure, or a starved
+//! thread), the reading is given up (counted in `/v1/health` as not read; the invoke counts under
+//! `other`), never the forwarding. A streamed answer's JSON prelude alone is read; the reader stops
+//! there. What the readers find goes to [`crate::triggers`] via [`Shared`].
 //!
 //! Built on hyper 1 (server) and hyper-util's pooled client (as the other listeners and the
 //! CloudWatch test client): a hand-written forwarder would have to redo chunked framing and trailers.
@@ -68,6 +75,8 @@ pub const SMALL_BODY: usize = 64 * 1024;
 pub const MAX_IN_FLIGHT: usize = 512 * 1024;
 /// Chunks a streaming reader may lag behind. Defaults to 64.
 const MAX_CHUNKS_IN_FLIGHT: usize = 64;
+/// A streaming reader is sent its compacted bytes in pieces of about this size. Defaults to 16 KiB.
+const SEND_AT: usize = 16 * 1024;
 
 /// What the proxy tells the lifecycle.
 #[derive(Debug)]
@@ -262,9 +271,10 @@ async fn forward(
 /// The event of a `/next` answer: handed out now; read into the tracker.
 fn event_feed(r: &Readers, headers: &hyper::HeaderMap) -> Option<Feed> {
     let id = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?.to_owned();
+    // The hand-out time is taken now; the tracker (behind the state's lock) learns it with what
+    // the reader found, off the forwarding path.
     let handed_out = now_ms();
     let shared = Arc::clone(&r.shared);
-    shared.with_triggers(|t| t.on_handed_out(&id, handed_out));
     Some(Feed::new(
         ReadKind::Event(Arc::clone(&r.routes)),
         Box::new(move |done: FeedDone| {
@@ -273,7 +283,11 @@ fn event_feed(r: &Readers, headers: &hyper::HeaderMap) -> Option<Feed> {
                 _ if done.given_up => EventRead::NotRead,
                 _ => EventRead::NotUnderstood,
             };
-            shared.with_triggers(|t| t.on_event(&id, read));
+            shared.with_triggers(|t| {
+                let mut out = t.on_handed_out(&id, handed_out);
+                out.extend(t.on_event(&id, read));
+                out
+            });
         }),
     ))
 }
@@ -400,7 +414,9 @@ struct Join {
 }
 
 impl Join {
-    fn settle(join: &Mutex<Join>, result: Option<ReadResult>, end: Option<(u64, bool, bool)>) {
+    /// `on_path`: called by the forwarding (the body's end); the owner's callback then runs in a
+    /// task of its own, after the forwarding task has written and flushed what it has.
+    fn settle(join: &Mutex<Join>, result: Option<ReadResult>, end: Option<(u64, bool, bool)>, on_path: bool) {
         let ready = {
             let mut j = join.lock().unwrap_or_else(|p| p.into_inner());
             if result.is_some() {
@@ -419,10 +435,12 @@ impl Join {
             }
         };
         if let Some((f, done)) = ready {
-            // Off the forwarding path: the tracker's lock is taken in a task of its own.
             match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn(async move { f(done) })),
-                Err(_) => f(done),
+                Ok(h) if on_path => drop(h.spawn(async move {
+                    tokio::task::yield_now().await;
+                    f(done)
+                })),
+                _ => f(done),
             }
         }
     }
@@ -434,12 +452,54 @@ enum Msg {
 }
 
 enum FeedState {
-    /// Collecting a small body.
-    Small(Vec<u8>),
-    /// Streaming to a blocking reader.
-    Streaming { tx: SyncSender<Msg>, in_flight: Arc<AtomicUsize> },
+    /// Collecting a small body: nothing yet, its only chunk so far (a handle, no copy), or a copy
+    /// of its chunks once there were several.
+    Small(Small),
+    /// Streaming to a blocking reader: each chunk shrunk by `compact` (a few bytes of state),
+    /// gathered in `pending` up to [`SEND_AT`] bytes, then sent.
+    Streaming { tx: SyncSender<Msg>, in_flight: Arc<AtomicUsize>, compact: trigger::Compact, pending: Vec<u8> },
     /// Not reading (any more): only counting.
     Counting,
+}
+
+enum Small {
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Small {
+    fn len(&self) -> usize {
+        match self {
+            Small::Empty => 0,
+            Small::One(b) => b.len(),
+            Small::Many(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: &Bytes) {
+        *self = match std::mem::replace(self, Small::Empty) {
+            Small::Empty => Small::One(chunk.clone()),
+            Small::One(first) => {
+                let mut v = Vec::with_capacity(first.len() + chunk.len());
+                v.extend_from_slice(&first);
+                v.extend_from_slice(chunk);
+                Small::Many(v)
+            }
+            Small::Many(mut v) => {
+                v.extend_from_slice(chunk);
+                Small::Many(v)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Small::Empty => Bytes::new(),
+            Small::One(b) => b,
+            Small::Many(v) => Bytes::from(v),
+        }
+    }
 }
 
 /// The reading side of a [`Tee`].
@@ -455,7 +515,7 @@ pub struct Feed {
 impl Feed {
     fn new(kind: ReadKind, on_done: OnDone) -> Self {
         let state =
-            if matches!(kind, ReadKind::CountOnly) { FeedState::Counting } else { FeedState::Small(Vec::new()) };
+            if matches!(kind, ReadKind::CountOnly) { FeedState::Counting } else { FeedState::Small(Small::Empty) };
         let result = matches!(kind, ReadKind::CountOnly).then_some(ReadResult::NotRead);
         Self {
             kind,
@@ -471,44 +531,45 @@ impl Feed {
         self.bytes += chunk.len() as u64;
         match &mut self.state {
             FeedState::Counting => {}
-            FeedState::Small(buf) if buf.len() + chunk.len() <= SMALL_BODY => buf.extend_from_slice(chunk),
+            FeedState::Small(buf) if buf.len() + chunk.len() <= SMALL_BODY => buf.push(chunk),
             FeedState::Small(buf) => {
-                let first = Bytes::from(std::mem::take(buf));
-                self.state = self.start_streaming(first);
-                self.send(chunk.clone());
+                let first = std::mem::replace(buf, Small::Empty).into_bytes();
+                self.state = self.start_streaming();
+                self.send(&first, false);
+                self.send(chunk, false);
             }
-            FeedState::Streaming { .. } => self.send(chunk.clone()),
+            FeedState::Streaming { .. } => self.send(chunk, false),
         }
     }
 
-    /// Starts the blocking reader with what was collected so far.
-    fn start_streaming(&self, first: Bytes) -> FeedState {
+    /// Starts the blocking reader.
+    fn start_streaming(&self) -> FeedState {
         let (tx, rx) = mpsc::sync_channel::<Msg>(MAX_CHUNKS_IN_FLIGHT);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let reader = ChunkReader { rx, cur: Bytes::new(), in_flight: Arc::clone(&in_flight) };
         let kind = self.kind.clone();
         let join = Arc::clone(&self.join);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            Join::settle(&self.join, Some(ReadResult::NotRead), None);
+            Join::settle(&self.join, Some(ReadResult::NotRead), None, true);
             return FeedState::Counting;
         };
         drop(handle.spawn_blocking(move || {
             let result = run_reader(&kind, std::io::BufReader::with_capacity(16 * 1024, reader));
-            Join::settle(&join, Some(result), None);
+            Join::settle(&join, Some(result), None, false);
         }));
-        let state = FeedState::Streaming { tx, in_flight };
-        if let FeedState::Streaming { tx, in_flight } = &state {
-            in_flight.fetch_add(first.len(), Ordering::Relaxed);
-            if tx.try_send(Msg::Chunk(first)).is_err() {
-                return FeedState::Counting;
-            }
-        }
-        state
+        FeedState::Streaming { tx, in_flight, compact: trigger::Compact::default(), pending: Vec::new() }
     }
 
-    fn send(&mut self, chunk: Bytes) {
-        let FeedState::Streaming { tx, in_flight } = &self.state else { return };
-        let n = chunk.len();
+    /// Shrinks `chunk` into the pending bytes, and sends them once there are [`SEND_AT`] of them
+    /// (or `last`).
+    fn send(&mut self, chunk: &[u8], last: bool) {
+        let FeedState::Streaming { tx, in_flight, compact, pending } = &mut self.state else { return };
+        compact.feed(chunk, pending);
+        if pending.is_empty() || (pending.len() < SEND_AT && !last) {
+            return;
+        }
+        let out = Bytes::from(std::mem::take(pending));
+        let n = out.len();
         if in_flight.load(Ordering::Relaxed) + n > MAX_IN_FLIGHT {
             // The reader fell too far behind: give the reading up (its channel closes, it stops).
             self.state = FeedState::Counting;
@@ -516,7 +577,7 @@ impl Feed {
             return;
         }
         in_flight.fetch_add(n, Ordering::Relaxed);
-        match tx.try_send(Msg::Chunk(chunk)) {
+        match tx.try_send(Msg::Chunk(out)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.state = FeedState::Counting;
@@ -534,24 +595,38 @@ impl Feed {
         }
         match std::mem::replace(&mut self.state, FeedState::Counting) {
             FeedState::Small(buf) if complete => {
+                // Read after the forwarding: the task yields once first, so the connection's task
+                // writes and flushes the body's last frame before this one parses (on perfmon's
+                // current-thread runtime, a spawned task would otherwise run before the tasks
+                // that the I/O driver wakes next).
                 let kind = self.kind.clone();
                 let join = Arc::clone(&self.join);
                 let read = move || {
-                    let result = run_reader(&kind, &buf[..]);
-                    Join::settle(&join, Some(result), None);
+                    let body = buf.into_bytes();
+                    let result = run_reader(&kind, &body[..]);
+                    Join::settle(&join, Some(result), None, false);
                 };
                 match tokio::runtime::Handle::try_current() {
-                    Ok(h) => drop(h.spawn(async move { read() })),
+                    Ok(h) => drop(h.spawn(async move {
+                        tokio::task::yield_now().await;
+                        read()
+                    })),
                     Err(_) => read(),
                 }
             }
-            FeedState::Small(_) => Join::settle(&self.join, Some(ReadResult::NotRead), None),
-            FeedState::Streaming { tx, .. } => {
-                let _ = tx.try_send(Msg::End(complete));
+            FeedState::Small(_) => Join::settle(&self.join, Some(ReadResult::NotRead), None, true),
+            streaming @ FeedState::Streaming { .. } => {
+                self.state = streaming;
+                if complete {
+                    self.send(&[], true);
+                }
+                if let FeedState::Streaming { tx, .. } = std::mem::replace(&mut self.state, FeedState::Counting) {
+                    let _ = tx.try_send(Msg::End(complete));
+                }
             }
             FeedState::Counting => {}
         }
-        Join::settle(&self.join, None, Some((self.bytes, complete, self.given_up)));
+        Join::settle(&self.join, None, Some((self.bytes, complete, self.given_up)), true);
     }
 }
 

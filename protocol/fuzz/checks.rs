@@ -135,6 +135,37 @@ fn same(a: &Value, b: &Value) -> bool {
 /// their length bounds and an ALB or Function URL route holds no id-like segment unless a pattern
 /// put it there; every status is an HTTP status; `BatchItemFailures` never exceeds the batch; a
 /// prelude read stops at its object. Returns whether the bytes were a JSON event.
+/// The proxy's streaming reader reads a [`trigger::Compact`]ed body: fed 5 bytes at a time, a body
+/// whose strings all fit passes unchanged (and so reads the same); with strings cut to the least it
+/// keeps, JSON stays JSON with the same batch, partial failures and status.
+fn compacted(
+    data: &[u8],
+    routes: &Routes,
+    event: &Result<trigger::EventFacts, trigger::NotJson>,
+    answer: &Result<trigger::AnswerFacts, trigger::NotJson>,
+) {
+    let run = |keep: usize| {
+        let mut c = trigger::Compact::new(keep);
+        let mut out = Vec::new();
+        for chunk in data.chunks(5) {
+            c.feed(chunk, &mut out);
+        }
+        out
+    };
+    let whole = run(data.len());
+    assert_eq!(whole, data, "strings within the bound pass unchanged");
+    let cut = run(trigger::MIN_KEEP_STRING);
+    assert!(cut.len() <= data.len());
+    if let Ok(e) = event {
+        let c = trigger::read_event_slice(&cut, routes).expect("a compacted event is still JSON");
+        assert_eq!(c.batch_size, e.batch_size);
+    }
+    if let Ok(a) = answer {
+        let c = trigger::read_answer_slice(&cut).expect("a compacted answer is still JSON");
+        assert_eq!((c.status, c.failures), (a.status, a.failures));
+    }
+}
+
 pub fn trigger(data: &[u8]) -> bool {
     let (routes, _) = Routes::parse("/files/{name},/static/{path+}");
     let event = trigger::read_event_slice(data, &routes);
@@ -161,6 +192,7 @@ pub fn trigger(data: &[u8]) -> bool {
         let t = trigger::error_type(a.error_type.as_deref(), None, None);
         assert!(!t.is_empty() && t.len() <= trigger::MAX_ERROR_TYPE_LEN);
     }
+    compacted(data, &routes, &event, &answer);
     let Ok(facts) = event else { return false };
     if let Some(route) = &facts.route {
         assert!(route.len() <= trigger::MAX_ROUTE_LEN);

@@ -9,7 +9,9 @@
 //! whatever the body's size. A batch's records are folded one by one (count, first source, oldest
 //! timestamp), never collected. Every named field is read leniently: a field of another JSON type
 //! than expected counts as absent, so any JSON value is an event of some trigger (`other` at
-//! worst); only bytes that are not JSON are [`NotJson`].
+//! worst); only bytes that are not JSON are [`NotJson`]. [`Compact`] shrinks a large body chunk by
+//! chunk before it is read (every string cut to [`KEEP_STRING`] bytes, the rest kept), so that a
+//! reader following a 6 MB body as it streams past keeps up with it.
 //!
 //! Sources:
 //! * event shapes: the `aws_lambda_events` crate's fixtures (awslabs/aws-lambda-rust-runtime,
@@ -245,6 +247,139 @@ pub fn read_prelude<R: Read>(reader: R) -> Result<AnswerFacts, NotJson> {
     let mut de = serde_json::Deserializer::from_reader(reader);
     let a = Obj::<Answer>::deserialize(&mut de).map_err(|e| NotJson(e.to_string()))?;
     Ok(a.0.map(Answer::facts).unwrap_or_default())
+}
+
+/// Bytes of each JSON string that [`Compact`] passes on by default (16 KiB): far more than any
+/// field v3 §14 names needs (routes are cut to [`MAX_ROUTE_LEN`], ARNs, ids and timestamps are
+/// short) and than any field name, so a body whose strings are all shorter reads exactly as before.
+pub const KEEP_STRING: usize = 16 * 1024;
+/// The least [`Compact`] keeps of a string: longer than every field name the readers match.
+pub const MIN_KEEP_STRING: usize = 64;
+
+/// Shrinks a JSON text chunk by chunk as it streams past, so that the readers of this module see
+/// a large body in a fraction of its size: of every string (value or key) only its first `keep`
+/// bytes (cut at a character boundary), its escape sequences and any control character go on;
+/// the rest of its characters are left out. Everything outside strings goes on unchanged.
+///
+/// What is left out are runs of plain characters (no `"`, `\` or byte below 0x20), so the
+/// structure, the numbers, every escape and everything that makes a text not JSON (RFC 8259: an
+/// unescaped control character, a bad escape, a missing quote) still reach the reader: the output
+/// is JSON when the input is, and the reader finds the same fields, only with strings longer than
+/// `keep` cut (serde_json does not check UTF-8 in the values it skips, so neither is it checked in
+/// what is left out). The payloads that make an event or an answer large — `body`, `Message`,
+/// `data`, `NewImage` strings, base64 records, padding — shrink to `keep` bytes each, which is what
+/// lets the proxy's reader keep up with a 6 MB body without holding it. The state between chunks
+/// is a few bytes; the scan is `memchr` over the string runs.
+#[derive(Debug, Clone)]
+pub struct Compact {
+    keep: usize,
+    state: CompactState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CompactState {
+    Outside,
+    /// In a string: `kept` plain bytes passed on; `dropping` once past `keep` at a character
+    /// boundary.
+    InString {
+        kept: usize,
+        dropping: bool,
+    },
+    /// Right after a `\`.
+    Escape {
+        kept: usize,
+        dropping: bool,
+    },
+    /// In a `\uXXXX`: `left` hex digits to go.
+    Unicode {
+        kept: usize,
+        dropping: bool,
+        left: u8,
+    },
+}
+
+impl Default for Compact {
+    fn default() -> Self {
+        Self::new(KEEP_STRING)
+    }
+}
+
+impl Compact {
+    /// Keeps `keep` bytes of every string (at least [`MIN_KEEP_STRING`]).
+    pub fn new(keep: usize) -> Self {
+        Self { keep: keep.max(MIN_KEEP_STRING), state: CompactState::Outside }
+    }
+
+    /// Appends what goes on of `input` (the next chunk) to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while let Some(&first) = input.first() {
+            match self.state {
+                CompactState::Outside => match memchr::memchr(b'"', input) {
+                    Some(i) => {
+                        out.extend_from_slice(&input[..=i]);
+                        input = &input[i + 1..];
+                        self.state = CompactState::InString { kept: 0, dropping: false };
+                    }
+                    None => {
+                        out.extend_from_slice(input);
+                        return;
+                    }
+                },
+                CompactState::InString { mut kept, mut dropping } => {
+                    let end = memchr::memchr2(b'"', b'\\', input).unwrap_or(input.len());
+                    let run = &input[..end];
+                    // A control character is rare: look for one with a fold the compiler vectorises
+                    // (no early exit), and find where only when there is one.
+                    let any_ctl = run.iter().fold(0u8, |acc, &b| acc | u8::from(b < 0x20)) != 0;
+                    let ctl = if any_ctl { run.iter().position(|&b| b < 0x20) } else { None };
+                    let plain = &run[..ctl.unwrap_or(run.len())];
+                    if !dropping {
+                        let mut take = self.keep.saturating_sub(kept).min(plain.len());
+                        // Never cut a character: its continuation bytes go with it.
+                        while take < plain.len() && plain[take] & 0xC0 == 0x80 {
+                            take += 1;
+                        }
+                        out.extend_from_slice(&plain[..take]);
+                        kept += take;
+                        dropping = take < plain.len();
+                    }
+                    let mut used = plain.len();
+                    let mut next = CompactState::InString { kept, dropping };
+                    if ctl.is_some() {
+                        out.push(run[used]);
+                        used += 1;
+                    } else if end < input.len() {
+                        let b = input[end];
+                        out.push(b);
+                        used = end + 1;
+                        next = if b == b'"' { CompactState::Outside } else { CompactState::Escape { kept, dropping } };
+                    }
+                    self.state = next;
+                    input = &input[used..];
+                }
+                CompactState::Escape { kept, dropping } => {
+                    out.push(first);
+                    input = &input[1..];
+                    self.state = if first == b'u' {
+                        CompactState::Unicode { kept, dropping, left: 4 }
+                    } else {
+                        CompactState::InString { kept, dropping }
+                    };
+                }
+                CompactState::Unicode { kept, dropping, left } => {
+                    let n = (left as usize).min(input.len());
+                    out.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    let left = left - n as u8;
+                    self.state = if left == 0 {
+                        CompactState::InString { kept, dropping }
+                    } else {
+                        CompactState::Unicode { kept, dropping, left }
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// How an invoke ended, as far as the status and the batch failures go.
@@ -1163,6 +1298,83 @@ mod tests {
 
     fn ev(json: &str) -> EventFacts {
         read_event_slice(json.as_bytes(), &Routes::default()).expect("JSON")
+    }
+
+    /// `input` through a [`Compact`] keeping `keep` bytes, fed `step` bytes at a time.
+    fn compact(input: &[u8], keep: usize, step: usize) -> Vec<u8> {
+        let mut c = Compact::new(keep);
+        let mut out = Vec::new();
+        for chunk in input.chunks(step.max(1)) {
+            c.feed(chunk, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn compact_cuts_long_strings_only() {
+        let short = r#"{"a":"x\"y","b":[1,2.5e3,null,true],"\u00e9":"\ud83d\ude00"}"#;
+        for step in [1, 3, 7, 1000] {
+            assert_eq!(compact(short.as_bytes(), 64, step), short.as_bytes(), "step {step}");
+        }
+        let long = format!(r#"{{"body":"{}\n{}","k":"v"}}"#, "é".repeat(100), "z".repeat(500));
+        for step in [1, 2, 5, 64, 10_000] {
+            let out = compact(long.as_bytes(), 64, step);
+            let text = std::str::from_utf8(&out).expect("characters are never cut");
+            // 64 bytes of "é" (2 bytes each), the escape, nothing of the z run.
+            assert_eq!(text, format!(r#"{{"body":"{}\n","k":"v"}}"#, "é".repeat(32)), "step {step}");
+        }
+        // An odd cut: 65 bytes of 2-byte characters keep the 33rd whole.
+        let odd = format!(r#"["a{}"]"#, "é".repeat(40));
+        let out = compact(odd.as_bytes(), 64, 1);
+        assert_eq!(std::str::from_utf8(&out).expect("UTF-8"), format!(r#"["a{}"]"#, "é".repeat(32)));
+    }
+
+    #[test]
+    fn compact_keeps_what_makes_a_text_not_json() {
+        for bad in ["{\"a\":\"x\u{1}y\"}", r#"{"a":"\q"}"#, r#"{"a":"\u12G4"}"#, r#"{"a":"open"#, "not json"] {
+            let long = bad.replace("x", &"x".repeat(200));
+            let out = compact(long.as_bytes(), 64, 3);
+            assert!(read_answer_slice(long.as_bytes()).is_err());
+            assert!(read_answer_slice(&out).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compacted_sample_events_read_the_same() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("events").flatten() {
+            if e.path().extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let raw = std::fs::read(e.path()).expect("read");
+            let routes = Routes::default();
+            let expected = read_event_slice(&raw, &routes).expect("JSON");
+            assert_eq!(read_event_slice(&compact(&raw, KEEP_STRING, 13), &routes), Ok(expected.clone()));
+            // Cut to 64 bytes a string, the trigger, batch and source stay (every field §14 reads is short).
+            let cut = read_event_slice(&compact(&raw, MIN_KEEP_STRING, 13), &routes).expect("still JSON");
+            assert_eq!(
+                (cut.trigger, cut.batch_size, cut.source),
+                (expected.trigger, expected.batch_size, expected.source)
+            );
+            n += 1;
+        }
+        assert!(n >= 21, "{n} sample events");
+    }
+
+    #[test]
+    fn compacted_large_event_keeps_its_fields() {
+        let pad = "p".repeat(3 * 1024 * 1024);
+        let raw = format!(
+            r#"{{"Records":[{{"body":"{pad}","attributes":{{"SentTimestamp":"1000"}},"eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-1:1:big"}},{{"body":"{pad}","attributes":{{"SentTimestamp":"900"}},"eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-1:1:big"}}]}}"#
+        );
+        let out = compact(raw.as_bytes(), KEEP_STRING, 64 * 1024);
+        assert!(out.len() < 3 * KEEP_STRING, "{} bytes", out.len());
+        let f = read_event_slice(&out, &Routes::default()).expect("JSON");
+        assert_eq!(f.trigger, Some(Trigger::Sqs));
+        assert_eq!(f.batch_size, Some(2));
+        assert_eq!(f.oldest_record_ms, Some(900.0));
+        assert_eq!(f.source.as_deref(), Some("big"));
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! * `DeliveryDelay` of an SNS notification and an EventBridge event within 50 ms of the known delay.
 //! * Without the wrapper, or with `PERFMON_TRIGGER_METRICS=false`, none of these series appear and
 //!   the platform metrics are the same.
-//! * Bad input (not JSON, JSON of no known source, a 6 MB event and answer, a client that leaves
-//!   mid-body) is answered as without perfmon, and `/v1/health` `triggers` counts it.
+//! * Bad input (an event that is not JSON, JSON of no known source, a 6 MB event, a 6 MB answer, an
+//!   answer that is not JSON, a client that leaves mid-body) is answered as without perfmon, and
+//!   `/v1/health` `triggers` counts what was not understood; the 6 MB event and answer are read
+//!   whole (their batch and status fields reach CloudWatch), none is given up.
+//! * A streamed answer (Node.js `streamifyResponse` with an HTTP prelude): only the prelude is read.
 #![allow(clippy::unwrap_used)]
 
 use perfmon_tests::common;
@@ -632,22 +635,32 @@ async fn without_the_wrapper_or_switched_off_no_trigger_series_and_nothing_else_
     assert_eq!((un_inv, on_inv), (6.0, 16.0));
 }
 
-/// The bad inputs, in one sandbox; returns the outcomes (status, error type, answer without its
-/// request id) and, when `proxy_port` is set, `/v1/health` taken during a last invoke, after a
-/// client left mid-body on the proxy.
-async fn bad_inputs(name: &str, wrapped: bool) -> (Vec<(Status, Option<String>, Value)>, Option<Value>) {
+/// What [`bad_inputs`] saw: the outcomes (status, error type, answer without its request id),
+/// `/v1/health` taken during a last invoke after a client left mid-body on the proxy (wrapped
+/// only), and the embedded CloudWatch's sums of `BatchSize` and `Http4xx` + `Http5xx` samples
+/// (`SampleCount`) per route.
+type BadRun = (Vec<(Status, Option<String>, Value)>, Option<Value>, f64, BTreeMap<String, f64>);
+
+/// The bad inputs, in one sandbox.
+async fn bad_inputs(name: &str, wrapped: bool) -> BadRun {
     let cw = CloudWatch::start().await.unwrap();
+    let ns = "TriggersBad";
     let port = free_port();
     let mut r =
-        start_on(name, &common::python_function(), "TriggersBad", embedded_env(&cw.endpoint_url()), wrapped, &[], port)
-            .await;
-    let six_mb = format!(r#"{{"pad":"{}"}}"#, "x".repeat(6_200_000));
+        start_on(name, &common::python_function(), ns, embedded_env(&cw.endpoint_url()), wrapped, &[], port).await;
+    // 6 MB of SQS batch (two records of 3 MB bodies; Lambda's synchronous payload limit is 6 MB).
+    let pad = "x".repeat(3_000_000);
+    let six_mb_batch = sqs("big-queue", now_ms(), &[2_000, 1_000], &[pad.as_str(), pad.as_str()]);
     let inputs: Vec<Vec<u8>> = vec![
         b"not json {".to_vec(),
         br#""a plain string""#.to_vec(),
         br#"{"unknown":{"x":[1,2,{"y":null}]},"Records":"not a list"}"#.to_vec(),
-        six_mb.into_bytes(),
+        serde_json::to_vec(&six_mb_batch).unwrap(),
         br#"{"requestContext":{"elb":{"targetGroupArn":"arn"}},"httpMethod":"GET","path":"/a/1"}"#.to_vec(),
+        // An answer that is not JSON (awslambdaric posts a bytes result as it is).
+        serde_json::to_vec(&http_v2("GET /raw", "/raw", json!({"x-raw-answer": "plain text, not JSON {"}))).unwrap(),
+        // A 6 MB answer (a 6 000 000-character body).
+        serde_json::to_vec(&http_v2("GET /big", "/big", json!({"x-pad-answer": "6000000"}))).unwrap(),
     ];
     let mut outs = Vec::new();
     for input in inputs {
@@ -674,9 +687,9 @@ async fn bad_inputs(name: &str, wrapped: bool) -> (Vec<(Status, Option<String>, 
                     std::io::Write::write_all(&mut s, b"POST /2018-06-01/runtime/invocation/no-such-id/response HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"statusCode\":").unwrap();
                 }
                 let mut last = Value::Null;
-                let seen = common::wait_until(Duration::from_secs(2), || {
+                let seen = common::wait_until(Duration::from_secs(5), || {
                     last = health(http_port);
-                    last["triggers"]["answers_not_understood"] == json!(1)
+                    last["triggers"]["answers_not_understood"] == json!(2)
                 });
                 assert!(seen, "the answer cut short is counted: {last}");
                 last
@@ -690,23 +703,111 @@ async fn bad_inputs(name: &str, wrapped: bool) -> (Vec<(Status, Option<String>, 
     assert_eq!(out.status, Status::Success, "{out:?}");
     let down = r.sb.shutdown().await.unwrap();
     custom_support::assert_clean_exit(&down);
-    (outs, h)
+    let batch = custom_support::cw_sum(&cw, ns, "BatchSize");
+    let mut statuses = BTreeMap::new();
+    for metric in ["Http4xx", "Http5xx"] {
+        for d in cw.store().datums(ns, metric) {
+            let route = d.datum.dimensions.iter().find(|x| x.name == "Route").map(|x| x.value.clone());
+            let n = d.datum.sample_count();
+            let counted =
+                d.datum.values.iter().enumerate().map(|(i, v)| v * d.datum.counts.get(i).copied().unwrap_or(1.0));
+            let sum = d.datum.statistic_values.map(|s| s.sum).or(d.datum.value).unwrap_or_else(|| counted.sum());
+            if let Some(route) = route {
+                *statuses.entry(format!("{metric} {route} samples")).or_insert(0.0) += n;
+                *statuses.entry(format!("{metric} {route} sum")).or_insert(0.0) += sum;
+            }
+        }
+    }
+    (outs, h, batch, statuses)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_behaves_as_without_perfmon_and_health_counts_it() {
-    let (wrapped, h) = bad_inputs("trig-bad", true).await;
-    let (direct, _) = bad_inputs("trig-bad-direct", false).await;
+    let (wrapped, h, batch, statuses) = bad_inputs("trig-bad", true).await;
+    let (direct, _, direct_batch, direct_statuses) = bad_inputs("trig-bad-direct", false).await;
     assert_eq!(wrapped, direct, "every invoke as without the proxy");
+    assert_eq!(wrapped[5].2, Value::Null, "the raw answer is not JSON: {:?}", wrapped[5]);
+    assert_eq!(wrapped[6].2["body"].as_str().map(str::len), Some(6_000_000), "the 6 MB answer went through");
     let h = h.unwrap();
     let t = &h["triggers"];
     assert_eq!(t["events_not_understood"], json!(1), "the event that is not JSON: {h}");
-    assert_eq!(
-        t["invokes"]["other"],
-        json!(5),
-        "not JSON, a string, unknown JSON, 6 MB of padding, the running invoke: {h}"
-    );
+    assert_eq!(t["answers_not_understood"], json!(2), "the answer that is not JSON, the one cut short: {h}");
+    assert_eq!(t["events_not_read"], json!(0), "the 6 MB event is read whole: {h}");
+    assert_eq!(t["answers_not_read"], json!(0), "the 6 MB answer is read whole: {h}");
+    assert_eq!(t["invokes"]["other"], json!(4), "not JSON, a string, unknown JSON, the running invoke: {h}");
+    assert_eq!(t["invokes"]["sqs"], json!(1), "the 6 MB batch: {h}");
     assert_eq!(t["invokes"]["alb"], json!(1), "{h}");
-    // The 6 MB event and answer: read, or (the reader more than its bound behind) counted as not read.
-    eprintln!("triggers health: {t}");
+    assert_eq!(t["invokes"]["api-gateway-http"], json!(2), "{h}");
+    // The 6 MB event's batch reached CloudWatch; without the wrapper nothing did.
+    assert_eq!((batch, direct_batch), (2.0, 0.0));
+    assert!(direct_statuses.is_empty(), "{direct_statuses:?}");
+    // The 6 MB answer was read (its status 200); the raw one is not JSON, which API Gateway answers
+    // 502 (HTTP API 2.0 infers 200 only from a valid JSON answer). One sample each per invoke.
+    for route in ["GET /big", "GET /raw"] {
+        for m in ["Http4xx", "Http5xx"] {
+            assert_eq!(statuses.get(&format!("{m} {route} samples")), Some(&1.0), "{m} {route}: {statuses:?}");
+        }
+    }
+    assert_eq!(statuses.get("Http4xx GET /big sum"), Some(&0.0), "{statuses:?}");
+    assert_eq!(statuses.get("Http5xx GET /big sum"), Some(&0.0), "{statuses:?}");
+    assert_eq!(statuses.get("Http5xx GET /raw sum"), Some(&1.0), "{statuses:?}");
+}
+
+/// A streamed answer (aws-lambda-ric's `streamifyResponse` with an HTTP prelude, then 100 kB that
+/// are not JSON) through the wrapper: only the prelude is read — per-route `Http4xx` / `Http5xx`
+/// follow its `statusCode` — and the streamed body is neither read nor counted as not understood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answer_only_its_prelude_is_read() {
+    let cw = CloudWatch::start().await.unwrap();
+    let ns = "TriggersStream";
+    let mut spec = common::node_function();
+    spec.env.retain(|(k, _)| k != "_HANDLER");
+    spec.env.push(("_HANDLER".into(), "handler.streaming".into()));
+    let mut env = embedded_env(&cw.endpoint_url());
+    env.push(("PERFMON_RUNTIME_PROXY_PORT".into(), free_port().to_string()));
+    env.push(("AWS_LAMBDA_EXEC_WRAPPER".into(), wrapper()));
+    let mut r = start("trig-stream", &spec, ns, &env, |c| c.streaming(true)).await;
+    for status in ["201", "404", "503"] {
+        let out = r.sb.invoke(http_v2("GET /s", "/s", json!({"x-status": status}))).await.unwrap();
+        assert_eq!(out.status, Status::Success, "{out:?}");
+        assert!(out.response.ends_with(&[b's'; 100][..]), "the streamed body went through");
+    }
+    // `/v1/health` during a fourth invoke (perfmon is frozen between invokes, as in Lambda).
+    let http_port = r.http_port;
+    let running = tokio::spawn(async move {
+        let out = r.sb.invoke(http_v2("GET /s", "/s", json!({"x-sleep-ms": "3000"}))).await.unwrap();
+        (r, out)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = custom_support::blocking(move || {
+        let mut last = Value::Null;
+        let seen = common::wait_until(Duration::from_secs(2), || {
+            last = health(http_port);
+            last["triggers"]["invokes"]["api-gateway-http"] == json!(4)
+        });
+        assert!(seen, "{last}");
+        last
+    })
+    .await;
+    let (mut r, out) = running.await.unwrap();
+    assert_eq!(out.status, Status::Success, "{out:?}");
+    let down = r.sb.shutdown().await.unwrap();
+    custom_support::assert_clean_exit(&down);
+    let t = &h["triggers"];
+    assert_eq!((t["answers_not_understood"].clone(), t["answers_not_read"].clone()), (json!(0), json!(0)), "{h}");
+    let sums = |metric: &str| {
+        let ds = cw.store().datums(ns, metric);
+        let n: f64 = ds.iter().map(|d| d.datum.sample_count()).sum();
+        let sum: f64 = ds
+            .iter()
+            .map(|d| {
+                let d = &d.datum;
+                let counted = d.values.iter().enumerate().map(|(i, v)| v * d.counts.get(i).copied().unwrap_or(1.0));
+                d.statistic_values.map(|s| s.sum).or(d.value).unwrap_or_else(|| counted.sum())
+            })
+            .sum();
+        (sum, n)
+    };
+    assert_eq!(sums("Http4xx"), (1.0, 4.0), "the 404 prelude");
+    assert_eq!(sums("Http5xx"), (1.0, 4.0), "the 503 prelude");
 }
