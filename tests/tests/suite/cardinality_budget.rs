@@ -105,7 +105,7 @@ async fn a_flood_on_one_metric_overflows_exactly_and_never_blocks_the_others() {
     let want_sum: u64 = (0..FLOOD).map(value_of).sum();
     assert_eq!((count, sum), (FLOOD as f64, want_sum as f64), "Flood's total across kept and overflow series");
     let over: Vec<_> = flood.iter().filter(|d| has_overflow(&d.datum)).collect();
-    assert_eq!(over.len(), 1, "one overflow datum");
+    assert_eq!(over.len(), 1, "one overflow datum: {over:?}");
     let over_sum: u64 = (BUDGET..FLOOD).map(value_of).sum();
     assert_eq!(
         (stat(&over[0].datum).sample_count, stat(&over[0].datum).sum),
