@@ -963,7 +963,18 @@ fn unique_id(taken: &Map<String, Value>, id: &str) -> String {
 use crate::args::{no_value, parse_f64, parse_route, parse_source, parse_u32, topic, Arg, Common, Parser, COMMON_HELP};
 use crate::{custom, thresholds, Command, Format, UsageError};
 
-pub(crate) fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
+/// What `perfmon alarms` prints, or why CloudWatch would refuse it (every alarm checked by [`crate::limits`]).
+pub(crate) fn render(options: &AlarmOptions, format: Format, topics: &Topics) -> Result<Value, UsageError> {
+    let list = alarms(options);
+    let inputs = render_json(&list, topics);
+    crate::limits::check_metric_alarms(inputs.as_array().map_or(&[][..], Vec::as_slice)).map_err(UsageError::Limits)?;
+    Ok(match format {
+        Format::Json => inputs,
+        Format::CloudFormation => render_cloudformation(&list, topics, &options.scope.function),
+    })
+}
+
+pub(crate) fn parse(mut p: Parser) -> Result<Command, UsageError> {
     let mut common = Common::new();
     let mut topics = Topics::default();
     // The scope is only known at the end; collect the rest into a template first.
@@ -984,7 +995,7 @@ pub(crate) fn parse_alarms(mut p: Parser) -> Result<Command, UsageError> {
         match flag.as_str() {
             "help" => {
                 no_value(&flag, inline)?;
-                return Ok(Command::Print(alarms_help()));
+                return Ok(Command::Print(help()));
             }
             "name-prefix" => {
                 let v = p.value(&flag, inline)?;
@@ -1115,7 +1126,7 @@ pub(crate) fn kind_list() -> String {
     format!("expected one of {}", keys.join(", "))
 }
 
-pub(crate) fn alarms_help() -> String {
+pub(crate) fn help() -> String {
     let mut table = String::new();
     for kind in Kind::ALL {
         let s = kind.default_spec();

@@ -427,7 +427,7 @@ p99: 300); below that it is shown but \"not judged\": one or two outliers are no
 }
 
 /// Runs `perfmon compare`.
-pub fn main(args: Vec<String>) -> ExitCode {
+pub fn run(args: Vec<String>) -> ExitCode {
     let now = now_ms();
     let opts = match parse(args, now) {
         Ok(Some(o)) => o,

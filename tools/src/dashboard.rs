@@ -445,7 +445,16 @@ use crate::args::{default_region, no_value, parse_route, parse_source, parse_u32
 use crate::slo::parse_objective;
 use crate::{custom, slo, thresholds, Command, Format, UsageError};
 
-pub(crate) fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
+/// What `perfmon dashboard` prints: the dashboard body, or a CloudFormation template holding it.
+pub(crate) fn render(options: &DashboardOptions, format: Format, name: &str) -> Value {
+    let body = dashboard_body(options);
+    match format {
+        Format::Json => body,
+        Format::CloudFormation => render_cloudformation(&body, name, &options.scope.function),
+    }
+}
+
+pub(crate) fn parse(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
     let mut common = Common::new();
     let (mut region, mut period, mut memory_mb, mut name) = (None, 60, None, None);
     let (mut streaming, mut tenants) = (false, false);
@@ -466,7 +475,7 @@ pub(crate) fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String
         match flag.as_str() {
             "help" => {
                 no_value(&flag, inline)?;
-                return Ok(Command::Print(dashboard_help()));
+                return Ok(Command::Print(help()));
             }
             "thresholds" => {
                 let v = p.value(&flag, inline)?;
@@ -616,7 +625,7 @@ pub(crate) fn parse_dashboard(mut p: Parser, env: &dyn Fn(&str) -> Option<String
     Ok(Command::Dashboard { options, format, name })
 }
 
-pub(crate) fn dashboard_help() -> String {
+pub(crate) fn help() -> String {
     format!(
         "perfmon dashboard: print a CloudWatch dashboard for a function
 

@@ -7,9 +7,12 @@
 //! stdout, no network; `recommend` and `compare` read perfmon's metrics back from CloudWatch
 //! (`GetMetricData`).
 //!
-//! Each command's module has its command line (`parse_*` → options, `*_help`), its generation and
-//! its renderers; this file only dispatches (`parse`, `render`, `run`). `recommend` and `compare`
-//! read CloudWatch and keep their own `main` (exit codes 0–3).
+//! Every command's module has the same shape: `help()`, `parse(...)` (the command line → its
+//! options), and the run that writes the output and chooses the exit code. For the printing
+//! commands (`dashboard`, `alarms`, `slo`, `queries`) that is the module's `render`, which
+//! [`run`] writes to stdout (exit 0, or 2 for a refused command line); `recommend::run` and
+//! `compare::run` also read CloudWatch and choose among exit codes 0–3. This file only dispatches
+//! (`parse`, `render`, `run`).
 //!
 //! # Layout
 //! * [`args`]: the hand-written argument parser and the flags the commands share.
@@ -126,8 +129,8 @@ pub enum Command {
 pub fn run(args: Vec<String>) -> ExitCode {
     // The tools that read CloudWatch (recommend, compare) have their own parsing, I/O and exit codes.
     match args.first().map(String::as_str) {
-        Some("recommend") => return recommend::main(args.into_iter().skip(1).collect()),
-        Some("compare") => return compare::main(args.into_iter().skip(1).collect()),
+        Some("recommend") => return recommend::run(args.into_iter().skip(1).collect()),
+        Some("compare") => return compare::run(args.into_iter().skip(1).collect()),
         _ => {}
     }
     let command = parse(args, |k| std::env::var(k).ok());
@@ -157,34 +160,9 @@ pub fn run(args: Vec<String>) -> ExitCode {
 pub fn render(command: &Command) -> Result<String, UsageError> {
     let value: Value = match command {
         Command::Print(text) => return Ok(text.clone()),
-        Command::Dashboard { options, format, name } => {
-            let body = dashboard::dashboard_body(options);
-            match format {
-                Format::Json => body,
-                Format::CloudFormation => dashboard::render_cloudformation(&body, name, &options.scope.function),
-            }
-        }
-        Command::Alarms { options, format, topics } => {
-            let list = alarms::alarms(options);
-            let inputs = alarms::render_json(&list, topics);
-            limits::check_metric_alarms(inputs.as_array().map_or(&[][..], Vec::as_slice))
-                .map_err(UsageError::Limits)?;
-            match format {
-                Format::Json => inputs,
-                Format::CloudFormation => alarms::render_cloudformation(&list, topics, &options.scope.function),
-            }
-        }
-        Command::Slo { options, format, topics } => {
-            let refused = |r: slo::Refusal| UsageError::invalid(r.flag, &r.value, &r.reason);
-            let sets = slo::build(options).map_err(refused)?;
-            let inputs = slo::render_json(&sets, topics);
-            slo::check_slo_output(&inputs).map_err(UsageError::Limits)?;
-            match format {
-                slo::SloFormat::Json => inputs,
-                slo::SloFormat::CloudFormation => slo::render_cloudformation(&sets, topics, &options.scope.function),
-                slo::SloFormat::ApplicationSignals => slo::render_application_signals(options).map_err(refused)?,
-            }
-        }
+        Command::Dashboard { options, format, name } => dashboard::render(options, *format, name),
+        Command::Alarms { options, format, topics } => alarms::render(options, *format, topics)?,
+        Command::Slo { options, format, topics } => slo::render(options, *format, topics)?,
     };
     // Serializing a `Value` cannot fail; fall back to the compact form all the same.
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
@@ -202,17 +180,17 @@ pub fn parse(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Result<
         "-V" | "--version" => Ok(Command::Print(format!("perfmon {VERSION}\n"))),
         "help" => match iter.next().as_deref() {
             None => Ok(Command::Print(main_help())),
-            Some("dashboard") => Ok(Command::Print(dashboard::dashboard_help())),
-            Some("alarms") => Ok(Command::Print(alarms::alarms_help())),
-            Some("slo") => Ok(Command::Print(slo::slo_help())),
+            Some("dashboard") => Ok(Command::Print(dashboard::help())),
+            Some("alarms") => Ok(Command::Print(alarms::help())),
+            Some("slo") => Ok(Command::Print(slo::help())),
             Some("queries") => Ok(Command::Print(queries::help())),
             Some("recommend") => Ok(Command::Print(recommend::help())),
             Some("compare") => Ok(Command::Print(compare::help())),
             Some(other) => Err((UsageError::UnknownCommand(other.into()), hint(""))),
         },
-        "dashboard" => dashboard::parse_dashboard(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
-        "alarms" => alarms::parse_alarms(Parser::new(iter)).map_err(|e| (e, hint("alarms "))),
-        "slo" => slo::parse_slo(Parser::new(iter)).map_err(|e| (e, hint("slo "))),
+        "dashboard" => dashboard::parse(Parser::new(iter), &env).map_err(|e| (e, hint("dashboard "))),
+        "alarms" => alarms::parse(Parser::new(iter)).map_err(|e| (e, hint("alarms "))),
+        "slo" => slo::parse(Parser::new(iter)).map_err(|e| (e, hint("slo "))),
         "queries" => queries::parse(Parser::new(iter)).map_err(|e| (e, hint("queries "))),
         other if other.starts_with('-') => Err((UsageError::UnknownFlag(other.into()), hint(""))),
         other => Err((UsageError::UnknownCommand(other.into()), hint(""))),
@@ -424,7 +402,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_flag_with_its_default() {
-        let help = alarms::alarms_help();
+        let help = alarms::help();
         for flag in [
             "--function",
             "--namespace",
@@ -450,7 +428,7 @@ mod tests {
         }
         assert!(help.contains("default: >= 80 %, period 300 s"), "{help}");
         assert!(help.contains("chat or HTTP API"));
-        let help = dashboard::dashboard_help();
+        let help = dashboard::help();
         for flag in [
             "--function",
             "--namespace",

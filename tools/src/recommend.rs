@@ -527,7 +527,7 @@ OPTIONS:
 }
 
 /// Runs `perfmon recommend`.
-pub fn main(args: Vec<String>) -> ExitCode {
+pub fn run(args: Vec<String>) -> ExitCode {
     let now = now_ms();
     let opts = match parse(args, &|k| std::env::var(k).ok(), now) {
         Ok(Some(o)) => o,

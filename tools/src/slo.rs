@@ -654,7 +654,20 @@ pub(crate) fn check_slo_output(inputs: &Value) -> Result<(), String> {
 }
 
 /// `perfmon slo` (docs/reference.md §15).
-pub(crate) fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
+/// What `perfmon slo` prints, or why it is refused (every alarm checked by [`limits`]).
+pub(crate) fn render(options: &SloOptions, format: SloFormat, topics: &SloTopics) -> Result<Value, UsageError> {
+    let refused = |r: Refusal| UsageError::invalid(r.flag, &r.value, &r.reason);
+    let sets = build(options).map_err(refused)?;
+    let inputs = render_json(&sets, topics);
+    check_slo_output(&inputs).map_err(UsageError::Limits)?;
+    Ok(match format {
+        SloFormat::Json => inputs,
+        SloFormat::CloudFormation => render_cloudformation(&sets, topics, &options.scope.function),
+        SloFormat::ApplicationSignals => render_application_signals(options).map_err(refused)?,
+    })
+}
+
+pub(crate) fn parse(mut p: Parser) -> Result<Command, UsageError> {
     let mut common = Common::new();
     let mut topics = crate::slo::SloTopics::default();
     let (mut window_days, mut min_requests, mut name_prefix) = (30, None, "perfmon".to_string());
@@ -685,7 +698,7 @@ pub(crate) fn parse_slo(mut p: Parser) -> Result<Command, UsageError> {
         match flag.as_str() {
             "help" => {
                 no_value(&flag, inline)?;
-                return Ok(Command::Print(slo_help()));
+                return Ok(Command::Print(help()));
             }
             "thresholds" => {
                 let v = p.value(&flag, inline)?;
@@ -784,7 +797,7 @@ pub(crate) fn slo_line(name: &str, value: Option<&str>) -> Result<(), String> {
     if !name.starts_with("slo-") {
         args.push("--availability=99.9".into());
     }
-    match parse_slo(Parser::new(args)) {
+    match parse(Parser::new(args)) {
         Ok(_) => Ok(()),
         Err(UsageError::InvalidValue { reason, .. }) => Err(reason),
         Err(e) => Err(e.to_string()),
@@ -825,7 +838,7 @@ pub(crate) fn parse_target(flag: &str, whole: &str, text: &str) -> Result<f64, U
     }
 }
 
-pub(crate) fn slo_help() -> String {
+pub(crate) fn help() -> String {
     let f: Vec<String> = crate::slo::WINDOWS.iter().map(|w| crate::slo::num(w.factor(30))).collect();
     format!(
         "perfmon slo: print service level objectives as multi-window, multi-burn-rate CloudWatch alarms
