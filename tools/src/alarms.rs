@@ -960,7 +960,7 @@ fn unique_id(taken: &Map<String, Value>, id: &str) -> String {
 
 // ---- The command line (parse → options; help).
 
-use crate::args::{no_value, parse_f64, parse_route, parse_source, parse_u32, topic, Arg, Common, Parser, COMMON_HELP};
+use crate::args::{no_value, parse_f64, parse_route, parse_source, parse_u32, topic, Common, Parser, COMMON_HELP};
 use crate::{custom, thresholds, Command, Format, UsageError};
 
 /// What `perfmon alarms` prints, or why CloudWatch would refuse it (every alarm checked by [`crate::limits`]).
@@ -984,11 +984,7 @@ pub(crate) fn parse(mut p: Parser) -> Result<Command, UsageError> {
     let (mut targets, mut target_multiple) = (Vec::new(), 2.0);
     // `--metric-alarm` texts, parsed at the end (after the `--metric-*` defaults).
     let mut metric_alarms = Vec::new();
-    while let Some(arg) = p.next_arg()? {
-        let (flag, mut inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, mut inline)) = p.next_flag()? {
         if common.take(&mut p, &flag, &mut inline)? {
             continue;
         }

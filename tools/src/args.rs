@@ -45,6 +45,16 @@ impl Parser {
         }
     }
 
+    /// The next flag and its inline value (`--name=value`); every command takes flags only, so a
+    /// positional argument is refused here, once for all of them.
+    pub fn next_flag(&mut self) -> Result<Option<(String, Option<String>)>, UsageError> {
+        match self.next_arg()? {
+            None => Ok(None),
+            Some(Arg::Flag(name, value)) => Ok(Some((name, value))),
+            Some(Arg::Positional(v)) => Err(UsageError::Unexpected(v)),
+        }
+    }
+
     /// Puts `args` in front of the rest (the flags of a thresholds file, read where `--thresholds` stood).
     pub fn push_front_all(&mut self, args: Vec<String>) {
         for arg in args.into_iter().rev() {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use super::args::{parse_f64, parse_u32, Arg, Parser};
+use super::args::{parse_f64, parse_u32, Parser};
 use super::cwread::{
     client, eprint, now_ms, parse_window, print, read, runtime, Figures, ReadArgs, Target, Window, WindowArgs,
     EXIT_READ_ERROR, READ_HELP,
@@ -340,11 +340,7 @@ pub fn parse(args: Vec<String>, now: i64) -> Result<Option<Options>, UsageError>
     let (mut read, mut win) = (ReadArgs::default(), WindowArgs::default());
     let (mut baseline, mut candidate, mut against) = (None, None, None);
     let mut limits = Limits::default();
-    while let Some(arg) = p.next_arg()? {
-        let (flag, inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, inline)) = p.next_flag()? {
         if read.take(&mut p, &flag, inline.clone())? || win.take(&mut p, &flag, inline.clone(), now)? {
             continue;
         }

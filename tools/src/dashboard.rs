@@ -441,7 +441,7 @@ pub fn valid_dashboard_name(name: &str) -> bool {
 // ---- The command line (parse → options; help).
 
 use crate::alarms::alarms_knows;
-use crate::args::{default_region, no_value, parse_route, parse_source, parse_u32, Arg, Common, Parser, COMMON_HELP};
+use crate::args::{default_region, no_value, parse_route, parse_source, parse_u32, Common, Parser, COMMON_HELP};
 use crate::slo::parse_objective;
 use crate::{custom, slo, thresholds, Command, Format, UsageError};
 
@@ -464,11 +464,7 @@ pub(crate) fn parse(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resu
     let mut objectives: Vec<slo::Objective> = Vec::new();
     let (mut window_days, mut account, mut name_prefix) = (30, None, "perfmon".to_string());
     let (mut routes, mut sources) = (false, false);
-    while let Some(arg) = p.next_arg()? {
-        let (flag, mut inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, mut inline)) = p.next_flag()? {
         if common.take(&mut p, &flag, &mut inline)? {
             continue;
         }

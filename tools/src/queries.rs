@@ -10,7 +10,7 @@
 use perfmon_protocol::contract::invoke_log as f;
 use serde_json::{json, Value};
 
-use super::args::{no_value, parse_u32, Arg, Parser};
+use super::args::{no_value, parse_u32, Parser};
 use super::{Command, UsageError};
 
 /// One query.
@@ -265,11 +265,7 @@ pub fn push_logs_widget(body: &mut Value, log_group: &str, region: &str) {
 pub fn parse(mut p: Parser) -> Result<Command, UsageError> {
     let (mut function, mut log_group, mut limit, mut bin) = (None, None, 25, "5m".to_owned());
     let (mut format, mut only) = (QueryFormat::Text, Vec::new());
-    while let Some(arg) = p.next_arg()? {
-        let (flag, inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, inline)) = p.next_flag()? {
         match flag.as_str() {
             "help" => {
                 no_value(&flag, inline)?;

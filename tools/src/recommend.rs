@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use super::args::{parse_f64, parse_u32, Arg, Parser};
+use super::args::{parse_f64, parse_u32, Parser};
 use super::cwread::{
     client, eprint, now_ms, print, read, runtime, Figures, ReadArgs, Target, Window, WindowArgs, EXIT_READ_ERROR,
     READ_HELP,
@@ -450,11 +450,7 @@ pub fn parse(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>, now: i64) 
     let (mut read, mut win) = (ReadArgs::default(), WindowArgs::default());
     let (mut memory_mb, mut timeout_s, mut arch, mut price, mut min_invocations) =
         (None, None, Arch::X86_64, None, 100.0);
-    while let Some(arg) = p.next_arg()? {
-        let (flag, inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, inline)) = p.next_flag()? {
         if read.take(&mut p, &flag, inline.clone())? || win.take(&mut p, &flag, inline.clone(), now)? {
             continue;
         }

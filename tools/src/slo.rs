@@ -631,7 +631,7 @@ fn replace_id(expr: &str, id: &str, new: &str) -> String {
 // ---- The command line (parse → options; help).
 
 use crate::alarms::alarms_knows;
-use crate::args::{no_value, parse_u32, topic, Arg, Common, Parser};
+use crate::args::{no_value, parse_u32, topic, Common, Parser};
 use crate::{limits, thresholds, Command, UsageError};
 
 /// [`limits`] on the PutMetricAlarm and PutCompositeAlarm inputs of `slo` (the CloudFormation output
@@ -675,11 +675,7 @@ pub(crate) fn parse(mut p: Parser) -> Result<Command, UsageError> {
     let mut routes: Vec<String> = Vec::new();
     // (sli, explicit operation, target) in the order given.
     let mut wanted: Vec<(crate::slo::Sli, Option<String>, f64, &'static str, String)> = Vec::new();
-    while let Some(arg) = p.next_arg()? {
-        let (flag, mut inline) = match arg {
-            Arg::Flag(f, v) => (f, v),
-            Arg::Positional(v) => return Err(UsageError::Unexpected(v)),
-        };
+    while let Some((flag, mut inline)) = p.next_flag()? {
         if flag == "format" {
             let v = p.value(&flag, inline)?;
             format = match v.as_str() {
