@@ -127,17 +127,21 @@ pub fn sandbox_config(name: &str, runtime: &RuntimeSpec) -> perfmon_sandbox::San
     cfg
 }
 
-/// A CloudWatch client for a local endpoint (moto through its proxy, or the embedded one), with
-/// test credentials in us-east-1.
-pub fn cloudwatch_client(url: &str) -> aws_sdk_cloudwatch::Client {
+/// The configuration of a CloudWatch client for a local endpoint (moto through its proxy, or the
+/// embedded one): test credentials in us-east-1; callers add what their test needs (retries, an
+/// interceptor) before `build`.
+pub fn cloudwatch_config(url: &str) -> aws_sdk_cloudwatch::config::Builder {
     use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_cloudwatch::Config::builder()
+    aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
         .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
+}
+
+/// A CloudWatch client for a local endpoint, with the SDK's default retries ([`cloudwatch_config`]).
+pub fn cloudwatch_client(url: &str) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::from_conf(cloudwatch_config(url).build())
 }
 
 /// (Sum, SampleCount) of metric `m` of function `name` in perfmon's default namespace over the last

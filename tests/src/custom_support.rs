@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
-use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_cloudwatch::Client;
@@ -90,19 +89,12 @@ pub fn node_hotshots_function() -> RuntimeSpec {
 
 /// aws-sdk-cloudwatch client for `url` (the proxy in front of moto, or the embedded endpoint).
 pub fn client(url: &str) -> Client {
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .endpoint_url(url)
-        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(5)))
-        .build();
-    Client::from_conf(conf)
+    let conf = crate::common::cloudwatch_config(url)
+        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(5)));
+    Client::from_conf(conf.build())
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
+pub use perfmon_protocol::contract::now_ms;
 
 /// A timestamp inside one CloudWatch minute, a little in the past: every sample stamped with it
 /// falls in the same 60 s period (so one datapoint holds them all).

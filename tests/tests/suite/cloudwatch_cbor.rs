@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudwatch::config::interceptors::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
-use aws_sdk_cloudwatch::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_cloudwatch::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy, StandardUnit, StatisticSet,
@@ -27,13 +27,7 @@ const NS: &str = "Perfmon/Cbor";
 const PUT_PATH: &str = "/service/GraniteServiceVersion20100801/operation/PutMetricData";
 
 fn client(url: &str) -> Client {
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(url)
-        .build();
-    Client::from_conf(conf)
+    common::cloudwatch_client(url)
 }
 
 fn minute_ago() -> i64 {
@@ -317,14 +311,7 @@ fn gzip_len(b: &[u8]) -> usize {
 async fn measure_cbor_against_query() {
     let cw = CloudWatch::start().await.unwrap();
     let timer = Timer::default();
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(cw.endpoint_url())
-        .interceptor(timer.clone())
-        .build();
-    let c = Client::from_conf(conf);
+    let c = Client::from_conf(common::cloudwatch_config(&cw.endpoint_url()).interceptor(timer.clone()).build());
     let t = minute_ago();
     let dims = |i: usize| {
         vec![

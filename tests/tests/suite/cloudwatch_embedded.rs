@@ -10,7 +10,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
-use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     Datapoint, Dimension, DimensionFilter, MetricDatum, StandardUnit, Statistic, StatisticSet,
@@ -22,19 +21,12 @@ use perfmon_sandbox::cloudwatch::{CloudWatch, Fault, Protocol};
 const NS: &str = "Perfmon/Test";
 
 fn client(url: &str) -> Client {
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(url)
-        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(2)))
-        .build();
-    Client::from_conf(conf)
+    let conf = common::cloudwatch_config(url)
+        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(2)));
+    Client::from_conf(conf.build())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use perfmon_protocol::contract::now_ms;
 
 /// A minute boundary ten minutes ago: datums go at +5 s, so one 60 s period holds them all.
 fn minute_ago() -> i64 {

@@ -24,9 +24,7 @@ use serde_json::json;
 const INVOKES: usize = 5;
 const NS: &str = "Sparse";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use perfmon_protocol::contract::now_ms;
 
 struct Seen {
     /// Per invoke: (start ms, end ms, at CloudWatch by the end, on stdout by the end).

@@ -26,9 +26,7 @@ use serde_json::{json, Value};
 
 const NS: &str = "Perfmon";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use perfmon_protocol::contract::now_ms;
 
 /// Runs `n` invokes of `payload` at `memory_mb` with perfmon sending to the CloudWatch at
 /// `endpoint_url`; returns the reports' (maxMemoryUsedMB, durationMs) per invoke.
