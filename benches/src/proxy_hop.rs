@@ -40,6 +40,21 @@ pub struct Hop {
     pub proxied_p99_us: f64,
 }
 
+impl Hop {
+    /// p50 and p99 of one request kind's samples (µs) on each path.
+    fn from_samples(what: String, direct: &[f64], bare: &[f64], proxied: &[f64]) -> Hop {
+        Hop {
+            what,
+            direct_p50_us: pct(direct, 50.0),
+            direct_p99_us: pct(direct, 99.0),
+            bare_p50_us: pct(bare, 50.0),
+            bare_p99_us: pct(bare, 99.0),
+            proxied_p50_us: pct(proxied, 50.0),
+            proxied_p99_us: pct(proxied, 99.0),
+        }
+    }
+}
+
 /// CPU and memory per body size.
 #[derive(Debug, Clone)]
 pub struct Cost {
@@ -320,24 +335,8 @@ pub async fn measure(n: usize) -> Result<Results, String> {
             cpu_p += c / rounds as f64;
             hwm_p = hwm_p.max(h);
         }
-        hops.push(Hop {
-            what: format!("GET /next ({label} event)"),
-            direct_p50_us: pct(&dn, 50.0),
-            direct_p99_us: pct(&dn, 99.0),
-            bare_p50_us: pct(&bn, 50.0),
-            bare_p99_us: pct(&bn, 99.0),
-            proxied_p50_us: pct(&pn, 50.0),
-            proxied_p99_us: pct(&pn, 99.0),
-        });
-        hops.push(Hop {
-            what: format!("POST /response ({label} answer)"),
-            direct_p50_us: pct(&dr, 50.0),
-            direct_p99_us: pct(&dr, 99.0),
-            bare_p50_us: pct(&br, 50.0),
-            bare_p99_us: pct(&br, 99.0),
-            proxied_p50_us: pct(&pr, 50.0),
-            proxied_p99_us: pct(&pr, 99.0),
-        });
+        hops.push(Hop::from_samples(format!("GET /next ({label} event)"), &dn, &bn, &pn));
+        hops.push(Hop::from_samples(format!("POST /response ({label} answer)"), &dr, &br, &pr));
         costs.push(Cost {
             size: label,
             invokes: rounds * 10,
