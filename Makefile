@@ -22,11 +22,14 @@ HAVE_NODE := $(shell command -v node >/dev/null 2>&1 && command -v npm >/dev/nul
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
 
+# apt-get, one at a time: `make test` prepares its parts side by side, and two apt-gets at once fail on
+# dpkg's lock (flock queues them; the lock timeout covers an apt-get started outside make).
+APT := flock /tmp/perfmon-apt.lock $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 # apt-get install PACKAGES (only where a target needs them; on a machine without apt-get, say what is missing).
 define apt_install
 	{ command -v apt-get >/dev/null 2>&1 || { echo "missing, and no apt-get to install it: $(1)" >&2; exit 1; }; \
 	  echo "installing $(1) with apt-get"; \
-	  $(SUDO) apt-get install -y -q $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $(1) >/dev/null; }; }
+	  $(APT) install -y -q $(1) >/dev/null 2>&1 || { $(APT) update -q >/dev/null && $(APT) install -y -q $(1) >/dev/null; }; }
 endef
 # $(call ensure_tool,COMMAND,PACKAGE): apt-get install PACKAGE unless COMMAND exists.
 ensure_tool = command -v $(1) >/dev/null 2>&1 || $(call apt_install,$(2))
@@ -66,10 +69,30 @@ build: ## build every binary of the workspace and the lambda-extension crate's R
 	$(CARGO) build --workspace --bins
 	scripts/build-crate-examples.sh
 
+# `make test` prepares everything side by side (`make -j`): the venv and npm installs wait on the network
+# and on small native builds, the debug build and the test binaries take the cores, and the layer's two LTO
+# builds (niced) fill what is left. Then the tests: first all but the `_measured_alone` ones on TEST_THREADS
+# threads (most tests wait on processes and sockets, not on the CPU), then those one at a time, because
+# they measure CPU time or the duration of CPU-bound work and another test's processes would take the CPU
+# they measure.
+TEST_THREADS ?= 6
+PREPARE_JOBS ?= 6
+
 .PHONY: test
-test: venv $(if $(HAVE_NODE),node) build layer-check ## run all tests (prepares venv, Node fixture and binaries first)
+test: ## run all tests (prepares venv, Node fixtures, binaries and the layer first)
+	$(MAKE) --no-print-directory -j$(PREPARE_JOBS) --output-sync=target test-prepare
+	rc=0; \
+	$(CARGO) test --workspace --no-fail-fast -- --skip _measured_alone --test-threads $(TEST_THREADS) || rc=$$?; \
+	$(CARGO) test -p perfmon-tests --test suite -- _measured_alone --test-threads 1 || rc=$$?; \
+	exit $$rc
+
+.PHONY: test-prepare
+test-prepare: layer-check test-build venv $(if $(HAVE_NODE),node)
 	@$(call ensure_tool,strace,strace)
-	$(CARGO) test --workspace --no-fail-fast
+
+.PHONY: test-build
+test-build: build ## compile every test binary without running it
+	$(CARGO) test --workspace --no-run
 
 .PHONY: nextest
 nextest: venv $(if $(HAVE_NODE),node) build ## like `test`, with cargo-nextest (one process per test), then the doctests
@@ -133,7 +156,7 @@ $(LAYER_CDK_STAMP): $(LAYER_CDK)/package.json $(LAYER_CDK)/package-lock.json
 layer-check: layer venv $(if $(HAVE_NODE),$(LAYER_CDK_STAMP)) ## check the layer zips: layout, modes, static ELF, arm64 under qemu, end to end in the sandbox, cfn-lint
 	LAYER_DIR=$(LAYER_DIR) layer-build/check.sh
 # Under `make test` the workspace run that follows runs these tests: run them here only for `make layer-check`.
-	$(if $(filter test,$(MAKECMDGOALS)),@echo "layer_e2e and layer_template: run by cargo test --workspace",$(CARGO) test -p perfmon-tests --test suite -- layer_e2e:: layer_template::)
+	$(if $(filter test test-prepare,$(MAKECMDGOALS)),@echo "layer_e2e and layer_template: run by cargo test --workspace",$(CARGO) test -p perfmon-tests --test suite -- layer_e2e:: layer_template::)
 
 CARGO_TARGET_DIR_OR_DEFAULT := $(or $(CARGO_TARGET_DIR),target)
 BENCH_PACKAGES := -p perfmon -p noop-extension -p sample-function -p perfmon-sandbox -p perfmon-bench

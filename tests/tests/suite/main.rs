@@ -2,9 +2,16 @@
 //! per file. Each module is what used to be a test binary of its own; the helpers they share are the
 //! `perfmon_tests` library (`tests/src/`). One module: `cargo test -p perfmon-tests --test suite MODULE::`.
 //!
-//! The tests run on the test harness's threads (one per core by default), so none may rely on running
-//! alone: ports come from `common::free_port` (or port 0), files from `common::TempDir`, and no test
-//! changes the process environment (a child gets its variables through `Command::env`).
+//! The tests run on the test harness's threads (one per core by default; `make test` runs six, since most
+//! tests wait on processes and sockets rather than on the CPU), so none may rely on running alone: ports
+//! come from `common::free_port` (or port 0), files from `common::TempDir`, and no test changes the process
+//! environment (a child gets its variables through `Command::env`).
+//!
+//! The exception is a test whose assertions measure CPU time or the duration of CPU-bound work (the
+//! resource model's CPU share, the invoke log's CPU time under known loads, `recommend` on a measured
+//! memory sweep): its name ends in `_measured_alone`, and `make test` runs those after the rest, one at a
+//! time (`-- --skip _measured_alone`, then `-- _measured_alone --test-threads 1`), because the processes of
+//! another test would take the CPU they measure.
 
 mod cardinality_budget;
 mod cloudwatch_alarms;

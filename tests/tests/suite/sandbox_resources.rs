@@ -84,7 +84,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// of the runtime durations is Lambda's (1 769 / 128 ≈ 13.8, accepted 10-16), and perfmon's
 /// CPUUtilization at 128 MB (CPU time over duration × the 0.072 vCPU the size buys) is 80-105 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cpu_share_follows_the_memory_size() {
+async fn cpu_share_follows_the_memory_size_measured_alone() {
     let _turn = TURN.lock().await;
     let cw = CloudWatch::start().await.unwrap();
     let burn = json!({"cpu_ms": 300});
@@ -278,7 +278,7 @@ fn smallest_with_headroom(mem: &[f64]) -> (f64, f64) {
 /// 128 MB data, answers the size where that cost stops falling. I/O-wait (`sleep_ms`): the
 /// durations do not move with the size, and recommend answers the smallest size with headroom.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recommend_over_a_memory_sweep() {
+async fn recommend_over_a_memory_sweep_measured_alone() {
     let _turn = TURN.lock().await;
     let cw = CloudWatch::start().await.unwrap();
     const N: usize = 5;

@@ -194,7 +194,7 @@ fn check_invoke_log(lines: &[Value], ids: &[String], sb: &Sandbox, name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_known_loads_and_the_invoke_log() {
+async fn rust_known_loads_and_the_invoke_log_measured_alone() {
     let _turn = TURN.lock().await;
     let name = "sysm-rust";
     let mut run = start(name, &rust_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;
@@ -224,7 +224,7 @@ async fn rust_known_loads_and_the_invoke_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_known_loads() {
+async fn python_known_loads_measured_alone() {
     let _turn = TURN.lock().await;
     let name = "sysm-python";
     let mut run = start(name, &python_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;
@@ -236,7 +236,7 @@ async fn python_known_loads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_known_loads() {
+async fn node_known_loads_measured_alone() {
     assert!(common::node_available(), "the Node.js fixture's aws-lambda-ric is not built: run `make node`");
     let _turn = TURN.lock().await;
     let name = "sysm-node";

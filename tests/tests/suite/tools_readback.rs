@@ -131,7 +131,7 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn profiles_recommendations_match_the_hand_computation() {
+async fn profiles_recommendations_match_the_hand_computation_measured_alone() {
     let cw = CloudWatch::start().await.unwrap();
     let t0 = now_ms();
     let n = 40;
