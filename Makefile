@@ -83,7 +83,7 @@ test: ## run all tests (prepares venv, Node fixtures, binaries and the layer fir
 	$(MAKE) --no-print-directory -j$(PREPARE_JOBS) --output-sync=target test-prepare
 	rc=0; \
 	$(CARGO) test --workspace --no-fail-fast -- --skip _measured_alone --test-threads $(TEST_THREADS) || rc=$$?; \
-	$(CARGO) test -p perfmon-tests --test suite -- _measured_alone --test-threads 1 || rc=$$?; \
+	$(CARGO) test --workspace --test suite -- _measured_alone --test-threads 1 || rc=$$?; \
 	exit $$rc
 
 .PHONY: test-prepare

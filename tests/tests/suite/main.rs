@@ -10,7 +10,8 @@
 //! The exception is a test whose assertions measure CPU time or the duration of CPU-bound work (the
 //! resource model's CPU share, the invoke log's CPU time under known loads, `recommend` on a measured
 //! memory sweep): its name ends in `_measured_alone`, and `make test` runs those after the rest, one at a
-//! time (`-- --skip _measured_alone`, then `-- _measured_alone --test-threads 1`), because the processes of
+//! time (`-- --skip _measured_alone`, then `--test suite -- _measured_alone --test-threads 1`, both with
+//! `--workspace` so that the features and so the binary are the same), because the processes of
 //! another test would take the CPU they measure.
 
 mod cardinality_budget;
