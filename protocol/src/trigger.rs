@@ -250,7 +250,7 @@ pub fn read_prelude<R: Read>(reader: R) -> Result<AnswerFacts, NotJson> {
 }
 
 /// Bytes of each JSON string that [`Compact`] passes on by default (16 KiB): far more than any
-/// field v3 §14 names needs (routes are cut to [`MAX_ROUTE_LEN`], ARNs, ids and timestamps are
+/// field the per-trigger metrics read needs (docs/reference.md §14) (routes are cut to [`MAX_ROUTE_LEN`], ARNs, ids and timestamps are
 /// short) and than any field name, so a body whose strings are all shorter reads exactly as before.
 pub const KEEP_STRING: usize = 16 * 1024;
 /// The least [`Compact`] keeps of a string: longer than every field name the readers match.
@@ -1351,7 +1351,7 @@ mod tests {
             let routes = Routes::default();
             let expected = read_event_slice(&raw, &routes).expect("JSON");
             assert_eq!(read_event_slice(&compact(&raw, KEEP_STRING, 13), &routes), Ok(expected.clone()));
-            // Cut to 64 bytes a string, the trigger, batch and source stay (every field §14 reads is short).
+            // Cut to 64 bytes a string, the trigger, batch and source stay (every field the per-trigger metrics read is short).
             let cut = read_event_slice(&compact(&raw, MIN_KEEP_STRING, 13), &routes).expect("still JSON");
             assert_eq!(
                 (cut.trigger, cut.batch_size, cut.source),
