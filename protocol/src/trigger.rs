@@ -250,8 +250,9 @@ pub fn read_prelude<R: Read>(reader: R) -> Result<AnswerFacts, NotJson> {
 }
 
 /// Bytes of each JSON string that [`Compact`] passes on by default (16 KiB): far more than any
-/// field the per-trigger metrics read needs (docs/reference.md §14) (routes are cut to [`MAX_ROUTE_LEN`], ARNs, ids and timestamps are
-/// short) and than any field name, so a body whose strings are all shorter reads exactly as before.
+/// field the per-trigger metrics read needs (docs/reference.md §14; routes are cut to
+/// [`MAX_ROUTE_LEN`], ARNs, ids and timestamps are short) and than any field name, so a body whose
+/// strings are all shorter reads exactly as before.
 pub const KEEP_STRING: usize = 16 * 1024;
 /// The least [`Compact`] keeps of a string: longer than every field name the readers match.
 pub const MIN_KEEP_STRING: usize = 64;
