@@ -30,8 +30,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
 
 use perfmon_protocol::procfs::{self, PidStat};
 
@@ -99,8 +103,15 @@ pub struct Reader {
     roots_stale: bool,
     /// `/proc/<pid>/stat` of the processes of `pids`, held open (see the module documentation).
     stat_files: HashMap<u32, File>,
+    /// `/proc/<pid>/fd` of the same processes, held open and listed again from offset 0.
+    fd_dirs: HashMap<u32, OwnedFd>,
+    /// Whether `fstat` of `/proc/<pid>/fd` gives the number of open fds as its size (Linux 6.2 and
+    /// later, `proc_fd_getattr` in fs/proc/fd.c; 0 before): learnt from the first process with
+    /// fds, by comparing with the listing.
+    fd_size_counts: Option<bool>,
     net_dev: Option<File>,
     buf: Vec<u8>,
+    dir_buf: Vec<MaybeUninit<u8>>,
     /// Sources that failed at least once (each logged once).
     unreadable: BTreeSet<&'static str>,
 }
@@ -138,6 +149,40 @@ fn read_path<'b>(path: &std::path::Path, buf: &'b mut Vec<u8>) -> std::io::Resul
     Ok(pread_all(&file, buf)?.unwrap_or(""))
 }
 
+/// Open fds in a held `/proc/<pid>/fd` directory: its size where the kernel gives the count
+/// there (`by_size`, learnt on the first process with fds), else its entries listed again from
+/// offset 0 (`lseek` + `getdents64`, instead of `open` + `getdents64` + `close` by path).
+fn count_open_fds(
+    dir: &OwnedFd,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    by_size: &mut Option<bool>,
+) -> rustix::io::Result<u64> {
+    let size = match by_size {
+        Some(false) => None,
+        _ => Some(u64::try_from(rustix::fs::fstat(dir)?.st_size).unwrap_or(0)),
+    };
+    if let (Some(true), Some(n)) = (*by_size, size) {
+        return Ok(n);
+    }
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, MaybeUninit::uninit());
+    }
+    rustix::fs::seek(dir, SeekFrom::Start(0))?;
+    let mut entries = RawDir::new(dir, buf.as_mut_slice());
+    let mut n = 0u64;
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            n += 1;
+        }
+    }
+    if by_size.is_none() && n > 0 {
+        *by_size = Some(size == Some(n));
+    }
+    Ok(n)
+}
+
 /// Whether an error of a held `/proc/<pid>` file says the process is gone.
 fn is_gone(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
@@ -154,8 +199,11 @@ impl Reader {
             roots: Vec::new(),
             roots_stale: true,
             stat_files: HashMap::new(),
+            fd_dirs: HashMap::new(),
+            fd_size_counts: None,
             net_dev: None,
             buf: Vec::new(),
+            dir_buf: Vec::new(),
             unreadable: BTreeSet::new(),
         };
         r.parent = r.pid_stat(self_pid, source::SELF_STAT).map(|s| s.ppid).filter(|p| *p > 0);
@@ -188,7 +236,7 @@ impl Reader {
     pub fn refresh_processes(&mut self) {
         let Some(parent) = self.parent else {
             self.pids.clear();
-            self.stat_files.clear();
+            self.forget_gone_files();
             return;
         };
         let pids = self.descendants_by_children(parent).or_else(|| self.descendants_by_scan(parent));
@@ -245,6 +293,7 @@ impl Reader {
     fn forget_gone_files(&mut self) {
         let pids = &self.pids;
         self.stat_files.retain(|pid, _| pids.binary_search(pid).is_ok());
+        self.fd_dirs.retain(|pid, _| pids.binary_search(pid).is_ok());
     }
 
     /// Reads a snapshot at `now_ms`.
@@ -405,12 +454,30 @@ impl Reader {
         }
     }
 
+    /// Open fds of `pid`, through its held `/proc/<pid>/fd` directory (opened at the first count).
     fn count_fds(&mut self, pid: u32) -> Option<u64> {
-        let path = self.proc_path(&[&pid.to_string(), "fd"]);
-        match std::fs::read_dir(&path) {
-            Ok(dir) => Some(dir.count() as u64),
+        if !self.fd_dirs.contains_key(&pid) {
+            let path = self.proc_path(&[&pid.to_string(), "fd"]);
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            match rustix::fs::open(&path, flags, Mode::empty()) {
+                Ok(fd) => {
+                    self.fd_dirs.insert(pid, fd);
+                }
+                Err(e) => {
+                    self.degrade(source::PID_FD, format!("{}: {e}", path.display()));
+                    return None;
+                }
+            }
+        }
+        let dir = self.fd_dirs.get(&pid)?;
+        match count_open_fds(dir, &mut self.dir_buf, &mut self.fd_size_counts) {
+            Ok(n) => Some(n),
             Err(e) => {
-                self.degrade(source::PID_FD, format!("{}: {e}", path.display()));
+                self.fd_dirs.remove(&pid);
+                if matches!(e, rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) {
+                    return Some(0); // gone since its stat: it holds nothing
+                }
+                self.degrade(source::PID_FD, format!("{}/{pid}/fd: {e}", self.paths.proc_root.display()));
                 None
             }
         }
@@ -674,6 +741,26 @@ mod tests {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    #[test]
+    fn held_fd_directories_count_what_a_listing_counts_again_and_again() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let path = format!("/proc/{}/fd", child.id());
+        let listed = std::fs::read_dir(&path).unwrap().count() as u64;
+        assert!(listed >= 3, "stdin, stdout, stderr at least: {listed}");
+        let dir = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        let mut learnt = None;
+        for _ in 0..3 {
+            assert_eq!(count_open_fds(&dir, &mut buf, &mut learnt).unwrap(), listed);
+            assert!(learnt.is_some(), "learnt on the first process with fds");
+            assert_eq!(count_open_fds(&dir, &mut buf, &mut Some(false)).unwrap(), listed, "by listing, rewound");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let gone = count_open_fds(&dir, &mut buf, &mut Some(false));
+        assert!(matches!(gone, Ok(0) | Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH)), "{gone:?}");
     }
 
     #[test]
