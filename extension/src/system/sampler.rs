@@ -109,7 +109,7 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
     if windows {
         // Managed Instances: the first window opens now, so the CPU of invokes that run before the
         // first periodic sample (or flush) is counted.
-        let snap = snapshot(&mut reader, Depth::Environment, Walk::Subtrees);
+        let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
         shared.on_system_window(snap, false, reader.unreadable());
     }
     loop {
@@ -134,7 +134,7 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                 });
             }
             Ok(Msg::WindowEnd(reply)) => {
-                let snap = snapshot(&mut reader, Depth::Environment, Walk::Subtrees);
+                let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                 shared.on_system_window(snap, true, reader.unreadable());
                 let _ = reply.send(());
             }
@@ -143,7 +143,7 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                     let snap = snapshot(&mut reader, Depth::Full, Walk::IfNone);
                     shared.on_system_shutdown(&snap);
                 } else {
-                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Subtrees);
+                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                     shared.on_system_window(snap, true, reader.unreadable());
                 }
                 let _ = reply.send(());
@@ -172,7 +172,7 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                     }
                 }
                 if let Some(w) = next_window.filter(|w| *w <= now) {
-                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Subtrees);
+                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                     shared.on_system_window(snap, false, reader.unreadable());
                     next_window = Some((w + window_period).max(Instant::now()));
                 }
@@ -184,7 +184,9 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
 /// Which walk of the process tree comes before a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Walk {
-    /// The whole tree (the parent's threads too): the runtime has started since the last one.
+    /// The whole tree (the parent's threads too): the runtime has started since the last one. On
+    /// Managed Instances every sample (once a second): no INVOKE tells when the runtime's workers
+    /// have all started.
     Whole,
     /// Below the processes already found (new processes of the function's own).
     Subtrees,
