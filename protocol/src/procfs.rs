@@ -28,8 +28,13 @@ pub struct PidStat {
 /// spaces and parentheses, so fields are counted from the last `)`.
 pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     let rest = &text[text.rfind(')')? + 1..];
-    // rest starts at field 3 (state): index i here is field i + 3.
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest starts at field 3 (state): index i here is field i + 3. Fields 3..=20, borrowed (no
+    // allocation: the sampler parses this once per process per sample).
+    let mut f = [""; 18];
+    let mut it = rest.split_ascii_whitespace();
+    for slot in &mut f {
+        *slot = it.next()?;
+    }
     let num = |field: usize| -> Option<u64> { f.get(field.checked_sub(3)?)?.parse().ok() };
     Some(PidStat {
         ppid: u32::try_from(num(4)?).ok()?,

@@ -11,9 +11,31 @@
 //!
 //! Every source is optional: one that is missing, unreadable or malformed is logged once (warn)
 //! and its metrics are left out; nothing here returns an error or panics.
+//!
+//! **What a sample costs.** The sampler reads these files once per INVOKE and a few times while an
+//! invoke runs, so the reads are kept to the syscalls that return data (docs/benchmarks.md, "CPU
+//! per invoke"):
+//! * `/proc/<pid>/stat` of each process and `/proc/net/dev` are opened once and re-read with
+//!   `pread` at offset 0, which makes the kernel generate the file afresh (`seq_read_iter`, fs/seq_file.c,
+//!   restarts at offset 0). A held `/proc/<pid>/stat` stays bound to its process: once that process
+//!   is gone the read fails with `ESRCH` (`proc_single_show`, fs/proc/base.c), so a reused pid is
+//!   never read as the old process. No path lookup, `statx` or `close` per read.
+//! * A read that returns less than the buffer offered is the whole file, as procps-ng's
+//!   `file2str` (library/readproc.c) takes it; one buffer is reused for every file.
+//! * The process tree: the parent's threads (Lambda's init has many) are walked once the runtime
+//!   exists (the first INVOKE) and again only when one of the processes found then is gone; the
+//!   walks looking for processes the function started cover those processes' own subtrees only.
+//!   Lambda's init starts the runtime and the extensions during Init and no process afterwards
+//!   (a runtime that exits ends the environment), so the parent's direct children do not change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
 
 use perfmon_protocol::procfs::{self, PidStat};
 
@@ -61,6 +83,12 @@ pub enum Depth {
     Environment,
 }
 
+/// Initial size of the read buffer: `/proc/<pid>/stat`, a `children` file and `/proc/net/dev` of a
+/// sandbox fit (it grows for a larger file, up to [`MAX_READ`]).
+const READ_BUF: usize = 4096;
+/// Largest `/proc` file read; a larger one is treated as unreadable.
+const MAX_READ: usize = 1 << 20;
+
 /// The reader; keep one per process (it remembers the process tree and what it already logged).
 #[derive(Debug)]
 pub struct Reader {
@@ -68,14 +96,116 @@ pub struct Reader {
     self_pid: u32,
     parent: Option<u32>,
     pids: Vec<u32>,
+    /// The parent's children (perfmon excluded) at the last walk of the parent's threads: the roots
+    /// of [`Reader::refresh_subtrees`].
+    roots: Vec<u32>,
+    /// One of `roots` is gone: the next refresh walks the parent's threads again.
+    roots_stale: bool,
+    /// `/proc/<pid>/stat` of the processes of `pids`, held open (see the module documentation).
+    stat_files: HashMap<u32, File>,
+    /// `/proc/<pid>/fd` of the same processes, held open and listed again from offset 0.
+    fd_dirs: HashMap<u32, OwnedFd>,
+    /// Whether `fstat` of `/proc/<pid>/fd` gives the number of open fds as its size (Linux 6.2 and
+    /// later, `proc_fd_getattr` in fs/proc/fd.c; 0 before): learnt from the first process with
+    /// fds, by comparing with the listing.
+    fd_size_counts: Option<bool>,
+    net_dev: Option<File>,
+    buf: Vec<u8>,
+    dir_buf: Vec<MaybeUninit<u8>>,
     /// Sources that failed at least once (each logged once).
     unreadable: BTreeSet<&'static str>,
+}
+
+/// Reads the whole of `file` from offset 0 into `buf`: `None` for an empty file.
+fn pread_all<'b>(file: &File, buf: &'b mut Vec<u8>) -> std::io::Result<Option<&'b str>> {
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, 0);
+    }
+    let mut n = 0;
+    loop {
+        let r = match file.read_at(&mut buf[n..], n as u64) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        n += r;
+        if r == 0 || n < buf.len() {
+            break;
+        }
+        if buf.len() >= MAX_READ {
+            return Err(std::io::Error::other(format!("larger than {MAX_READ} bytes")));
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    std::str::from_utf8(&buf[..n]).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads the whole file at `path` into `buf` (opened and closed: for the files read once per walk).
+fn read_path<'b>(path: &std::path::Path, buf: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
+    let file = File::open(path)?;
+    Ok(pread_all(&file, buf)?.unwrap_or(""))
+}
+
+/// Open fds in a held `/proc/<pid>/fd` directory: its size where the kernel gives the count
+/// there (`by_size`, learnt on the first process with fds), else its entries listed again from
+/// offset 0 (`lseek` + `getdents64`, instead of `open` + `getdents64` + `close` by path).
+fn count_open_fds(
+    dir: &OwnedFd,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    by_size: &mut Option<bool>,
+) -> rustix::io::Result<u64> {
+    let size = match by_size {
+        Some(false) => None,
+        _ => Some(u64::try_from(rustix::fs::fstat(dir)?.st_size).unwrap_or(0)),
+    };
+    if let (Some(true), Some(n)) = (*by_size, size) {
+        return Ok(n);
+    }
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, MaybeUninit::uninit());
+    }
+    rustix::fs::seek(dir, SeekFrom::Start(0))?;
+    let mut entries = RawDir::new(dir, buf.as_mut_slice());
+    let mut n = 0u64;
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            n += 1;
+        }
+    }
+    if by_size.is_none() && n > 0 {
+        *by_size = Some(size == Some(n));
+    }
+    Ok(n)
+}
+
+/// Whether an error of a held `/proc/<pid>` file says the process is gone.
+fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
 }
 
 impl Reader {
     /// A reader for the processes beside `self_pid` (perfmon: `std::process::id()`).
     pub fn new(paths: Paths, self_pid: u32) -> Self {
-        let mut r = Self { paths, self_pid, parent: None, pids: Vec::new(), unreadable: BTreeSet::new() };
+        let mut r = Self {
+            paths,
+            self_pid,
+            parent: None,
+            pids: Vec::new(),
+            roots: Vec::new(),
+            roots_stale: true,
+            stat_files: HashMap::new(),
+            fd_dirs: HashMap::new(),
+            fd_size_counts: None,
+            net_dev: None,
+            buf: Vec::new(),
+            dir_buf: Vec::new(),
+            unreadable: BTreeSet::new(),
+        };
         r.parent = r.pid_stat(self_pid, source::SELF_STAT).map(|s| s.ppid).filter(|p| *p > 0);
         r.refresh_processes();
         r
@@ -101,20 +231,69 @@ impl Reader {
         }
     }
 
-    /// Walks the process tree again (new processes the function started).
+    /// Walks the whole process tree again, the parent's threads included (new processes beside
+    /// perfmon: the runtime, once Lambda started it).
     pub fn refresh_processes(&mut self) {
         let Some(parent) = self.parent else {
             self.pids.clear();
+            self.forget_gone_files();
             return;
         };
         let pids = self.descendants_by_children(parent).or_else(|| self.descendants_by_scan(parent));
         match pids {
-            Some(p) => self.pids = p,
+            Some((pids, roots)) => {
+                self.pids = pids;
+                self.roots = roots;
+                self.roots_stale = false;
+            }
             None => {
                 self.degrade(source::PROCESS_TREE, "neither task/*/children nor a scan of /proc worked");
                 self.pids.clear();
+                self.roots.clear();
+                self.roots_stale = true;
             }
         }
+        self.forget_gone_files();
+    }
+
+    /// Looks for processes the function started: walks the subtrees of the processes found beside
+    /// perfmon by the last [`Reader::refresh_processes`] (the whole tree instead when there are
+    /// none yet or one of them is gone).
+    pub fn refresh_subtrees(&mut self) {
+        if self.roots_stale || self.roots.is_empty() || self.parent.is_none() {
+            self.refresh_processes();
+            return;
+        }
+        let mut out = Vec::new();
+        let mut all_walked = true;
+        for root in self.roots.clone() {
+            match self.subtree(root) {
+                Some(sub) => {
+                    out.push(root);
+                    out.extend(sub);
+                }
+                None => {
+                    all_walked = false;
+                    break;
+                }
+            }
+        }
+        if !all_walked {
+            // A root is gone (or its threads cannot be listed): the parent's walk decides.
+            self.refresh_processes();
+            return;
+        }
+        out.sort_unstable();
+        out.dedup();
+        self.pids = out;
+        self.forget_gone_files();
+    }
+
+    /// Drops the held files of processes no longer in `pids`.
+    fn forget_gone_files(&mut self) {
+        let pids = &self.pids;
+        self.stat_files.retain(|pid, _| pids.binary_search(pid).is_ok());
+        self.fd_dirs.retain(|pid, _| pids.binary_search(pid).is_ok());
     }
 
     /// Reads a snapshot at `now_ms`.
@@ -124,13 +303,20 @@ impl Reader {
             let mut cpu = BTreeMap::new();
             let (mut threads, mut fds) = (0u64, Some(0u64));
             let mut stat_ok = true;
-            for pid in self.pids.clone() {
-                match self.read_pid_stat(pid) {
+            for i in 0..self.pids.len() {
+                let pid = self.pids[i];
+                match self.read_pid_stat_held(pid) {
                     Ok(Some(s)) => {
                         cpu.insert(pid, s.cpu_ticks.saturating_add(s.children_cpu_ticks));
                         threads = threads.saturating_add(s.num_threads);
                     }
-                    Ok(None) => continue, // gone since the walk
+                    Ok(None) => {
+                        // Gone since the walk; a root gone means the tree must be walked again.
+                        if self.roots.contains(&pid) {
+                            self.roots_stale = true;
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         self.degrade(source::PID_STAT, e);
                         stat_ok = false;
@@ -152,7 +338,7 @@ impl Reader {
         }
         snap.tmp_used = self.tmp_used();
         if depth != Depth::Levels {
-            snap.net = self.read_parsed(&["net", "dev"], source::NET_DEV, procfs::parse_net_dev);
+            snap.net = self.read_net_dev();
         }
         if depth == Depth::Environment {
             snap.env_cpu = self.read_parsed(&["stat"], source::PROC_STAT, procfs::parse_proc_stat);
@@ -173,13 +359,12 @@ impl Reader {
 
     fn read_parsed<T>(&mut self, parts: &[&str], source: &'static str, parse: fn(&str) -> Option<T>) -> Option<T> {
         let path = self.proc_path(parts);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let v = parse(&text);
-                if v.is_none() {
-                    self.degrade(source, format!("{} is malformed", path.display()));
-                }
-                v
+        let parsed = read_path(&path, &mut self.buf).map(parse);
+        match parsed {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.degrade(source, format!("{} is malformed", path.display()));
+                None
             }
             Err(e) => {
                 self.degrade(source, format!("{}: {e}", path.display()));
@@ -188,16 +373,71 @@ impl Reader {
         }
     }
 
-    /// `Ok(None)`: the process is gone.
-    fn read_pid_stat(&self, pid: u32) -> Result<Option<PidStat>, String> {
-        let path = self.proc_path(&[&pid.to_string(), "stat"]);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                procfs::parse_pid_stat(&text).map(Some).ok_or_else(|| format!("{} is malformed", path.display()))
+    /// `/proc/net/dev` through its held file (opened at the first read, again after an error).
+    fn read_net_dev(&mut self) -> Option<procfs::NetBytes> {
+        if self.net_dev.is_none() {
+            let path = self.proc_path(&["net", "dev"]);
+            match File::open(&path) {
+                Ok(f) => self.net_dev = Some(f),
+                Err(e) => {
+                    self.degrade(source::NET_DEV, format!("{}: {e}", path.display()));
+                    return None;
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        }
+        let file = self.net_dev.as_ref()?;
+        let parsed = pread_all(file, &mut self.buf).map(|t| t.and_then(procfs::parse_net_dev));
+        match parsed {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.degrade(source::NET_DEV, "/proc/net/dev is malformed");
+                None
+            }
+            Err(e) => {
+                self.net_dev = None;
+                self.degrade(source::NET_DEV, format!("/proc/net/dev: {e}"));
+                None
+            }
+        }
+    }
+
+    /// `Ok(None)`: the process is gone. Opens and reads by path (not held).
+    fn read_pid_stat(&mut self, pid: u32) -> Result<Option<PidStat>, String> {
+        let path = self.proc_path(&[&pid.to_string(), "stat"]);
+        match read_path(&path, &mut self.buf) {
+            Ok(text) => {
+                procfs::parse_pid_stat(text).map(Some).ok_or_else(|| format!("{} is malformed", path.display()))
+            }
+            Err(e) if is_gone(&e) => Ok(None),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
+    }
+
+    /// The same through the held file of `pid` (opened at its first read).
+    fn read_pid_stat_held(&mut self, pid: u32) -> Result<Option<PidStat>, String> {
+        if !self.stat_files.contains_key(&pid) {
+            let path = self.proc_path(&[&pid.to_string(), "stat"]);
+            match File::open(&path) {
+                Ok(f) => {
+                    self.stat_files.insert(pid, f);
+                }
+                Err(e) if is_gone(&e) => return Ok(None),
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        let Some(file) = self.stat_files.get(&pid) else { return Ok(None) };
+        let result = match pread_all(file, &mut self.buf) {
+            Ok(Some(text)) => match procfs::parse_pid_stat(text) {
+                Some(s) => return Ok(Some(s)),
+                None => Err(format!("{}/{pid}/stat is malformed", self.paths.proc_root.display())),
+            },
+            // An empty read or ESRCH: the process is gone.
+            Ok(None) => Ok(None),
+            Err(e) if is_gone(&e) => Ok(None),
+            Err(e) => Err(format!("{}/{pid}/stat: {e}", self.paths.proc_root.display())),
+        };
+        self.stat_files.remove(&pid);
+        result
     }
 
     fn pid_stat(&mut self, pid: u32, source: &'static str) -> Option<PidStat> {
@@ -214,12 +454,30 @@ impl Reader {
         }
     }
 
+    /// Open fds of `pid`, through its held `/proc/<pid>/fd` directory (opened at the first count).
     fn count_fds(&mut self, pid: u32) -> Option<u64> {
-        let path = self.proc_path(&[&pid.to_string(), "fd"]);
-        match std::fs::read_dir(&path) {
-            Ok(dir) => Some(dir.count() as u64),
+        if !self.fd_dirs.contains_key(&pid) {
+            let path = self.proc_path(&[&pid.to_string(), "fd"]);
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            match rustix::fs::open(&path, flags, Mode::empty()) {
+                Ok(fd) => {
+                    self.fd_dirs.insert(pid, fd);
+                }
+                Err(e) => {
+                    self.degrade(source::PID_FD, format!("{}: {e}", path.display()));
+                    return None;
+                }
+            }
+        }
+        let dir = self.fd_dirs.get(&pid)?;
+        match count_open_fds(dir, &mut self.dir_buf, &mut self.fd_size_counts) {
+            Ok(n) => Some(n),
             Err(e) => {
-                self.degrade(source::PID_FD, format!("{}: {e}", path.display()));
+                self.fd_dirs.remove(&pid);
+                if matches!(e, rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) {
+                    return Some(0); // gone since its stat: it holds nothing
+                }
+                self.degrade(source::PID_FD, format!("{}/{pid}/fd: {e}", self.paths.proc_root.display()));
                 None
             }
         }
@@ -250,45 +508,55 @@ impl Reader {
         Some(total.saturating_sub(available) as f64 / total as f64 * 100.0)
     }
 
-    /// Descendants of `root` (root and perfmon excluded) through `task/*/children`; `None` when the
-    /// kernel has no such files.
-    fn descendants_by_children(&self, root: u32) -> Option<Vec<u32>> {
+    /// The children of `pid` (perfmon excluded) from its threads' `children` files (a child is
+    /// listed in the file of the thread that started it); `None` when `pid` has no readable `task`
+    /// directory or none of its threads has a `children` file.
+    fn children_of(&mut self, pid: u32) -> Option<Vec<u32>> {
+        let tasks = std::fs::read_dir(self.proc_path(&[&pid.to_string(), "task"])).ok()?;
         let mut out = Vec::new();
-        let mut queue = vec![root];
-        let mut seen = BTreeSet::new();
+        let mut any_file = false;
+        for task in tasks.flatten() {
+            let Ok(text) = read_path(&task.path().join("children"), &mut self.buf) else { continue };
+            any_file = true;
+            out.extend(procfs::parse_children(text).into_iter().filter(|c| *c != self.self_pid));
+        }
+        any_file.then_some(out)
+    }
+
+    /// Descendants of `root` (root excluded) through `task/*/children`; `None` when `root`'s own
+    /// threads cannot be listed (gone, or a kernel without these files).
+    fn subtree(&mut self, root: u32) -> Option<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut queue = self.children_of(root)?;
+        let mut seen = BTreeSet::from([root]);
         while let Some(pid) = queue.pop() {
             if !seen.insert(pid) {
                 continue;
             }
-            let tasks = std::fs::read_dir(self.proc_path(&[&pid.to_string(), "task"]));
-            let Ok(tasks) = tasks else {
-                if pid == root {
-                    return None;
-                }
-                continue; // exited meanwhile
-            };
-            let mut any_file = false;
-            for task in tasks.flatten() {
-                let Ok(text) = std::fs::read_to_string(task.path().join("children")) else { continue };
-                any_file = true;
-                for child in procfs::parse_children(&text) {
-                    if child != self.self_pid {
-                        out.push(child);
-                        queue.push(child);
-                    }
-                }
-            }
-            if pid == root && !any_file {
-                return None;
-            }
+            out.push(pid);
+            // A process that exited meanwhile has no children to add.
+            queue.extend(self.children_of(pid).unwrap_or_default());
         }
-        out.sort_unstable();
-        out.dedup();
         Some(out)
     }
 
+    /// Descendants of `root` (root and perfmon excluded) through `task/*/children`, sorted, and
+    /// `root`'s own children; `None` when the kernel has no such files.
+    fn descendants_by_children(&mut self, root: u32) -> Option<(Vec<u32>, Vec<u32>)> {
+        let mut roots = self.children_of(root)?;
+        roots.sort_unstable();
+        roots.dedup();
+        let mut out = roots.clone();
+        for &r in &roots {
+            out.extend(self.subtree(r).unwrap_or_default());
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some((out, roots))
+    }
+
     /// The same by reading every `/proc/<pid>/stat` (kernels without `children` files).
-    fn descendants_by_scan(&self, root: u32) -> Option<Vec<u32>> {
+    fn descendants_by_scan(&mut self, root: u32) -> Option<(Vec<u32>, Vec<u32>)> {
         let dir = std::fs::read_dir(&self.paths.proc_root).ok()?;
         let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for e in dir.flatten() {
@@ -312,7 +580,8 @@ impl Reader {
             }
         }
         out.sort_unstable();
-        Some(out)
+        // Without `children` files there are no cheaper walks: every refresh scans (no roots).
+        Some((out, Vec::new()))
     }
 }
 
@@ -428,6 +697,96 @@ mod tests {
         let _ = child.wait();
         let _ = sibling.wait();
         assert!(Reader::ms_per_tick() > 0.0);
+    }
+
+    #[test]
+    fn a_held_stat_file_reads_fresh_values_and_a_gone_process_reads_as_gone() {
+        // pread at offset 0 regenerates the file: this thread's CPU time moves while we burn.
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        let file = File::open(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let mut buf = Vec::new();
+        let first = procfs::parse_pid_stat(pread_all(&file, &mut buf).unwrap().unwrap()).unwrap().cpu_ticks;
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        let changed = loop {
+            for i in 0..100_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            let now = procfs::parse_pid_stat(pread_all(&file, &mut buf).unwrap().unwrap()).unwrap().cpu_ticks;
+            if now > first {
+                break true;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                break false;
+            }
+        };
+        assert!(changed, "a held /proc stat file never showed new CPU time ({x})");
+
+        // A sibling that exits and is reaped: its held file says gone, and the next walk finds the
+        // sibling started after it (it was one of the roots).
+        let mut me = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut gone = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut r = Reader::new(Paths::default(), me.id());
+        let s = r.snapshot(1, Depth::Full);
+        assert!(s.cpu_ticks.unwrap().contains_key(&gone.id()));
+        gone.kill().unwrap();
+        gone.wait().unwrap();
+        let s = r.snapshot(2, Depth::Full);
+        assert!(!s.cpu_ticks.unwrap().contains_key(&gone.id()), "a reaped process is not read");
+        let mut new = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        r.refresh_subtrees();
+        assert!(r.processes().contains(&new.id()), "a gone root makes the next walk a whole one");
+        assert!(!r.processes().contains(&gone.id()));
+        for c in [&mut me, &mut new] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    #[test]
+    fn held_fd_directories_count_what_a_listing_counts_again_and_again() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let path = format!("/proc/{}/fd", child.id());
+        let listed = std::fs::read_dir(&path).unwrap().count() as u64;
+        assert!(listed >= 3, "stdin, stdout, stderr at least: {listed}");
+        let dir = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        let mut learnt = None;
+        for _ in 0..3 {
+            assert_eq!(count_open_fds(&dir, &mut buf, &mut learnt).unwrap(), listed);
+            assert!(learnt.is_some(), "learnt on the first process with fds");
+            assert_eq!(count_open_fds(&dir, &mut buf, &mut Some(false)).unwrap(), listed, "by listing, rewound");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let gone = count_open_fds(&dir, &mut buf, &mut Some(false));
+        assert!(matches!(gone, Ok(0) | Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH)), "{gone:?}");
+    }
+
+    #[test]
+    fn subtree_walks_find_the_functions_new_processes_not_the_parents() {
+        let (d, paths) = fake_root();
+        let proc = d.path().join("proc");
+        let mut r = Reader::new(paths, 50);
+        assert_eq!(r.processes(), &[60, 61]);
+        // The runtime (60) starts 62; the sandbox (40) starts 80.
+        std::fs::write(proc.join("60/task/60/children"), "61 62").unwrap();
+        std::fs::create_dir_all(proc.join("62/task/62")).unwrap();
+        std::fs::write(proc.join("62/task/62/children"), "").unwrap();
+        std::fs::write(proc.join("62/stat"), "62 (p) S 60 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        std::fs::write(proc.join("40/task/41/children"), "80").unwrap();
+        std::fs::create_dir_all(proc.join("80/task/80")).unwrap();
+        std::fs::write(proc.join("80/task/80/children"), "").unwrap();
+        std::fs::write(proc.join("80/stat"), "80 (p) S 40 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61, 62], "below the runtime only");
+        r.refresh_processes();
+        assert_eq!(r.processes(), &[60, 61, 62, 80]);
+        // A root gone: the subtree walk falls back to the whole tree.
+        std::fs::remove_dir_all(proc.join("80")).unwrap();
+        std::fs::write(proc.join("40/task/41/children"), "").unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61, 62]);
     }
 
     /// A temporary directory, removed on drop.

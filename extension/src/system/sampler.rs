@@ -100,13 +100,16 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
         tracing::debug!(error = %e, "cannot lower the system-metrics thread's priority");
     }
     let mut reader = Reader::new(paths, std::process::id());
+    // The reader was made during perfmon's Init, before Lambda started the runtime: the first
+    // INVOKE walks the whole tree again.
+    let mut walked_since_init = false;
     let mut peak: Option<Peak> = None;
     let window_period = Duration::from_millis(WINDOW_SAMPLE_MS);
     let mut next_window = windows.then(|| Instant::now() + window_period);
     if windows {
         // Managed Instances: the first window opens now, so the CPU of invokes that run before the
         // first periodic sample (or flush) is counted.
-        let snap = snapshot(&mut reader, Depth::Environment, true);
+        let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
         shared.on_system_window(snap, false, reader.unreadable());
     }
     loop {
@@ -120,7 +123,9 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
         };
         match msg {
             Ok(Msg::Invoke(id)) => {
-                let snap = snapshot(&mut reader, Depth::Full, false);
+                let walk = if walked_since_init { Walk::IfNone } else { Walk::Whole };
+                walked_since_init = true;
+                let snap = snapshot(&mut reader, Depth::Full, walk);
                 shared.on_system_invoke(&id, snap, reader.unreadable());
                 peak = Some(Peak {
                     request_id: id,
@@ -129,16 +134,16 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                 });
             }
             Ok(Msg::WindowEnd(reply)) => {
-                let snap = snapshot(&mut reader, Depth::Environment, true);
+                let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                 shared.on_system_window(snap, true, reader.unreadable());
                 let _ = reply.send(());
             }
             Ok(Msg::Shutdown { invoke_events, reply }) => {
                 if invoke_events {
-                    let snap = snapshot(&mut reader, Depth::Full, false);
+                    let snap = snapshot(&mut reader, Depth::Full, Walk::IfNone);
                     shared.on_system_shutdown(&snap);
                 } else {
-                    let snap = snapshot(&mut reader, Depth::Environment, true);
+                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                     shared.on_system_window(snap, true, reader.unreadable());
                 }
                 let _ = reply.send(());
@@ -156,7 +161,8 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                     };
                     if running {
                         // The first peak sample also looks for processes the function started.
-                        let snap = snapshot(&mut reader, Depth::Levels, p.index == 0);
+                        let walk = if p.index == 0 { Walk::Subtrees } else { Walk::IfNone };
+                        let snap = snapshot(&mut reader, Depth::Levels, walk);
                         shared.on_system_peak(&p.request_id, &snap);
                         p.index += 1;
                         let gap = PEAK_INTERVALS_MS[p.index.min(PEAK_INTERVALS_MS.len() - 1)];
@@ -166,7 +172,7 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                     }
                 }
                 if let Some(w) = next_window.filter(|w| *w <= now) {
-                    let snap = snapshot(&mut reader, Depth::Environment, true);
+                    let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                     shared.on_system_window(snap, false, reader.unreadable());
                     next_window = Some((w + window_period).max(Instant::now()));
                 }
@@ -175,9 +181,25 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
     }
 }
 
-fn snapshot(reader: &mut Reader, depth: Depth, refresh: bool) -> super::Snapshot {
-    if refresh || reader.processes().is_empty() {
-        reader.refresh_processes();
+/// Which walk of the process tree comes before a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// The whole tree (the parent's threads too): the runtime has started since the last one. On
+    /// Managed Instances every sample (once a second): no INVOKE tells when the runtime's workers
+    /// have all started.
+    Whole,
+    /// Below the processes already found (new processes of the function's own).
+    Subtrees,
+    /// Only when no process was found yet.
+    IfNone,
+}
+
+fn snapshot(reader: &mut Reader, depth: Depth, walk: Walk) -> super::Snapshot {
+    match walk {
+        Walk::Whole => reader.refresh_processes(),
+        Walk::Subtrees => reader.refresh_subtrees(),
+        Walk::IfNone if reader.processes().is_empty() => reader.refresh_processes(),
+        Walk::IfNone => {}
     }
     reader.snapshot(now_ms(), depth)
 }
