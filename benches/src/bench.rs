@@ -467,12 +467,12 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (one sandbox of 40
     // invokes is a few ms): the whole extension, and perfmon's system-metrics
     // sampler thread alone (docs/reference.md §10, measured after the last invoke, before SHUTDOWN).
-    let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| -> Vec<f64> {
+    let pooled_over = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>, warm: bool| -> Vec<f64> {
         let (mut cpu, mut n) = (0.0, 0usize);
         for r in raw.invoke.iter().filter(|((_, sd), _)| *sd == side).flat_map(|(_, v)| v.iter()) {
             if let Some(ms) = f(r) {
                 cpu += ms;
-                n += r.invokes;
+                n += if warm { r.invokes.saturating_sub(1) } else { r.invokes };
             }
         }
         if n > 0 {
@@ -481,6 +481,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Vec::new()
         }
     };
+    let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| pooled_over(side, f, false);
     figs.push(
         Figure::new(
             "cpu_per_1000_invokes_ms",
@@ -491,6 +492,19 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         )
         .with(&pooled("perfmon", &|r| r.process_cpu_ms), Some(&pooled("floor", &|r| r.process_cpu_ms)))
         .note("schedstat ns of the extension's threads after the last invoke (Init included), over the invokes run"),
+    );
+    // The same without what a sandbox pays once (Init, the cold invoke, the CloudWatch client's build):
+    // what a sandbox that lives for many invokes pays per invoke.
+    figs.push(
+        Figure::new(
+            "cpu_warm_per_1000_invokes_ms",
+            "cpu",
+            "extension CPU per 1 000 warm invokes (all cases pooled)",
+            "ms",
+            Better::Lower,
+        )
+        .with(&pooled_over("perfmon", &|r| r.warm_cpu_ms, true), Some(&pooled_over("floor", &|r| r.warm_cpu_ms, true)))
+        .note("schedstat ns after the last invoke minus after the cold one, over the warm invokes"),
     );
     figs.push(
         Figure::new(

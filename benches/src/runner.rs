@@ -176,6 +176,9 @@ pub struct InvokeRun {
     /// metrics sampler thread (`perfmon-system`), in ms (schedstat, ns resolution).
     pub process_cpu_ms: Option<f64>,
     pub sampler_cpu_ms: Option<f64>,
+    /// The whole extension's CPU time of the warm invokes alone: after the last invoke minus after the
+    /// cold one (so without Init, the cold invoke, and what each sandbox builds once), in ms.
+    pub warm_cpu_ms: Option<f64>,
     pub invokes: usize,
     pub put_metric_data: usize,
     pub cloudwatch_bytes: usize,
@@ -189,6 +192,11 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     let (mut sb, env) = sandbox(setup, side, case, Duration::from_secs(3)).await?;
     let mut run = InvokeRun::default();
     let mut warm_ids = Vec::new();
+    let name = match side {
+        Side::Perfmon => "perfmon",
+        Side::Floor => "noop-extension",
+    };
+    let mut cpu_after_cold = None;
     for i in 0..invokes {
         let out = sb.invoke(payload(case.metrics, i)).await?;
         let mut ok = out.status == Status::Success;
@@ -200,11 +208,10 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
         if !out.cold {
             warm_ids.push(out.request_id);
         }
+        if i == 0 {
+            cpu_after_cold = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
+        }
     }
-    let name = match side {
-        Side::Perfmon => "perfmon",
-        Side::Floor => "noop-extension",
-    };
     // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke (so the
     // figure excludes the SHUTDOWN flush and is taken at the same point for both sides).
     run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
@@ -214,6 +221,7 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     // live until SHUTDOWN, but for tokio's blocking pool, idle for 10 s before it exits).
     run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
     run.sampler_cpu_ms = pid_of(&sb, name).and_then(|pid| crate::procfs::thread_cpu_ms_fine(pid, "perfmon-system"));
+    run.warm_cpu_ms = run.process_cpu_ms.zip(cpu_after_cold).map(|(end, cold)| end - cold);
     run.invokes = invokes;
     let down = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == name) {
