@@ -44,7 +44,7 @@ grep -E '^(VmHWM|VmRSS|RssAnon|RssFile|Threads)' "/proc/$pid/status"
 grep -E '^(Rss|Anonymous|Private_Dirty|Shared_Clean|Private_Clean)' "/proc/$pid/smaps_rollup"
 for t in /proc/"$pid"/task/*; do printf '%s ' "$(cat "$t/comm")"; done
 echo
-echo "largest mappings (kB RSS, kB anonymous, mapping):"
-awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6" "$1} /^Rss:/{rss=$2} /^Anonymous:/{print rss, $2, name}' "/proc/$pid/smaps" |
-    sort -rn | head -8
+echo "largest mappings (kB RSS, kB anonymous, kB size, mapping):"
+awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6" "$1} /^Size:/{size=$2} /^Rss:/{rss=$2} /^Anonymous:/{print rss, $2, size, name}' \
+    "/proc/$pid/smaps" | sort -rn | head -"${MAPPINGS:-8}"
 wait "$sandbox" || { echo "sandbox failed:" >&2; cat "$log" >&2; exit 1; }

@@ -7,15 +7,18 @@
 //! one more that `validate_base_client_config` builds and drops when a client is configured), and
 //! measured about 550 kB of perfmon's anonymous memory (docs/benchmarks.md, "Memory, after"). Here:
 //!
-//! * the trust is the same: the roots are read from the files `rustls-native-certs` (which the SDK's
-//!   client calls) reads (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the system's bundle and directory
-//!   through `openssl-probe`), verified by rustls' WebPKI verifier, with the SDK's cipher-suite list;
-//!   a test checks that the trust anchors are the same set;
-//! * they are parsed into one `RootCertStore` once per [`Client`], one certificate at a time: no DER
-//!   copy outlives its own parse (rustls-native-certs returns every certificate of the bundle and of
-//!   the directory at once, 0.3 MB on Debian, the peak of perfmon's heap when it was measured);
+//! * the trust is the same: the roots are what `rustls-native-certs` finds (`SSL_CERT_FILE`,
+//!   `SSL_CERT_DIR`, else the system's bundle and directory through `openssl-probe`), the same function
+//!   the SDK's client calls, with rustls' WebPKI verifier and the SDK's cipher-suite list;
+//! * they are parsed into one `RootCertStore` once per [`Client`], and the DER copies are dropped
+//!   as soon as they are parsed;
 //! * every connector of the client (one per connect/read timeout pair, as the SDK's) shares that one
-//!   rustls configuration; a connector is built on first use, none ahead of it;
+//!   rustls configuration; a connector is built on first use, none ahead of it, and so are the roots:
+//!   at the client's first request, not when an SDK client is configured with it (the SDK's client
+//!   loads them in `validate_base_client_config`). In the extension that is the first flush, on the
+//!   event loop, instead of the blocking thread that builds the client at the first INVOKE: measured
+//!   on the layer binary (`scripts/rss-probe.sh`), loading them on that thread, beside the invoke the
+//!   event loop is handling, raised the peak RSS by 0.55 MB (docs/benchmarks.md, "Memory, after");
 //! * no proxy (the SDK's client had none configured either) and HTTP/1.1 only (PutMetricData and
 //!   GetMetricData are single request/response calls).
 //!
@@ -24,7 +27,6 @@
 //! a failure to connect stays a `hyper_util::client::legacy::Error` with `is_connect()` in the chain.
 
 use std::error::Error as StdError;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -38,8 +40,6 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::ErrorKind;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
 /// The TLS 1.3 and 1.2 suites the SDK's own rustls client allows (aws-smithy-http-client,
@@ -54,109 +54,21 @@ const CIPHER_SUITES: [rustls::CipherSuite; 7] = [
     rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
-/// Where the trusted roots are read from, as rustls-native-certs 0.8 (`load_native_certs`, the function
-/// the SDK's client calls) chooses: `SSL_CERT_FILE` and `SSL_CERT_DIR` (`:`-separated) when either is
-/// set, else the bundle file and the directories that `openssl_probe::probe()` finds (e.g. Debian's
-/// `/etc/ssl/certs/ca-certificates.crt` and `/etc/ssl/certs`, Amazon Linux's `/etc/pki/tls/certs/ca-bundle.crt`).
-fn root_paths() -> (Option<PathBuf>, Vec<PathBuf>) {
-    let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
-        .map(|d| std::env::split_paths(&d).filter(|p| !p.as_os_str().is_empty()).collect())
-        .unwrap_or_default();
-    if file.is_some() || !dirs.is_empty() {
-        return (file, dirs);
+/// The system's trusted roots as `rustls-native-certs` finds them, parsed into a root store; the DER
+/// copies are dropped here. Certificates that cannot be parsed are skipped (and counted in the log),
+/// as the SDK's client does.
+pub fn native_roots() -> RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    if !found.errors.is_empty() {
+        tracing::warn!(errors = ?found.errors, "loading the system's root CA certificates");
     }
-    let probed = openssl_probe::probe();
-    (probed.cert_file, probed.cert_dir)
-}
-
-/// What [`native_roots`] read.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RootsLoaded {
-    /// Trust anchors kept (distinct).
-    pub roots: usize,
-    /// Certificates read again from another file (the bundle and the directory hold the same ones).
-    pub duplicates: usize,
-    /// Certificates rustls cannot parse (skipped), files or PEM sections that could not be read.
-    pub invalid: usize,
-    pub errors: usize,
-}
-
-/// The system's trusted roots, read from the files rustls-native-certs would read ([`root_paths`]) and
-/// parsed into a root store one certificate at a time: no certificate's DER is kept beyond its own
-/// parse, so the only copy held is the store's trust anchors (subject, public key, name constraints).
-/// Like rustls-native-certs: a directory's entries are followed through symlinks, each file read once
-/// (by device and inode), and the same certificate found twice is kept once; certificates rustls
-/// cannot parse are skipped, as the SDK's client skips them.
-pub fn native_roots() -> (RootCertStore, RootsLoaded) {
-    let (file, dirs) = root_paths();
-    roots_from(file.as_deref(), &dirs)
-}
-
-/// [`native_roots`] over the given bundle file and directories.
-pub fn roots_from(file: Option<&Path>, dirs: &[PathBuf]) -> (RootCertStore, RootsLoaded) {
-    use std::os::unix::fs::MetadataExt;
-    let mut store = RootCertStore::empty();
-    let mut loaded = RootsLoaded::default();
-    let mut seen = std::collections::HashSet::new();
-    let read = |path: &Path, store: &mut RootCertStore, loaded: &mut RootsLoaded| {
-        let iter = match CertificateDer::pem_file_iter(path) {
-            Ok(iter) => iter,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "reading root CA certificates");
-                loaded.errors += 1;
-                return;
-            }
-        };
-        for cert in iter {
-            let Ok(cert) = cert else {
-                loaded.errors += 1;
-                continue;
-            };
-            if store.add(cert).is_err() {
-                loaded.invalid += 1;
-                continue;
-            }
-            let n = store.roots.len();
-            if store.roots[..n - 1].contains(&store.roots[n - 1]) {
-                store.roots.pop();
-                loaded.duplicates += 1;
-            }
-        }
-    };
-    if let Some(f) = file {
-        if let Ok(m) = std::fs::metadata(f) {
-            seen.insert((m.dev(), m.ino()));
-        }
-        read(f, &mut store, &mut loaded);
-    }
-    for dir in dirs {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(path = %dir.display(), error = %e, "reading root CA certificates");
-                loaded.errors += 1;
-                continue;
-            }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            // Through symlinks: `openssl rehash` makes the directory's hash names symlinks.
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() && seen.insert((m.dev(), m.ino())) => read(&path, &mut store, &mut loaded),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(_) => loaded.errors += 1,
-            }
-        }
-    }
-    store.roots.shrink_to_fit();
-    loaded.roots = store.roots.len();
-    if loaded.roots == 0 {
+    let mut roots = RootCertStore::empty();
+    let (valid, invalid) = roots.add_parsable_certificates(found.certs);
+    if valid == 0 {
         tracing::warn!("no root CA certificate found: HTTPS to CloudWatch will fail");
     }
-    tracing::debug!(?loaded, "root CA certificates loaded");
-    (store, loaded)
+    tracing::debug!(valid, invalid, "root CA certificates loaded");
+    roots
 }
 
 /// A rustls client configuration over `roots` with ring, TLS 1.3 and 1.2, the SDK's cipher suites and
@@ -196,7 +108,7 @@ impl Client {
 
     fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
         self.tls
-            .get_or_init(|| match tls_config(native_roots().0) {
+            .get_or_init(|| match tls_config(native_roots()) {
                 Ok(c) => Some(Arc::new(c)),
                 Err(e) => {
                     tracing::warn!(error = %e, "no TLS configuration: only plain HTTP endpoints can be reached");
@@ -220,18 +132,6 @@ impl Client {
 impl HttpClient for Client {
     fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
         self.connector((settings.connect_timeout(), settings.read_timeout()))
-    }
-
-    /// Called when an SDK client is configured with this one (`Client::from_conf`): the roots are read
-    /// there, as the SDK's own client does, not at the first request (the extension builds its client
-    /// on a blocking thread, and flushes on its event loop).
-    fn validate_base_client_config(
-        &self,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
-        _: &aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        self.tls();
-        Ok(())
     }
 }
 
@@ -377,9 +277,8 @@ mod tests {
     #[test]
     fn the_system_roots_are_parsed_and_the_config_keeps_the_sdk_suites() {
         // The machine's CA bundle (Debian's ca-certificates here, Amazon Linux's in Lambda).
-        let (roots, loaded) = native_roots();
+        let roots = native_roots();
         assert!(roots.len() > 50, "{} roots", roots.len());
-        assert_eq!(loaded.roots, roots.len());
         let config = tls_config(roots).unwrap();
         let suites: Vec<rustls::CipherSuite> =
             config.crypto_provider().cipher_suites.iter().map(|s| s.suite()).collect();
@@ -395,43 +294,6 @@ mod tests {
         assert_eq!(client.connectors.lock().unwrap().len(), 1);
         client.connector((Some(Duration::from_secs(2)), Some(Duration::from_secs(1))));
         assert_eq!(client.connectors.lock().unwrap().len(), 2);
-    }
-
-    /// The same roots as rustls-native-certs finds, each once: the set of trust anchors is equal.
-    #[test]
-    fn the_same_trust_anchors_as_rustls_native_certs() {
-        let (ours, _) = native_roots();
-        let mut theirs = RootCertStore::empty();
-        theirs.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let key = |a: &rustls::pki_types::TrustAnchor<'_>| {
-            (a.subject.to_vec(), a.subject_public_key_info.to_vec(), a.name_constraints.as_ref().map(|n| n.to_vec()))
-        };
-        let mut a: Vec<_> = ours.roots.iter().map(key).collect();
-        let mut b: Vec<_> = theirs.roots.iter().map(key).collect();
-        a.sort();
-        b.sort();
-        b.dedup();
-        assert_eq!(a.len(), ours.roots.len(), "no duplicates kept");
-        assert_eq!(a, b);
-    }
-
-    /// A bundle and a directory holding the same certificate (a hash-named symlink and a copy), a
-    /// non-certificate file, a dangling symlink: one root, the copy counted as a duplicate.
-    #[test]
-    fn bundle_and_directory_read_once_each_certificate_kept_once() {
-        let dir = std::env::temp_dir().join(format!("perfmon-roots-{}", std::process::id()));
-        let certs = dir.join("certs");
-        std::fs::create_dir_all(&certs).unwrap();
-        let bundle = dir.join("bundle.pem");
-        std::fs::write(&bundle, CERT).unwrap();
-        std::os::unix::fs::symlink(&bundle, certs.join("0a1b2c3d.0")).unwrap();
-        std::fs::write(certs.join("copy.pem"), CERT).unwrap();
-        std::fs::write(certs.join("README"), "not a certificate").unwrap();
-        std::os::unix::fs::symlink(dir.join("missing"), certs.join("dangling.0")).unwrap();
-        let (store, loaded) = roots_from(Some(&bundle), std::slice::from_ref(&certs));
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(store.len(), 1);
-        assert_eq!(loaded, RootsLoaded { roots: 1, duplicates: 1, invalid: 0, errors: 0 });
     }
 
     /// A local HTTPS server with the test certificate of `extension/tests/fixtures` (self-signed,
