@@ -37,6 +37,8 @@ pub struct Plan {
     pub load_only: Option<String>,
     /// Rounds of the long-invoke case (perfmon and the floor alternated).
     pub long_rounds: usize,
+    /// Rounds of the heavy case (perfmon and the floor alternated; [`runner::heavy_run`]).
+    pub heavy_rounds: usize,
     /// A cgroup v1 `cpu` directory the long-invoke sandboxes' processes run in (`--cpu-cgroup`),
     /// set up beforehand with a quota, e.g. 7 % of one CPU as at 128 MB.
     pub cpu_cgroup: Option<std::path::PathBuf>,
@@ -70,6 +72,7 @@ impl Plan {
             shape_rounds: 5,
             load_only: None,
             long_rounds: 3,
+            heavy_rounds: 15,
             cpu_cgroup: None,
         }
     }
@@ -90,6 +93,7 @@ impl Plan {
             shape_rounds: 2,
             load_only: None,
             long_rounds: 2,
+            heavy_rounds: 3,
             cpu_cgroup: None,
         }
     }
@@ -112,6 +116,7 @@ impl Plan {
             shape_rounds: 1,
             load_only: None,
             long_rounds: 1,
+            heavy_rounds: 1,
             cpu_cgroup: None,
         }
     }
@@ -170,6 +175,8 @@ pub struct Raw {
     pub shapes: BTreeMap<(Shape, &'static str), Vec<ShapeRun>>,
     /// The long-invoke case by side.
     pub long: BTreeMap<&'static str, Vec<LongRun>>,
+    /// The heavy case by side.
+    pub heavy: BTreeMap<&'static str, Vec<InvokeRun>>,
     pub sizes: BTreeMap<&'static str, (u64, Option<u64>)>,
     pub sandboxes: usize,
     pub failures: usize,
@@ -200,6 +207,18 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
             raw.sandboxes,
             started.elapsed().as_secs_f64()
         ));
+    }
+    for round in 0..plan.heavy_rounds {
+        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
+        for side in order {
+            let r = runner::heavy_run(setup, side, plan.invokes).await?;
+            raw.failures += r.failures;
+            raw.sandboxes += 1;
+            raw.heavy.entry(side.as_str()).or_default().push(r);
+        }
+    }
+    if plan.heavy_rounds > 0 {
+        progress(&format!("heavy case done, {:.0} s", started.elapsed().as_secs_f64()));
     }
     for rep in 0..plan.load_repeats {
         for (id, _, load) in loads() {
@@ -461,6 +480,40 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             Figure::new(id, "memory", label, "MiB", Better::Lower)
                 .with(&pick("perfmon"), Some(&pick("floor")))
                 .note("VmHWM of the live process after the last invoke"),
+        );
+    }
+
+    // The budget's heavy case: 100 HTTP metrics, an OTLP post and StatsD lines per invoke, the
+    // runtime through perfmon's Runtime API proxy.
+    if let (Some(p), Some(f)) = (raw.heavy.get("perfmon"), raw.heavy.get("floor")) {
+        let rss = |v: &[InvokeRun]| collect(v, |r| r.peak_rss_kb.map(|k| k as f64 / MIB));
+        figs.push(
+            Figure::new(
+                "peak_rss_heavy_mib",
+                "memory",
+                &format!(
+                    "peak RSS, heavy: {} HTTP metrics + OTLP ({} points) + StatsD ({} lines) per invoke, Runtime API proxy",
+                    runner::HEAVY_METRICS,
+                    runner::HEAVY_OTLP_POINTS,
+                    runner::HEAVY_STATSD_LINES
+                ),
+                "MiB",
+                Better::Lower,
+            )
+            .with(&rss(p), Some(&rss(f)))
+            .note("VmHWM of the live process after the last invoke; default policy and sink, /opt/perfmon-wrapper"),
+        );
+        let cpu = |v: &[InvokeRun]| collect(v, |r| r.process_cpu_ms.map(|c| c * 1000.0 / r.invokes as f64));
+        figs.push(
+            Figure::new(
+                "cpu_per_1000_invokes_heavy_ms",
+                "cpu",
+                "extension CPU per 1 000 invokes, heavy case",
+                "ms",
+                Better::Lower,
+            )
+            .with(&cpu(p), Some(&cpu(f)))
+            .note("schedstat ns of the extension's threads after the last invoke (Init included)"),
         );
     }
 
@@ -1013,6 +1066,11 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
     for (id, label, limit) in [
         ("peak_rss_idle_mib", "peak RSS ≤ 1.3× floor, 0 metrics/invoke (medians)", 1.3),
         ("peak_rss_load_mib", "peak RSS ≤ 1.5× floor, 100 metrics/invoke (medians)", 1.5),
+        (
+            "peak_rss_heavy_mib",
+            "peak RSS ≤ 1.5× floor, 100 custom metrics/invoke + OTLP + StatsD + Runtime API proxy (medians)",
+            1.5,
+        ),
     ] {
         if let Some(r) = figs.iter().find(|f| f.id == id).and_then(|f| f.ratio) {
             b.push(Budget::max(&format!("{id}_ratio"), label, id, r, limit));

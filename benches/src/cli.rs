@@ -10,7 +10,7 @@ use crate::results::{self, Results};
 use crate::runner::Setup;
 
 const USAGE: &str = "\
-usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|ingest:ID|flush|network|long]
+usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|heavy|ingest|ingest:ID|flush|network|long]
                            [--cpu-cgroup DIR] [--out DIR] [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
@@ -20,8 +20,10 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|ingest|inges
        perfmon-bench proxy-hop [--out DIR]   (what the Runtime API proxy adds to /next and /response;
                            writes DIR/proxy-hop.md, default DIR: benches/results/network-proxy)
 
-run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes, then
-       loads perfmon's listeners and measures a large flush; writes DIR/bench.json, DIR/bench.svg
+run:   alternates perfmon and the floor (fixtures/noop-extension) over fresh sandboxes (the policy ×
+       sink × metrics cases, then the heavy case: 100 HTTP metrics, an OTLP post and StatsD lines per
+       invoke through /opt/perfmon-wrapper's Runtime API proxy), then loads perfmon's listeners and
+       measures a large flush; writes DIR/bench.json, DIR/bench.svg
        and DIR/table.md (default DIR: benches/results) and prints the tables.
 soak:  perfmon in one sandbox for N minutes (default 30) of continuous invokes with custom metrics
        over HTTP and StatsD; /proc sampled every S s (default 60); writes DIR/soak.json and soak.md;
@@ -125,15 +127,28 @@ fn plan(mode: &str, only: Option<&str>) -> Result<Plan, String> {
     match only {
         None => {}
         Some("invoke") => (p.load_repeats, p.flush_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
-        Some("long") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.shape_rounds) = (0, 0, 0, 0, 0),
-        Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
-        Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0),
-        Some("network") => (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.long_rounds) = (0, 0, 0, 0, 0),
+        Some("heavy") => {
+            (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.shape_rounds, p.long_rounds) =
+                (0, 0, 0, 0, 0, 0)
+        }
+        Some("long") => {
+            (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.shape_rounds, p.heavy_rounds) =
+                (0, 0, 0, 0, 0, 0)
+        }
+        Some("ingest") => (p.rounds, p.flush_repeats, p.shape_rounds, p.long_rounds, p.heavy_rounds) = (0, 0, 0, 0, 0),
+        Some("flush") => (p.rounds, p.load_repeats, p.shape_rounds, p.long_rounds, p.heavy_rounds) = (0, 0, 0, 0, 0),
+        Some("network") => {
+            (p.rounds, p.load_repeats, p.flush_repeats, p.lmi_rounds, p.long_rounds, p.heavy_rounds) =
+                (0, 0, 0, 0, 0, 0)
+        }
         Some(load) if load.starts_with("ingest:") => {
-            (p.rounds, p.flush_repeats, p.lmi_rounds, p.shape_rounds, p.long_rounds) = (0, 0, 0, 0, 0);
+            (p.rounds, p.flush_repeats, p.lmi_rounds, p.shape_rounds, p.long_rounds, p.heavy_rounds) =
+                (0, 0, 0, 0, 0, 0);
             p.load_only = Some(load["ingest:".len()..].to_owned());
         }
-        Some(other) => return Err(format!("unknown part {other:?} (invoke, ingest, ingest:ID, flush, network, long)")),
+        Some(other) => {
+            return Err(format!("unknown part {other:?} (invoke, heavy, ingest, ingest:ID, flush, network, long)"))
+        }
     }
     Ok(p)
 }

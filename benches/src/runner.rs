@@ -657,6 +657,78 @@ pub async fn lmi_run(setup: &Setup, side: Side, invokes: usize) -> Result<LmiRun
     Ok(run)
 }
 
+/// StatsD lines and OTLP data points the function sends per invoke in the heavy case, beside its
+/// [`HEAVY_METRICS`] HTTP metrics.
+pub const HEAVY_STATSD_LINES: usize = 20;
+pub const HEAVY_OTLP_POINTS: usize = 20;
+pub const HEAVY_METRICS: usize = 100;
+
+/// The payload of heavy invoke `i`: [`HEAVY_METRICS`] custom metrics over HTTP (as [`payload`]), an
+/// OTLP/HTTP protobuf body of [`HEAVY_OTLP_POINTS`] data points (hex, posted by the function with
+/// `application/x-protobuf`), [`HEAVY_STATSD_LINES`] StatsD lines, and the function's
+/// `AWS_LAMBDA_RUNTIME_API` echoed back (the wrapper's choice: perfmon's proxy or Lambda's API).
+pub fn heavy_payload(i: usize, otlp: &[Vec<u8>]) -> Value {
+    let mut p = payload(HEAVY_METRICS, i);
+    let body = &otlp[i % otlp.len().max(1)];
+    p["otlp"] = json!(body.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    p["statsd"] = json!((0..HEAVY_STATSD_LINES)
+        .map(|k| format!("bench.statsd{}:{}|ms|#route:/r{}", k % 10, (i * 31 + k * 7) % 997, k % 5))
+        .collect::<Vec<_>>());
+    p["env"] = json!(["AWS_LAMBDA_RUNTIME_API"]);
+    p
+}
+
+/// The budget's heavy case: perfmon with every input in use at once. The function runs through
+/// `/opt/perfmon-wrapper` (so the runtime talks to Lambda through perfmon's Runtime API proxy, when
+/// perfmon is there) and sends [`heavy_payload`] on every invoke; default flush policy and sink
+/// (`adaptive`, CloudWatch). The floor gets the same function, wrapper and payload (its posts fail at
+/// once: nothing listens). A cold invoke and `invokes - 1` warm ones, then shutdown; peak RSS and CPU
+/// read as in [`invoke_run`]. Perfmon's side counts an invoke as failed unless its HTTP metrics were
+/// answered 202, its OTLP post 200, every StatsD line was sent, and the runtime's Runtime API was the
+/// proxy.
+pub async fn heavy_run(setup: &Setup, side: Side, invokes: usize) -> Result<InvokeRun, RunError> {
+    let cloudwatch = CloudWatch::start().await?;
+    let (http_port, otlp_port, proxy_port) = (free_port()?, free_port()?, free_port()?);
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../layer-build/perfmon-wrapper");
+    let cfg = SandboxConfig::new("bench-fn", RuntimeCommand::new(&setup.function))
+        .memory_mb(BENCH_MEMORY_MB)
+        .resource_limits(resource_model())
+        .timeout(Duration::from_secs(3))
+        .extensions_dir(setup.dir(side))
+        .env("AWS_LAMBDA_EXEC_WRAPPER", wrapper.display().to_string())
+        .env("PERFMON_RUNTIME_PROXY_PORT", proxy_port.to_string())
+        .env("PERFMON_HTTP_PORT", http_port.to_string())
+        .env("PERFMON_STATSD_PORT", free_port()?.to_string())
+        .env("PERFMON_OTLP_PORT", otlp_port.to_string())
+        .env("PERFMON_TELEMETRY_PORT", "0")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.endpoint_url());
+    let mut sb = Sandbox::start(cfg).await?;
+    let otlp = otlp_bodies(HEAVY_OTLP_POINTS);
+    let proxied = json!(format!("127.0.0.1:{proxy_port}"));
+    let mut run = InvokeRun::default();
+    for i in 0..invokes {
+        let out = sb.invoke(heavy_payload(i, &otlp)).await?;
+        let mut ok = out.status == Status::Success;
+        if side == Side::Perfmon {
+            let answer = out.json().unwrap_or_default();
+            ok &= answer.get("posted") == Some(&json!([202, 200]))
+                && answer.get("statsd_sent") == Some(&json!(HEAVY_STATSD_LINES))
+                && answer.pointer("/env/AWS_LAMBDA_RUNTIME_API") == Some(&proxied);
+        }
+        run.failures += usize::from(!ok);
+    }
+    let name = match side {
+        Side::Perfmon => "perfmon",
+        Side::Floor => "noop-extension",
+    };
+    run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
+    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
+    run.invokes = invokes;
+    let _ = sb.shutdown().await?;
+    run.put_metric_data = cloudwatch.requests().put_metric_data().len();
+    Ok(run)
+}
+
 /// A traffic shape for the realistic-network cases: how invokes are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shape {

@@ -343,9 +343,6 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
         d
     };
     let proxy = ctx.proxy.as_ref().map(|p| &p.signals);
-    if ctx.policy != FlushPolicy::Shutdown {
-        ctx.flusher.warm();
-    }
     match decision {
         FlushDecision::Skip | FlushDecision::Final => {}
         FlushDecision::Background => {

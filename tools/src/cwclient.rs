@@ -9,6 +9,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 
+#[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
+pub mod https;
+
 #[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc")))]
 compile_error!("perfmon needs a TLS backend for CloudWatch: feature `tls-ring` (default) or `tls-aws-lc`");
 
@@ -38,13 +41,11 @@ fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoade
     loader
 }
 
-/// hyper 1 + rustls with ring (feature `tls-ring`, the default; docs/design.md, TLS backend).
+/// hyper 1 + rustls with ring (feature `tls-ring`, the default; docs/design.md, TLS backend): perfmon's
+/// own HTTPS client ([`https`]), one rustls configuration for the process, its roots parsed once.
 #[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
 fn with_http_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    loader.http_client(
-        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
-    )
+    loader.http_client(https::Client::new())
 }
 
 /// A CloudWatch client configuration; the caller may add to it (e.g. a retry classifier) and builds

@@ -1,8 +1,8 @@
 //! PutMetricData through `aws-sdk-cloudwatch` (RPC v2 CBOR since 1.100.0; see docs/design.md).
 //!
 //! * The client (and TLS, credentials, endpoint resolution) is built on first use, through a
-//!   `OnceCell`: nothing of it runs during Init. [`CloudWatchSink::warm`] may build it concurrently
-//!   at the start of an invoke, so that it is ready when the flush comes.
+//!   `OnceCell`: nothing of it runs during Init. [`CloudWatchSink::warm`] builds it on a blocking
+//!   thread when a flush is about to send (or a timer flush starts), and the flush waits for it.
 //! * The endpoint comes from `AWS_ENDPOINT_URL_CLOUDWATCH` / `AWS_ENDPOINT_URL` as the SDK reads
 //!   them; the region from the usual chain, else `us-east-1`.
 //! * Requests carry at most 1 000 datums and stay under 1 MB of body ([`batches`], sized with
@@ -220,9 +220,10 @@ impl CloudWatchSink {
 
     /// Builds the client in the background if it is not built yet, once.
     ///
-    /// The build is a few ms of CPU (SDK configuration, the TLS root store): it runs on a blocking
+    /// The build is a few ms of CPU (SDK configuration and its providers): it runs on a blocking
     /// thread so that it never holds the (current-thread) event loop, where it used to delay this
     /// or the next invoke's `/next` by 1.8-4.6 ms (perfmon-bench, background flush, CloudWatch sink).
+    /// The TLS roots are read at the client's first request (`perfmon_tools::cwclient::https`).
     pub fn warm(self: &Arc<Self>) {
         if self.client.initialized() || self.warming.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;

@@ -270,6 +270,12 @@ impl Flusher {
                 report.error = Some("CloudWatch paused after failures".to_owned());
                 fallback.extend(self.shared.keep_for_retry(to_send));
             } else if !to_send.is_empty() {
+                // The client is built at the first PutMetricData, on a blocking thread (this flush
+                // waits for it, the event loop does not), not ahead of it: with the default policy a
+                // sandbox whose invokes are frequent sends its first PutMetricData one flush interval
+                // after its first invoke, or at SHUTDOWN, and one that dies before never needs the
+                // client (about 0.3 MB of peak RSS: docs/benchmarks.md, "Memory, after").
+                cw.warm();
                 let out = cw.put(to_send, deadline, &mut cutoff).await;
                 sent = out.sent;
                 requests = out.requests;
