@@ -343,6 +343,12 @@ pub async fn on_invoke(ctx: Context, inv: InvokeEvent) {
         d
     };
     let proxy = ctx.proxy.as_ref().map(|p| &p.signals);
+    if decision == FlushDecision::AtEnd {
+        // This invoke ends with a PutMetricData: the client (built at the first one, on a blocking
+        // thread) is built now, beside the function, so that the end-of-invoke flush does not wait
+        // for it. Every other decision leaves it to the first flush that sends.
+        ctx.flusher.warm();
+    }
     match decision {
         FlushDecision::Skip | FlushDecision::Final => {}
         FlushDecision::Background => {
