@@ -520,20 +520,24 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
     // CPU per 1 000 invokes, pooled over every per-invoke sandbox of a side (one sandbox of 40
     // invokes is a few ms): the whole extension, and perfmon's system-metrics
     // sampler thread alone (docs/reference.md §10, measured after the last invoke, before SHUTDOWN).
-    let pooled_over = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>, warm: bool| -> Vec<f64> {
-        let (mut cpu, mut n) = (0.0, 0usize);
-        for r in raw.invoke.iter().filter(|((_, sd), _)| *sd == side).flat_map(|(_, v)| v.iter()) {
-            if let Some(ms) = f(r) {
-                cpu += ms;
-                n += if warm { r.invokes.saturating_sub(1) } else { r.invokes };
+    let pooled_in =
+        |side: &'static str, policy: Option<&str>, f: &dyn Fn(&InvokeRun) -> Option<f64>, warm: bool| -> Vec<f64> {
+            let (mut cpu, mut n) = (0.0, 0usize);
+            let runs = raw.invoke.iter().filter(|((c, sd), _)| *sd == side && policy.is_none_or(|p| c.policy == p));
+            for r in runs.flat_map(|(_, v)| v.iter()) {
+                if let Some(ms) = f(r) {
+                    cpu += ms;
+                    n += if warm { r.invokes.saturating_sub(1) } else { r.invokes };
+                }
             }
-        }
-        if n > 0 {
-            vec![cpu / n as f64 * 1000.0]
-        } else {
-            Vec::new()
-        }
-    };
+            if n > 0 {
+                vec![cpu / n as f64 * 1000.0]
+            } else {
+                Vec::new()
+            }
+        };
+    let pooled_over =
+        |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>, warm: bool| pooled_in(side, None, f, warm);
     let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| pooled_over(side, f, false);
     figs.push(
         Figure::new(
@@ -559,6 +563,28 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         .with(&pooled_over("perfmon", &|r| r.warm_cpu_ms, true), Some(&pooled_over("floor", &|r| r.warm_cpu_ms, true)))
         .note("schedstat ns after the last invoke minus after the cold one, over the warm invokes"),
     );
+    // The same per flush policy: `end` sends a PutMetricData (or EMF lines) at every invoke, the
+    // others only every interval or at SHUTDOWN, so the pooled figure mixes two kinds of invoke.
+    let mut policies: Vec<&str> = Vec::new();
+    for c in &plan.cases {
+        if !policies.contains(&c.policy) {
+            policies.push(c.policy);
+        }
+    }
+    for policy in policies {
+        let warm = |side| pooled_in(side, Some(policy), &|r: &InvokeRun| r.warm_cpu_ms, true);
+        figs.push(
+            Figure::new(
+                &format!("cpu_warm_per_1000_invokes_ms/{policy}"),
+                "cpu",
+                &format!("extension CPU per 1 000 warm invokes, {policy} flush (its cases pooled)"),
+                "ms",
+                Better::Lower,
+            )
+            .with(&warm("perfmon"), Some(&warm("floor")))
+            .note("as the pooled warm figure, over this flush policy's cases"),
+        );
+    }
     figs.push(
         Figure::new(
             "system_sampler_cpu_per_1000_invokes_ms",
