@@ -214,6 +214,15 @@ pub(crate) fn topic(flag: &str, arn: String) -> Result<String, UsageError> {
     }
 }
 
+/// `--name-prefix` of the SLO names (`perfmon slo`, and `perfmon dashboard` with SLOs): 1-64
+/// characters, none a control character, a quote or a parenthesis.
+pub(crate) fn slo_name_prefix(flag: &str, v: String) -> Result<String, UsageError> {
+    if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')') {
+        return Err(UsageError::invalid(flag, &v, "1-64 characters, no quotes or parentheses"));
+    }
+    Ok(v)
+}
+
 pub(crate) const COMMON_HELP: &str =
     "    --function NAME          the Lambda function (the FunctionName dimension); required
     --namespace NS           CloudWatch namespace, as PERFMON_NAMESPACE [default: Perfmon]

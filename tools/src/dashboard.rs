@@ -441,7 +441,9 @@ pub fn valid_dashboard_name(name: &str) -> bool {
 // ---- The command line (parse → options; help).
 
 use crate::alarms::alarms_knows;
-use crate::args::{default_region, no_value, parse_route, parse_source, parse_u32, Common, Parser, COMMON_HELP};
+use crate::args::{
+    default_region, no_value, parse_route, parse_source, parse_u32, slo_name_prefix, Common, Parser, COMMON_HELP,
+};
 use crate::slo::parse_objective;
 use crate::{custom, slo, thresholds, Command, Format, UsageError};
 
@@ -556,14 +558,7 @@ pub(crate) fn parse(mut p: Parser, env: &dyn Fn(&str) -> Option<String>) -> Resu
                 }
                 account = Some(v);
             }
-            "name-prefix" => {
-                let v = p.value(&flag, inline)?;
-                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
-                {
-                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
-                }
-                name_prefix = v;
-            }
+            "name-prefix" => name_prefix = slo_name_prefix(&flag, p.value(&flag, inline)?)?,
             "name" => {
                 let v = p.value(&flag, inline)?;
                 if !crate::dashboard::valid_dashboard_name(&v) {

@@ -631,7 +631,7 @@ fn replace_id(expr: &str, id: &str, new: &str) -> String {
 // ---- The command line (parse → options; help).
 
 use crate::alarms::alarms_knows;
-use crate::args::{no_value, parse_u32, topic, Common, Parser};
+use crate::args::{no_value, parse_u32, slo_name_prefix, topic, Common, Parser};
 use crate::{limits, thresholds, Command, UsageError};
 
 /// [`limits`] on the PutMetricAlarm and PutCompositeAlarm inputs of `slo` (the CloudFormation output
@@ -734,14 +734,7 @@ pub(crate) fn parse(mut p: Parser) -> Result<Command, UsageError> {
             }
             "page-topic" => topics.page = Some(topic(&flag, p.value(&flag, inline)?)?),
             "ticket-topic" => topics.ticket = Some(topic(&flag, p.value(&flag, inline)?)?),
-            "name-prefix" => {
-                let v = p.value(&flag, inline)?;
-                if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control() || c == '"' || c == '(' || c == ')')
-                {
-                    return Err(UsageError::invalid(&flag, &v, "1-64 characters, no quotes or parentheses"));
-                }
-                name_prefix = v;
-            }
+            "name-prefix" => name_prefix = slo_name_prefix(&flag, p.value(&flag, inline)?)?,
             _ => return Err(UsageError::UnknownFlag(format!("--{flag}"))),
         }
     }
