@@ -536,9 +536,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
                 Vec::new()
             }
         };
-    let pooled_over =
-        |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>, warm: bool| pooled_in(side, None, f, warm);
-    let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| pooled_over(side, f, false);
+    let pooled = |side: &'static str, f: &dyn Fn(&InvokeRun) -> Option<f64>| pooled_in(side, None, f, false);
     figs.push(
         Figure::new(
             "cpu_per_1000_invokes_ms",
@@ -550,6 +548,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         .with(&pooled("perfmon", &|r| r.process_cpu_ms), Some(&pooled("floor", &|r| r.process_cpu_ms)))
         .note("schedstat ns of the extension's threads after the last invoke (Init included), over the invokes run"),
     );
+    let warm_cpu = |side: &'static str, policy: Option<&str>| pooled_in(side, policy, &|r| r.warm_cpu_ms, true);
     // The same without what a sandbox pays once (Init, the cold invoke, the CloudWatch client's build):
     // what a sandbox that lives for many invokes pays per invoke.
     figs.push(
@@ -560,7 +559,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             "ms",
             Better::Lower,
         )
-        .with(&pooled_over("perfmon", &|r| r.warm_cpu_ms, true), Some(&pooled_over("floor", &|r| r.warm_cpu_ms, true)))
+        .with(&warm_cpu("perfmon", None), Some(&warm_cpu("floor", None)))
         .note("schedstat ns after the last invoke minus after the cold one, over the warm invokes"),
     );
     // The same per flush policy: `end` sends a PutMetricData (or EMF lines) at every invoke, the
@@ -572,7 +571,6 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
         }
     }
     for policy in policies {
-        let warm = |side| pooled_in(side, Some(policy), &|r: &InvokeRun| r.warm_cpu_ms, true);
         figs.push(
             Figure::new(
                 &format!("cpu_warm_per_1000_invokes_ms/{policy}"),
@@ -581,7 +579,7 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
                 "ms",
                 Better::Lower,
             )
-            .with(&warm("perfmon"), Some(&warm("floor")))
+            .with(&warm_cpu("perfmon", Some(policy)), Some(&warm_cpu("floor", Some(policy))))
             .note("as the pooled warm figure, over this flush policy's cases"),
         );
     }
