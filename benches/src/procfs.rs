@@ -4,15 +4,10 @@
 /// Linux's `USER_HZ`, the unit of `utime`/`stime` in `/proc/<pid>/stat` (100 on every ABI).
 pub const TICKS_PER_SECOND: f64 = 100.0;
 
-/// `utime + stime` of `/proc/<pid>/stat` content, in clock ticks (fields 14 and 15; the command
-/// name in parentheses may contain spaces, so fields are counted after the last `)`).
+/// `utime + stime` of `/proc/<pid>/stat` content, in clock ticks: the extension's own parser
+/// ([`perfmon_protocol::procfs::parse_pid_stat`]), so the bench reads the file as perfmon does.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14 → index 11, stime index 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    perfmon_protocol::procfs::parse_pid_stat(stat).map(|s| s.cpu_ticks)
 }
 
 /// CPU time used so far by process `pid` (all threads), in milliseconds (10 ms resolution).
