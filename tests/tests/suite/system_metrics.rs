@@ -223,11 +223,10 @@ async fn rust_known_loads_and_the_invoke_log_measured_alone() {
     drop(run.tmp);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_known_loads_measured_alone() {
+/// The known loads on `function` with the invoke log on, checked on the log's lines.
+async fn known_loads_in_the_invoke_log(name: &str, function: &RuntimeSpec) {
     let _turn = TURN.lock().await;
-    let name = "sysm-python";
-    let mut run = start(name, &python_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;
+    let mut run = start(name, function, &[("PERFMON_INVOKE_LOG", "true")]).await;
     let ids = run_loads(&mut run.sb, &loads()).await;
     run.sb.shutdown().await.unwrap();
     let lines = invoke_log_lines(&run.sb);
@@ -236,16 +235,14 @@ async fn python_known_loads_measured_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_known_loads_measured_alone() {
+    known_loads_in_the_invoke_log("sysm-python", &python_function()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_known_loads_measured_alone() {
     assert!(common::node_available(), "the Node.js fixture's aws-lambda-ric is not built: run `make node`");
-    let _turn = TURN.lock().await;
-    let name = "sysm-node";
-    let mut run = start(name, &common::node_function(), &[("PERFMON_INVOKE_LOG", "true")]).await;
-    let ids = run_loads(&mut run.sb, &loads()).await;
-    run.sb.shutdown().await.unwrap();
-    let lines = invoke_log_lines(&run.sb);
-    check_invoke_log(&lines, &ids, &run.sb, name);
-    check_loads(&lines, &ids, &run.sb);
+    known_loads_in_the_invoke_log("sysm-node", &common::node_function()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
