@@ -140,8 +140,9 @@ where
     Served { counters, abort }
 }
 
-/// The accept loop itself (see the module's docs); runs until the task is dropped.
-pub async fn accept_loop<F, Fut, B>(listener: TcpListener, policy: Policy, counters: Arc<Counters>, answer: F)
+/// The accept loop itself (see the module's docs); runs until the task is dropped. [`serve`] has
+/// named the counters.
+async fn accept_loop<F, Fut, B>(listener: TcpListener, policy: Policy, counters: Arc<Counters>, answer: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -149,7 +150,6 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let _ = counters.name.set(policy.name);
     let permits = Arc::new(Semaphore::new(policy.max_connections.max(1)));
     let mut backoff = FIRST_ACCEPT_BACKOFF;
     loop {
