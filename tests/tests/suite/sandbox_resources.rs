@@ -82,38 +82,58 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// CPU by memory size: the same CPU-bound invoke at 128 MB and at 1 769 MB in one run; the ratio
 /// of the runtime durations is Lambda's (1 769 / 128 ≈ 13.8, accepted 10-16), and perfmon's
-/// CPUUtilization at 128 MB (CPU time over duration × the 0.072 vCPU the size buys) is 80-105 %.
+/// CPUUtilization at 128 MB (CPU time over duration × the 0.072 vCPU the size buys) is what that
+/// invoke's own duration gives, and 80-105 % for the fastest one.
+///
+/// The ratio is of each size's fastest invoke: work elsewhere on the machine (the kernel's cleanup
+/// after the previous tests, the VM's host) only ever lengthens a CPU-bound invoke under a quota,
+/// and at 128 MB a CFS period it loses is 100 ms of wall time, so the fastest invoke is the one that
+/// shows the model (seen on a 2-core CI machine: 4 393 ms, then 4 907 and 5 099 ms for the same
+/// 300 ms of CPU).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_share_follows_the_memory_size_measured_alone() {
     let _turn = TURN.lock().await;
     let cw = CloudWatch::start().await.unwrap();
-    let burn = json!({"cpu_ms": 300});
-    let mut medians = Vec::new();
-    for (memory, function) in [(128, "cpu-128"), (1769, "cpu-1769")] {
+    const BURN_MS: f64 = 300.0;
+    let burn = json!({"cpu_ms": BURN_MS as u64});
+    let mut fastest = Vec::new();
+    let mut durations_128 = Vec::new();
+    for (memory, function, burns) in [(128, "cpu-128", 5), (1769, "cpu-1769", 3)] {
         let mut run = start_sized(function, memory, &cw, |c| c).await;
         invoke_ok(&mut run, json!({})).await; // the cold start, not measured
         let mut durations = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..burns {
             let o = invoke_ok(&mut run, burn.clone()).await;
             durations.push(o.runtime_duration_ms.expect("runtimeDone duration"));
         }
         // An idle last invoke: perfmon's figures of an invoke are complete once the next one starts.
         invoke_ok(&mut run, json!({})).await;
         eprintln!("{memory} MB: runtime durations {durations:?} ms");
-        medians.push(median(durations));
+        fastest.push(durations.iter().copied().fold(f64::INFINITY, f64::min));
+        if memory == 128 {
+            durations_128 = durations;
+        }
         let down = run.sb.shutdown().await.unwrap();
         custom_support::assert_clean_exit(&down);
     }
-    let ratio = medians[0] / medians[1];
-    eprintln!("median 128 MB {:.1} ms / median 1769 MB {:.1} ms = {ratio:.2}", medians[0], medians[1]);
+    let ratio = fastest[0] / fastest[1];
+    eprintln!("fastest 128 MB {:.1} ms / fastest 1769 MB {:.1} ms = {ratio:.2}", fastest[0], fastest[1]);
     assert!((10.0..=16.0).contains(&ratio), "128 MB vs 1 769 MB: {ratio:.2}x (Lambda: ~13.8x)");
-    // The CPU-bound invokes (the cold one's `{}` is idle) at 128 MB.
+    // The CPU-bound invokes (the cold one's `{}` is idle) at 128 MB, in invoke order.
     let util = values(&cw, "CPUUtilization", "cpu-128");
-    let mut busy: Vec<f64> = util.iter().copied().filter(|u| *u > 20.0).collect();
-    busy.sort_by(f64::total_cmp);
+    let busy: Vec<f64> = util.iter().copied().filter(|u| *u > 20.0).collect();
     eprintln!("CPUUtilization at 128 MB: {util:?}");
-    assert_eq!(busy.len(), 3, "one busy CPUUtilization per CPU-bound invoke: {util:?}");
-    assert!(busy.iter().all(|u| (80.0..=105.0).contains(u)), "CPUUtilization at 128 MB: {busy:?}");
+    assert_eq!(busy.len(), durations_128.len(), "one busy CPUUtilization per CPU-bound invoke: {util:?}");
+    let vcpus = 128.0 / 1769.0;
+    for (u, d) in busy.iter().zip(&durations_128) {
+        let expected = BURN_MS / (d * vcpus) * 100.0;
+        assert!(
+            (u - expected).abs() <= 15.0,
+            "CPUUtilization {u:.1} % for a {d:.0} ms invoke: {expected:.1} % expected"
+        );
+    }
+    let at_fastest = busy[durations_128.iter().position(|d| *d == fastest[0]).unwrap_or(0)];
+    assert!((80.0..=105.0).contains(&at_fastest), "CPUUtilization of the fastest invoke at 128 MB: {at_fastest:.1} %");
     assert!(util.iter().all(|u| *u <= 105.0), "never above the share: {util:?}");
 }
 
