@@ -53,17 +53,22 @@ pub enum Socket {
 }
 
 impl Socket {
-    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Receives one datagram into `buf`'s spare capacity (`buf` is cleared first): the kernel
+    /// writes only the datagram's bytes, so a 64 KiB buffer costs the memory its datagrams touch,
+    /// not 64 KiB zeroed for every buffer.
+    async fn recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
         match self {
-            Socket::Udp(s) => s.recv(buf).await,
-            Socket::Unix(s) => s.recv(buf).await,
+            Socket::Udp(s) => s.recv_buf(buf).await,
+            Socket::Unix(s) => s.recv_buf(buf).await,
         }
     }
 
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
         match self {
-            Socket::Udp(s) => s.try_recv(buf),
-            Socket::Unix(s) => s.try_recv(buf),
+            Socket::Udp(s) => s.try_recv_buf(buf),
+            Socket::Unix(s) => s.try_recv_buf(buf),
         }
     }
 }
@@ -79,7 +84,7 @@ pub struct Receiver {
 
 /// Receive loop. Errors (e.g. ICMP-induced ones) are logged and the loop goes on after a pause.
 pub async fn serve(receiver: Arc<Receiver>) {
-    let mut buf = vec![0u8; BUFFER_BYTES];
+    let mut buf = Vec::with_capacity(BUFFER_BYTES);
     loop {
         match receiver.socket.recv(&mut buf).await {
             Ok(n) => receiver.datagram(buf.get(..n).unwrap_or_default()),
@@ -151,7 +156,7 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixDatagram> {
 impl Receiver {
     /// Records the datagrams already queued on the socket without waiting; returns how many.
     pub fn drain_now(&self) -> usize {
-        let mut buf = vec![0u8; BUFFER_BYTES];
+        let mut buf = Vec::with_capacity(BUFFER_BYTES);
         let mut n = 0;
         while let Ok(len) = self.socket.try_recv(&mut buf) {
             self.datagram(buf.get(..len).unwrap_or_default());
