@@ -276,7 +276,10 @@ impl Flusher {
                 // after its first invoke, or at SHUTDOWN, and one that dies before never needs the
                 // client (about 0.3 MB of peak RSS: docs/benchmarks.md, "Memory, after").
                 cw.warm();
-                let out = cw.put(to_send, deadline, &mut cutoff).await;
+                // Boxed: the PutMetricData future (the SDK's request, about 12 kB) lives on the
+                // heap while a request runs, not inside every future that may flush (each
+                // invoke's, the ticker's, SHUTDOWN's), which would otherwise all carry it.
+                let out = Box::pin(cw.put(to_send, deadline, &mut cutoff)).await;
                 sent = out.sent;
                 requests = out.requests;
                 failed_requests = out.failed_requests;
