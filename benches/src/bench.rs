@@ -192,8 +192,7 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
     let started = Instant::now();
     for round in 0..plan.rounds {
         for (ci, case) in plan.cases.iter().enumerate() {
-            let order = if (round + ci) % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
-            for side in order {
+            for side in Side::alternated(round + ci) {
                 let r = runner::invoke_run(setup, side, case, plan.invokes).await?;
                 raw.failures += r.failures;
                 raw.sandboxes += 1;
@@ -209,8 +208,7 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
         ));
     }
     for round in 0..plan.heavy_rounds {
-        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
-        for side in order {
+        for side in Side::alternated(round) {
             let r = runner::heavy_run(setup, side, plan.invokes).await?;
             raw.failures += r.failures;
             raw.sandboxes += 1;
@@ -232,8 +230,7 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
         progress(&format!("ingest {}/{} done, {:.0} s", rep + 1, plan.load_repeats, started.elapsed().as_secs_f64()));
     }
     for round in 0..plan.lmi_rounds {
-        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
-        for side in order {
+        for side in Side::alternated(round) {
             let r = runner::lmi_run(setup, side, plan.lmi_invokes).await?;
             raw.failures += r.failures;
             raw.sandboxes += 1;
@@ -269,8 +266,7 @@ pub async fn run(plan: &Plan, setup: &Setup, work: &std::path::Path) -> Result<R
         ));
     }
     for round in 0..plan.long_rounds {
-        let order = if round % 2 == 0 { [Side::Perfmon, Side::Floor] } else { [Side::Floor, Side::Perfmon] };
-        for side in order {
+        for side in Side::alternated(round) {
             let r = runner::long_run(setup, side, plan.cpu_cgroup.as_deref()).await?;
             raw.failures += r.failures;
             raw.sandboxes += 1;

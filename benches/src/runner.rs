@@ -25,6 +25,25 @@ impl Side {
             Self::Floor => "floor",
         }
     }
+
+    /// The extension's file name in its directory ([`Setup::dir`]): its process name and the name it
+    /// registers with.
+    pub fn extension_name(self) -> &'static str {
+        match self {
+            Self::Perfmon => "perfmon",
+            Self::Floor => "noop-extension",
+        }
+    }
+
+    /// The two sides in the order round `round` runs them: perfmon first in even rounds, the floor
+    /// first in odd ones, so neither always runs on a machine the other has just warmed.
+    pub fn alternated(round: usize) -> [Side; 2] {
+        if round.is_multiple_of(2) {
+            [Side::Perfmon, Side::Floor]
+        } else {
+            [Side::Floor, Side::Perfmon]
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +84,9 @@ impl Setup {
         }
         let perfmon_dir = work.join("perfmon");
         let floor_dir = work.join("floor");
-        for (dir, name, target) in [(&perfmon_dir, "perfmon", perfmon), (&floor_dir, "noop-extension", floor)] {
+        for (dir, name, target) in
+            [(&perfmon_dir, Side::Perfmon.extension_name(), perfmon), (&floor_dir, Side::Floor.extension_name(), floor)]
+        {
             std::fs::create_dir_all(dir)?;
             let link = dir.join(name);
             let _ = std::fs::remove_file(&link);
@@ -192,10 +213,7 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     let (mut sb, env) = sandbox(setup, side, case, Duration::from_secs(3)).await?;
     let mut run = InvokeRun::default();
     let mut warm_ids = Vec::new();
-    let name = match side {
-        Side::Perfmon => "perfmon",
-        Side::Floor => "noop-extension",
-    };
+    let name = side.extension_name();
     let mut cpu_after_cold = None;
     for i in 0..invokes {
         let out = sb.invoke(payload(case.metrics, i)).await?;
@@ -717,10 +735,7 @@ pub async fn heavy_run(setup: &Setup, side: Side, invokes: usize) -> Result<Invo
         }
         run.failures += usize::from(!ok);
     }
-    let name = match side {
-        Side::Perfmon => "perfmon",
-        Side::Floor => "noop-extension",
-    };
+    let name = side.extension_name();
     run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
     run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
     run.invokes = invokes;
@@ -865,10 +880,7 @@ pub async fn shape_run(setup: &Setup, side: Side, shape: Shape, sparse_flush: &s
     if let Some(w) = warm.last() {
         on_stdout_by_end.push(stdout_has(&sb, w.1));
     }
-    let ext = match side {
-        Side::Perfmon => "perfmon",
-        Side::Floor => "noop-extension",
-    };
+    let ext = side.extension_name();
     let shutdown_ms = epoch_ms();
     let _ = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == ext) {
@@ -1012,10 +1024,7 @@ pub async fn long_run(setup: &Setup, side: Side, cgroup: Option<&Path>) -> Resul
         run.duration_ms.extend(out.runtime_duration_ms);
         long.push((out.request_id, start, end));
     }
-    let ext = match side {
-        Side::Perfmon => "perfmon",
-        Side::Floor => "noop-extension",
-    };
+    let ext = side.extension_name();
     let _ = sb.shutdown().await?;
     if let Some(s) = sb.extension_stats().into_iter().find(|s| s.name == ext) {
         run.overhead_ms = s.overhead_ms.get(1..).unwrap_or_default().to_vec();
