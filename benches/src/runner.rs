@@ -232,13 +232,14 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     }
     // Peak RSS from the live process's VmHWM, read while it is frozen after the last invoke (so the
     // figure excludes the SHUTDOWN flush and is taken at the same point for both sides).
-    run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
+    let pid = pid_of(&sb, name);
+    run.peak_rss_kb = pid.and_then(crate::procfs::hwm_kb);
     // Nanoseconds from schedstat, not utime + stime: those are 10 ms ticks, which under the resource
     // model charge short runs of both sides far more than they use (docs/benchmarks.md, "Lean").
     // Threads that exited before this point are not counted (perfmon's and the floor's threads all
     // live until SHUTDOWN, but for tokio's blocking pool, idle for 10 s before it exits).
-    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
-    run.sampler_cpu_ms = pid_of(&sb, name).and_then(|pid| crate::procfs::thread_cpu_ms_fine(pid, "perfmon-system"));
+    run.process_cpu_ms = pid.and_then(crate::procfs::cpu_ms_fine);
+    run.sampler_cpu_ms = pid.and_then(|pid| crate::procfs::thread_cpu_ms_fine(pid, "perfmon-system"));
     run.warm_cpu_ms = run.process_cpu_ms.zip(cpu_after_cold).map(|(end, cold)| end - cold);
     run.invokes = invokes;
     let down = sb.shutdown().await?;
@@ -736,8 +737,9 @@ pub async fn heavy_run(setup: &Setup, side: Side, invokes: usize) -> Result<Invo
         run.failures += usize::from(!ok);
     }
     let name = side.extension_name();
-    run.peak_rss_kb = pid_of(&sb, name).and_then(crate::procfs::hwm_kb);
-    run.process_cpu_ms = pid_of(&sb, name).and_then(crate::procfs::cpu_ms_fine);
+    let pid = pid_of(&sb, name);
+    run.peak_rss_kb = pid.and_then(crate::procfs::hwm_kb);
+    run.process_cpu_ms = pid.and_then(crate::procfs::cpu_ms_fine);
     run.invokes = invokes;
     let _ = sb.shutdown().await?;
     run.put_metric_data = cloudwatch.requests().put_metric_data().len();
