@@ -380,6 +380,7 @@ impl Bound {
                 validator: cfg.validator.clone(),
                 clock: cfg.clock,
                 stats: stats.clone(),
+                drain_buf: Default::default(),
             });
             tasks.push(tokio::spawn(statsd::serve(receiver.clone())).abort_handle());
             receiver

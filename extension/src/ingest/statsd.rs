@@ -17,7 +17,11 @@
 //! ([`size_receive_buffer`]: SO_RCVBUF up to `net.core.rmem_max`, socket(7)), and what the kernel
 //! still drops is read from the socket's `drops` column in `/proc/net/udp` ([`KernelDrops`]):
 //! shown in `/v1/health`, logged once per flush window and sent as the `StatsdDatagramsDropped`
-//! metric. A sender on the Unix datagram socket is never dropped on: when perfmon's queue is full a
+//! metric. A flush window reads the table only if a datagram arrived since the last reading: the
+//! kernel drops a datagram only when the queue is full, so a drop always has queued datagrams
+//! behind it, and receiving them triggers the next reading (the drop is then sent one window
+//! later at most, never lost). A window without StatsD traffic costs no read of the table, whose
+//! cost grows with the host's UDP hash table, not with perfmon's socket. A sender on the Unix datagram socket is never dropped on: when perfmon's queue is full a
 //! blocking `send` waits and a non-blocking one gets `EAGAIN` (unix(7)), which DogStatsD clients
 //! retry or count.
 
@@ -80,6 +84,9 @@ pub struct Receiver {
     pub validator: Validator,
     pub clock: fn() -> i64,
     pub stats: Arc<Stats>,
+    /// The buffer of [`Receiver::drain_now`], kept between calls (a drain runs before every
+    /// end-of-invoke flush; a fresh 64 KiB allocation each time is an `mmap` and a `munmap`).
+    pub drain_buf: std::sync::Mutex<Vec<u8>>,
 }
 
 /// Receive loop. Errors (e.g. ICMP-induced ones) are logged and the loop goes on after a pause.
@@ -117,6 +124,10 @@ pub struct KernelDrops {
     table: PathBuf,
     /// The total at the end of the last flush window.
     reported: AtomicU64,
+    /// Datagrams received on the socket ([`KernelDrops::received`]), and that count at the last
+    /// window's reading of the table.
+    received: AtomicU64,
+    received_at_read: AtomicU64,
 }
 
 impl KernelDrops {
@@ -128,7 +139,18 @@ impl KernelDrops {
 
     /// The counter of the socket with `inode` in the table at `table` (tests use a file of theirs).
     pub fn with_table(inode: u64, table: PathBuf) -> KernelDrops {
-        KernelDrops { inode, table, reported: AtomicU64::new(0) }
+        KernelDrops {
+            inode,
+            table,
+            reported: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            received_at_read: AtomicU64::new(0),
+        }
+    }
+
+    /// One datagram was received on the socket.
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The socket's line now; `None` if the table cannot be read or has no such socket.
@@ -136,8 +158,14 @@ impl KernelDrops {
         parse_udp_socket(&std::fs::read_to_string(&self.table).ok()?, self.inode)
     }
 
-    /// Ends a flush window: `(dropped during it, dropped in all)`; `None` when unreadable.
+    /// Ends a flush window: `(dropped during it, dropped in all)`; `None` when unreadable. Without
+    /// a datagram received since the last reading, nothing can have been dropped since (see the
+    /// module documentation): `(0, the total so far)`, and the table is not read.
     pub fn window(&self) -> Option<(u64, u64)> {
+        let received = self.received.load(Ordering::Relaxed);
+        if self.received_at_read.swap(received, Ordering::Relaxed) == received {
+            return Some((0, self.reported.load(Ordering::Relaxed)));
+        }
         let total = self.read()?.drops;
         let before = self.reported.fetch_max(total, Ordering::Relaxed);
         Some((total.saturating_sub(before), total))
@@ -156,7 +184,8 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixDatagram> {
 impl Receiver {
     /// Records the datagrams already queued on the socket without waiting; returns how many.
     pub fn drain_now(&self) -> usize {
-        let mut buf = Vec::with_capacity(BUFFER_BYTES);
+        let mut buf = self.drain_buf.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        buf.reserve(BUFFER_BYTES);
         let mut n = 0;
         while let Ok(len) = self.socket.try_recv(&mut buf) {
             self.datagram(buf.get(..len).unwrap_or_default());
@@ -189,6 +218,9 @@ impl Receiver {
         let refused = if entries.is_empty() { Vec::new() } else { self.sink.record(entries, now_ms) };
         for r in &refused {
             tracing::debug!(reason = r.reason, message = %r.message, "StatsD line not kept by the aggregator");
+        }
+        if let (Socket::Udp(_), Some(k)) = (&self.socket, self.stats.kernel_drops.get()) {
+            k.received();
         }
         let mut g = self.stats.lock();
         match self.socket {
@@ -315,6 +347,7 @@ mod tests {
             validator: Validator::default(),
             clock: now,
             stats,
+            drain_buf: Default::default(),
         };
         send(addr, &[b"x:1|c", b"y:2|c"]).await;
         let mut drained = 0;
@@ -350,14 +383,21 @@ mod tests {
         };
         let k = KernelDrops::with_table(4242, table.clone());
         write(0);
+        k.received();
         assert_eq!(k.window(), Some((0, 0)));
         write(17);
         assert_eq!(k.read(), Some(UdpSocketLine { rx_queue: 0x300, drops: 17 }));
-        assert_eq!(k.window(), Some((17, 17)));
+        assert_eq!(k.window(), Some((0, 0)), "no datagram since the last reading: the table is not read");
+        k.received();
+        assert_eq!(k.window(), Some((17, 17)), "the drop is sent once its queued datagrams are received");
+        k.received();
         assert_eq!(k.window(), Some((0, 17)), "nothing new");
         write(20);
+        k.received();
         assert_eq!(k.window(), Some((3, 20)));
+        assert_eq!(k.window(), Some((0, 20)));
         std::fs::remove_file(&table).unwrap();
+        k.received();
         assert_eq!(k.window(), None, "unreadable: unknown, not zero");
         std::fs::remove_dir(&dir).unwrap();
     }
