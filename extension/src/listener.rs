@@ -92,7 +92,9 @@ where
 }
 
 /// [`spawn_logged`], counting a panic in `panics`' `connection_panics` too; also returns what
-/// aborts `fut` itself.
+/// aborts `fut` itself. One task: the panic is caught where `fut` is polled ([`CatchPanic`]), not by
+/// a second task waiting on the first's handle (that was two spawns, and a wake-up, per connection
+/// and per invoke).
 fn spawn_counted<F>(
     name: &'static str,
     panics: Option<Arc<Counters>>,
@@ -101,19 +103,33 @@ fn spawn_counted<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let inner = tokio::spawn(fut);
-    let abort = inner.abort_handle();
-    let logged = tokio::spawn(async move {
-        if let Err(e) = inner.await {
-            if e.is_panic() {
-                if let Some(c) = &panics {
-                    c.connection_panics.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::error!(task = name, "task panicked; perfmon keeps running");
+    let task = tokio::spawn(CatchPanic { inner: Box::pin(fut), name, panics });
+    let abort = task.abort_handle();
+    (task, abort)
+}
+
+/// `inner`, with a panic while it is polled caught: logged, counted, and the future is done (it is
+/// dropped and never polled again, as tokio does with a task that panicked).
+struct CatchPanic<F> {
+    inner: std::pin::Pin<Box<F>>,
+    name: &'static str,
+    panics: Option<Arc<Counters>>,
+}
+
+impl<F: Future<Output = ()>> Future for CatchPanic<F> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.inner.as_mut().poll(cx)));
+        polled.unwrap_or_else(|_| {
+            if let Some(c) = &this.panics {
+                c.connection_panics.fetch_add(1, Ordering::Relaxed);
             }
-        }
-    });
-    (logged, abort)
+            tracing::error!(task = this.name, "task panicked; perfmon keeps running");
+            std::task::Poll::Ready(())
+        })
+    }
 }
 
 /// A listener being served.
