@@ -309,12 +309,21 @@ impl Aggregator {
         self.series.is_empty()
     }
 
-    /// Merges `extra` over the defaults, sorted by name, and checks CloudWatch's limits.
+    /// Merges `extra` over the defaults (the last value of a name wins), sorted by name, and checks
+    /// CloudWatch's limits. A sorted `Vec` rather than a map: a sample has a handful of dimensions,
+    /// and this runs for every sample recorded.
     pub fn merge_dimensions(&self, extra: &[(String, String)]) -> Result<Vec<(String, String)>, InvalidSample> {
-        let mut merged: BTreeMap<&str, &str> = self.defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        for (k, v) in extra {
-            merged.insert(k, v);
-        }
+        let mut merged: Vec<(&str, &str)> = Vec::with_capacity(self.defaults.len() + extra.len());
+        merged.extend(self.defaults.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str())));
+        // Stable: among equal names the order of arrival stays, and the later one is kept.
+        merged.sort_by(|a, b| a.0.cmp(b.0));
+        merged.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
         if merged.len() > MAX_DIMENSIONS {
             return Err(InvalidSample::TooManyDimensions(merged.len()));
         }
@@ -377,28 +386,23 @@ impl Aggregator {
         let total = if sample.kind == Kind::Distribution { total_weight } else { sample.values.len() };
         let mut entry_key = (key, start);
         let mut overflow = None;
+        // A series already held (the usual case) costs one lookup here and one below.
         if !self.series.contains_key(&entry_key) {
-            match self.admit(&entry_key.0) {
-                Ok(()) => {}
-                Err(cause) => {
-                    let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
-                    entry_key.0.dimensions = dims;
-                    if !self.series.contains_key(&entry_key)
-                        && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
-                    {
-                        return Err(self.dropped(DropReason::SeriesCap, 0, total));
-                    }
-                    overflow = Some(cause);
+            if let Err(cause) = self.admit(&entry_key.0) {
+                let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
+                entry_key.0.dimensions = dims;
+                if !self.series.contains_key(&entry_key)
+                    && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
+                {
+                    return Err(self.dropped(DropReason::SeriesCap, 0, total));
                 }
+                overflow = Some(cause);
             }
-        }
-        if !self.series.contains_key(&entry_key) {
-            let agg = match sample.kind {
+            self.series.entry(entry_key.clone()).or_insert_with(|| match sample.kind {
                 Kind::Distribution => Agg::Distribution(Histogram::default()),
                 Kind::Counter => Agg::Counter { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
                 Kind::Gauge => Agg::Gauge { value: 0.0, timestamp_ms: i64::MIN },
-            };
-            self.series.insert(entry_key.clone(), agg);
+            });
         }
         let room = self.limits.max_buckets.saturating_sub(self.buckets_held);
         let Some(agg) = self.series.get_mut(&entry_key) else {
@@ -657,7 +661,11 @@ mod tests {
             vec![("FunctionName".into(), "fn".into()), ("Environment".into(), "prod".into())],
         );
         let mut s = MetricSample::new("X", "None", Kind::Counter, 1.0, NOW);
-        s.dimensions = vec![("Table".into(), "users".into()), ("Environment".into(), "dev".into())];
+        s.dimensions = vec![
+            ("Table".into(), "orders".into()),
+            ("Environment".into(), "dev".into()),
+            ("Table".into(), "users".into()),
+        ];
         a.record(s, NOW).unwrap();
         let out = a.drain();
         assert_eq!(
