@@ -29,7 +29,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{self as cw, StandardUnit};
 use aws_sdk_cloudwatch::Client;
 use perfmon_protocol::cloudwatch::{
-    encode_query, MetricDatum, PutMetricData, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES,
+    datum_query_len, encode_query, MetricDatum, PutMetricData, API_VERSION, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES,
 };
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
@@ -47,12 +47,13 @@ pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum
     let mut out: Vec<Vec<MetricDatum>> = Vec::new();
     let mut cur: Vec<MetricDatum> = Vec::new();
     let mut cur_bytes = header;
+    // A one-datum request's body, less the datum: counted again with every datum, as a margin.
+    let one_header = "Action=PutMetricData&Version=".len() + API_VERSION.len() + "&Namespace=".len();
     for d in datums {
-        let mut one = PutMetricData { namespace: String::new(), metric_data: vec![d] };
-        let body = encode_query(&one);
-        // Index digits grow from "1" to "1000": 3 more bytes per parameter.
-        let size = body.len() + 3 * body.matches('&').count();
-        let Some(d) = one.metric_data.pop() else { continue };
+        // The datum's size as the first of a request, without encoding it; index digits grow
+        // from "1" to "1000": 3 more bytes for each parameter (and for the two of the header).
+        let len = datum_query_len(&d);
+        let size = one_header + len.bytes + 3 * (len.params + 2);
         if !cur.is_empty() && (cur.len() >= MAX_DATUMS_PER_REQUEST || cur_bytes + size > REQUEST_BYTES_BUDGET) {
             out.push(std::mem::take(&mut cur));
             cur_bytes = header;

@@ -334,20 +334,103 @@ pub fn percent_encode(s: &str, out: &mut String) {
 
 /// Formats a double as the SDKs do on the awsQuery wire (`1.0`, `0.25`, `1e300`, `NaN`, `Infinity`).
 pub fn format_f64(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
-    } else if v.is_infinite() {
-        if v > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
-    } else {
-        format!("{v:?}")
+    let mut out = String::new();
+    put_f64(&mut out, v);
+    out
+}
+
+/// Where the awsQuery encoder writes a parameter: the body itself ([`String`]), or only its size
+/// ([`QueryLen`]). One encoder for both, so the size is the body's length by construction.
+trait QueryOut {
+    fn param(&mut self, key: std::fmt::Arguments<'_>, value: &str);
+}
+
+impl QueryOut for String {
+    fn param(&mut self, key: std::fmt::Arguments<'_>, value: &str) {
+        self.push('&');
+        let _ = self.write_fmt(key);
+        self.push('=');
+        percent_encode(value, self);
     }
 }
 
-fn param(out: &mut String, key: &str, value: &str) {
-    out.push('&');
-    out.push_str(key);
-    out.push('=');
-    percent_encode(value, out);
+/// The size of what [`encode_query`] would write, and its number of parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryLen {
+    pub bytes: usize,
+    pub params: usize,
+}
+
+/// Counts the bytes written through `fmt::Write` without keeping them.
+struct ByteCount(usize);
+
+impl std::fmt::Write for ByteCount {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+impl QueryOut for QueryLen {
+    fn param(&mut self, key: std::fmt::Arguments<'_>, value: &str) {
+        let mut key_len = ByteCount(0);
+        let _ = key_len.write_fmt(key);
+        let encoded: usize = value
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') { 1 } else { 3 })
+            .sum();
+        self.bytes += 2 + key_len.0 + encoded;
+        self.params += 1;
+    }
+}
+
+/// `v` as [`format_f64`] formats it, into `out` (cleared first): no allocation once `out` has room.
+fn put_f64(out: &mut String, v: f64) -> &str {
+    out.clear();
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        let _ = write!(out, "{v:?}");
+    }
+    out
+}
+
+/// The parameters of datum `i` (1-based) of a `PutMetricData`, as `aws-sdk-cloudwatch` 1.99.0
+/// writes them; `num` is scratch space for numbers.
+fn encode_datum(out: &mut impl QueryOut, i: usize, d: &MetricDatum, num: &mut String) {
+    out.param(format_args!("MetricData.member.{i}.MetricName"), &d.metric_name);
+    for (j, dim) in d.dimensions.iter().enumerate() {
+        out.param(format_args!("MetricData.member.{i}.Dimensions.member.{}.Name", j + 1), &dim.name);
+        out.param(format_args!("MetricData.member.{i}.Dimensions.member.{}.Value", j + 1), &dim.value);
+    }
+    if let Some(ts) = d.timestamp_ms {
+        out.param(format_args!("MetricData.member.{i}.Timestamp"), &format_timestamp(ts));
+    }
+    if let Some(v) = d.value {
+        out.param(format_args!("MetricData.member.{i}.Value"), put_f64(num, v));
+    }
+    if let Some(s) = &d.statistic_values {
+        out.param(format_args!("MetricData.member.{i}.StatisticValues.SampleCount"), put_f64(num, s.sample_count));
+        out.param(format_args!("MetricData.member.{i}.StatisticValues.Sum"), put_f64(num, s.sum));
+        out.param(format_args!("MetricData.member.{i}.StatisticValues.Minimum"), put_f64(num, s.minimum));
+        out.param(format_args!("MetricData.member.{i}.StatisticValues.Maximum"), put_f64(num, s.maximum));
+    }
+    for (j, v) in d.values.iter().enumerate() {
+        out.param(format_args!("MetricData.member.{i}.Values.member.{}", j + 1), put_f64(num, *v));
+    }
+    for (j, c) in d.counts.iter().enumerate() {
+        out.param(format_args!("MetricData.member.{i}.Counts.member.{}", j + 1), put_f64(num, *c));
+    }
+    if let Some(u) = &d.unit {
+        out.param(format_args!("MetricData.member.{i}.Unit"), u);
+    }
+    if let Some(r) = d.storage_resolution {
+        num.clear();
+        let _ = write!(num, "{r}");
+        out.param(format_args!("MetricData.member.{i}.StorageResolution"), num);
+    }
 }
 
 /// Encodes a `PutMetricData` request as `aws-sdk-cloudwatch` 1.99.0 does: same keys, same order,
@@ -357,49 +440,51 @@ pub fn encode_query(req: &PutMetricData) -> String {
     let mut out = String::with_capacity(64 + req.metric_data.len() * 160);
     out.push_str("Action=PutMetricData&Version=");
     out.push_str(API_VERSION);
-    param(&mut out, "Namespace", &req.namespace);
+    out.param(format_args!("Namespace"), &req.namespace);
     if req.metric_data.is_empty() {
         out.push_str("&MetricData=");
     }
+    let mut num = String::new();
     for (i, d) in req.metric_data.iter().enumerate() {
-        let p = format!("MetricData.member.{}", i + 1);
-        param(&mut out, &format!("{p}.MetricName"), &d.metric_name);
-        for (j, dim) in d.dimensions.iter().enumerate() {
-            param(&mut out, &format!("{p}.Dimensions.member.{}.Name", j + 1), &dim.name);
-            param(&mut out, &format!("{p}.Dimensions.member.{}.Value", j + 1), &dim.value);
-        }
-        if let Some(ts) = d.timestamp_ms {
-            param(&mut out, &format!("{p}.Timestamp"), &format_timestamp(ts));
-        }
-        if let Some(v) = d.value {
-            param(&mut out, &format!("{p}.Value"), &format_f64(v));
-        }
-        if let Some(s) = &d.statistic_values {
-            param(&mut out, &format!("{p}.StatisticValues.SampleCount"), &format_f64(s.sample_count));
-            param(&mut out, &format!("{p}.StatisticValues.Sum"), &format_f64(s.sum));
-            param(&mut out, &format!("{p}.StatisticValues.Minimum"), &format_f64(s.minimum));
-            param(&mut out, &format!("{p}.StatisticValues.Maximum"), &format_f64(s.maximum));
-        }
-        for (j, v) in d.values.iter().enumerate() {
-            param(&mut out, &format!("{p}.Values.member.{}", j + 1), &format_f64(*v));
-        }
-        for (j, c) in d.counts.iter().enumerate() {
-            param(&mut out, &format!("{p}.Counts.member.{}", j + 1), &format_f64(*c));
-        }
-        if let Some(u) = &d.unit {
-            param(&mut out, &format!("{p}.Unit"), u);
-        }
-        if let Some(r) = d.storage_resolution {
-            param(&mut out, &format!("{p}.StorageResolution"), &r.to_string());
-        }
+        encode_datum(&mut out, i + 1, d, &mut num);
     }
     out
+}
+
+/// What datum `d` adds to [`encode_query`]'s body as the first datum of a request (its parameters,
+/// each with its leading `&`), without building the body: for sizing requests.
+pub fn datum_query_len(d: &MetricDatum) -> QueryLen {
+    let mut len = QueryLen::default();
+    encode_datum(&mut len, 1, d, &mut String::new());
+    len
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The size [`datum_query_len`] gives is what [`encode_query`] writes for the datum.
+    #[test]
+    fn datum_query_len_is_the_encoded_length() {
+        let mut datums = sample().metric_data;
+        datums.push(MetricDatum {
+            metric_name: "n".into(),
+            value: Some(f64::NAN),
+            values: (0..12).map(|v| v as f64 * -1.5e-7).collect(),
+            counts: (0..12).map(|c| (c + 1) as f64).collect(),
+            ..Default::default()
+        });
+        datums.push(MetricDatum { metric_name: "é ü".into(), value: Some(f64::NEG_INFINITY), ..Default::default() });
+        let head = encode_query(&PutMetricData { namespace: String::new(), metric_data: Vec::new() });
+        let head = head.len() - "&MetricData=".len();
+        for d in datums {
+            let body = encode_query(&PutMetricData { namespace: String::new(), metric_data: vec![d.clone()] });
+            let len = datum_query_len(&d);
+            assert_eq!(head + len.bytes, body.len(), "{body}");
+            assert_eq!(len.params + 2, body.matches('&').count(), "{body}");
+        }
+    }
 
     fn sample() -> PutMetricData {
         PutMetricData {
