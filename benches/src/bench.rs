@@ -579,18 +579,6 @@ pub fn figures(plan: &Plan, raw: &Raw) -> (Vec<Figure>, Vec<Budget>) {
             .note("as the pooled warm figure, over this flush policy's cases"),
         );
     }
-    figs.push(
-        Figure::new(
-            "system_sampler_cpu_per_1000_invokes_ms",
-            "cpu",
-            "system-metrics sampler thread CPU per 1 000 invokes (all cases pooled)",
-            "ms",
-            Better::Lower,
-        )
-        .with(&pooled("perfmon", &|r| r.sampler_cpu_ms), None)
-        .note("the perfmon-system thread: INVOKE snapshot and peak samples of /proc, schedstat ns pooled"),
-    );
-
     // Ingest.
     for (id, label, load) in loads() {
         let Some(runs) = raw.loads.get(id) else { continue };

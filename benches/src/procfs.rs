@@ -28,41 +28,6 @@ pub fn cpu_ms_fine(pid: i32) -> Option<f64> {
     Some(total as f64 / 1e6)
 }
 
-/// CPU time (utime + stime, 10 ms resolution) of the threads of `pid` named `name` (their
-/// `comm`), in milliseconds; `None` when there is no such thread.
-pub fn thread_cpu_ms(pid: i32, name: &str) -> Option<f64> {
-    let mut found = None;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if let Some(t) = parse_cpu_ticks(&stat) {
-            *found.get_or_insert(0.0) += t as f64 * 1000.0 / TICKS_PER_SECOND;
-        }
-    }
-    found
-}
-
-/// The same at nanosecond resolution: the first field (time on a CPU, ns) of
-/// `/proc/<pid>/task/<tid>/schedstat` of the threads named `name`. The 10 ms ticks of
-/// [`thread_cpu_ms`] are biased under the sandbox's resource model (docs/benchmarks.md, "Lean").
-pub fn thread_cpu_ms_fine(pid: i32, name: &str) -> Option<f64> {
-    let mut found: Option<u64> = None;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path().join("schedstat")).unwrap_or_default();
-        if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
-            *found.get_or_insert(0) += ns;
-        }
-    }
-    found.map(|ns| ns as f64 / 1e6)
-}
-
 /// A `kB` field (`VmRSS`, `VmHWM`) of `/proc/<pid>/status` content.
 pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
     status

@@ -193,10 +193,9 @@ pub struct InvokeRun {
     pub duration_ms: Vec<f64>,
     /// VmHWM after the last invoke (Init and every invoke; not the SHUTDOWN flush).
     pub peak_rss_kb: Option<u64>,
-    /// After the last invoke: CPU time of the whole extension process, and of perfmon's system
-    /// metrics sampler thread (`perfmon-system`), in ms (schedstat, ns resolution).
+    /// After the last invoke: CPU time of the whole extension process, in ms (schedstat, ns
+    /// resolution).
     pub process_cpu_ms: Option<f64>,
-    pub sampler_cpu_ms: Option<f64>,
     /// The whole extension's CPU time of the warm invokes alone: after the last invoke minus after the
     /// cold one (so without Init, the cold invoke, and what each sandbox builds once), in ms.
     pub warm_cpu_ms: Option<f64>,
@@ -239,7 +238,6 @@ pub async fn invoke_run(setup: &Setup, side: Side, case: &Case, invokes: usize) 
     // Threads that exited before this point are not counted (perfmon's and the floor's threads all
     // live until SHUTDOWN, but for tokio's blocking pool, idle for 10 s before it exits).
     run.process_cpu_ms = pid.and_then(crate::procfs::cpu_ms_fine);
-    run.sampler_cpu_ms = pid.and_then(|pid| crate::procfs::thread_cpu_ms_fine(pid, "perfmon-system"));
     run.warm_cpu_ms = run.process_cpu_ms.zip(cpu_after_cold).map(|(end, cold)| end - cold);
     run.invokes = invokes;
     let down = sb.shutdown().await?;

@@ -160,7 +160,7 @@ pub async fn run(cfg: Config, warnings: Vec<ConfigWarning>) -> i32 {
 
     let flusher = Arc::new(Flusher::new(cfg.sink, &cfg.namespace, Arc::clone(&shared)));
     let system = if cfg.system_metrics {
-        Sampler::start(Arc::clone(&shared), Paths::default(), !invoke_events).map(Arc::new)
+        Some(Arc::new(Sampler::start(Arc::clone(&shared), Paths::default(), !invoke_events)))
     } else {
         None
     };

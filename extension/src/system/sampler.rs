@@ -1,25 +1,31 @@
-//! The sampler thread: every `/proc` read of the system metrics happens here, on one thread of
-//! its own, so that the INVOKE handler only sends a message and goes straight back to `/next`
-//! (the read, tens of microseconds, runs beside the function instead of before perfmon's `/next`),
-//! at a lower priority ([`SAMPLER_NICE`]).
+//! The sampler: every `/proc` read of the system metrics happens in this one task on perfmon's event
+//! loop, which owns the [`Reader`]. The INVOKE handler only sends it a message and goes on to
+//! `/next`; the task runs when the handler waits on that call, so the INVOKE snapshot (tens of
+//! microseconds of reads) is taken after perfmon's `/next` is sent, beside the function, as the
+//! peak samples are.
 //!
-//! The thread owns the [`Reader`]. It takes the INVOKE snapshot when told, then the peak samples of
-//! that invoke ([`PEAK_INTERVALS_MS`]) until its `platform.runtimeDone` is in or another invoke
-//! starts; on Managed Instances a sample every [`WINDOW_SAMPLE_MS`] and the window's end when the
-//! timer flush asks. It stops at SHUTDOWN. If the thread cannot be started, system metrics are off
-//! (logged), nothing else changes.
+//! It takes the INVOKE snapshot when told, then the peak samples of that invoke
+//! ([`PEAK_INTERVALS_MS`]) until its `platform.runtimeDone` is in or another invoke starts; on
+//! Managed Instances a sample every [`WINDOW_SAMPLE_MS`] and the window's end when the timer flush
+//! asks. It stops at SHUTDOWN.
+//!
+//! Why not a thread of its own (as it was): a thread that sleeps is still woken when Lambda freezes
+//! and thaws the sandbox (each freeze stops every thread; the local sandbox's SIGSTOP/SIGCONT and
+//! the cgroup freezer alike), and each message or timer was a wake-up of a second thread. Measured
+//! in docs/benchmarks.md ("The sampler on the event loop"): the thread took 2.4 context switches
+//! per invoke, and a sampler on the event loop costs less CPU per invoke in every policy.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::read::{Depth, Paths, Reader};
 use super::{PEAK_INTERVALS_MS, WINDOW_SAMPLE_MS};
 use crate::state::{now_ms, Phase, Shared};
 
-/// Longest wait for the thread's answer at a window end or SHUTDOWN.
+/// Longest wait for the sampler's answer at a window end or SHUTDOWN.
 pub const REPLY_WAIT: Duration = Duration::from_millis(200);
 
 enum Msg {
@@ -28,10 +34,10 @@ enum Msg {
     Shutdown { invoke_events: bool, reply: oneshot::Sender<()> },
 }
 
-/// Handle of the sampler thread.
+/// Handle of the sampler task.
 #[derive(Debug)]
 pub struct Sampler {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -45,20 +51,12 @@ impl std::fmt::Debug for Msg {
 }
 
 impl Sampler {
-    /// Starts the thread; `windows`: sample every [`WINDOW_SAMPLE_MS`] (no INVOKE events).
-    pub fn start(shared: Arc<Shared>, paths: Paths, windows: bool) -> Option<Sampler> {
-        let (tx, rx) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("perfmon-system".into())
-            .stack_size(64 << 10)
-            .spawn(move || run(&rx, &shared, paths, windows));
-        match spawned {
-            Ok(_) => Some(Sampler { tx }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the system-metrics thread: no system metrics");
-                None
-            }
-        }
+    /// Starts the task (on the current tokio runtime); `windows`: sample every
+    /// [`WINDOW_SAMPLE_MS`] (no INVOKE events).
+    pub fn start(shared: Arc<Shared>, paths: Paths, windows: bool) -> Sampler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        crate::spawn_logged("system-sampler", run(rx, shared, paths, windows));
+        Sampler { tx }
     }
 
     /// INVOKE for `request_id` arrived (returns at once).
@@ -74,7 +72,7 @@ impl Sampler {
         }
     }
 
-    /// SHUTDOWN: closes the last invoke (or window) and stops the thread.
+    /// SHUTDOWN: closes the last invoke (or window) and stops the task.
     pub async fn shutdown(&self, invoke_events: bool) {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Msg::Shutdown { invoke_events, reply }).is_ok() {
@@ -90,15 +88,7 @@ struct Peak {
     index: usize,
 }
 
-/// Nice value of the sampler thread: it wakes when INVOKE arrives, exactly when the runtime and
-/// perfmon's own loop want a CPU, and must not preempt them (CFS favours a waking thread).
-pub const SAMPLER_NICE: i32 = 10;
-
-fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
-    // On Linux a thread id names one thread for setpriority(PRIO_PROCESS); failure costs nothing.
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SAMPLER_NICE) {
-        tracing::debug!(error = %e, "cannot lower the system-metrics thread's priority");
-    }
+async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>, paths: Paths, windows: bool) {
     let mut reader = Reader::new(paths, std::process::id());
     // The reader was made during perfmon's Init, before Lambda started the runtime: the first
     // INVOKE walks the whole tree again.
@@ -117,12 +107,13 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // `None`: a sample is due.
         let msg = match due {
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok(),
+            None => Some(rx.recv().await),
         };
         match msg {
-            Ok(Msg::Invoke(id)) => {
+            Some(Some(Msg::Invoke(id))) => {
                 let walk = if walked_since_init { Walk::IfNone } else { Walk::Whole };
                 walked_since_init = true;
                 let snap = snapshot(&mut reader, Depth::Full, walk);
@@ -133,12 +124,12 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                     index: 0,
                 });
             }
-            Ok(Msg::WindowEnd(reply)) => {
+            Some(Some(Msg::WindowEnd(reply))) => {
                 let snap = snapshot(&mut reader, Depth::Environment, Walk::Whole);
                 shared.on_system_window(snap, true, reader.unreadable());
                 let _ = reply.send(());
             }
-            Ok(Msg::Shutdown { invoke_events, reply }) => {
+            Some(Some(Msg::Shutdown { invoke_events, reply })) => {
                 if invoke_events {
                     let snap = snapshot(&mut reader, Depth::Full, Walk::IfNone);
                     shared.on_system_shutdown(&snap);
@@ -149,8 +140,8 @@ fn run(rx: &mpsc::Receiver<Msg>, shared: &Shared, paths: Paths, windows: bool) {
                 let _ = reply.send(());
                 return;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {
+            Some(None) => return,
+            None => {
                 let now = Instant::now();
                 if let Some(p) = peak.as_mut().filter(|p| p.due <= now) {
                     let running = {
