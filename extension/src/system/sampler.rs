@@ -117,8 +117,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>, paths: P
                 // the call is written by the Extensions API connection's task, which is woken after
                 // this one. Going to the back of the queue twice (once for the main loop, once for
                 // that task) puts the snapshot after the write, so it never delays perfmon's
-                // `/next` (the bench's overhead p99 showed it: +0.14 ms over the floor instead of
-                // +0.05 when the snapshot ran first).
+                // `/next` (when it ran first, the bench's overhead p99 without flush was +0.14 ms over
+                // the floor in the worst case, against +0.05 with a sampler thread).
                 for _ in 0..2 {
                     tokio::task::yield_now().await;
                 }
