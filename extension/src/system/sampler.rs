@@ -11,7 +11,7 @@
 //! Why not a thread of its own (as it was): a thread that sleeps is still woken when Lambda freezes
 //! and thaws the sandbox (each freeze stops every thread; the local sandbox's SIGSTOP/SIGCONT and
 //! the cgroup freezer alike), and each message or timer was a wake-up of a second thread. Measured
-//! in docs/benchmarks.md ("The sampler on the event loop"): the thread took 2.4 context switches
+//! in docs/benchmarks.md ("CPU per invoke, second pass"): the thread took 2.4 context switches
 //! per invoke, and a sampler on the event loop costs less CPU per invoke in every policy.
 
 use std::sync::Arc;
