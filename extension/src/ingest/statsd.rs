@@ -17,13 +17,16 @@
 //! ([`size_receive_buffer`]: SO_RCVBUF up to `net.core.rmem_max`, socket(7)), and what the kernel
 //! still drops is read from the socket's `drops` column in `/proc/net/udp` ([`KernelDrops`]):
 //! shown in `/v1/health`, logged once per flush window and sent as the `StatsdDatagramsDropped`
-//! metric. A flush window reads the table only if a datagram arrived since the last reading: the
-//! kernel drops a datagram only when the queue is full, so a drop always has queued datagrams
-//! behind it, and receiving them triggers the next reading (the drop is then sent one window
-//! later at most, never lost). A window without StatsD traffic costs no read of the table, whose
-//! cost grows with the host's UDP hash table, not with perfmon's socket. A sender on the Unix datagram socket is never dropped on: when perfmon's queue is full a
+//! metric. A sender on the Unix datagram socket is never dropped on: when perfmon's queue is full a
 //! blocking `send` waits and a non-blocking one gets `EAGAIN` (unix(7)), which DogStatsD clients
 //! retry or count.
+//!
+//! A flush window reads the table only if a datagram arrived since the last reading. The kernel
+//! drops a datagram only when the queue is full, so a drop always has queued datagrams behind it,
+//! and receiving them (at the latest in the drain before the SHUTDOWN flush) triggers the next
+//! reading: the drop is sent a window later at most, never lost. A window without StatsD traffic
+//! costs no read of the table, whose cost grows with the host's UDP hash table, not with perfmon's
+//! socket.
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
