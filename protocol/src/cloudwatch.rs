@@ -27,7 +27,7 @@ pub mod read;
 pub mod stats;
 pub mod validate;
 
-pub use query::{datum_query_len, decode_query, encode_query, QueryDecodeError, QueryLen};
+pub use query::{datum_query_len, decode_query, encode_query, header_query_len, QueryDecodeError, QueryLen};
 pub use validate::validate;
 
 /// The awsQuery `Version` of CloudWatch.

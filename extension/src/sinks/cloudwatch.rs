@@ -29,7 +29,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{self as cw, StandardUnit};
 use aws_sdk_cloudwatch::Client;
 use perfmon_protocol::cloudwatch::{
-    datum_query_len, encode_query, MetricDatum, PutMetricData, API_VERSION, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES,
+    datum_query_len, encode_query, header_query_len, MetricDatum, PutMetricData, MAX_DATUMS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
 };
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
@@ -48,7 +49,7 @@ pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum
     let mut cur: Vec<MetricDatum> = Vec::new();
     let mut cur_bytes = header;
     // A one-datum request's body, less the datum: counted again with every datum, as a margin.
-    let one_header = "Action=PutMetricData&Version=".len() + API_VERSION.len() + "&Namespace=".len();
+    let one_header = header_query_len("");
     for d in datums {
         // The datum's size as the first of a request, without encoding it; index digits grow
         // from "1" to "1000": 3 more bytes for each parameter (and for the two of the header).

@@ -321,10 +321,16 @@ pub fn decode_request(body: &[u8]) -> Result<super::Request, QueryDecodeError> {
     })
 }
 
-/// Percent-encodes as `aws-smithy-query` does (everything but `A-Z a-z 0-9 - . _ ~`).
+/// Whether `aws-smithy-query` leaves byte `b` as it is (`A-Z a-z 0-9 - . _ ~`); it percent-encodes
+/// every other byte as `%XX`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Percent-encodes as `aws-smithy-query` does ([`is_unreserved`] bytes as they are).
 pub fn percent_encode(s: &str, out: &mut String) {
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if is_unreserved(b) {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -375,10 +381,7 @@ impl QueryOut for QueryLen {
     fn param(&mut self, key: std::fmt::Arguments<'_>, value: &str) {
         let mut key_len = ByteCount(0);
         let _ = key_len.write_fmt(key);
-        let encoded: usize = value
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') { 1 } else { 3 })
-            .sum();
+        let encoded: usize = value.bytes().map(|b| if is_unreserved(b) { 1 } else { 3 }).sum();
         self.bytes += 2 + key_len.0 + encoded;
         self.params += 1;
     }
@@ -438,7 +441,7 @@ fn encode_datum(out: &mut impl QueryOut, i: usize, d: &MetricDatum, num: &mut St
 /// (uncompressed) for the same request, up to float formatting differences of a few bytes.
 pub fn encode_query(req: &PutMetricData) -> String {
     let mut out = String::with_capacity(64 + req.metric_data.len() * 160);
-    out.push_str("Action=PutMetricData&Version=");
+    out.push_str(PUT_METRIC_DATA_ACTION);
     out.push_str(API_VERSION);
     out.param(format_args!("Namespace"), &req.namespace);
     if req.metric_data.is_empty() {
@@ -449,6 +452,17 @@ pub fn encode_query(req: &PutMetricData) -> String {
         encode_datum(&mut out, i + 1, d, &mut num);
     }
     out
+}
+
+/// What opens every `PutMetricData` body, before the version and the namespace.
+const PUT_METRIC_DATA_ACTION: &str = "Action=PutMetricData&Version=";
+
+/// The bytes [`encode_query`]'s body starts with for `namespace`: the action, the version and the
+/// namespace parameter, before any datum.
+pub fn header_query_len(namespace: &str) -> usize {
+    let mut len = QueryLen::default();
+    len.param(format_args!("Namespace"), namespace);
+    PUT_METRIC_DATA_ACTION.len() + API_VERSION.len() + len.bytes
 }
 
 /// What datum `d` adds to [`encode_query`]'s body as the first datum of a request (its parameters,
@@ -478,6 +492,9 @@ mod tests {
         datums.push(MetricDatum { metric_name: "é ü".into(), value: Some(f64::NEG_INFINITY), ..Default::default() });
         let head = encode_query(&PutMetricData { namespace: String::new(), metric_data: Vec::new() });
         let head = head.len() - "&MetricData=".len();
+        assert_eq!(header_query_len(""), head);
+        let named = encode_query(&PutMetricData { namespace: "Perfmon Test/ns".into(), metric_data: Vec::new() });
+        assert_eq!(header_query_len("Perfmon Test/ns"), named.len() - "&MetricData=".len());
         for d in datums {
             let body = encode_query(&PutMetricData { namespace: String::new(), metric_data: vec![d.clone()] });
             let len = datum_query_len(&d);
