@@ -16,24 +16,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ext=$(realpath "${1:?usage: scripts/cpu-probe.sh EXTENSION_BINARY INVOKES [ARGS]}")
 invokes=${2:?usage: scripts/cpu-probe.sh EXTENSION_BINARY INVOKES [ARGS]}
 shift 2
-SANDBOX=${SANDBOX:-target/release/perfmon-sandbox}
-FUNCTION=${FUNCTION:-target/release/sample-function}
-name=$(basename "$ext")
-payload=${PAYLOAD:-"{}"}
-
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-"$SANDBOX" run --runtime "$FUNCTION" --extension "$name=$ext" --cloudwatch embedded \
-    --invokes "$invokes" --payload "$payload" "$@" >"$log" 2>&1 &
-sandbox=$!
-
-pid=
-for _ in $(seq 400); do
-    pid=$(pgrep -P "$sandbox" -x "${name:0:15}" || true)
-    [ -z "$pid" ] || break
-    sleep 0.01
-done
-[ -n "$pid" ] || { echo "extension $name not found under the sandbox (pid $sandbox)" >&2; cat "$log" >&2; exit 1; }
+# shellcheck source=scripts/sandbox-extension.sh
+. scripts/sandbox-extension.sh
+start_extension "$ext" "$invokes" "${PAYLOAD:-"{}"}" "$@"
 
 declare -A last
 while kill -0 "$pid" 2>/dev/null; do
@@ -46,6 +31,6 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$sandbox" || { echo "sandbox failed:" >&2; cat "$log" >&2; exit 1; }
 
-echo "extension $ext, $invokes invokes, payload $payload"
+echo "extension $ext, $invokes invokes, payload ${PAYLOAD:-"{}"}"
 for k in "${!last[@]}"; do echo "$k ${last[$k]}"; done |
     awk '{ printf "  %-8s %-16s %9.1f ms\n", $1, $2, $3 / 1e6; total += $3 } END { printf "  total %27.1f ms\n", total / 1e6 }'

@@ -20,23 +20,9 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then
     shift
 fi
 [ "${1:-}" != "--" ] || shift
-SANDBOX=${SANDBOX:-target/release/perfmon-sandbox}
-FUNCTION=${FUNCTION:-target/release/sample-function}
-name=$(basename "$ext")
-
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-"$SANDBOX" run --runtime "$FUNCTION" --extension "$name=$ext" --cloudwatch embedded \
-    --invokes "${INVOKES:-40}" --payload "$payload" "$@" >"$log" 2>&1 &
-sandbox=$!
-
-pid=
-for _ in $(seq 200); do
-    pid=$(pgrep -P "$sandbox" -x "${name:0:15}" || true)
-    [ -z "$pid" ] || break
-    sleep 0.05
-done
-[ -n "$pid" ] || { echo "extension $name not found under the sandbox (pid $sandbox)" >&2; cat "$log" >&2; exit 1; }
+# shellcheck source=scripts/sandbox-extension.sh
+. scripts/sandbox-extension.sh
+start_extension "$ext" "${INVOKES:-40}" "$payload" "$@"
 sleep "${WAIT_S:-3.5}"
 
 echo "extension $ext (pid $pid), payload $payload"
