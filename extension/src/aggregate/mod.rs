@@ -27,6 +27,9 @@
 pub mod histogram;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use perfmon_protocol::cloudwatch::{
     is_valid_unit, Dimension, MetricDatum, StatisticSet, MAX_ABS_VALUE, MAX_DIMENSIONS, MAX_DIMENSION_VALUE_LEN,
@@ -224,6 +227,55 @@ enum Agg {
     Gauge { value: f64, timestamp_ms: i64 },
 }
 
+impl Agg {
+    /// A distribution that took no value (every value refused for lack of bucket room): not kept.
+    fn is_empty_distribution(&self) -> bool {
+        matches!(self, Agg::Distribution(h) if h.is_empty())
+    }
+}
+
+/// Folds a sample's `values` (taken at `sample_ms`) into `agg` (`weight(i)`: how many times value
+/// `i` counts; at most `room` new histogram buckets). Returns the values accepted and the buckets
+/// created.
+fn fold(agg: &mut Agg, values: &[f64], sample_ms: i64, weight: &dyn Fn(usize) -> u64, room: usize) -> (usize, usize) {
+    let total = values.len();
+    let mut accepted = 0;
+    let mut new_buckets = 0;
+    match agg {
+        Agg::Distribution(h) => {
+            for (i, v) in values.iter().enumerate() {
+                let n = weight(i);
+                if n == 0 {
+                    continue;
+                }
+                if let Some(created) = h.add_n(*v, n, new_buckets < room) {
+                    accepted += n as usize;
+                    new_buckets += usize::from(created);
+                }
+            }
+        }
+        Agg::Counter { count, sum, min, max } => {
+            for v in values {
+                *count += 1;
+                *sum += v;
+                *min = min.min(*v);
+                *max = max.max(*v);
+            }
+            accepted = total;
+        }
+        Agg::Gauge { value, timestamp_ms } => {
+            if let Some(v) = values.last() {
+                if sample_ms >= *timestamp_ms {
+                    *value = *v;
+                    *timestamp_ms = sample_ms;
+                }
+            }
+            accepted = total;
+        }
+    }
+    (accepted, new_buckets)
+}
+
 /// Counters of what went in and what was dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AggregatorStats {
@@ -260,7 +312,14 @@ enum OverflowCause {
 pub struct Aggregator {
     limits: Limits,
     defaults: Vec<(String, String)>,
-    series: HashMap<(SeriesKey, i64), Agg>,
+    /// Series × time bucket. foldhash, not std's SipHash: hashing the key (name, unit, dimension
+    /// names and values) was the largest part of recording a held series. foldhash is seeded per
+    /// table, which defeats colliding keys prepared in advance but not an attacker who can observe
+    /// the table's hashes (its README, "HashDoS resistance"). The keys are the function's own metric
+    /// names and dimension values, nothing here exposes a hash or the table's order (`drain`
+    /// sorts), and [`Limits::max_series`] and the per-metric budgets bound the table.
+    series: HashTable<((SeriesKey, i64), Agg)>,
+    hasher: foldhash::fast::RandomState,
     buckets_held: usize,
     stats: AggregatorStats,
     budgets: HashMap<String, MetricBudget>,
@@ -272,7 +331,8 @@ impl Aggregator {
         Self {
             limits,
             defaults,
-            series: HashMap::new(),
+            series: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             buckets_held: 0,
             stats: AggregatorStats::default(),
             budgets: HashMap::new(),
@@ -296,8 +356,8 @@ impl Aggregator {
     /// Samples held: histogram samples, counter increments and one per gauge.
     pub fn samples_held(&self) -> u64 {
         self.series
-            .values()
-            .map(|a| match a {
+            .iter()
+            .map(|(_, a)| match a {
                 Agg::Distribution(h) => h.count(),
                 Agg::Counter { count, .. } => *count,
                 Agg::Gauge { .. } => 1,
@@ -384,72 +444,61 @@ impl Aggregator {
             kind: sample.kind,
         };
         let total = if sample.kind == Kind::Distribution { total_weight } else { sample.values.len() };
-        let mut entry_key = (key, start);
-        let mut overflow = None;
-        // A series already held (the usual case) costs one lookup here and one below.
-        if !self.series.contains_key(&entry_key) {
-            if let Err(cause) = self.admit(&entry_key.0) {
-                let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
-                entry_key.0.dimensions = dims;
-                if !self.series.contains_key(&entry_key)
-                    && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
-                {
-                    return Err(self.dropped(DropReason::SeriesCap, 0, total));
-                }
-                overflow = Some(cause);
-            }
-            self.series.entry(entry_key.clone()).or_insert_with(|| match sample.kind {
-                Kind::Distribution => Agg::Distribution(Histogram::default()),
-                Kind::Counter => Agg::Counter { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
-                Kind::Gauge => Agg::Gauge { value: 0.0, timestamp_ms: i64::MIN },
-            });
-        }
         let room = self.limits.max_buckets.saturating_sub(self.buckets_held);
-        let Some(agg) = self.series.get_mut(&entry_key) else {
-            return Err(self.dropped(DropReason::SeriesCap, 0, total));
+        let mut entry_key = (key, start);
+        let mut hash = self.hasher.hash_one(&entry_key);
+        // A series already held (the usual case): one hash of its key, one comparison.
+        if let Ok(mut held) = self.series.find_entry(hash, |(k, _)| *k == entry_key) {
+            let (accepted, new_buckets) = fold(&mut held.get_mut().1, &sample.values, sample.timestamp_ms, &weight, room);
+            if held.get().1.is_empty_distribution() {
+                held.remove();
+            }
+            return self.recorded(accepted, new_buckets, total, None);
+        }
+        let mut overflow = None;
+        if let Err(cause) = self.admit(&entry_key.0) {
+            let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
+            entry_key.0.dimensions = dims;
+            hash = self.hasher.hash_one(&entry_key);
+            if self.series.find(hash, |(k, _)| *k == entry_key).is_none()
+                && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
+            {
+                return Err(self.dropped(DropReason::SeriesCap, 0, total));
+            }
+            overflow = Some((cause, entry_key.0.name.clone()));
+        }
+        let hasher = &self.hasher;
+        let mut entry = match self.series.find_entry(hash, |(k, _)| *k == entry_key) {
+            Ok(held) => held,
+            Err(absent) => {
+                let agg = match sample.kind {
+                    Kind::Distribution => Agg::Distribution(Histogram::default()),
+                    Kind::Counter => Agg::Counter { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
+                    Kind::Gauge => Agg::Gauge { value: 0.0, timestamp_ms: i64::MIN },
+                };
+                absent.into_table().insert_unique(hash, (entry_key, agg), |(k, _)| hasher.hash_one(k))
+            }
         };
-        let mut accepted = 0;
-        let mut new_buckets = 0;
-        match agg {
-            Agg::Distribution(h) => {
-                for (i, v) in sample.values.iter().enumerate() {
-                    let n = weight(i);
-                    if n == 0 {
-                        continue;
-                    }
-                    if let Some(created) = h.add_n(*v, n, new_buckets < room) {
-                        accepted += n as usize;
-                        new_buckets += usize::from(created);
-                    }
-                }
-            }
-            Agg::Counter { count, sum, min, max } => {
-                for v in &sample.values {
-                    *count += 1;
-                    *sum += v;
-                    *min = min.min(*v);
-                    *max = max.max(*v);
-                }
-                accepted = total;
-            }
-            Agg::Gauge { value, timestamp_ms } => {
-                if let Some(v) = sample.values.last() {
-                    if sample.timestamp_ms >= *timestamp_ms {
-                        *value = *v;
-                        *timestamp_ms = sample.timestamp_ms;
-                    }
-                }
-                accepted = total;
-            }
+        let (accepted, new_buckets) = fold(&mut entry.get_mut().1, &sample.values, sample.timestamp_ms, &weight, room);
+        if entry.get().1.is_empty_distribution() {
+            entry.remove();
         }
-        let empty = matches!(agg, Agg::Distribution(h) if h.is_empty());
-        if empty {
-            self.series.remove(&entry_key);
-        }
+        self.recorded(accepted, new_buckets, total, overflow)
+    }
+
+    /// Counts what [`fold`] took into a series (`overflow`: the cause and metric name when the
+    /// series is its metric's overflow series).
+    fn recorded(
+        &mut self,
+        accepted: usize,
+        new_buckets: usize,
+        total: usize,
+        overflow: Option<(OverflowCause, String)>,
+    ) -> Result<usize, RecordError> {
         self.buckets_held += new_buckets;
         self.stats.values_recorded += accepted as u64;
-        if let Some(cause) = overflow.filter(|_| accepted > 0) {
-            self.overflowed(&entry_key.0.name, cause, accepted);
+        if let Some((cause, name)) = overflow.filter(|_| accepted > 0) {
+            self.overflowed(&name, cause, accepted);
         }
         if accepted < total {
             return Err(self.dropped(DropReason::BucketCap, accepted, total - accepted));
