@@ -576,10 +576,22 @@ fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
 }
 
 fn string(field: &str, raw: &RawValue) -> Result<String, String> {
-    if !raw.get().starts_with('"') {
-        return Err(format!("`{field}` must be a string, got {}", json_type(raw.get())));
+    let s = raw.get();
+    if !s.starts_with('"') {
+        return Err(format!("`{field}` must be a string, got {}", json_type(s)));
     }
-    serde_json::from_str(raw.get()).map_err(|e| format!("`{field}`: {}", message(&e)))
+    match unescaped(s) {
+        Some(text) => Ok(text.to_owned()),
+        None => serde_json::from_str(s).map_err(|e| format!("`{field}`: {}", message(&e))),
+    }
+}
+
+/// The text of a JSON string `raw` (its quotes included, already checked as JSON when the body was
+/// split) that has no escape: everything between the quotes, as it is. `None` when it has an escape
+/// (a `\`), which serde_json decodes.
+fn unescaped(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
 }
 
 /// A finite number within CloudWatch's range (±2^360).
@@ -637,8 +649,10 @@ fn dimensions(raw: &RawValue, reserved: &[&str]) -> Result<Vec<Dimension>, Strin
         if !value.get().starts_with('"') {
             return Err(format!("dimension {name:?} must have a string value, got {}", json_type(value.get())));
         }
-        let value: String =
-            serde_json::from_str(value.get()).map_err(|e| format!("dimension {name:?}: {}", message(&e)))?;
+        let value: String = match unescaped(value.get()) {
+            Some(text) => text.to_owned(),
+            None => serde_json::from_str(value.get()).map_err(|e| format!("dimension {name:?}: {}", message(&e)))?,
+        };
         check_dimension_value(&format!("value of dimension {name:?}"), &value)?;
         out.push(Dimension { name, value });
     }
@@ -654,4 +668,44 @@ fn timestamp(raw: &RawValue, now_ms: i64) -> Result<i64, String> {
     let ms = v.trunc() as i64;
     check_timestamp(ms, now_ms)?;
     Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::value::RawValue;
+
+    use super::string;
+
+    /// What serde_json makes of a JSON string, the reference for [`string`]'s copy of unescaped text.
+    fn decoded(json: &str) -> Result<String, String> {
+        serde_json::from_str::<String>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn strings_with_and_without_escapes_read_as_serde_json_reads_them() {
+        for json in [
+            r#""""#,
+            r#""checkout.latency""#,
+            r#""é ünïcödé 日本 🚀""#,
+            r#""a\"b""#,
+            r#""tab\there""#,
+            r#""\u00e9\ud83d\ude80""#,
+            r#""back\\slash""#,
+            r#""/slash\/""#,
+        ] {
+            let raw = RawValue::from_string(json.to_owned()).expect("valid JSON");
+            assert_eq!(string("name", &raw).ok(), decoded(json).ok(), "{json}");
+        }
+    }
+
+    proptest! {
+        /// Any string, written by serde_json (escapes where JSON needs them), reads back the same.
+        #[test]
+        fn any_string_reads_back(s in any::<String>()) {
+            let json = serde_json::to_string(&s).expect("a string serializes");
+            let raw = RawValue::from_string(json).expect("valid JSON");
+            prop_assert_eq!(string("name", &raw), Ok(s));
+        }
+    }
 }
