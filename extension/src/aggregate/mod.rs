@@ -27,7 +27,7 @@
 pub mod histogram;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use hashbrown::HashTable;
 
@@ -211,7 +211,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct SeriesKey {
     name: String,
     unit: String,
@@ -274,6 +274,37 @@ fn fold(agg: &mut Agg, values: &[f64], sample_ms: i64, weight: &dyn Fn(usize) ->
         }
     }
     (accepted, new_buckets)
+}
+
+/// The hash of a series entry from its parts, borrowed or held: name, unit, the merged dimensions
+/// (sorted), resolution, kind and time bucket.
+fn series_hash<'a>(
+    hasher: &foldhash::fast::RandomState,
+    name: &str,
+    unit: &str,
+    dims: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    resolution: Resolution,
+    kind: Kind,
+    start: i64,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    name.hash(&mut h);
+    unit.hash(&mut h);
+    h.write_usize(dims.len());
+    for (k, v) in dims {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    resolution.hash(&mut h);
+    kind.hash(&mut h);
+    start.hash(&mut h);
+    h.finish()
+}
+
+/// [`series_hash`] of a held entry's key.
+fn key_hash(hasher: &foldhash::fast::RandomState, (key, start): &(SeriesKey, i64)) -> u64 {
+    let dims = key.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    series_hash(hasher, &key.name, &key.unit, dims, key.resolution, key.kind, *start)
 }
 
 /// Counters of what went in and what was dropped.
@@ -370,11 +401,21 @@ impl Aggregator {
     }
 
     /// Merges `extra` over the defaults (the last value of a name wins), sorted by name, and checks
-    /// CloudWatch's limits. A sorted `Vec` rather than a map: a sample has a handful of dimensions,
-    /// and this runs for every sample recorded.
+    /// CloudWatch's limits.
     pub fn merge_dimensions(&self, extra: &[(String, String)]) -> Result<Vec<(String, String)>, InvalidSample> {
-        let mut merged: Vec<(&str, &str)> = Vec::with_capacity(self.defaults.len() + extra.len());
-        merged.extend(self.defaults.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str())));
+        let merged = Self::merged_dimensions(&self.defaults, extra)?;
+        Ok(merged.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
+    /// [`Aggregator::merge_dimensions`] without copying a name or value: a sorted `Vec` of borrowed
+    /// pairs rather than a map, since a sample has a handful of dimensions and this runs for every
+    /// sample recorded; a sample of a series already held is recorded without copying any.
+    fn merged_dimensions<'a>(
+        defaults: &'a [(String, String)],
+        extra: &'a [(String, String)],
+    ) -> Result<Vec<(&'a str, &'a str)>, InvalidSample> {
+        let mut merged: Vec<(&str, &str)> = Vec::with_capacity(defaults.len() + extra.len());
+        merged.extend(defaults.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str())));
         // Stable: among equal names the order of arrival stays, and the later one is kept.
         merged.sort_by(|a, b| a.0.cmp(b.0));
         merged.dedup_by(|later, kept| {
@@ -387,17 +428,20 @@ impl Aggregator {
         if merged.len() > MAX_DIMENSIONS {
             return Err(InvalidSample::TooManyDimensions(merged.len()));
         }
-        let mut out = Vec::with_capacity(merged.len());
-        for (k, v) in merged {
+        for (k, v) in &merged {
             if k.is_empty() || k.len() > MAX_NAME_LEN || v.is_empty() || v.len() > MAX_DIMENSION_VALUE_LEN {
-                return Err(InvalidSample::Dimension(k.to_owned()));
+                return Err(InvalidSample::Dimension((*k).to_owned()));
             }
-            out.push((k.to_owned(), v.to_owned()));
         }
-        Ok(out)
+        Ok(merged)
     }
 
-    fn validate(&self, s: &MetricSample, now_ms: i64) -> Result<Vec<(String, String)>, InvalidSample> {
+    /// Checks `s` and merges its dimensions over `defaults` ([`Aggregator::merged_dimensions`]).
+    fn validate<'a>(
+        defaults: &'a [(String, String)],
+        s: &'a MetricSample,
+        now_ms: i64,
+    ) -> Result<Vec<(&'a str, &'a str)>, InvalidSample> {
         if s.name.is_empty() || s.name.chars().count() > MAX_NAME_LEN {
             return Err(InvalidSample::Name);
         }
@@ -413,7 +457,7 @@ impl Aggregator {
         if s.timestamp_ms < now_ms - MAX_PAST_MS || s.timestamp_ms > now_ms + MAX_FUTURE_MS {
             return Err(InvalidSample::Timestamp(s.timestamp_ms));
         }
-        self.merge_dimensions(&s.dimensions)
+        Self::merged_dimensions(defaults, &s.dimensions)
     }
 
     /// Folds `sample` in. `now_ms` bounds the accepted timestamps (CloudWatch's window).
@@ -427,7 +471,7 @@ impl Aggregator {
     pub fn record_weighted(&mut self, sample: MetricSample, counts: &[u64], now_ms: i64) -> Result<usize, RecordError> {
         let weight = |i: usize| if counts.is_empty() { 1 } else { counts.get(i).copied().unwrap_or(0) };
         let total_weight: usize = (0..sample.values.len()).map(|i| weight(i) as usize).sum();
-        let dimensions = match self.validate(&sample, now_ms) {
+        let dims = match Self::validate(&self.defaults, &sample, now_ms) {
             Ok(d) => d,
             Err(e) => {
                 self.stats.values_invalid += total_weight as u64;
@@ -436,30 +480,43 @@ impl Aggregator {
         };
         let bucket_ms = sample.resolution.bucket_ms();
         let start = sample.timestamp_ms - sample.timestamp_ms.rem_euclid(bucket_ms);
-        let key = SeriesKey {
-            name: sample.name,
-            unit: sample.unit,
-            dimensions,
-            resolution: sample.resolution,
-            kind: sample.kind,
-        };
         let total = if sample.kind == Kind::Distribution { total_weight } else { sample.values.len() };
         let room = self.limits.max_buckets.saturating_sub(self.buckets_held);
-        let mut entry_key = (key, start);
-        let mut hash = self.hasher.hash_one(&entry_key);
-        // A series already held (the usual case): one hash of its key, one comparison.
-        if let Ok(mut held) = self.series.find_entry(hash, |(k, _)| *k == entry_key) {
-            let (accepted, new_buckets) = fold(&mut held.get_mut().1, &sample.values, sample.timestamp_ms, &weight, room);
-            if held.get().1.is_empty_distribution() {
-                held.remove();
+        let (name, unit, resolution, kind) =
+            (sample.name.as_str(), sample.unit.as_str(), sample.resolution, sample.kind);
+        let mut hash = series_hash(&self.hasher, name, unit, dims.iter().copied(), resolution, kind, start);
+        // A series already held (the usual case): one hash of its parts, one comparison, nothing
+        // copied.
+        let held = |(k, _): &((SeriesKey, i64), Agg)| {
+            k.1 == start
+                && k.0.name == name
+                && k.0.unit == unit
+                && k.0.resolution == resolution
+                && k.0.kind == kind
+                && k.0.dimensions.len() == dims.len()
+                && k.0.dimensions.iter().zip(&dims).all(|((a, b), (c, d))| a == c && b == d)
+        };
+        if let Ok(mut entry) = self.series.find_entry(hash, held) {
+            let (accepted, new_buckets) =
+                fold(&mut entry.get_mut().1, &sample.values, sample.timestamp_ms, &weight, room);
+            if entry.get().1.is_empty_distribution() {
+                entry.remove();
             }
             return self.recorded(accepted, new_buckets, total, None);
         }
+        let key = SeriesKey {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            dimensions: dims.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            resolution,
+            kind,
+        };
+        let mut entry_key = (key, start);
         let mut overflow = None;
         if let Err(cause) = self.admit(&entry_key.0) {
             let dims = self.overflow_dimensions(&entry_key.0.name, &entry_key.0.dimensions);
             entry_key.0.dimensions = dims;
-            hash = self.hasher.hash_one(&entry_key);
+            hash = key_hash(&self.hasher, &entry_key);
             if self.series.find(hash, |(k, _)| *k == entry_key).is_none()
                 && self.series.len() >= self.limits.max_series.saturating_add(self.limits.overflow_reserve)
             {
@@ -476,7 +533,7 @@ impl Aggregator {
                     Kind::Counter => Agg::Counter { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
                     Kind::Gauge => Agg::Gauge { value: 0.0, timestamp_ms: i64::MIN },
                 };
-                absent.into_table().insert_unique(hash, (entry_key, agg), |(k, _)| hasher.hash_one(k))
+                absent.into_table().insert_unique(hash, (entry_key, agg), |(k, _)| key_hash(hasher, k))
             }
         };
         let (accepted, new_buckets) = fold(&mut entry.get_mut().1, &sample.values, sample.timestamp_ms, &weight, room);
@@ -686,6 +743,45 @@ mod tests {
             .all(|d| d.timestamp_ms == Some(NOW) && dims(d) == vec![("FunctionName".into(), "fn".into())]));
         assert_eq!(d.unit.as_deref(), Some("Milliseconds"));
         assert_eq!(d.storage_resolution, None);
+    }
+
+    #[test]
+    fn a_held_series_is_found_from_the_sample_and_differs_in_every_part() {
+        let mut a = agg();
+        let base = MetricSample {
+            dimensions: vec![("Route".into(), "GET /a".into()), ("Status".into(), "200".into())],
+            ..MetricSample::new("Latency", "Milliseconds", Kind::Distribution, 1.0, NOW)
+        };
+        // The same series, its extra dimensions in another order: one entry.
+        let mut same = base.clone();
+        same.dimensions.reverse();
+        a.record(base.clone(), NOW).unwrap();
+        a.record(same, NOW).unwrap();
+        assert_eq!((a.series_held(), a.samples_held()), (1, 2));
+        // Each part of the key on its own opens another entry.
+        let mut variants = Vec::new();
+        for change in 0..7 {
+            let mut s = base.clone();
+            match change {
+                0 => s.name = "Latency2".into(),
+                1 => s.unit = "Seconds".into(),
+                2 => s.kind = Kind::Counter,
+                3 => s.resolution = Resolution::High,
+                4 => s.timestamp_ms = NOW + 60_000,
+                5 => s.dimensions[1].1 = "500".into(),
+                _ => s.dimensions.push(("Extra".into(), "x".into())),
+            }
+            variants.push(s);
+        }
+        for s in &variants {
+            a.record(s.clone(), NOW).unwrap();
+        }
+        assert_eq!(a.series_held(), 8);
+        // And each is found again.
+        for s in variants {
+            a.record(s, NOW).unwrap();
+        }
+        assert_eq!((a.series_held(), a.samples_held()), (8, 16));
     }
 
     #[test]
