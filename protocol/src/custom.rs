@@ -303,16 +303,19 @@ impl Validator {
 
     /// Parses and validates a `POST /v1/metrics` body.
     pub fn parse_metrics(&self, body: &[u8], now_ms: i64) -> Result<ParsedBatch<MetricEntry>, BodyError> {
-        parse_entries(body, |raw| self.metric_entry(raw, now_ms))
+        parse_entries(body, |fields| self.metric_fields(fields, now_ms), |raw| self.metric_entry(raw, now_ms))
     }
 
     /// Parses and validates a `POST /v1/operations` body.
     pub fn parse_operations(&self, body: &[u8], now_ms: i64) -> Result<ParsedBatch<Operation>, BodyError> {
-        parse_entries(body, |raw| self.operation_entry(raw, now_ms))
+        parse_entries(body, |fields| self.operation_fields(fields, now_ms), |raw| self.operation_entry(raw, now_ms))
     }
 
     fn metric_entry(&self, raw: &RawValue, now_ms: i64) -> Result<MetricEntry, String> {
-        let fields: RawMetric<'_> = object(raw)?;
+        self.metric_fields(object(raw)?, now_ms)
+    }
+
+    fn metric_fields(&self, fields: RawMetric<'_>, now_ms: i64) -> Result<MetricEntry, String> {
         let name = match fields.name {
             Some(raw) => string("name", raw)?,
             None => return Err(String::from("`name` is required")),
@@ -357,7 +360,10 @@ impl Validator {
     }
 
     fn operation_entry(&self, raw: &RawValue, now_ms: i64) -> Result<Operation, String> {
-        let fields: RawOperation<'_> = object(raw)?;
+        self.operation_fields(object(raw)?, now_ms)
+    }
+
+    fn operation_fields(&self, fields: RawOperation<'_>, now_ms: i64) -> Result<Operation, String> {
         let operation = match fields.operation {
             Some(raw) => string("operation", raw)?,
             None => return Err(String::from("`operation` is required")),
@@ -518,16 +524,71 @@ struct RawOperation<'a> {
     timestamp: Option<&'a RawValue>,
 }
 
+/// Splits a body into entries and validates each. The usual body, every entry an object with known
+/// fields, is read in one pass straight into its fields' raw values (`R`), each checked with
+/// `fields`. Any other body (an entry that is not an object, an unknown or repeated field, JSON that
+/// does not parse) is read again by [`parse_entries_one_by_one`], which says what is wrong with each
+/// entry: the checks of the fields are the same either way, only the first pass is saved.
+fn parse_entries<'a, R: Deserialize<'a>, T>(
+    body: &'a [u8],
+    mut fields: impl FnMut(R) -> Result<T, String>,
+    entry: impl FnMut(&RawValue) -> Result<T, String>,
+) -> Result<ParsedBatch<T>, BodyError> {
+    if body.len() > http::MAX_BODY_BYTES {
+        return Err(BodyError::TooLarge { size: body.len(), limit: http::MAX_BODY_BYTES });
+    }
+    let all: Option<Vec<ObjectOnly<R>>> = match first_byte(body) {
+        Some(b'[') => serde_json::from_slice(body).ok(),
+        Some(b'{') => serde_json::from_slice(body).ok().map(|one| vec![one]),
+        _ => None,
+    };
+    let Some(all) = all else {
+        return parse_entries_one_by_one(body, entry);
+    };
+    let mut batch = ParsedBatch { entries: Vec::with_capacity(all.len()), rejected: Vec::new() };
+    for (index, ObjectOnly(raw)) in all.into_iter().enumerate() {
+        match fields(raw) {
+            Ok(e) => batch.entries.push(e),
+            Err(error) => batch.rejected.push(Rejected { index, error }),
+        }
+    }
+    Ok(batch)
+}
+
+/// `R` read from a JSON object only. A derived `Deserialize` also takes a struct from an array of its
+/// fields in order, which an entry must not be.
+struct ObjectOnly<R>(R);
+
+impl<'de, R: Deserialize<'de>> Deserialize<'de> for ObjectOnly<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<R>(std::marker::PhantomData<R>);
+        impl<'de, R: Deserialize<'de>> serde::de::Visitor<'de> for Fields<R> {
+            type Value = ObjectOnly<R>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                R::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// The first byte of a body that is not JSON whitespace.
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
 /// Splits a body into entries and validates each with `entry`.
-fn parse_entries<T>(
+fn parse_entries_one_by_one<T>(
     body: &[u8],
     mut entry: impl FnMut(&RawValue) -> Result<T, String>,
 ) -> Result<ParsedBatch<T>, BodyError> {
     if body.len() > http::MAX_BODY_BYTES {
         return Err(BodyError::TooLarge { size: body.len(), limit: http::MAX_BODY_BYTES });
     }
-    let first = body.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    let raws: Vec<&RawValue> = match first {
+    let raws: Vec<&RawValue> = match first_byte(body) {
         Some(b'[') => serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?,
         _ => {
             let raw: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
@@ -675,7 +736,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::value::RawValue;
 
-    use super::string;
+    use super::{parse_entries, parse_entries_one_by_one, string, ObjectOnly, RawMetric, RawOperation, Validator};
 
     /// What serde_json makes of a JSON string, the reference for [`string`]'s copy of unescaped text.
     fn decoded(json: &str) -> Result<String, String> {
@@ -706,6 +767,81 @@ mod tests {
             let json = serde_json::to_string(&s).expect("a string serializes");
             let raw = RawValue::from_string(json).expect("valid JSON");
             prop_assert_eq!(string("name", &raw), Ok(s));
+        }
+    }
+
+    const NOW: i64 = 1_767_225_600_000;
+
+    /// The one pass takes the usual bodies (else every body would be read twice), and never an
+    /// entry that is an array.
+    #[test]
+    fn one_pass_takes_objects_of_known_fields_only() {
+        let metrics = br#"[{"name": "a", "value": 1, "unit": "Milliseconds", "dimensions": {"R": "x"}}, {"name": "b", "values": [1, 2]}]"#;
+        assert!(serde_json::from_slice::<Vec<ObjectOnly<RawMetric<'_>>>>(metrics).is_ok());
+        let op = br#"{"operation": "Get", "durationMs": 3, "success": false, "errorType": "Timeout"}"#;
+        assert!(serde_json::from_slice::<ObjectOnly<RawOperation<'_>>>(op).is_ok());
+        for refused in [&br#"[["a", 1]]"#[..], br#"[{"name": "a", "value": 1, "other": 2}]"#, br#"[null]"#] {
+            assert!(serde_json::from_slice::<Vec<ObjectOnly<RawMetric<'_>>>>(refused).is_err());
+        }
+    }
+
+    /// One entry of a body: valid metrics and operations, and every way an entry can be wrong.
+    fn entry() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("\"latency\"".to_owned()),
+            Just("\"a\\\"b\"".to_owned()),
+            Just("\"\"".to_owned()),
+            Just("7".to_owned()),
+            Just("null".to_owned()),
+        ];
+        let value = prop_oneof![
+            Just("1.5".to_owned()),
+            Just("-0".to_owned()),
+            Just("1e400".to_owned()),
+            Just("\"3\"".to_owned()),
+            Just("[1, 2]".to_owned()),
+            Just("null".to_owned()),
+        ];
+        let extra = prop_oneof![
+            Just(String::new()),
+            Just(", \"unit\": \"Milliseconds\"".to_owned()),
+            Just(", \"unit\": \"Parsecs\"".to_owned()),
+            Just(", \"kind\": \"counter\"".to_owned()),
+            Just(", \"dimensions\": {\"Route\": \"GET /\", \"Route\": \"x\"}".to_owned()),
+            Just(", \"dimensions\": {\"Bad\": 1}".to_owned()),
+            Just(", \"values\": [1, \"x\"]".to_owned()),
+            Just(", \"timestamp\": 1767225600000".to_owned()),
+            Just(", \"resolution\": 1".to_owned()),
+            Just(", \"nope\": true".to_owned()),
+            Just(", \"name\": \"twice\"".to_owned()),
+            Just(", \"operation\": \"Get\", \"durationMs\": 3, \"success\": false".to_owned()),
+        ];
+        prop_oneof![
+            8 => (name, value, extra).prop_map(|(n, v, e)| format!("{{\"name\": {n}, \"value\": {v}{e}}}")),
+            1 => Just("{\"operation\": \"Get\", \"durationMs\": 12.5, \"errorType\": \"Timeout\"}".to_owned()),
+            1 => Just("null".to_owned()),
+            1 => Just("[]".to_owned()),
+            1 => Just("\"text\"".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// A body read in one pass gives what reading it entry by entry gives: the same entries,
+        /// the same rejections with the same messages, the same body errors.
+        #[test]
+        fn one_pass_reads_as_entry_by_entry(entries in proptest::collection::vec(entry(), 0..6), array in any::<bool>()) {
+            let body = if array || entries.len() != 1 {
+                format!("[{}]", entries.join(", "))
+            } else {
+                entries[0].clone()
+            };
+            let v = Validator::new(["FunctionName"]);
+            let metrics = parse_entries(body.as_bytes(), |f| v.metric_fields(f, NOW), |raw| v.metric_entry(raw, NOW));
+            let metrics_slow = parse_entries_one_by_one(body.as_bytes(), |raw| v.metric_entry(raw, NOW));
+            prop_assert_eq!(metrics, metrics_slow, "{}", body);
+            let ops = parse_entries(body.as_bytes(), |f| v.operation_fields(f, NOW), |raw| v.operation_entry(raw, NOW));
+            let ops_slow = parse_entries_one_by_one(body.as_bytes(), |raw| v.operation_entry(raw, NOW));
+            prop_assert_eq!(ops, ops_slow, "{}", body);
         }
     }
 }
