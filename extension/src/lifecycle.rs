@@ -433,8 +433,17 @@ fn tell_unwrapped_once(ctx: &Context, waited: Duration) {
 /// `snap_start`) what was held at the snapshot, and start the CloudWatch client afresh. perfmon
 /// keeps no ids or random state of its own; /proc deltas are per invoke, from baselines taken at
 /// each INVOKE, so they start at the restore.
+/// The held data may already have been dropped by a restore record of the Telemetry API that came
+/// first ([`crate::state::Shared::on_telemetry`]); the sinks are started afresh here either way.
 fn after_restore(ctx: &Context) {
-    if ctx.shared.lock().snap_start.as_ref().is_none_or(|s| s.restored) {
+    let first = match ctx.shared.lock().snap_start.as_mut() {
+        Some(ss) if !ss.sinks_restarted => {
+            ss.sinks_restarted = true;
+            true
+        }
+        _ => false,
+    };
+    if !first {
         return;
     }
     let dropped = ctx.shared.on_restore();

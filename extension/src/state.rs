@@ -87,7 +87,8 @@ pub struct SinkCounters {
 /// restored environment sends it again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SnapStartHealth {
-    /// The restore has been seen (the first INVOKE of a `snap-start` process).
+    /// The restore has been seen: the first INVOKE of a `snap-start` process, or a restore record
+    /// of the Telemetry API before it.
     pub restored: bool,
     /// Samples recorded before the snapshot and still held at the restore, dropped.
     pub samples_dropped_at_restore: u64,
@@ -101,6 +102,9 @@ pub struct SnapStartHealth {
     /// The namespace of those lines.
     #[serde(skip)]
     pub namespace: String,
+    /// The sinks have been started afresh after the restore (at the first INVOKE).
+    #[serde(skip)]
+    pub sinks_restarted: bool,
 }
 
 /// Result of the last flush, as reported in `/v1/health`.
@@ -388,6 +392,23 @@ impl Shared {
                     g.telemetry.lambda_dropped_records += d.dropped_records;
                     tracing::warn!(records = d.dropped_records, reason = %d.reason, "Lambda dropped telemetry records");
                 }
+                // A restore record is of this environment, after the snapshot. The Telemetry API
+                // may deliver it before perfmon has handled the first INVOKE (its 25 ms buffering
+                // usually puts it after, a busy CPU can put it before), so the restore is taken
+                // from whichever comes first: what the snapshot held is dropped before this
+                // record's own samples (`RestoreDuration`) are recorded.
+                if matches!(
+                    ev.record,
+                    Record::RestoreStart(_) | Record::RestoreRuntimeDone(_) | Record::RestoreReport(_)
+                ) {
+                    let dropped = drop_held_at_restore(&mut g);
+                    if dropped > 0 {
+                        tracing::info!(
+                            samples_dropped = dropped,
+                            "SnapStart restore: what was held at the snapshot is dropped, not sent"
+                        );
+                    }
+                }
                 let mut samples = g.platform.on_event(ev);
                 // The publish-time Init of a SnapStart version happened once, before the snapshot:
                 // its records reaching a restored environment are not this environment's.
@@ -661,22 +682,7 @@ impl Shared {
     /// the snapshot holds the same copy and would send it again. Returns the samples dropped
     /// (0 when not SnapStart or already restored).
     pub fn on_restore(&self) -> u64 {
-        let mut g = self.lock();
-        let Some(ss) = g.snap_start.as_ref() else { return 0 };
-        if ss.restored {
-            return 0;
-        }
-        let samples = g.agg.samples_held();
-        let series = g.agg.series_held() as u64;
-        let _ = g.agg.drain();
-        let retry = std::mem::take(&mut g.retry).len() as u64;
-        if let Some(ss) = g.snap_start.as_mut() {
-            ss.restored = true;
-            ss.samples_dropped_at_restore += samples;
-            ss.series_dropped_at_restore += series;
-            ss.retry_datums_dropped_at_restore += retry;
-        }
-        samples
+        drop_held_at_restore(&mut self.lock())
     }
 }
 
@@ -696,6 +702,25 @@ fn system_vcpus(cfg: &Config) -> f64 {
 fn statsd_drops_sample(dropped: u64, now_ms: i64) -> MetricSample {
     let name = perfmon_protocol::contract::metric::STATSD_DATAGRAMS_DROPPED;
     MetricSample::new(name, "Count", crate::aggregate::Kind::Counter, dropped as f64, now_ms)
+}
+
+/// [`Shared::on_restore`] under the lock.
+fn drop_held_at_restore(g: &mut Inner) -> u64 {
+    let Some(ss) = g.snap_start.as_ref() else { return 0 };
+    if ss.restored {
+        return 0;
+    }
+    let samples = g.agg.samples_held();
+    let series = g.agg.series_held() as u64;
+    let _ = g.agg.drain();
+    let retry = std::mem::take(&mut g.retry).len() as u64;
+    if let Some(ss) = g.snap_start.as_mut() {
+        ss.restored = true;
+        ss.samples_dropped_at_restore += samples;
+        ss.series_dropped_at_restore += series;
+        ss.retry_datums_dropped_at_restore += retry;
+    }
+    samples
 }
 
 fn record_all(g: &mut Inner, samples: Vec<MetricSample>, now_ms: i64) {
@@ -771,6 +796,33 @@ mod tests {
         let on_demand = shared();
         assert_eq!(on_demand.on_restore(), 0);
         assert!(on_demand.health().snap_start.is_none());
+    }
+
+    /// The Telemetry API may deliver the restore records before perfmon handles the first INVOKE:
+    /// the restore is taken from them, so `RestoreDuration` is kept and what the snapshot held is
+    /// still dropped.
+    #[test]
+    fn restore_records_before_the_first_invoke_drop_the_snapshot_not_restore_duration() {
+        let s = snap_start_shared();
+        let now = perfmon_protocol::time::parse_iso_ms("2026-01-15T10:00:01.000Z").unwrap();
+        let held =
+            MetricSample::new("ModelLoadTime", "Milliseconds", crate::aggregate::Kind::Distribution, 1234.0, now);
+        record_all(&mut s.lock(), vec![held], now);
+        let body = r#"[
+          {"time":"2026-01-15T10:00:00.010Z","type":"platform.restoreStart","record":{"functionName":"f","functionVersion":"1"}},
+          {"time":"2026-01-15T10:00:00.020Z","type":"platform.restoreRuntimeDone","record":{"status":"success"}},
+          {"time":"2026-01-15T10:00:00.030Z","type":"platform.restoreReport","record":{"status":"success","metrics":{"durationMs":42.5}}}
+        ]"#;
+        s.on_telemetry(&decode_batch(body.as_bytes()).unwrap(), now);
+        let ss = s.health().snap_start.unwrap();
+        assert!(ss.restored);
+        assert_eq!(ss.samples_dropped_at_restore, 1, "the snapshot's sample");
+        // The first INVOKE then finds nothing more to drop.
+        assert_eq!(s.on_restore(), 0);
+        let (fresh, _) = s.take_for_flush();
+        let restore = fresh.iter().find(|d| d.metric_name == perfmon_protocol::contract::metric::RESTORE_DURATION);
+        assert_eq!(restore.map(|d| (d.values.clone(), d.counts.clone())), Some((vec![42.5], vec![1.0])), "{fresh:?}");
+        assert!(fresh.iter().all(|d| d.metric_name != "ModelLoadTime"));
     }
 
     #[test]
