@@ -429,7 +429,8 @@ fn tell_unwrapped_once(ctx: &Context, waited: Duration) {
 
 /// SnapStart (docs/reference.md §8): Lambda resumes every environment of a version from one snapshot taken
 /// after the publish-time Init, perfmon's memory included, and an extension's first INVOKE is the
-/// first thing it sees after a restore. Once per process: drop (and count in `/v1/health`
+/// first call it gets after a restore (a restore record of the Telemetry API may come before it and
+/// mark the restore first). Once per process: drop (and count in `/v1/health`
 /// `snap_start`) what was held at the snapshot, and start the CloudWatch client afresh. perfmon
 /// keeps no ids or random state of its own; /proc deltas are per invoke, from baselines taken at
 /// each INVOKE, so they start at the restore.

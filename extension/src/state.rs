@@ -677,7 +677,8 @@ impl Shared {
         g.sinks.emf_datums_dropped += batch.dropped as u64;
     }
 
-    /// A SnapStart restore (the first INVOKE of a `snap-start` process): everything recorded before
+    /// A SnapStart restore (the first INVOKE of a `snap-start` process, unless a restore record of
+    /// the Telemetry API came first: [`Shared::on_telemetry`]): everything recorded before
     /// the snapshot and not yet sent is dropped and counted, since every environment restored from
     /// the snapshot holds the same copy and would send it again. Returns the samples dropped
     /// (0 when not SnapStart or already restored).
