@@ -447,9 +447,8 @@ fn after_restore(ctx: &Context) {
     if !first {
         return;
     }
-    let dropped = ctx.shared.on_restore();
+    ctx.shared.on_restore();
     ctx.flusher.after_restore();
-    tracing::info!(samples_dropped = dropped, "SnapStart restore: what was held at the snapshot is dropped, not sent");
 }
 
 /// Handles SHUTDOWN: see the module documentation for the order.

@@ -401,13 +401,7 @@ impl Shared {
                     ev.record,
                     Record::RestoreStart(_) | Record::RestoreRuntimeDone(_) | Record::RestoreReport(_)
                 ) {
-                    let dropped = drop_held_at_restore(&mut g);
-                    if dropped > 0 {
-                        tracing::info!(
-                            samples_dropped = dropped,
-                            "SnapStart restore: what was held at the snapshot is dropped, not sent"
-                        );
-                    }
+                    drop_held_at_restore(&mut g);
                 }
                 let mut samples = g.platform.on_event(ev);
                 // The publish-time Init of a SnapStart version happened once, before the snapshot:
@@ -721,6 +715,7 @@ fn drop_held_at_restore(g: &mut Inner) -> u64 {
         ss.series_dropped_at_restore += series;
         ss.retry_datums_dropped_at_restore += retry;
     }
+    tracing::info!(samples_dropped = samples, "SnapStart restore: what was held at the snapshot is dropped, not sent");
     samples
 }
 

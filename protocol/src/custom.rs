@@ -542,17 +542,22 @@ fn parse_entries<'a, R: Deserialize<'a>, T>(
         Some(b'{') => serde_json::from_slice(body).ok().map(|one| vec![one]),
         _ => None,
     };
-    let Some(all) = all else {
-        return parse_entries_one_by_one(body, entry);
-    };
-    let mut batch = ParsedBatch { entries: Vec::with_capacity(all.len()), rejected: Vec::new() };
-    for (index, ObjectOnly(raw)) in all.into_iter().enumerate() {
-        match fields(raw) {
+    match all {
+        Some(all) => Ok(checked(all, |ObjectOnly(raw)| fields(raw))),
+        None => parse_entries_one_by_one(body, entry),
+    }
+}
+
+/// Each of `items` checked with `check`, in order: the valid entries, and the rejected ones by index.
+fn checked<I, T>(items: Vec<I>, mut check: impl FnMut(I) -> Result<T, String>) -> ParsedBatch<T> {
+    let mut batch = ParsedBatch { entries: Vec::with_capacity(items.len()), rejected: Vec::new() };
+    for (index, item) in items.into_iter().enumerate() {
+        match check(item) {
             Ok(e) => batch.entries.push(e),
             Err(error) => batch.rejected.push(Rejected { index, error }),
         }
     }
-    Ok(batch)
+    batch
 }
 
 /// `R` read from a JSON object only. A derived `Deserialize` also takes a struct from an array of its
@@ -580,14 +585,12 @@ fn first_byte(body: &[u8]) -> Option<u8> {
     body.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
-/// Splits a body into entries and validates each with `entry`.
+/// Splits a body (its size already checked by [`parse_entries`]) into entries and validates each
+/// with `entry`.
 fn parse_entries_one_by_one<T>(
     body: &[u8],
-    mut entry: impl FnMut(&RawValue) -> Result<T, String>,
+    entry: impl FnMut(&RawValue) -> Result<T, String>,
 ) -> Result<ParsedBatch<T>, BodyError> {
-    if body.len() > http::MAX_BODY_BYTES {
-        return Err(BodyError::TooLarge { size: body.len(), limit: http::MAX_BODY_BYTES });
-    }
     let raws: Vec<&RawValue> = match first_byte(body) {
         Some(b'[') => serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?,
         _ => {
@@ -598,14 +601,7 @@ fn parse_entries_one_by_one<T>(
             vec![raw]
         }
     };
-    let mut batch = ParsedBatch { entries: Vec::with_capacity(raws.len()), rejected: Vec::new() };
-    for (index, raw) in raws.into_iter().enumerate() {
-        match entry(raw) {
-            Ok(e) => batch.entries.push(e),
-            Err(error) => batch.rejected.push(Rejected { index, error }),
-        }
-    }
-    Ok(batch)
+    Ok(checked(raws, entry))
 }
 
 /// What a raw JSON value is, for messages ("a string", "an array" …).

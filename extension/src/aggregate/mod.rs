@@ -400,16 +400,10 @@ impl Aggregator {
         self.series.is_empty()
     }
 
-    /// Merges `extra` over the defaults (the last value of a name wins), sorted by name, and checks
-    /// CloudWatch's limits.
-    pub fn merge_dimensions(&self, extra: &[(String, String)]) -> Result<Vec<(String, String)>, InvalidSample> {
-        let merged = Self::merged_dimensions(&self.defaults, extra)?;
-        Ok(merged.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
-    }
-
-    /// [`Aggregator::merge_dimensions`] without copying a name or value: a sorted `Vec` of borrowed
-    /// pairs rather than a map, since a sample has a handful of dimensions and this runs for every
-    /// sample recorded; a sample of a series already held is recorded without copying any.
+    /// Merges `extra` over `defaults` (the last value of a name wins), sorted by name, and checks
+    /// CloudWatch's limits. Borrowed pairs in a sorted `Vec` rather than a map: a sample has a handful
+    /// of dimensions, this runs for every sample recorded, and a sample of a series already held is
+    /// recorded without copying a name or value.
     fn merged_dimensions<'a>(
         defaults: &'a [(String, String)],
         extra: &'a [(String, String)],
@@ -436,7 +430,7 @@ impl Aggregator {
         Ok(merged)
     }
 
-    /// Checks `s` and merges its dimensions over `defaults` ([`Aggregator::merged_dimensions`]).
+    /// Checks `s` and merges its dimensions over `defaults` (`merged_dimensions`).
     fn validate<'a>(
         defaults: &'a [(String, String)],
         s: &'a MetricSample,
