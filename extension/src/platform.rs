@@ -139,6 +139,8 @@ pub struct Platform {
     init_end_ms: Option<i64>,
     init_duration_emitted: bool,
     restore_duration_emitted: bool,
+    /// `platform.restoreReport` has come (its `Errors` for a failed restore is recorded).
+    restore_report_seen: bool,
     invokes: HashMap<String, Invoke>,
     order: VecDeque<String>,
     finished: HashSet<String>,
@@ -161,6 +163,7 @@ impl Platform {
             init_end_ms: None,
             init_duration_emitted: false,
             restore_duration_emitted: false,
+            restore_report_seen: false,
             invokes: HashMap::new(),
             order: VecDeque::new(),
             finished: HashSet::new(),
@@ -196,9 +199,12 @@ impl Platform {
         self.finished.contains(request_id) || self.invokes.get(request_id).is_some_and(|i| i.runtime_done.is_some())
     }
 
-    /// Invokes still waiting for their `platform.report`.
+    /// Reports still to come: each invoke's `platform.report`, and in a SnapStart environment its
+    /// `platform.restoreReport`. A SHUTDOWN can follow a failed restore before the Telemetry API has
+    /// delivered that report (no invoke ever started), and the restore's `Errors` is in it.
     pub fn awaiting_report(&self) -> usize {
-        self.invokes.len()
+        let restore = usize::from(self.mode == Mode::SnapStart && !self.restore_report_seen);
+        self.invokes.len() + restore
     }
 
     /// Folds one telemetry event in and returns the samples it completes.
@@ -225,6 +231,7 @@ impl Platform {
             Record::RestoreStart(_) => self.restored(),
             Record::RestoreReport(r) => {
                 self.restored();
+                self.restore_report_seen = true;
                 self.restore_report(r, t, &mut out);
             }
             Record::Start(s) => {
@@ -835,6 +842,19 @@ mod tests {
         feed(&mut p, &format!("[{}]", start("d", 4000)));
         assert_eq!(p.take_concurrency(T0 + 5000).unwrap().values, vec![1.0]);
         assert_eq!(p.take_concurrency(T0 + 6000).unwrap().values, vec![1.0], "still in flight");
+    }
+
+    /// A SnapStart environment waits at SHUTDOWN for its restoreReport as for an invoke's report:
+    /// a failed restore's `Errors` is in it, and no invoke may ever start.
+    #[test]
+    fn snap_start_awaits_its_restore_report() {
+        let mut p = platform_with(Mode::SnapStart, false);
+        assert_eq!(p.awaiting_report(), 1);
+        let restore = r#"{"time":"2026-01-15T10:00:01.060Z","type":"platform.restoreReport","record":{"status":"failure","metrics":{"durationMs":5}}}"#;
+        let s = feed(&mut p, &format!("[{restore}]"));
+        assert_eq!(p.awaiting_report(), 0);
+        assert_eq!(n(&s, metric::ERRORS), 1);
+        assert_eq!(platform_with(Mode::OnDemand, false).awaiting_report(), 0);
     }
 
     #[test]
