@@ -237,7 +237,7 @@ impl Flusher {
         }
         let _in_flight = InFlight(&self.shared);
         let mut cutoff = self.cutoff.subscribe();
-        let (fresh, retry) = self.shared.take_for_flush();
+        let (mut fresh, mut retry) = self.shared.take_for_flush();
         let datums = fresh.len() + retry.len();
         let mut emf_out: Vec<MetricDatum> = Vec::new();
         let mut fallback: Vec<MetricDatum> = Vec::new();
@@ -251,12 +251,15 @@ impl Flusher {
             elapsed_ms: 0,
             error: None,
         };
-        if sink.emf() {
+        // With `both` the datums go both ways (a copy for EMF); with `emf` they move.
+        if sink.emf() && sink.cloudwatch() {
             emf_out.extend(fresh.iter().cloned());
+        } else if sink.emf() {
+            emf_out.append(&mut fresh);
         }
         if !sink.cloudwatch() {
             // Datums kept from a failed PutMetricData go out now, as EMF.
-            emf_out.extend(retry.iter().cloned());
+            emf_out.append(&mut retry);
         }
         let (mut sent, mut requests, mut failed_requests, mut rejected_n) = (0, 0, 0, 0);
         if let Some(cw) = self.cloudwatch().filter(|_| sink.cloudwatch()) {
