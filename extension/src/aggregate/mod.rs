@@ -26,7 +26,7 @@
 
 pub mod histogram;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use hashbrown::HashTable;
@@ -326,7 +326,7 @@ pub struct AggregatorStats {
 /// Per metric name, per flush window: the dimension sets opened and the overflow sets used.
 #[derive(Debug, Default)]
 struct MetricBudget {
-    sets: HashSet<Vec<(String, String)>>,
+    sets: HashSet<Vec<(String, String)>, foldhash::fast::RandomState>,
     overflow_sets: Vec<Vec<(String, String)>>,
     logged: bool,
 }
@@ -353,7 +353,10 @@ pub struct Aggregator {
     hasher: foldhash::fast::RandomState,
     buckets_held: usize,
     stats: AggregatorStats,
-    budgets: HashMap<String, MetricBudget>,
+    /// Per metric name, its budget; foldhash as for `series`, looked up without copying the name
+    /// (`entry_ref`). With `PERFMON_FLUSH=end` every flush empties the table, so every series of
+    /// every invoke is new and is admitted here.
+    budgets: hashbrown::HashMap<String, MetricBudget, foldhash::fast::RandomState>,
 }
 
 impl Aggregator {
@@ -366,7 +369,7 @@ impl Aggregator {
             hasher: foldhash::fast::RandomState::default(),
             buckets_held: 0,
             stats: AggregatorStats::default(),
-            budgets: HashMap::new(),
+            budgets: hashbrown::HashMap::default(),
         }
     }
 
@@ -562,7 +565,7 @@ impl Aggregator {
     fn admit(&mut self, key: &SeriesKey) -> Result<(), OverflowCause> {
         let per_metric = self.limits.max_series_per_metric;
         let global_full = self.series.len() >= self.limits.max_series;
-        let budget = self.budgets.entry(key.name.clone()).or_default();
+        let budget = self.budgets.entry_ref(key.name.as_str()).or_default();
         if budget.sets.contains(&key.dimensions) {
             // Another time bucket, unit or kind of a dimension set this window already counted.
             return if global_full { Err(OverflowCause::SeriesCap) } else { Ok(()) };
@@ -589,7 +592,7 @@ impl Aggregator {
                 }
             })
             .collect();
-        let budget = self.budgets.entry(name.to_owned()).or_default();
+        let budget = self.budgets.entry_ref(name).or_default();
         if budget.overflow_sets.contains(&out) {
             return out;
         }
@@ -610,7 +613,7 @@ impl Aggregator {
             }
             None => {}
         }
-        let budget = self.budgets.entry(name.to_owned()).or_default();
+        let budget = self.budgets.entry_ref(name).or_default();
         if !budget.logged {
             budget.logged = true;
             let (per_metric, max_series) = (self.limits.max_series_per_metric, self.limits.max_series);
