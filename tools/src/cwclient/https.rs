@@ -13,9 +13,10 @@
 //! * they are parsed into one `RootCertStore` once per [`Client`], and the DER copies are dropped
 //!   as soon as they are parsed;
 //! * every connector of the client (one per connect/read timeout pair, as the SDK's) shares that one
-//!   rustls configuration; a connector is built on first use, none ahead of it, and so are the roots:
-//!   at the client's first request, not when an SDK client is configured with it (the SDK's client
-//!   loads them in `validate_base_client_config`). In the extension that is the first flush, on the
+//!   rustls configuration; a connector is built on first use, none ahead of it, and the roots at
+//!   the client's first `https://` connection, not when an SDK client is configured with it (the
+//!   SDK's client loads them in `validate_base_client_config`), and never for a client that only
+//!   reaches plain `http://` endpoints (a local CloudWatch or moto). In the extension that is the first flush, on the
 //!   event loop, instead of the blocking thread that builds the client at the first INVOKE: measured
 //!   on the layer binary (`scripts/rss-probe.sh`), loading them on that thread, beside the invoke the
 //!   event loop is handling, raised the peak RSS by 0.55 MB (docs/benchmarks.md, "Memory, after");
@@ -86,11 +87,29 @@ pub fn tls_config(roots: RootCertStore) -> Result<rustls::ClientConfig, rustls::
     Ok(config)
 }
 
+/// The TLS configuration of a [`Client`], shared by its connectors and built at the first
+/// `https://` connection any of them makes: a client that only ever reaches plain `http://`
+/// endpoints (a local CloudWatch, moto) never loads the system's roots (a few ms of CPU: reading the
+/// CA bundle and directory, docs/benchmarks.md, "CPU per invoke, fourth pass").
+type LazyTls = Arc<OnceLock<Option<Arc<rustls::ClientConfig>>>>;
+
+/// The configuration of `tls`, built now if it was not yet (`None`: it cannot be built; warned once).
+fn load(tls: &LazyTls) -> Option<Arc<rustls::ClientConfig>> {
+    tls.get_or_init(|| match tls_config(native_roots()) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no TLS configuration: only plain HTTP endpoints can be reached");
+            None
+        }
+    })
+    .clone()
+}
+
 /// The SDK's `HttpClient`: connectors by timeouts, over one TLS configuration built at the first
-/// connector.
+/// `https://` connection.
 #[derive(Debug, Default)]
 pub struct Client {
-    tls: OnceLock<Option<Arc<rustls::ClientConfig>>>,
+    tls: LazyTls,
     connectors: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
 }
 
@@ -103,19 +122,7 @@ impl Client {
 
     /// A client over a TLS configuration of the caller's (tests: a root store of their own).
     pub fn with_tls(config: rustls::ClientConfig) -> Self {
-        Self { tls: OnceLock::from(Some(Arc::new(config))), connectors: Mutex::default() }
-    }
-
-    fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
-        self.tls
-            .get_or_init(|| match tls_config(native_roots()) {
-                Ok(c) => Some(Arc::new(c)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no TLS configuration: only plain HTTP endpoints can be reached");
-                    None
-                }
-            })
-            .clone()
+        Self { tls: Arc::new(OnceLock::from(Some(Arc::new(config)))), connectors: Mutex::default() }
     }
 
     fn connector(&self, timeouts: Timeouts) -> SharedHttpConnector {
@@ -123,7 +130,7 @@ impl Client {
         if let Some((_, c)) = known.iter().find(|(t, _)| *t == timeouts) {
             return c.clone();
         }
-        let c = SharedHttpConnector::new(Connector::new(self.tls(), timeouts));
+        let c = SharedHttpConnector::new(Connector::new(Arc::clone(&self.tls), timeouts));
         known.push((timeouts, c.clone()));
         c
     }
@@ -137,11 +144,20 @@ impl HttpClient for Client {
 
 type Hyper = hyper_util::client::legacy::Client<Transport, SdkBody>;
 
-/// `https://` through rustls when there is a TLS configuration, plain `http://` always.
+/// Plain `http://` always; `https://` through rustls over the client's [`LazyTls`], the HTTPS
+/// connector being made (and the configuration built, if no connector of the client did yet) at the
+/// first `https://` connection.
 #[derive(Debug, Clone)]
-enum Transport {
-    Tls(hyper_rustls::HttpsConnector<TcpConnector>),
-    Plain(TcpConnector),
+struct Transport {
+    tcp: TcpConnector,
+    tls: LazyTls,
+    https: Arc<OnceLock<Option<hyper_rustls::HttpsConnector<TcpConnector>>>>,
+}
+
+impl Transport {
+    fn new(tcp: TcpConnector, tls: LazyTls) -> Self {
+        Self { tcp, tls, https: Arc::default() }
+    }
 }
 
 impl tower_service::Service<http::Uri> for Transport {
@@ -151,24 +167,25 @@ impl tower_service::Service<http::Uri> for Transport {
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        match self {
-            Transport::Tls(c) => c.poll_ready(cx),
-            Transport::Plain(c) => c.poll_ready(cx).map_err(Into::into),
-        }
+        // Both ways connect through `tcp` (the HTTPS connector wraps a clone of it), always ready.
+        self.tcp.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
-        match self {
-            Transport::Tls(c) => c.call(uri),
-            Transport::Plain(c) => {
-                let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-                let connecting = c.call(uri);
-                Box::pin(async move {
-                    if https {
-                        return Err("https:// endpoint, but no TLS configuration (see the warning above)".into());
-                    }
-                    Ok(hyper_rustls::MaybeHttpsStream::Http(connecting.await?))
-                })
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            let connecting = self.tcp.call(uri);
+            return Box::pin(async move { Ok(hyper_rustls::MaybeHttpsStream::Http(connecting.await?)) });
+        }
+        let https = self
+            .https
+            .get_or_init(|| {
+                load(&self.tls).map(|config| hyper_rustls::HttpsConnector::from((self.tcp.clone(), config)))
+            })
+            .clone();
+        match https {
+            Some(mut c) => c.call(uri),
+            None => {
+                Box::pin(async { Err("https:// endpoint, but no TLS configuration (see the warning above)".into()) })
             }
         }
     }
@@ -182,15 +199,12 @@ struct Connector {
 }
 
 impl Connector {
-    fn new(tls: Option<Arc<rustls::ClientConfig>>, (connect_timeout, read_timeout): Timeouts) -> Self {
+    fn new(tls: LazyTls, (connect_timeout, read_timeout): Timeouts) -> Self {
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(connect_timeout);
-        let transport = match tls {
-            Some(config) => Transport::Tls(hyper_rustls::HttpsConnector::from((tcp, config))),
-            None => Transport::Plain(tcp),
-        };
+        let transport = Transport::new(tcp, tls);
         let mut builder = hyper_util::client::legacy::Builder::new(TokioExecutor::new());
         // Without a timer the pool's idle timeout is not enforced (hyper-util documents this).
         builder.pool_timer(TokioTimer::new());
@@ -345,6 +359,40 @@ mod tests {
     async fn get(client: &Client, port: u16) -> Result<HttpResponse, ConnectorError> {
         let request = http::Request::get(format!("https://localhost:{port}/")).body(SdkBody::empty()).unwrap();
         client.connector((Some(Duration::from_secs(5)), None)).call(HttpRequest::try_from(request).unwrap()).await
+    }
+
+    /// Plain HTTP connects without the system's roots; the first HTTPS connection loads them.
+    #[tokio::test]
+    async fn the_roots_are_loaded_at_the_first_https_connection_only() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            }
+        });
+        let client = Client::new();
+        let request = http::Request::get(format!("http://127.0.0.1:{port}/")).body(SdkBody::empty()).unwrap();
+        let answer = client
+            .connector((Some(Duration::from_secs(5)), None))
+            .call(HttpRequest::try_from(request).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        assert!(client.tls.get().is_none(), "plain HTTP loaded the roots");
+        // The self-signed server is not trusted by the system's roots, but they were loaded for it.
+        let _ = get(&client, https_server()).await.unwrap_err();
+        assert!(matches!(client.tls.get(), Some(Some(_))), "the first HTTPS connection did not load the roots");
     }
 
     #[tokio::test]
