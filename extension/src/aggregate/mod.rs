@@ -338,6 +338,61 @@ enum OverflowCause {
     SeriesCap,
 }
 
+/// Dimensions a sample may have before the merge (the defaults and its own) for the merge to stay on
+/// the stack; more go to the heap.
+const INLINE_DIMENSIONS: usize = 16;
+
+/// A sample's dimensions merged over the defaults ([`Aggregator::merged_dimensions`]), borrowed.
+#[derive(Debug)]
+enum MergedDimensions<'a> {
+    /// The first `.1` pairs.
+    Inline([(&'a str, &'a str); INLINE_DIMENSIONS], usize),
+    Heap(Vec<(&'a str, &'a str)>),
+}
+
+impl MergedDimensions<'_> {
+    fn truncate(&mut self, len: usize) {
+        match self {
+            MergedDimensions::Inline(_, n) => *n = len.min(*n),
+            MergedDimensions::Heap(v) => v.truncate(len),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for MergedDimensions<'a> {
+    type Target = [(&'a str, &'a str)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            MergedDimensions::Inline(pairs, n) => &pairs[..*n],
+            MergedDimensions::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for MergedDimensions<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            MergedDimensions::Inline(pairs, n) => &mut pairs[..*n],
+            MergedDimensions::Heap(v) => v,
+        }
+    }
+}
+
+/// Keeps one pair per name in `sorted` (sorted by name, stably), the last of each run of equal names,
+/// in the first places; returns how many.
+fn dedup_last_wins(sorted: &mut [(&str, &str)]) -> usize {
+    let mut kept = 0;
+    for i in 0..sorted.len() {
+        if kept > 0 && sorted[kept - 1].0 == sorted[i].0 {
+            sorted[kept - 1] = sorted[i];
+        } else {
+            sorted[kept] = sorted[i];
+            kept += 1;
+        }
+    }
+    kept
+}
+
 /// Series held between flushes.
 #[derive(Debug)]
 pub struct Aggregator {
@@ -404,28 +459,33 @@ impl Aggregator {
     }
 
     /// Merges `extra` over `defaults` (the last value of a name wins), sorted by name, and checks
-    /// CloudWatch's limits. Borrowed pairs in a sorted `Vec` rather than a map: a sample has a handful
-    /// of dimensions, this runs for every sample recorded, and a sample of a series already held is
-    /// recorded without copying a name or value.
+    /// CloudWatch's limits. Borrowed pairs in a sorted slice rather than a map, on the stack when
+    /// there are at most [`INLINE_DIMENSIONS`] before the merge: a sample has a handful of
+    /// dimensions, this runs for every sample recorded, and a sample of a series already held is
+    /// recorded without allocating.
     fn merged_dimensions<'a>(
         defaults: &'a [(String, String)],
         extra: &'a [(String, String)],
-    ) -> Result<Vec<(&'a str, &'a str)>, InvalidSample> {
-        let mut merged: Vec<(&str, &str)> = Vec::with_capacity(defaults.len() + extra.len());
-        merged.extend(defaults.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str())));
+    ) -> Result<MergedDimensions<'a>, InvalidSample> {
+        let pairs = defaults.iter().chain(extra).map(|(k, v)| (k.as_str(), v.as_str()));
+        let total = defaults.len() + extra.len();
+        let mut merged = if total <= INLINE_DIMENSIONS {
+            let mut inline = [("", ""); INLINE_DIMENSIONS];
+            for (slot, pair) in inline.iter_mut().zip(pairs) {
+                *slot = pair;
+            }
+            MergedDimensions::Inline(inline, total)
+        } else {
+            MergedDimensions::Heap(pairs.collect())
+        };
         // Stable: among equal names the order of arrival stays, and the later one is kept.
         merged.sort_by(|a, b| a.0.cmp(b.0));
-        merged.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                *kept = *later;
-            }
-            same
-        });
+        let kept = dedup_last_wins(&mut merged);
+        merged.truncate(kept);
         if merged.len() > MAX_DIMENSIONS {
             return Err(InvalidSample::TooManyDimensions(merged.len()));
         }
-        for (k, v) in &merged {
+        for (k, v) in merged.iter() {
             if k.is_empty() || k.len() > MAX_NAME_LEN || v.is_empty() || v.len() > MAX_DIMENSION_VALUE_LEN {
                 return Err(InvalidSample::Dimension((*k).to_owned()));
             }
@@ -438,7 +498,7 @@ impl Aggregator {
         defaults: &'a [(String, String)],
         s: &'a MetricSample,
         now_ms: i64,
-    ) -> Result<Vec<(&'a str, &'a str)>, InvalidSample> {
+    ) -> Result<MergedDimensions<'a>, InvalidSample> {
         if s.name.is_empty() || s.name.chars().count() > MAX_NAME_LEN {
             return Err(InvalidSample::Name);
         }
@@ -491,7 +551,7 @@ impl Aggregator {
                 && k.0.resolution == resolution
                 && k.0.kind == kind
                 && k.0.dimensions.len() == dims.len()
-                && k.0.dimensions.iter().zip(&dims).all(|((a, b), (c, d))| a == c && b == d)
+                && k.0.dimensions.iter().zip(dims.iter()).all(|((a, b), (c, d))| a == c && b == d)
         };
         if let Ok(mut entry) = self.series.find_entry(hash, held) {
             let (accepted, new_buckets) =

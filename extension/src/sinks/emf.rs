@@ -12,7 +12,6 @@
 //! exact); when a metric has more than 100 values they continue on the next lines. A counter is
 //! written as its sum (one value per line it appears in), a gauge as its last value.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use perfmon_protocol::cloudwatch::MetricDatum;
@@ -36,38 +35,55 @@ struct Entry<'a> {
     name: &'a str,
     unit: Option<&'a str>,
     resolution: Option<i32>,
-    chunks: Vec<Vec<f64>>,
+    /// All its values; written [`MAX_VALUES_PER_ARRAY`] at a time, chunk `next` next.
+    values: Vec<f64>,
     next: usize,
 }
 
-fn expand(d: &MetricDatum) -> Vec<f64> {
-    if let Some(s) = &d.statistic_values {
-        return vec![s.sum];
+impl Entry<'_> {
+    fn chunks(&self) -> usize {
+        self.values.len().div_ceil(MAX_VALUES_PER_ARRAY)
     }
-    if !d.values.is_empty() {
-        let mut out = Vec::new();
+
+    fn chunk(&self, i: usize) -> &[f64] {
+        let start = i * MAX_VALUES_PER_ARRAY;
+        &self.values[start..(start + MAX_VALUES_PER_ARRAY).min(self.values.len())]
+    }
+}
+
+/// Appends the values `d` is written as.
+fn expand(d: &MetricDatum, out: &mut Vec<f64>) {
+    if let Some(s) = &d.statistic_values {
+        out.push(s.sum);
+    } else if !d.values.is_empty() {
         for (i, v) in d.values.iter().enumerate() {
             let c = d.counts.get(i).copied().unwrap_or(1.0).round().max(0.0) as usize;
             out.extend(std::iter::repeat_n(*v, c));
         }
-        return out;
+    } else {
+        out.extend(d.value);
     }
-    d.value.into_iter().collect()
+}
+
+/// A datum's dimensions as (name, value) pairs, for ordering documents.
+fn pairs(d: &MetricDatum) -> impl Iterator<Item = (&str, &str)> {
+    d.dimensions.iter().map(|x| (x.name.as_str(), x.value.as_str()))
 }
 
 /// Encodes `datums` as EMF lines (without the newline).
 pub fn encode(namespace: &str, datums: &[MetricDatum]) -> EmfBatch {
-    // Documents share one timestamp and one set of dimension values.
-    type Group<'a> = (i64, Vec<(&'a str, &'a str)>);
-    let mut groups: BTreeMap<Group<'_>, Vec<&MetricDatum>> = BTreeMap::new();
-    for d in datums {
-        let dims: Vec<(&str, &str)> = d.dimensions.iter().map(|x| (x.name.as_str(), x.value.as_str())).collect();
-        groups.entry((d.timestamp_ms.unwrap_or(0), dims)).or_default().push(d);
-    }
+    // Documents share one timestamp and one set of dimension values: the datums in order of
+    // (timestamp, dimension pairs), in their order of arrival within each (a stable sort).
+    let key = |d: &&MetricDatum| d.timestamp_ms.unwrap_or(0);
+    let mut order: Vec<&MetricDatum> = datums.iter().collect();
+    order.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| pairs(a).cmp(pairs(b))));
     let mut out = EmfBatch::default();
-    for ((ts, dims), ds) in groups {
+    for group in order.chunk_by(|a, b| key(a) == key(b) && pairs(a).eq(pairs(b))) {
+        let Some(first) = group.first() else { continue };
+        let ts = key(first);
+        let dims: Vec<(&str, &str)> = pairs(first).collect();
         let mut entries: Vec<Entry<'_>> = Vec::new();
-        for d in ds {
+        for d in group {
             let name = d.metric_name.as_str();
             if name == "_aws" || dims.iter().any(|(k, _)| *k == name) {
                 out.dropped += 1;
@@ -75,34 +91,32 @@ pub fn encode(namespace: &str, datums: &[MetricDatum]) -> EmfBatch {
             }
             out.datums += 1;
             let unit = d.unit.as_deref();
-            let values = expand(d);
-            let chunks: Vec<Vec<f64>> = values.chunks(MAX_VALUES_PER_ARRAY).map(<[f64]>::to_vec).collect();
             // Datums of the same metric (a wide histogram split in several) share an entry.
             match entries.iter_mut().find(|e| e.name == name && e.unit == unit && e.resolution == d.storage_resolution)
             {
-                Some(e) => {
-                    let mut all: Vec<f64> = e.chunks.drain(..).flatten().collect();
-                    all.extend(values);
-                    e.chunks = all.chunks(MAX_VALUES_PER_ARRAY).map(<[f64]>::to_vec).collect();
+                Some(e) => expand(d, &mut e.values),
+                None => {
+                    let mut values = Vec::new();
+                    expand(d, &mut values);
+                    entries.push(Entry { name, unit, resolution: d.storage_resolution, values, next: 0 });
                 }
-                None => entries.push(Entry { name, unit, resolution: d.storage_resolution, chunks, next: 0 }),
             }
         }
         let dim_names: Vec<&str> = dims.iter().map(|(k, _)| *k).collect();
-        while entries.iter().any(|e| e.next < e.chunks.len()) {
+        while entries.iter().any(|e| e.next < e.chunks()) {
             // The document's members: each metric's values and each dimension's value, then `_aws`
             // with the metric definitions (a metric appears once per line).
             let mut chosen: Vec<usize> = Vec::new();
             let mut values_in_line = 0;
             for i in 0..entries.len() {
                 let e = &entries[i];
-                if e.next >= e.chunks.len()
+                if e.next >= e.chunks()
                     || chosen.len() >= MAX_METRICS_PER_LINE
                     || chosen.iter().any(|&j| entries[j].name == e.name)
                 {
                     continue;
                 }
-                let n = e.chunks[e.next].len();
+                let n = e.chunk(e.next).len();
                 if values_in_line > 0 && values_in_line + n > MAX_VALUES_PER_LINE {
                     continue;
                 }
@@ -113,7 +127,7 @@ pub fn encode(namespace: &str, datums: &[MetricDatum]) -> EmfBatch {
             let defs: Vec<&Entry<'_>> = chosen.iter().map(|&i| &entries[i]).collect();
             let mut members: Vec<(&str, Member<'_>)> = Vec::with_capacity(defs.len() + dims.len() + 1);
             for e in &defs {
-                members.push((e.name, Member::Values(&e.chunks[e.next - 1])));
+                members.push((e.name, Member::Values(e.chunk(e.next - 1))));
             }
             for (k, v) in &dims {
                 members.push((k, Member::Dimension(v)));
@@ -214,6 +228,7 @@ mod tests {
     use super::*;
     use crate::aggregate::{Aggregator, Kind, Limits, MetricSample, Resolution};
     use serde_json::Value;
+    use std::collections::BTreeMap;
 
     const NOW: i64 = 1_767_225_600_000;
 
@@ -294,7 +309,31 @@ mod tests {
         assert!(emf.lines.iter().any(|l| l.contains(r#""StorageResolution":1"#)));
     }
 
-    /// The encoder as it was, on `serde_json::Value` documents: the reference for the one above.
+    // The encoder as it was, on `serde_json::Value` documents, with its own entries and values: the
+    // reference for the one above (`writes_what_the_value_encoder_wrote`).
+    struct RefEntry<'a> {
+        name: &'a str,
+        unit: Option<&'a str>,
+        resolution: Option<i32>,
+        chunks: Vec<Vec<f64>>,
+        next: usize,
+    }
+
+    fn ref_expand(d: &MetricDatum) -> Vec<f64> {
+        if let Some(s) = &d.statistic_values {
+            return vec![s.sum];
+        }
+        if !d.values.is_empty() {
+            let mut out = Vec::new();
+            for (i, v) in d.values.iter().enumerate() {
+                let c = d.counts.get(i).copied().unwrap_or(1.0).round().max(0.0) as usize;
+                out.extend(std::iter::repeat_n(*v, c));
+            }
+            return out;
+        }
+        d.value.into_iter().collect()
+    }
+
     fn reference(namespace: &str, datums: &[MetricDatum]) -> EmfBatch {
         // Documents share one timestamp and one set of dimension values.
         type Group<'a> = (i64, Vec<(&'a str, &'a str)>);
@@ -305,7 +344,7 @@ mod tests {
         }
         let mut out = EmfBatch::default();
         for ((ts, dims), ds) in groups {
-            let mut entries: Vec<Entry<'_>> = Vec::new();
+            let mut entries: Vec<RefEntry<'_>> = Vec::new();
             for d in ds {
                 let name = d.metric_name.as_str();
                 if name == "_aws" || dims.iter().any(|(k, _)| *k == name) {
@@ -314,7 +353,7 @@ mod tests {
                 }
                 out.datums += 1;
                 let unit = d.unit.as_deref();
-                let values = expand(d);
+                let values = ref_expand(d);
                 let chunks: Vec<Vec<f64>> = values.chunks(MAX_VALUES_PER_ARRAY).map(<[f64]>::to_vec).collect();
                 // Datums of the same metric (a wide histogram split in several) share an entry.
                 match entries
@@ -326,7 +365,7 @@ mod tests {
                         all.extend(values);
                         e.chunks = all.chunks(MAX_VALUES_PER_ARRAY).map(<[f64]>::to_vec).collect();
                     }
-                    None => entries.push(Entry { name, unit, resolution: d.storage_resolution, chunks, next: 0 }),
+                    None => entries.push(RefEntry { name, unit, resolution: d.storage_resolution, chunks, next: 0 }),
                 }
             }
             while entries.iter().any(|e| e.next < e.chunks.len()) {
