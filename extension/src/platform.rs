@@ -288,7 +288,7 @@ impl Platform {
     /// Managed Instances carry only some metrics: drop what the records do not back.
     fn filter(&self, mut out: Vec<MetricSample>) -> Vec<MetricSample> {
         if self.mode.is_managed_instances() {
-            out.retain(|s| s.name == metric::INIT_DURATION || metric::MANAGED_INSTANCES.contains(&s.name.as_str()));
+            out.retain(|s| s.name == metric::INIT_DURATION || metric::MANAGED_INSTANCES.contains(&&*s.name));
         }
         out
     }
@@ -563,11 +563,11 @@ fn status_samples(
     }
 }
 
-fn counter(name: &str, v: f64, t: i64) -> MetricSample {
+fn counter(name: &'static str, v: f64, t: i64) -> MetricSample {
     MetricSample::new(name, "Count", Kind::Counter, v, t)
 }
 
-fn dist(name: &str, unit: &str, v: f64, t: i64) -> MetricSample {
+fn dist(name: &'static str, unit: &'static str, v: f64, t: i64) -> MetricSample {
     MetricSample::new(name, unit, Kind::Distribution, v, t)
 }
 
@@ -778,7 +778,7 @@ mod tests {
     }
 
     fn names(s: &[MetricSample]) -> std::collections::BTreeSet<String> {
-        s.iter().map(|x| x.name.clone()).collect()
+        s.iter().map(|x| x.name.to_string()).collect()
     }
 
     fn start(id: &str, ms: i64) -> String {
@@ -971,7 +971,7 @@ mod tests {
         assert_eq!(p.counters().tenant_id_missing, 0);
         // Only the contract's per-tenant metrics get a tenant series.
         for x in s.iter().filter(|x| !x.dimensions.is_empty()) {
-            assert!(metric::PER_TENANT.contains(&x.name.as_str()), "{}", x.name);
+            assert!(metric::PER_TENANT.contains(&&*x.name), "{}", x.name);
         }
     }
 }

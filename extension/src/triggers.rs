@@ -280,11 +280,11 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-fn counter(name: &str, v: f64, t: i64) -> MetricSample {
+fn counter(name: &'static str, v: f64, t: i64) -> MetricSample {
     MetricSample::new(name, "Count", Kind::Counter, v, t)
 }
 
-fn dist(name: &str, unit: &str, v: f64, t: i64) -> MetricSample {
+fn dist(name: &'static str, unit: &'static str, v: f64, t: i64) -> MetricSample {
     MetricSample::new(name, unit, Kind::Distribution, v, t)
 }
 

@@ -118,9 +118,8 @@ fn telemetry_batch(i: u64) -> String {
 
 /// A `POST /v1/metrics` body of 10 metrics over 10 names, as the bench's sample function sends.
 fn metrics_body(i: u64) -> String {
-    let entries: Vec<String> = (0..10)
-        .map(|k| format!(r#"{{"name":"bench.m{k}","value":{}.5,"unit":"Milliseconds"}}"#, i * 10 + k))
-        .collect();
+    let entries: Vec<String> =
+        (0..10).map(|k| format!(r#"{{"name":"bench.m{k}","value":{}.5,"unit":"Milliseconds"}}"#, i * 10 + k)).collect();
     format!("[{}]", entries.join(","))
 }
 
@@ -207,6 +206,6 @@ fn allocations_per_body_into_held_series() {
         parse as f64 / n,
         record as f64 / n
     );
-    assert!(record as f64 / n <= 2.0, "recording 10 held series: {} allocations", record as f64 / n);
+    assert_eq!(record, 0, "recording into held series allocated");
     assert!(parse as f64 / n <= 50.0, "parsing 10 metrics: {} allocations", parse as f64 / n);
 }

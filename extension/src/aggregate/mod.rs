@@ -26,6 +26,7 @@
 
 pub mod histogram;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -93,9 +94,11 @@ impl Resolution {
 /// One observation (or several of the same series) handed to [`Aggregator::record`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSample {
-    pub name: String,
-    /// A CloudWatch unit string (`Milliseconds`, `Count`, `None`, …).
-    pub unit: String,
+    /// Borrowed for perfmon's own metrics (their names are constants), owned for a function's.
+    pub name: Cow<'static, str>,
+    /// A CloudWatch unit string (`Milliseconds`, `Count`, `None`, …), borrowed when it is one of
+    /// the constants.
+    pub unit: Cow<'static, str>,
     pub kind: Kind,
     /// Extra dimensions, merged over the defaults (`FunctionName`, `PERFMON_DIMENSIONS`); an extra
     /// with a default's name replaces it.
@@ -108,10 +111,16 @@ pub struct MetricSample {
 
 impl MetricSample {
     /// A one-value sample at standard resolution with no extra dimensions.
-    pub fn new(name: &str, unit: &str, kind: Kind, value: f64, timestamp_ms: i64) -> Self {
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        unit: impl Into<Cow<'static, str>>,
+        kind: Kind,
+        value: f64,
+        timestamp_ms: i64,
+    ) -> Self {
         Self {
-            name: name.to_owned(),
-            unit: unit.to_owned(),
+            name: name.into(),
+            unit: unit.into(),
             kind,
             dimensions: Vec::new(),
             values: vec![value],
@@ -343,7 +352,9 @@ enum OverflowCause {
 const INLINE_DIMENSIONS: usize = 16;
 
 /// A sample's dimensions merged over the defaults ([`Aggregator::merged_dimensions`]), borrowed.
+/// The inline variant is meant to be large: it lives on the stack while one sample is recorded.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum MergedDimensions<'a> {
     /// The first `.1` pairs.
     Inline([(&'a str, &'a str); INLINE_DIMENSIONS], usize),
@@ -503,7 +514,7 @@ impl Aggregator {
             return Err(InvalidSample::Name);
         }
         if !is_valid_unit(&s.unit) {
-            return Err(InvalidSample::Unit(s.unit.clone()));
+            return Err(InvalidSample::Unit(s.unit.to_string()));
         }
         if s.values.is_empty() {
             return Err(InvalidSample::NoValues);
@@ -539,8 +550,7 @@ impl Aggregator {
         let start = sample.timestamp_ms - sample.timestamp_ms.rem_euclid(bucket_ms);
         let total = if sample.kind == Kind::Distribution { total_weight } else { sample.values.len() };
         let room = self.limits.max_buckets.saturating_sub(self.buckets_held);
-        let (name, unit, resolution, kind) =
-            (sample.name.as_str(), sample.unit.as_str(), sample.resolution, sample.kind);
+        let (name, unit, resolution, kind) = (&*sample.name, &*sample.unit, sample.resolution, sample.kind);
         let mut hash = series_hash(&self.hasher, name, unit, dims.iter().copied(), resolution, kind, start);
         // A series already held (the usual case): one hash of its parts, one comparison, nothing
         // copied.
@@ -886,7 +896,7 @@ mod tests {
         let base = MetricSample::new("X", "None", Kind::Distribution, 1.0, NOW);
         let many: Vec<(String, String)> = (0..30).map(|i| (format!("D{i}"), "v".to_owned())).collect();
         let cases: Vec<(MetricSample, &str)> = vec![
-            (MetricSample { name: String::new(), ..base.clone() }, "name"),
+            (MetricSample { name: "".into(), ..base.clone() }, "name"),
             (MetricSample { unit: "ms".into(), ..base.clone() }, "unit"),
             (MetricSample { values: vec![], ..base.clone() }, "no values"),
             (MetricSample { values: vec![1.0, f64::NAN], ..base.clone() }, "nan"),
@@ -949,7 +959,7 @@ mod tests {
     }
 
     fn with_dims(name: &str, kind: Kind, value: f64, dims: &[(&str, &str)]) -> MetricSample {
-        let mut s = MetricSample::new(name, "None", kind, value, NOW);
+        let mut s = MetricSample::new(name.to_owned(), "None", kind, value, NOW);
         s.dimensions = dims.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         s
     }

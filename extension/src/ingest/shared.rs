@@ -32,8 +32,8 @@ impl IngestConfig {
 /// The aggregator's sample for an entry; no timestamp means `now_ms`.
 pub fn sample(entry: MetricEntry, now_ms: i64) -> MetricSample {
     MetricSample {
-        name: entry.name,
-        unit: entry.unit.to_owned(),
+        name: entry.name.into(),
+        unit: entry.unit.into(),
         kind: match entry.kind {
             custom::Kind::Distribution => Kind::Distribution,
             custom::Kind::Counter => Kind::Counter,
@@ -52,8 +52,8 @@ pub fn sample(entry: MetricEntry, now_ms: i64) -> MetricSample {
 /// The aggregator's sample for an OTLP point, and the counts of its values.
 pub fn point_sample(point: Point) -> (MetricSample, Vec<u64>) {
     let sample = MetricSample {
-        name: point.name,
-        unit: point.unit.to_owned(),
+        name: point.name.into(),
+        unit: point.unit.into(),
         kind: match point.kind {
             PointKind::Counter => Kind::Counter,
             PointKind::Gauge => Kind::Gauge,

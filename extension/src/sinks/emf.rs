@@ -280,7 +280,7 @@ mod tests {
             a.record(MetricSample::new("Invocations", "Count", Kind::Counter, 1.0, NOW), NOW).unwrap();
         }
         for i in 0..120 {
-            a.record(MetricSample::new(&format!("M{i}"), "None", Kind::Distribution, 2.0, NOW), NOW).unwrap();
+            a.record(MetricSample::new(format!("M{i}"), "None", Kind::Distribution, 2.0, NOW), NOW).unwrap();
         }
         let mut hi = MetricSample::new("Hi", "None", Kind::Gauge, 7.0, NOW + 1500);
         hi.resolution = Resolution::High;

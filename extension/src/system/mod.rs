@@ -166,7 +166,7 @@ impl Usage {
     /// denominator of `CPUUtilization` with `vcpus`.
     pub fn samples(&self, t: i64, wall_ms: Option<f64>, vcpus: f64) -> Vec<MetricSample> {
         let mut out = Vec::new();
-        let mut push = |name: &str, unit: &str, v: Option<f64>| {
+        let mut push = |name: &'static str, unit: &'static str, v: Option<f64>| {
             if let Some(v) = v.filter(|v| v.is_finite()) {
                 out.push(MetricSample::new(name, unit, Kind::Distribution, v, t));
             }
@@ -430,7 +430,7 @@ mod tests {
         let a = Snapshot { at_ms: 0, ..Snapshot::default() };
         let b = Snapshot { at_ms: 5, fds: Some(3), ..Snapshot::default() };
         let s = usage(&a, &b, &Peaks::default(), 10.0, true).samples(0, Some(5.0), 1.0);
-        let names: Vec<&str> = s.iter().map(|x| x.name.as_str()).collect();
+        let names: Vec<&str> = s.iter().map(|x| x.name.as_ref()).collect();
         assert_eq!(names, [metric::FILE_DESCRIPTORS]);
     }
 
