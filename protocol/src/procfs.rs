@@ -49,6 +49,13 @@ pub fn parse_children(text: &str) -> Vec<u32> {
     text.split_ascii_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
+/// The pid most recently allocated in the reader's pid namespace: the last field of `/proc/loadavg`
+/// (`idr_get_cursor(&task_active_pid_ns(current)->idr) - 1`, fs/proc/loadavg.c). Every new process
+/// and every new thread takes a pid, so the same value twice means neither was created in between.
+pub fn parse_loadavg_last_pid(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
 /// Received and transmitted bytes over the interfaces of `/proc/net/dev` except the loopback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetBytes {
@@ -187,6 +194,10 @@ Ceth1:   100    1    0    0    0     0          0         0      200      2    0
         assert_eq!(parse_cgroup_limit("max\n"), None);
         assert_eq!(parse_cgroup_limit("1073741824\n"), Some(1 << 30));
         assert_eq!(parse_children("12 345 \n"), vec![12, 345]);
+        // proc(5): "the PID of the process that was most recently created on the system".
+        assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"), Some(4567));
+        assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123\n"), None);
+        assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123 x\n"), None);
     }
 
     #[test]

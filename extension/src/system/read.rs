@@ -27,6 +27,11 @@
 //!   walks looking for processes the function started cover those processes' own subtrees only.
 //!   Lambda's init starts the runtime and the extensions during Init and no process afterwards
 //!   (a runtime that exits ends the environment), so the parent's direct children do not change.
+//! * Those subtree walks (three syscalls per thread of each process: a runtime with many threads
+//!   pays more) are skipped while the last pid of `/proc/loadavg` is the one read before the last
+//!   walk: no process and no thread has been created since in perfmon's pid namespace, which in
+//!   Lambda is the sandbox's own. Where other processes come and go (the local sandbox shares the
+//!   machine's), the value moves and every walk happens as before; without the file, too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -110,6 +115,11 @@ pub struct Reader {
     /// fds, by comparing with the listing.
     fd_size_counts: Option<bool>,
     net_dev: Option<File>,
+    /// `/proc/loadavg`, held open (`None`: not opened yet, or it cannot be: then no walk is skipped).
+    loadavg: Option<File>,
+    loadavg_tried: bool,
+    /// The last pid read just before the last walk of the tree or of the subtrees.
+    walked_at_pid: Option<u64>,
     buf: Vec<u8>,
     dir_buf: Vec<MaybeUninit<u8>>,
     /// Sources that failed at least once (each logged once).
@@ -202,6 +212,9 @@ impl Reader {
             fd_dirs: HashMap::new(),
             fd_size_counts: None,
             net_dev: None,
+            loadavg: None,
+            loadavg_tried: false,
+            walked_at_pid: None,
             buf: Vec::new(),
             dir_buf: Vec::new(),
             unreadable: BTreeSet::new(),
@@ -234,6 +247,7 @@ impl Reader {
     /// Walks the whole process tree again, the parent's threads included (new processes beside
     /// perfmon: the runtime, once Lambda started it).
     pub fn refresh_processes(&mut self) {
+        self.walked_at_pid = self.last_pid();
         let Some(parent) = self.parent else {
             self.pids.clear();
             self.forget_gone_files();
@@ -264,6 +278,12 @@ impl Reader {
             self.refresh_processes();
             return;
         }
+        let last_pid = self.last_pid();
+        if last_pid.is_some() && last_pid == self.walked_at_pid {
+            // Nothing was created since the last walk (the module's documentation).
+            return;
+        }
+        self.walked_at_pid = last_pid;
         let mut out = Vec::new();
         let mut all_walked = true;
         for root in self.roots.clone() {
@@ -374,6 +394,23 @@ impl Reader {
     }
 
     /// `/proc/net/dev` through its held file (opened at the first read, again after an error).
+    /// The last pid allocated in perfmon's pid namespace (`/proc/loadavg`); `None` when the file
+    /// cannot be opened or read (not a degraded source: walks are then never skipped).
+    fn last_pid(&mut self) -> Option<u64> {
+        if !self.loadavg_tried {
+            self.loadavg_tried = true;
+            self.loadavg = File::open(self.proc_path(&["loadavg"])).ok();
+        }
+        let file = self.loadavg.as_ref()?;
+        match pread_all(file, &mut self.buf) {
+            Ok(text) => text.and_then(procfs::parse_loadavg_last_pid),
+            Err(_) => {
+                self.loadavg = None;
+                None
+            }
+        }
+    }
+
     fn read_net_dev(&mut self) -> Option<procfs::NetBytes> {
         if self.net_dev.is_none() {
             let path = self.proc_path(&["net", "dev"]);
@@ -787,6 +824,37 @@ mod tests {
         std::fs::write(proc.join("40/task/41/children"), "").unwrap();
         r.refresh_subtrees();
         assert_eq!(r.processes(), &[60, 61, 62]);
+    }
+
+    /// With `/proc/loadavg`, a subtree walk happens only when a pid was allocated since the last one.
+    #[test]
+    fn subtree_walks_wait_for_a_new_pid() {
+        let (d, paths) = fake_root();
+        let proc = d.path().join("proc");
+        std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/9 100\n").unwrap();
+        let mut r = Reader::new(paths, 50);
+        assert_eq!(r.processes(), &[60, 61]);
+        // The runtime (60) starts 62, but the last pid has not moved: no walk, 62 is not seen.
+        std::fs::write(proc.join("60/task/60/children"), "61 62").unwrap();
+        std::fs::create_dir_all(proc.join("62/task/62")).unwrap();
+        std::fs::write(proc.join("62/task/62/children"), "").unwrap();
+        std::fs::write(proc.join("62/stat"), "62 (p) S 60 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61]);
+        // As the kernel says once 62 exists: the walk finds it, and the next one is skipped again.
+        std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/10 101\n").unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61, 62]);
+        std::fs::write(proc.join("60/task/60/children"), "61").unwrap();
+        std::fs::remove_dir_all(proc.join("62")).unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61, 62], "no new pid: the walk is skipped");
+        // 62 is gone: a snapshot skips it, and the next new pid's walk drops it.
+        let s = r.snapshot(5, Depth::Full);
+        assert_eq!(s.cpu_ticks.unwrap().keys().copied().collect::<Vec<_>>(), vec![60, 61]);
+        std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/9 102\n").unwrap();
+        r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61]);
     }
 
     /// A temporary directory, removed on drop.
