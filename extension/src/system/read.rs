@@ -27,11 +27,13 @@
 //!   walks looking for processes the function started cover those processes' own subtrees only.
 //!   Lambda's init starts the runtime and the extensions during Init and no process afterwards
 //!   (a runtime that exits ends the environment), so the parent's direct children do not change.
-//! * Those subtree walks (three syscalls per thread of each process: a runtime with many threads
-//!   pays more) are skipped while the last pid of `/proc/loadavg` is the one read before the last
-//!   walk: no process and no thread has been created since in perfmon's pid namespace, which in
-//!   Lambda is the sandbox's own. Where other processes come and go (the local sandbox shares the
-//!   machine's), the value moves and every walk happens as before; without the file, too.
+//! * Every walk (three syscalls per thread of each process walked: a runtime with many threads
+//!   pays more) is skipped while the last pid of `/proc/loadavg` is the one read before the last
+//!   walk and none of the parent's children found then is gone: no process and no thread has been
+//!   created since in perfmon's pid namespace, which in Lambda is the sandbox's own. Where other
+//!   processes come and go (the local sandbox shares the machine's), the value moves and the walks
+//!   happen as before; without the file, too. A process of the function that exits meanwhile is
+//!   left out of the snapshots when its `stat` fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -245,9 +247,14 @@ impl Reader {
     }
 
     /// Walks the whole process tree again, the parent's threads included (new processes beside
-    /// perfmon: the runtime, once Lambda started it).
+    /// perfmon: the runtime, once Lambda started it), unless no pid was allocated since the last
+    /// walk and none of the processes found then is gone (the module's documentation).
     pub fn refresh_processes(&mut self) {
-        self.walked_at_pid = self.last_pid();
+        let last_pid = self.last_pid();
+        if last_pid.is_some() && last_pid == self.walked_at_pid && !self.roots_stale && !self.roots.is_empty() {
+            return;
+        }
+        self.walked_at_pid = last_pid;
         let Some(parent) = self.parent else {
             self.pids.clear();
             self.forget_gone_files();
@@ -300,6 +307,7 @@ impl Reader {
         }
         if !all_walked {
             // A root is gone (or its threads cannot be listed): the parent's walk decides.
+            self.roots_stale = true;
             self.refresh_processes();
             return;
         }
@@ -854,6 +862,32 @@ mod tests {
         assert_eq!(s.cpu_ticks.unwrap().keys().copied().collect::<Vec<_>>(), vec![60, 61]);
         std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/9 102\n").unwrap();
         r.refresh_subtrees();
+        assert_eq!(r.processes(), &[60, 61]);
+    }
+
+    /// The whole walk waits for a new pid too, unless one of the parent's children is gone.
+    #[test]
+    fn whole_walks_wait_for_a_new_pid_or_a_gone_root() {
+        let (d, paths) = fake_root();
+        let proc = d.path().join("proc");
+        std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/9 100\n").unwrap();
+        let mut r = Reader::new(paths, 50);
+        assert_eq!(r.processes(), &[60, 61]);
+        // The sandbox (40) starts 80; the last pid has not moved: no walk.
+        std::fs::write(proc.join("40/task/41/children"), "80").unwrap();
+        std::fs::create_dir_all(proc.join("80/task/80")).unwrap();
+        std::fs::write(proc.join("80/task/80/children"), "").unwrap();
+        std::fs::write(proc.join("80/stat"), "80 (p) S 40 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        r.refresh_processes();
+        assert_eq!(r.processes(), &[60, 61]);
+        std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/10 101\n").unwrap();
+        r.refresh_processes();
+        assert_eq!(r.processes(), &[60, 61, 80]);
+        // 80 exits; no new pid, but a snapshot finds a root gone: the next walk happens.
+        std::fs::remove_dir_all(proc.join("80")).unwrap();
+        std::fs::write(proc.join("40/task/41/children"), "").unwrap();
+        r.snapshot(5, Depth::Full);
+        r.refresh_processes();
         assert_eq!(r.processes(), &[60, 61]);
     }
 
