@@ -52,8 +52,10 @@ pub fn parse_children(text: &str) -> Vec<u32> {
 /// The pid most recently allocated in the reader's pid namespace: the last field of `/proc/loadavg`
 /// (`idr_get_cursor(&task_active_pid_ns(current)->idr) - 1`, fs/proc/loadavg.c). Every new process
 /// and every new thread takes a pid, so the same value twice means neither was created in between.
+/// `None` for 0 too: no kernel that has started a process reports it, and a `/proc` that is only
+/// emulated (one with a constant `loadavg`) must not make a caller believe nothing ever starts.
 pub fn parse_loadavg_last_pid(text: &str) -> Option<u64> {
-    text.split_ascii_whitespace().nth(4)?.parse().ok()
+    text.split_ascii_whitespace().nth(4)?.parse().ok().filter(|pid| *pid > 0)
 }
 
 /// Received and transmitted bytes over the interfaces of `/proc/net/dev` except the loopback.
@@ -198,6 +200,7 @@ Ceth1:   100    1    0    0    0     0          0         0      200      2    0
         assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"), Some(4567));
         assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123\n"), None);
         assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123 x\n"), None);
+        assert_eq!(parse_loadavg_last_pid("0.00 0.00 0.00 0/0 0\n"), None);
     }
 
     #[test]
