@@ -362,10 +362,22 @@ enum MergedDimensions<'a> {
 }
 
 impl MergedDimensions<'_> {
-    fn truncate(&mut self, len: usize) {
+    /// Keeps one pair per name (the pairs sorted by name, stably): the last of each run of equal
+    /// names, in arrival order that is the later one.
+    fn dedup_last_wins(&mut self) {
+        let pairs: &mut [(&str, &str)] = self;
+        let mut kept = 0;
+        for i in 0..pairs.len() {
+            if kept > 0 && pairs[kept - 1].0 == pairs[i].0 {
+                pairs[kept - 1] = pairs[i];
+            } else {
+                pairs[kept] = pairs[i];
+                kept += 1;
+            }
+        }
         match self {
-            MergedDimensions::Inline(_, n) => *n = len.min(*n),
-            MergedDimensions::Heap(v) => v.truncate(len),
+            MergedDimensions::Inline(_, n) => *n = kept,
+            MergedDimensions::Heap(v) => v.truncate(kept),
         }
     }
 }
@@ -387,21 +399,6 @@ impl std::ops::DerefMut for MergedDimensions<'_> {
             MergedDimensions::Heap(v) => v,
         }
     }
-}
-
-/// Keeps one pair per name in `sorted` (sorted by name, stably), the last of each run of equal names,
-/// in the first places; returns how many.
-fn dedup_last_wins(sorted: &mut [(&str, &str)]) -> usize {
-    let mut kept = 0;
-    for i in 0..sorted.len() {
-        if kept > 0 && sorted[kept - 1].0 == sorted[i].0 {
-            sorted[kept - 1] = sorted[i];
-        } else {
-            sorted[kept] = sorted[i];
-            kept += 1;
-        }
-    }
-    kept
 }
 
 /// Series held between flushes.
@@ -491,8 +488,7 @@ impl Aggregator {
         };
         // Stable: among equal names the order of arrival stays, and the later one is kept.
         merged.sort_by(|a, b| a.0.cmp(b.0));
-        let kept = dedup_last_wins(&mut merged);
-        merged.truncate(kept);
+        merged.dedup_last_wins();
         if merged.len() > MAX_DIMENSIONS {
             return Err(InvalidSample::TooManyDimensions(merged.len()));
         }

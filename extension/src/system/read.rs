@@ -120,7 +120,7 @@ pub struct Reader {
     /// `/proc/loadavg`, held open (`None`: not opened yet, or it cannot be: then no walk is skipped).
     loadavg: Option<File>,
     loadavg_tried: bool,
-    /// The last pid read just before the last walk of the tree or of the subtrees.
+    /// The last pid read just before the last walk of the tree or of the subtrees ([`Reader::pid_moved`]).
     walked_at_pid: Option<u64>,
     buf: Vec<u8>,
     dir_buf: Vec<MaybeUninit<u8>>,
@@ -250,11 +250,9 @@ impl Reader {
     /// perfmon: the runtime, once Lambda started it), unless no pid was allocated since the last
     /// walk and none of the processes found then is gone (the module's documentation).
     pub fn refresh_processes(&mut self) {
-        let last_pid = self.last_pid();
-        if last_pid.is_some() && last_pid == self.walked_at_pid && !self.roots_stale && !self.roots.is_empty() {
+        if !self.pid_moved() && !self.roots_stale && !self.roots.is_empty() {
             return;
         }
-        self.walked_at_pid = last_pid;
         let Some(parent) = self.parent else {
             self.pids.clear();
             self.forget_gone_files();
@@ -285,12 +283,9 @@ impl Reader {
             self.refresh_processes();
             return;
         }
-        let last_pid = self.last_pid();
-        if last_pid.is_some() && last_pid == self.walked_at_pid {
-            // Nothing was created since the last walk (the module's documentation).
+        if !self.pid_moved() {
             return;
         }
-        self.walked_at_pid = last_pid;
         let mut out = Vec::new();
         let mut all_walked = true;
         for root in self.roots.clone() {
@@ -401,7 +396,16 @@ impl Reader {
         }
     }
 
-    /// `/proc/net/dev` through its held file (opened at the first read, again after an error).
+    /// Whether a pid may have been allocated since the last walk (always, when `/proc/loadavg`
+    /// gives no reading): the module's documentation. Remembers this reading for the next call, so
+    /// call it just before a walk.
+    fn pid_moved(&mut self) -> bool {
+        let last_pid = self.last_pid();
+        let moved = last_pid.is_none() || last_pid != self.walked_at_pid;
+        self.walked_at_pid = last_pid;
+        moved
+    }
+
     /// The last pid allocated in perfmon's pid namespace (`/proc/loadavg`); `None` when the file
     /// cannot be opened or read (not a degraded source: walks are then never skipped).
     fn last_pid(&mut self) -> Option<u64> {
@@ -419,6 +423,7 @@ impl Reader {
         }
     }
 
+    /// `/proc/net/dev` through its held file (opened at the first read, again after an error).
     fn read_net_dev(&mut self) -> Option<procfs::NetBytes> {
         if self.net_dev.is_none() {
             let path = self.proc_path(&["net", "dev"]);
@@ -672,6 +677,15 @@ mod tests {
         (d, paths)
     }
 
+    /// Process `pid` appears in the fake `/proc` under `ppid`: its `stat` and its main thread's empty
+    /// `children` file (the parent's `children` file is the caller's to write).
+    fn add_process(proc: &std::path::Path, pid: u32, ppid: u32) {
+        std::fs::create_dir_all(proc.join(format!("{pid}/task/{pid}"))).unwrap();
+        std::fs::write(proc.join(format!("{pid}/task/{pid}/children")), "").unwrap();
+        let stat = format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1");
+        std::fs::write(proc.join(format!("{pid}/stat")), stat).unwrap();
+    }
+
     #[test]
     fn reads_the_siblings_and_their_children_not_perfmon() {
         let (_d, paths) = fake_root();
@@ -816,13 +830,9 @@ mod tests {
         assert_eq!(r.processes(), &[60, 61]);
         // The runtime (60) starts 62; the sandbox (40) starts 80.
         std::fs::write(proc.join("60/task/60/children"), "61 62").unwrap();
-        std::fs::create_dir_all(proc.join("62/task/62")).unwrap();
-        std::fs::write(proc.join("62/task/62/children"), "").unwrap();
-        std::fs::write(proc.join("62/stat"), "62 (p) S 60 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        add_process(&proc, 62, 60);
         std::fs::write(proc.join("40/task/41/children"), "80").unwrap();
-        std::fs::create_dir_all(proc.join("80/task/80")).unwrap();
-        std::fs::write(proc.join("80/task/80/children"), "").unwrap();
-        std::fs::write(proc.join("80/stat"), "80 (p) S 40 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        add_process(&proc, 80, 40);
         r.refresh_subtrees();
         assert_eq!(r.processes(), &[60, 61, 62], "below the runtime only");
         r.refresh_processes();
@@ -844,9 +854,7 @@ mod tests {
         assert_eq!(r.processes(), &[60, 61]);
         // The runtime (60) starts 62, but the last pid has not moved: no walk, 62 is not seen.
         std::fs::write(proc.join("60/task/60/children"), "61 62").unwrap();
-        std::fs::create_dir_all(proc.join("62/task/62")).unwrap();
-        std::fs::write(proc.join("62/task/62/children"), "").unwrap();
-        std::fs::write(proc.join("62/stat"), "62 (p) S 60 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        add_process(&proc, 62, 60);
         r.refresh_subtrees();
         assert_eq!(r.processes(), &[60, 61]);
         // As the kernel says once 62 exists: the walk finds it, and the next one is skipped again.
@@ -875,9 +883,7 @@ mod tests {
         assert_eq!(r.processes(), &[60, 61]);
         // The sandbox (40) starts 80; the last pid has not moved: no walk.
         std::fs::write(proc.join("40/task/41/children"), "80").unwrap();
-        std::fs::create_dir_all(proc.join("80/task/80")).unwrap();
-        std::fs::write(proc.join("80/task/80/children"), "").unwrap();
-        std::fs::write(proc.join("80/stat"), "80 (p) S 40 1 1 0 -1 0 0 0 0 0 4 0 0 0 20 0 1 0 1 1 1").unwrap();
+        add_process(&proc, 80, 40);
         r.refresh_processes();
         assert_eq!(r.processes(), &[60, 61]);
         std::fs::write(proc.join("loadavg"), "0.00 0.00 0.00 1/10 101\n").unwrap();
