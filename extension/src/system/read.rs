@@ -113,8 +113,8 @@ pub struct Reader {
     /// `/proc/<pid>/fd` of the same processes, held open and listed again from offset 0.
     fd_dirs: HashMap<u32, OwnedFd>,
     /// Whether `fstat` of `/proc/<pid>/fd` gives the number of open fds as its size (Linux 6.2 and
-    /// later, `proc_fd_getattr` in fs/proc/fd.c; 0 before): learnt from the first process with
-    /// fds, by comparing with the listing.
+    /// later, `proc_fd_getattr` in fs/proc/fd.c; 0 before): learnt by comparing with the listing
+    /// ([`count_open_fds`]), not from a listing that raced with an `open` or a `close`.
     fd_size_counts: Option<bool>,
     net_dev: Option<File>,
     /// `/proc/loadavg`, held open (`None`: not opened yet, or it cannot be: then no walk is skipped).
@@ -162,8 +162,15 @@ fn read_path<'b>(path: &std::path::Path, buf: &'b mut Vec<u8>) -> std::io::Resul
 }
 
 /// Open fds in a held `/proc/<pid>/fd` directory: its size where the kernel gives the count
-/// there (`by_size`, learnt on the first process with fds), else its entries listed again from
-/// offset 0 (`lseek` + `getdents64`, instead of `open` + `getdents64` + `close` by path).
+/// there (`by_size`), else its entries listed again from offset 0 (`lseek` + `getdents64`, instead
+/// of `open` + `getdents64` + `close` by path).
+///
+/// `by_size` is learnt by listing until a process with fds is seen: a size equal to the listing's
+/// count says the kernel counts (Linux 6.2 and later), a size of 0 beside a non-empty listing says
+/// it does not (the size of a procfs directory before 6.2). Any other size is a process that opened
+/// or closed an fd between the `fstat` and the listing (a function busy with its connections at
+/// INVOKE): nothing is learnt, and the next call compares again. Learning "no" from such a race
+/// would list every directory for the rest of the sandbox's life.
 fn count_open_fds(
     dir: &OwnedFd,
     buf: &mut Vec<MaybeUninit<u8>>,
@@ -189,10 +196,20 @@ fn count_open_fds(
             n += 1;
         }
     }
-    if by_size.is_none() && n > 0 {
-        *by_size = Some(size == Some(n));
+    if by_size.is_none() {
+        *by_size = learn_by_size(size, n);
     }
     Ok(n)
+}
+
+/// What a directory's `size` beside its listing's count `listed` says of the kernel ([`count_open_fds`]).
+fn learn_by_size(size: Option<u64>, listed: u64) -> Option<bool> {
+    match size {
+        _ if listed == 0 => None,
+        Some(s) if s == listed => Some(true),
+        Some(0) => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether an error of a held `/proc/<pid>` file says the process is gone.
@@ -800,6 +817,15 @@ mod tests {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    #[test]
+    fn an_fd_opened_during_the_count_teaches_nothing() {
+        assert_eq!(learn_by_size(Some(7), 7), Some(true), "the kernel counts");
+        assert_eq!(learn_by_size(Some(0), 7), Some(false), "a kernel before 6.2");
+        assert_eq!(learn_by_size(Some(8), 7), None, "an fd closed between fstat and listing");
+        assert_eq!(learn_by_size(Some(6), 7), None, "an fd opened between fstat and listing");
+        assert_eq!(learn_by_size(Some(0), 0), None, "no fds: nothing to compare");
     }
 
     #[test]
