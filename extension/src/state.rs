@@ -605,6 +605,12 @@ impl Shared {
         let _ = self.runtime_proxy.set((port, signals));
     }
 
+    /// Whether the Runtime API proxy has seen Lambda answer the runtime's `/response` or `/error`
+    /// for `request_id`: the function is done with that invoke (false without the proxy).
+    pub fn runtime_answered(&self, request_id: &str) -> bool {
+        self.runtime_proxy.get().is_some_and(|(_, signals)| signals.is_done(request_id))
+    }
+
     /// Shows a listener's accept-loop counters in `/v1/health` (`listeners`).
     pub fn attach_listener(&self, counters: Arc<crate::listener::Counters>) {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(counters);

@@ -20,7 +20,7 @@ usage: perfmon-sandbox cloudwatch [--port N] [--bind ADDR]   (the embedded Cloud
                            [--env K=V ...] [--cloudwatch embedded|URL] [--no-sigstop] [--json]
                            [--cloudwatch-network none|in-region|RTT_MS,CONNECT_MS,JITTER_MS[,close]]
                            [--mode on-demand|provisioned-concurrency|snap-start|managed-instances]
-                           [--max-concurrency N] [--in-flight K] [--first-invoke-delay-ms MS]
+                           [--max-concurrency N] [--in-flight K] [--first-invoke-delay-ms MS] [--gap-ms MS]
                            [--streaming] [--tenants a,b,c] [--restore-fails]
                            [--ephemeral-storage-mb N] [--no-resource-limits]
                            [-- RUNTIME-ARGS ...]
@@ -56,6 +56,8 @@ Lambda modes (--mode, default on-demand; AWS_LAMBDA_INITIALIZATION_TYPE and init
                            INVOKE registrations refused, no freeze, no platform.runtimeDone,
                            reports with durationMs and responseLatency/responseDuration only.
 --first-invoke-delay-ms MS  wait MS after Init before the first invoke (a proactive init; frozen meanwhile).
+--gap-ms MS                 wait MS between one invoke's end and the next (steady or sparse traffic
+                            instead of back to back; frozen meanwhile; not with managed-instances).
 --streaming                 the function streams its response (Lambda-Runtime-Function-Response-Mode:
                             streaming, chunked, up to 20 MB); the summary shows responseDuration.
 --tenants a,b,c             tenant isolation (on-demand only): invoke i is for tenant i mod 3; an
@@ -92,6 +94,7 @@ struct Args {
     max_concurrency: Option<usize>,
     in_flight: Option<usize>,
     first_invoke_delay_ms: u64,
+    gap_ms: u64,
     streaming: bool,
     tenants: Vec<String>,
     restore_fails: bool,
@@ -164,6 +167,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--first-invoke-delay-ms" => {
                 a.first_invoke_delay_ms = number(&value("--first-invoke-delay-ms")?, "--first-invoke-delay-ms")?
             }
+            "--gap-ms" => a.gap_ms = number(&value("--gap-ms")?, "--gap-ms")?,
             "--streaming" => a.streaming = true,
             "--tenants" => {
                 a.tenants = value("--tenants")?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
@@ -204,6 +208,9 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     }
     if !mode.is_managed_instances() && (a.max_concurrency.is_some() || a.in_flight.is_some()) {
         return Err("--max-concurrency and --in-flight need --mode managed-instances".to_owned());
+    }
+    if mode.is_managed_instances() && a.gap_ms > 0 {
+        return Err("--gap-ms spaces sequential invokes; managed-instances runs them --in-flight at once".to_owned());
     }
     if a.restore_fails && !matches!(mode, Mode::SnapStart { .. }) {
         return Err("--restore-fails needs --mode snap-start".to_owned());
@@ -360,7 +367,10 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         sb.invoke_concurrent(payloads, k).await.map_err(|e| e.to_string())?
     } else {
         let mut out = Vec::new();
-        for p in payloads {
+        for (i, p) in payloads.into_iter().enumerate() {
+            if i > 0 && a.gap_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(a.gap_ms)).await;
+            }
             out.push(sb.invoke(p).await.map_err(|e| e.to_string())?);
         }
         out

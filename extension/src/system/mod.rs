@@ -41,6 +41,13 @@ pub const MB_PER_VCPU: f64 = 1769.0;
 /// (`PERFMON_FLUSH=end`, a sparse invoke), a short invoke's runtimeDone is in by then and it is
 /// not sampled again (at 20 ms it always was, a third of the sampler's CPU with `end`).
 pub const PEAK_INTERVALS_MS: [u64; 5] = [5, 25, 35, 75, 100];
+/// A first peak sample whose timer fires more than this late (ms) is not taken: the invoke ended
+/// before it was due and the sandbox was frozen, so the timer fires at the thaw for the next
+/// invoke, before its INVOKE is read (sampled then, it measured the next invoke's start for the
+/// previous one; `perfmon-sandbox run --gap-ms 20` had it for a quarter of the invokes). A running
+/// invoke loses only its first sample: the next is due [`PEAK_INTERVALS_MS`]`[1]` later and is
+/// taken however late (a CPU-starved sandbox at 128 MB can hold a timer back by a CFS period).
+pub const FIRST_PEAK_LATE_MS: u64 = 5;
 /// Managed Instances: period of the samples within a flush window (Lambda Insights: 1 s).
 pub const WINDOW_SAMPLE_MS: u64 = 1_000;
 /// Invokes whose usage or report waits for the other half (bounded; the oldest leaves first).

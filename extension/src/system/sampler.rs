@@ -4,7 +4,9 @@
 //! is taken beside the function, as the peak samples are, and never before that call.
 //!
 //! It takes the INVOKE snapshot when told, then the peak samples of that invoke
-//! ([`PEAK_INTERVALS_MS`]) until its `platform.runtimeDone` is in or another invoke starts; on
+//! ([`PEAK_INTERVALS_MS`]) until its `platform.runtimeDone` is in, the Runtime API proxy has seen
+//! Lambda answer its response, or another invoke starts (a first sample that fires at a thaw is
+//! not taken: [`FIRST_PEAK_LATE_MS`]); on
 //! Managed Instances a sample every [`WINDOW_SAMPLE_MS`] and the window's end when the timer flush
 //! asks. It stops at SHUTDOWN.
 //!
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::read::{Depth, Paths, Reader};
-use super::{PEAK_INTERVALS_MS, WINDOW_SAMPLE_MS};
+use super::{FIRST_PEAK_LATE_MS, PEAK_INTERVALS_MS, WINDOW_SAMPLE_MS};
 use crate::state::{now_ms, Phase, Shared};
 
 /// Longest wait for the sampler's answer at a window end or SHUTDOWN.
@@ -85,6 +87,31 @@ struct Peak {
     request_id: String,
     due: Instant,
     index: usize,
+    /// A sample of this invoke has looked for processes the function started.
+    walked: bool,
+}
+
+/// What a due peak timer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeakStep {
+    /// Sample, and schedule the next one.
+    Sample,
+    /// Schedule the next one without sampling ([`FIRST_PEAK_LATE_MS`]).
+    Skip,
+    /// The invoke is over: no more samples.
+    Stop,
+}
+
+/// `running`: the invoke is still the one measured, not shutting down, and neither its
+/// `platform.runtimeDone` nor (with the Runtime API proxy) Lambda's answer to its response is in.
+fn peak_step(running: bool, index: usize, due: Instant, now: Instant) -> PeakStep {
+    if !running {
+        PeakStep::Stop
+    } else if index == 0 && now.saturating_duration_since(due) > Duration::from_millis(FIRST_PEAK_LATE_MS) {
+        PeakStep::Skip
+    } else {
+        PeakStep::Sample
+    }
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>, paths: Paths, windows: bool) {
@@ -130,6 +157,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>, paths: P
                     request_id: id,
                     due: Instant::now() + Duration::from_millis(PEAK_INTERVALS_MS[0]),
                     index: 0,
+                    walked: false,
                 });
             }
             Some(Some(Msg::WindowEnd(reply))) => {
@@ -157,17 +185,21 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>, paths: P
                         g.phase != Phase::ShuttingDown
                             && g.system.current() == Some(p.request_id.as_str())
                             && !g.platform.runtime_done_seen(&p.request_id)
-                    };
-                    if running {
-                        // The first peak sample also looks for processes the function started.
-                        let walk = if p.index == 0 { Walk::Subtrees } else { Walk::IfNone };
-                        let snap = snapshot(&mut reader, Depth::Levels, walk);
-                        shared.on_system_peak(&p.request_id, &snap);
-                        p.index += 1;
-                        let gap = PEAK_INTERVALS_MS[p.index.min(PEAK_INTERVALS_MS.len() - 1)];
-                        p.due = Instant::now() + Duration::from_millis(gap);
-                    } else {
-                        peak = None;
+                    } && !shared.runtime_answered(&p.request_id);
+                    match peak_step(running, p.index, p.due, now) {
+                        PeakStep::Stop => peak = None,
+                        step => {
+                            if step == PeakStep::Sample {
+                                // The invoke's first sample also looks for processes the function started.
+                                let walk = if p.walked { Walk::IfNone } else { Walk::Subtrees };
+                                let snap = snapshot(&mut reader, Depth::Levels, walk);
+                                shared.on_system_peak(&p.request_id, &snap);
+                                p.walked = true;
+                            }
+                            p.index += 1;
+                            let gap = PEAK_INTERVALS_MS[p.index.min(PEAK_INTERVALS_MS.len() - 1)];
+                            p.due = Instant::now() + Duration::from_millis(gap);
+                        }
                     }
                 }
                 if let Some(w) = next_window.filter(|w| *w <= now) {
@@ -201,4 +233,21 @@ fn snapshot(reader: &mut Reader, depth: Depth, walk: Walk) -> super::Snapshot {
         Walk::IfNone => {}
     }
     reader.snapshot(now_ms(), depth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_sample_due_before_a_freeze_is_not_taken_at_the_thaw() {
+        let due = Instant::now();
+        let ms = |n| due + Duration::from_millis(n);
+        assert_eq!(peak_step(true, 0, due, ms(1)), PeakStep::Sample, "on time");
+        assert_eq!(peak_step(true, 0, due, ms(FIRST_PEAK_LATE_MS)), PeakStep::Sample, "late, within the slack");
+        assert_eq!(peak_step(true, 0, due, ms(FIRST_PEAK_LATE_MS + 1)), PeakStep::Skip, "fired at a thaw");
+        assert_eq!(peak_step(true, 1, due, ms(90)), PeakStep::Sample, "later samples are taken however late");
+        assert_eq!(peak_step(false, 0, due, ms(0)), PeakStep::Stop, "the invoke is over");
+        assert_eq!(peak_step(false, 3, due, ms(500)), PeakStep::Stop);
+    }
 }

@@ -563,12 +563,23 @@ fn cli_modes_json_and_refused_combinations() {
     let restores = v["modeFigures"]["restores"].as_array().unwrap();
     assert_eq!((restores[0]["status"].as_str(), restores[1]["status"].as_str()), (Some("failure"), Some("success")));
 
+    // --gap-ms: the invokes are spaced (the run is at least the two gaps long), each still a success.
+    let started = std::time::Instant::now();
+    let out = run(&["--invokes", "3", "--gap-ms", "1000", "--json"]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = v["invokes"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["success"; 3]);
+    assert!(took >= std::time::Duration::from_millis(2000), "two gaps of 1 s, the run took {took:?}");
+
     for bad in [
         &["--mode", "warm"][..],
         &["--max-concurrency", "2"][..],
         &["--restore-fails"][..],
         &["--mode", "snap-start", "--tenants", "a"][..],
         &["--mode", "managed-instances", "--in-flight", "0"][..],
+        &["--mode", "managed-instances", "--gap-ms", "5"][..],
     ] {
         let out = run(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -580,6 +591,7 @@ fn cli_modes_json_and_refused_combinations() {
         "--max-concurrency",
         "--in-flight",
         "--first-invoke-delay-ms",
+        "--gap-ms",
         "--streaming",
         "--tenants",
         "--restore-fails",
