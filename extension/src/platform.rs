@@ -40,7 +40,7 @@ use perfmon_protocol::contract::{defaults, dimension, metric};
 use perfmon_protocol::telemetry::{Event, InitType, Record, Report, RestoreReport, RuntimeDone, Span, Status};
 use serde::Serialize;
 
-use crate::aggregate::{Kind, MetricSample};
+use crate::aggregate::{counter, dist, MetricSample};
 use crate::invoke_log::InvokeSummary;
 
 /// Invokes tracked at once (entries leave when their report arrives). Defaults to 1 024; past it the
@@ -561,14 +561,6 @@ fn status_samples(
         out.push(counter(metric::ERRORS, errors, t).tenant(tenant));
         out.push(counter(metric::TIMEOUTS, timeouts, t).tenant(tenant));
     }
-}
-
-fn counter(name: &'static str, v: f64, t: i64) -> MetricSample {
-    MetricSample::new(name, "Count", Kind::Counter, v, t)
-}
-
-fn dist(name: &'static str, unit: &'static str, v: f64, t: i64) -> MetricSample {
-    MetricSample::new(name, unit, Kind::Distribution, v, t)
 }
 
 trait TenantSample {

@@ -702,7 +702,7 @@ fn system_vcpus(cfg: &Config) -> f64 {
 /// The `StatsdDatagramsDropped` counter of one flush window (default dimensions only).
 fn statsd_drops_sample(dropped: u64, now_ms: i64) -> MetricSample {
     let name = perfmon_protocol::contract::metric::STATSD_DATAGRAMS_DROPPED;
-    MetricSample::new(name, "Count", crate::aggregate::Kind::Counter, dropped as f64, now_ms)
+    crate::aggregate::counter(name, dropped as f64, now_ms)
 }
 
 /// [`Shared::on_restore`] under the lock.

@@ -20,7 +20,7 @@ use perfmon_protocol::contract::{dimension, metric};
 use perfmon_protocol::trigger::{self, AnswerFacts, EventFacts, Outcome, Trigger};
 use serde::Serialize;
 
-use crate::aggregate::{Kind, MetricSample};
+use crate::aggregate::{counter, dist, MetricSample};
 
 /// Invokes tracked at once. Defaults to 1 024.
 pub const MAX_PENDING: usize = 1_024;
@@ -278,14 +278,6 @@ fn flag(b: bool) -> f64 {
     } else {
         0.0
     }
-}
-
-fn counter(name: &'static str, v: f64, t: i64) -> MetricSample {
-    MetricSample::new(name, "Count", Kind::Counter, v, t)
-}
-
-fn dist(name: &'static str, unit: &'static str, v: f64, t: i64) -> MetricSample {
-    MetricSample::new(name, unit, Kind::Distribution, v, t)
 }
 
 trait Dims {

@@ -109,6 +109,16 @@ pub struct MetricSample {
     pub resolution: Resolution,
 }
 
+/// One of perfmon's own counters (unit `Count`), at standard resolution with no extra dimensions.
+pub fn counter(name: &'static str, value: f64, timestamp_ms: i64) -> MetricSample {
+    MetricSample::new(name, "Count", Kind::Counter, value, timestamp_ms)
+}
+
+/// One of perfmon's own distributions, at standard resolution with no extra dimensions.
+pub fn dist(name: &'static str, unit: &'static str, value: f64, timestamp_ms: i64) -> MetricSample {
+    MetricSample::new(name, unit, Kind::Distribution, value, timestamp_ms)
+}
+
 impl MetricSample {
     /// A one-value sample at standard resolution with no extra dimensions.
     pub fn new(
@@ -353,6 +363,8 @@ const INLINE_DIMENSIONS: usize = 16;
 
 /// A sample's dimensions merged over the defaults ([`Aggregator::merged_dimensions`]), borrowed.
 /// The inline variant is meant to be large: it lives on the stack while one sample is recorded.
+/// Not `smallvec::SmallVec`: its `Drop` (without the nightly `may_dangle`) keeps the borrow of the
+/// aggregator's defaults alive to the end of `record`, where the aggregator is borrowed mutably.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum MergedDimensions<'a> {

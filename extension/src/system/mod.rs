@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use perfmon_protocol::contract::metric;
 use perfmon_protocol::procfs::{CpuTotals, NetBytes};
 
-use crate::aggregate::{Kind, MetricSample};
+use crate::aggregate::{dist, MetricSample};
 use crate::invoke_log::InvokeSummary;
 
 /// Memory size that buys one full vCPU (Lambda: "at 1,769 MB, a function has the equivalent of
@@ -175,7 +175,7 @@ impl Usage {
         let mut out = Vec::new();
         let mut push = |name: &'static str, unit: &'static str, v: Option<f64>| {
             if let Some(v) = v.filter(|v| v.is_finite()) {
-                out.push(MetricSample::new(name, unit, Kind::Distribution, v, t));
+                out.push(dist(name, unit, v, t));
             }
         };
         push(metric::CPU_TIME, "Milliseconds", self.cpu_ms);
