@@ -117,9 +117,9 @@ pub struct Reader {
     /// ([`count_open_fds`]), not from a listing that raced with an `open` or a `close`.
     fd_size_counts: Option<bool>,
     net_dev: Option<File>,
-    /// `/proc/loadavg`, held open (`None`: not opened yet, or it cannot be: then no walk is skipped).
+    /// `/proc/loadavg`, held open from the start (`None`: it cannot be opened or read; then no walk
+    /// is skipped).
     loadavg: Option<File>,
-    loadavg_tried: bool,
     /// The last pid read just before the last walk of the tree or of the subtrees ([`Reader::pid_moved`]).
     walked_at_pid: Option<u64>,
     buf: Vec<u8>,
@@ -220,6 +220,7 @@ fn is_gone(e: &std::io::Error) -> bool {
 impl Reader {
     /// A reader for the processes beside `self_pid` (perfmon: `std::process::id()`).
     pub fn new(paths: Paths, self_pid: u32) -> Self {
+        let loadavg = File::open(paths.proc_root.join("loadavg")).ok();
         let mut r = Self {
             paths,
             self_pid,
@@ -231,8 +232,7 @@ impl Reader {
             fd_dirs: HashMap::new(),
             fd_size_counts: None,
             net_dev: None,
-            loadavg: None,
-            loadavg_tried: false,
+            loadavg,
             walked_at_pid: None,
             buf: Vec::new(),
             dir_buf: Vec::new(),
@@ -426,10 +426,6 @@ impl Reader {
     /// The last pid allocated in perfmon's pid namespace (`/proc/loadavg`); `None` when the file
     /// cannot be opened or read (not a degraded source: walks are then never skipped).
     fn last_pid(&mut self) -> Option<u64> {
-        if !self.loadavg_tried {
-            self.loadavg_tried = true;
-            self.loadavg = File::open(self.proc_path(&["loadavg"])).ok();
-        }
         let file = self.loadavg.as_ref()?;
         match pread_all(file, &mut self.buf) {
             Ok(text) => text.and_then(procfs::parse_loadavg_last_pid),
