@@ -16,10 +16,11 @@
 //!   rustls configuration; a connector is built on first use, none ahead of it, and the roots at
 //!   the client's first `https://` connection, not when an SDK client is configured with it (the
 //!   SDK's client loads them in `validate_base_client_config`), and never for a client that only
-//!   reaches plain `http://` endpoints (a local CloudWatch or moto). In the extension that is the first flush, on the
-//!   event loop, instead of the blocking thread that builds the client at the first INVOKE: measured
-//!   on the layer binary (`scripts/rss-probe.sh`), loading them on that thread, beside the invoke the
-//!   event loop is handling, raised the peak RSS by 0.55 MB (docs/benchmarks.md, "Memory, after");
+//!   reaches plain `http://` endpoints (a local CloudWatch or moto). In the extension that is the
+//!   first flush, on the event loop, instead of the blocking thread that builds the client at the
+//!   first INVOKE: measured on the layer binary (`scripts/rss-probe.sh`), loading them on that
+//!   thread, beside the invoke the event loop is handling, raised the peak RSS by 0.55 MB
+//!   (docs/benchmarks.md, "Memory, after");
 //! * no proxy (the SDK's client had none configured either) and HTTP/1.1 only (PutMetricData and
 //!   GetMetricData are single request/response calls).
 //!
