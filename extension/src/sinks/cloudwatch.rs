@@ -42,8 +42,55 @@ pub use perfmon_tools::cwclient::DEFAULT_REGION;
 /// A request is not started with less time than this left before the deadline.
 pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(30);
 
+/// The longest awsQuery parameter name of a datum, at index 1 000:
+/// `MetricData.member.1000.StatisticValues.SampleCount` (50 bytes).
+const MAX_QUERY_KEY: usize = 64;
+/// The longest number or timestamp the awsQuery encoder writes, percent-encoded: a float's
+/// shortest form (`-2.2250738585072014e-308`, 24 bytes) or a timestamp
+/// (`2026-01-01T00:00:00.25Z`, its colons as `%3A`), both under 32 bytes before encoding.
+const MAX_QUERY_NUMBER: usize = 3 * 32;
+
+/// An upper bound of what `d` adds to a request's awsQuery body at any index, from the lengths
+/// of its strings and its number of fields alone: nothing is formatted. Every parameter is
+/// counted with the longest key and the longest number (its `&` and `=` too), and every string
+/// (name, dimensions, unit) again as if each of its bytes were percent-encoded.
+fn datum_query_bound(d: &MetricDatum) -> usize {
+    let strings = d.metric_name.len()
+        + d.dimensions.iter().map(|x| x.name.len() + x.value.len()).sum::<usize>()
+        + d.unit.as_ref().map_or(0, String::len);
+    let params = 1
+        + 2 * d.dimensions.len()
+        + usize::from(d.timestamp_ms.is_some())
+        + usize::from(d.value.is_some())
+        + if d.statistic_values.is_some() { 4 } else { 0 }
+        + d.values.len()
+        + d.counts.len()
+        + usize::from(d.unit.is_some())
+        + usize::from(d.storage_resolution.is_some());
+    params * (2 + MAX_QUERY_KEY + MAX_QUERY_NUMBER) + 3 * strings
+}
+
 /// Splits datums into requests of at most 1 000 datums and [`REQUEST_BYTES_BUDGET`] bytes.
+///
+/// A flush that fits in one request by [`datum_query_bound`] (every flush of a few invokes'
+/// metrics: a few hundred bytes a datum against 900 kB) is one request without measuring each
+/// datum's encoding; only larger ones are measured exactly, datum by datum.
 pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum>> {
+    if datums.is_empty() {
+        return Vec::new();
+    }
+    if datums.len() <= MAX_DATUMS_PER_REQUEST {
+        let mut bound = header_query_len(namespace) + 3 * namespace.len();
+        for d in &datums {
+            bound += datum_query_bound(d);
+            if bound > REQUEST_BYTES_BUDGET {
+                break;
+            }
+        }
+        if bound <= REQUEST_BYTES_BUDGET {
+            return vec![datums];
+        }
+    }
     let header = encode_query(&PutMetricData { namespace: namespace.to_owned(), metric_data: Vec::new() }).len();
     let mut out: Vec<Vec<MetricDatum>> = Vec::new();
     let mut cur: Vec<MetricDatum> = Vec::new();
@@ -381,6 +428,60 @@ mod tests {
                 assert!(bs.len() > 1, "400 full histograms exceed 1 MB");
             }
         }
+    }
+
+    /// What the exact path counts for a datum (its encoding at index 1 000) never exceeds the bound
+    /// the one-request path adds up, whatever its strings and numbers.
+    #[test]
+    fn the_bound_covers_the_exact_size() {
+        use perfmon_protocol::cloudwatch::{Dimension, StatisticSet};
+        let awkward = "é/ &=%+:\u{1F600}".repeat(20);
+        let extremes =
+            [f64::MIN_POSITIVE, -f64::MAX, f64::NAN, f64::NEG_INFINITY, -2.225_073_858_507_201e-308, 1.0 / 3.0];
+        let mut ds = vec![datum(7, 0), datum(8, 150), MetricDatum::default()];
+        ds.push(MetricDatum {
+            metric_name: awkward.clone(),
+            dimensions: (0..30).map(|i| Dimension { name: format!("{awkward}{i}"), value: awkward.clone() }).collect(),
+            timestamp_ms: Some(253_402_300_799_999), // 9999-12-31T23:59:59.999Z
+            value: Some(extremes[4]),
+            statistic_values: Some(StatisticSet {
+                sample_count: extremes[0],
+                sum: extremes[1],
+                minimum: extremes[2],
+                maximum: extremes[3],
+            }),
+            values: extremes.iter().cycle().take(150).copied().collect(),
+            counts: extremes.iter().cycle().take(150).copied().collect(),
+            unit: Some(awkward.clone()),
+            storage_resolution: Some(i32::MIN),
+        });
+        for d in &ds {
+            let mut at_1000 = vec![MetricDatum::default(); 999];
+            at_1000.push(d.clone());
+            let before = encode_query(&PutMetricData { namespace: "N".into(), metric_data: at_1000[..999].to_vec() });
+            let with = encode_query(&PutMetricData { namespace: "N".into(), metric_data: at_1000 });
+            let exact = with.len() - before.len();
+            assert!(datum_query_bound(d) >= exact, "{} < {exact}", datum_query_bound(d));
+            let len = datum_query_len(d);
+            assert!(datum_query_bound(d) >= header_query_len("") + len.bytes + 3 * (len.params + 2));
+        }
+        let namespace = awkward.as_str();
+        assert!(
+            header_query_len(namespace) + 3 * namespace.len()
+                >= encode_query(&PutMetricData { namespace: namespace.into(), metric_data: Vec::new() }).len()
+        );
+    }
+
+    /// A flush of a few invokes' metrics is one request by the bound; one over the budget is split
+    /// exactly as before.
+    #[test]
+    fn small_flushes_are_one_request_without_measuring() {
+        let few: Vec<MetricDatum> = (0..40).map(|i| datum(i, 1)).collect();
+        assert_eq!(batches("Perfmon", few.clone()), vec![few]);
+        let full: Vec<MetricDatum> = (0..1_000).map(|i| datum(i, 150)).collect();
+        let bs = batches("Perfmon", full.clone());
+        assert!(bs.len() > 1 && bs.iter().all(|b| !b.is_empty()));
+        assert_eq!(bs.concat(), full);
     }
 
     #[test]
