@@ -320,6 +320,17 @@ fn series_hash<'a>(
     h.finish()
 }
 
+/// The hash of a dimension set, for [`MetricBudget`].
+fn dims_hash(hasher: &foldhash::fast::RandomState, dims: &[(String, String)]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_usize(dims.len());
+    for (k, v) in dims {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
 /// [`series_hash`] of a held entry's key.
 fn key_hash(hasher: &foldhash::fast::RandomState, (key, start): &(SeriesKey, i64)) -> u64 {
     let dims = key.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -343,9 +354,14 @@ pub struct AggregatorStats {
 }
 
 /// Per metric name, per flush window: the dimension sets opened and the overflow sets used.
+///
+/// A set is held as its hash ([`dims_hash`]), not as a copy of its names and values: admitting a
+/// series then allocates nothing here. Two sets of one metric with the same 64-bit hash (seeded per
+/// aggregator) would count once against the budget, letting one more set in: a budget is a bound on
+/// cardinality, not an account, and no sample is lost or misfiled by it.
 #[derive(Debug, Default)]
 struct MetricBudget {
-    sets: HashSet<Vec<(String, String)>, foldhash::fast::RandomState>,
+    sets: HashSet<u64, foldhash::fast::RandomState>,
     overflow_sets: Vec<Vec<(String, String)>>,
     logged: bool,
 }
@@ -643,8 +659,9 @@ impl Aggregator {
     fn admit(&mut self, key: &SeriesKey) -> Result<(), OverflowCause> {
         let per_metric = self.limits.max_series_per_metric;
         let global_full = self.series.len() >= self.limits.max_series;
+        let dims = dims_hash(&self.hasher, &key.dimensions);
         let budget = self.budgets.entry_ref(key.name.as_str()).or_default();
-        if budget.sets.contains(&key.dimensions) {
+        if budget.sets.contains(&dims) {
             // Another time bucket, unit or kind of a dimension set this window already counted.
             return if global_full { Err(OverflowCause::SeriesCap) } else { Ok(()) };
         }
@@ -654,7 +671,7 @@ impl Aggregator {
         if global_full {
             return Err(OverflowCause::SeriesCap);
         }
-        budget.sets.insert(key.dimensions.clone());
+        budget.sets.insert(dims);
         Ok(())
     }
 
@@ -723,7 +740,16 @@ impl Aggregator {
     pub fn drain(&mut self) -> Vec<MetricDatum> {
         let mut entries: Vec<((SeriesKey, i64), Agg)> = self.series.drain().collect();
         self.buckets_held = 0;
-        self.budgets.clear();
+        // A new window for every budget. A metric recorded in the window that ends keeps its entry
+        // (its name and tables, allocated once: with `PERFMON_FLUSH=end` every invoke is a window);
+        // one not recorded in it is forgotten, so the map holds the last window's metrics at most.
+        self.budgets.retain(|_, b| {
+            let used = !b.sets.is_empty() || !b.overflow_sets.is_empty();
+            b.sets.clear();
+            b.overflow_sets.clear();
+            b.logged = false;
+            used
+        });
         entries.sort_by(|a, b| {
             (a.0 .1, &a.0 .0.name, &a.0 .0.dimensions, a.0 .0.kind).cmp(&(
                 b.0 .1,
@@ -746,6 +772,11 @@ impl Aggregator {
                 ..MetricDatum::default()
             };
             match agg {
+                Agg::Distribution(h) if h.len() <= MAX_VALUES_PER_DATUM => {
+                    // One datum (the usual case): the key's strings move into it.
+                    let (values, counts) = h.values_counts().map(|(v, c)| (v, c as f64)).unzip();
+                    out.push(MetricDatum { values, counts, ..base });
+                }
                 Agg::Distribution(h) => {
                     let vc: Vec<(f64, u64)> = h.values_counts().collect();
                     for chunk in vc.chunks(MAX_VALUES_PER_DATUM) {
@@ -1052,6 +1083,12 @@ mod tests {
         }
         assert_eq!(a.stats().values_overflowed_total, 1);
         assert!(a.drain().iter().all(|d| d.dimensions.iter().all(|x| x.value != OVERFLOW_VALUE)));
+        // A metric's budget entry outlives a window it was recorded in, not one it was absent from.
+        a.record(with_dims("N", Kind::Counter, 1.0, &[]), NOW).unwrap();
+        a.drain();
+        assert_eq!(a.budgets.keys().map(String::as_str).collect::<Vec<_>>(), vec!["N"], "M was not recorded");
+        a.drain();
+        assert!(a.budgets.is_empty());
     }
 
     #[test]
