@@ -309,25 +309,26 @@ fn series_hash<'a>(
     let mut h = hasher.build_hasher();
     name.hash(&mut h);
     unit.hash(&mut h);
-    h.write_usize(dims.len());
-    for (k, v) in dims {
-        k.hash(&mut h);
-        v.hash(&mut h);
-    }
+    hash_dims(&mut h, dims);
     resolution.hash(&mut h);
     kind.hash(&mut h);
     start.hash(&mut h);
     h.finish()
 }
 
+/// Feeds a dimension set into `h`: its length, then each name and value.
+fn hash_dims<'a>(h: &mut impl Hasher, dims: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+    h.write_usize(dims.len());
+    for (k, v) in dims {
+        k.hash(h);
+        v.hash(h);
+    }
+}
+
 /// The hash of a dimension set, for [`MetricBudget`].
 fn dims_hash(hasher: &foldhash::fast::RandomState, dims: &[(String, String)]) -> u64 {
     let mut h = hasher.build_hasher();
-    h.write_usize(dims.len());
-    for (k, v) in dims {
-        k.hash(&mut h);
-        v.hash(&mut h);
-    }
+    hash_dims(&mut h, dims.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     h.finish()
 }
 
