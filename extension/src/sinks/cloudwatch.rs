@@ -74,24 +74,35 @@ fn datum_query_bound(d: &MetricDatum) -> usize {
 ///
 /// A flush that fits in one request by [`datum_query_bound`] (every flush of a few invokes'
 /// metrics: a few hundred bytes a datum against 900 kB) is one request without measuring each
-/// datum's encoding; only larger ones are measured exactly, datum by datum.
+/// datum's encoding; only larger ones are measured exactly, datum by datum ([`measured_batches`]).
+/// Both start from the same header, and the bound is never below the measured size, so the bound
+/// only takes what the measurement would have sent as one request.
 pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum>> {
     if datums.is_empty() {
         return Vec::new();
     }
-    if datums.len() <= MAX_DATUMS_PER_REQUEST {
-        let mut bound = header_query_len(namespace) + 3 * namespace.len();
-        for d in &datums {
-            bound += datum_query_bound(d);
-            if bound > REQUEST_BYTES_BUDGET {
-                break;
-            }
-        }
-        if bound <= REQUEST_BYTES_BUDGET {
-            return vec![datums];
+    // The body of a request without datums (`&MetricData=` too: a margin).
+    let header = encode_query(&PutMetricData { namespace: namespace.to_owned(), metric_data: Vec::new() }).len();
+    if datums.len() <= MAX_DATUMS_PER_REQUEST && fits_by_bound(header, &datums) {
+        return vec![datums];
+    }
+    measured_batches(header, datums)
+}
+
+/// Whether `header` and the [`datum_query_bound`]s of `datums` stay within [`REQUEST_BYTES_BUDGET`].
+fn fits_by_bound(header: usize, datums: &[MetricDatum]) -> bool {
+    let mut bound = header;
+    for d in datums {
+        bound += datum_query_bound(d);
+        if bound > REQUEST_BYTES_BUDGET {
+            return false;
         }
     }
-    let header = encode_query(&PutMetricData { namespace: namespace.to_owned(), metric_data: Vec::new() }).len();
+    true
+}
+
+/// [`batches`] by each datum's measured awsQuery size, after a request body of `header` bytes.
+fn measured_batches(header: usize, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum>> {
     let mut out: Vec<Vec<MetricDatum>> = Vec::new();
     let mut cur: Vec<MetricDatum> = Vec::new();
     let mut cur_bytes = header;
@@ -465,11 +476,24 @@ mod tests {
             let len = datum_query_len(d);
             assert!(datum_query_bound(d) >= header_query_len("") + len.bytes + 3 * (len.params + 2));
         }
-        let namespace = awkward.as_str();
-        assert!(
-            header_query_len(namespace) + 3 * namespace.len()
-                >= encode_query(&PutMetricData { namespace: namespace.into(), metric_data: Vec::new() }).len()
-        );
+    }
+
+    /// Whatever the bound lets through as one request, the measurement sends as one request too; and
+    /// the bound does let through what a flush of a few invokes holds.
+    #[test]
+    fn the_bound_takes_only_what_the_measurement_sends_as_one_request() {
+        let header = encode_query(&PutMetricData { namespace: "Perfmon".into(), metric_data: Vec::new() }).len();
+        let (mut fits, mut does_not) = (0, 0);
+        for n in 1..=40 {
+            let ds: Vec<MetricDatum> = (0..n).map(|i| datum(i, 150)).collect();
+            if fits_by_bound(header, &ds) {
+                fits += 1;
+                assert_eq!(measured_batches(header, ds).len(), 1, "{n} full histograms");
+            } else {
+                does_not += 1;
+            }
+        }
+        assert!(fits > 0 && does_not > 0, "both sides of the bound were tried: {fits} / {does_not}");
     }
 
     /// A flush of a few invokes' metrics is one request by the bound; one over the budget is split
