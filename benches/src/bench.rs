@@ -17,6 +17,16 @@ pub const METRICS: [usize; 3] = [0, 10, 100];
 pub const SPARSE_FLUSH: [&str; 5] = ["proxy", "auto", "end", "emf", "defer"];
 const MIB: f64 = 1024.0;
 
+/// The CPU budget, as a ratio to the floor's pooled CPU per 1 000 invokes in the same run. It was
+/// first written as "≤ 200 ms per 1 000 invokes (today 283)": a cut of 29 %, read in 10 ms ticks,
+/// which charged the do-nothing floor about 0. In schedstat nanoseconds the floor alone takes
+/// 180–340 ms here, so the cut is kept and the unit changed: the shipped binary the budget was
+/// written against (`58466e9`) ran at 5.02× the floor in this harness
+/// (`benches/results/full-layer-base/`), and 5.02 × 200 / 283 = 3.55.
+pub const CPU_POOLED_RATIO_LIMIT: f64 = 3.55;
+const CPU_BUDGET_ORIGIN: &str =
+    "the 29 % cut of \"200 of 283 ms\" applied to the pre-lean binary's 5.02× (benches/results/full-layer-base/)";
+
 /// How much to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -1084,14 +1094,20 @@ pub fn budgets(figs: &[Figure]) -> Vec<Budget> {
             b.push(Budget::max(&format!("{id}_ratio"), label, id, r, limit));
         }
     }
-    if let Some((p, _)) = med(figs, "cpu_per_1000_invokes_ms") {
-        b.push(Budget::max(
-            "cpu_per_1000_invokes",
-            "extension CPU ≤ 200 ms per 1 000 invokes, system metrics on (pooled)",
-            "cpu_per_1000_invokes_ms",
-            p,
-            200.0,
-        ));
+    if let Some(f) = figs.iter().find(|f| f.id == "cpu_per_1000_invokes_ms") {
+        if let (Some(r), Some(p)) = (f.ratio, f.perfmon) {
+            let mut x = Budget::max(
+                "cpu_per_1000_invokes_ratio",
+                &format!(
+                    "extension CPU per 1 000 invokes ≤ {CPU_POOLED_RATIO_LIMIT}× floor, system metrics on (pooled, Init included)"
+                ),
+                "cpu_per_1000_invokes_ms",
+                r,
+                CPU_POOLED_RATIO_LIMIT,
+            );
+            x.note = format!("{:.0} ms per 1 000 invokes; {CPU_BUDGET_ORIGIN}", p.median);
+            b.push(x);
+        }
     }
     if let Some((p, _)) = med(figs, "http_1c_single/rate") {
         b.push(Budget::min(
@@ -1145,4 +1161,31 @@ pub fn shape(plan: &Plan, raw: &Raw, started_unix: u64, duration: Duration, perf
 /// Puts it together.
 pub fn results(machine: crate::results::Machine, run: RunShape, figures: Vec<Figure>, budgets: Vec<Budget>) -> Results {
     Results { schema: 1, machine, run, figures, budgets }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu_budget(perfmon_ms: f64, floor_ms: f64) -> Option<Budget> {
+        let figs = [Figure::new("cpu_per_1000_invokes_ms", "cpu", "CPU", "ms", Better::Lower)
+            .with(&[perfmon_ms], Some(&[floor_ms]))];
+        budgets(&figs).into_iter().find(|b| b.id == "cpu_per_1000_invokes_ratio")
+    }
+
+    #[test]
+    fn the_cpu_budget_is_a_ratio_to_the_floor_of_the_same_run() {
+        // The pre-lean binary's own run (5.02×) fails it; one perfmon figure passes or fails by the
+        // floor of its own run.
+        let base = cpu_budget(1283.4, 255.6).expect("a budget from the pooled figure");
+        assert!(!base.met, "{base:?}");
+        assert!((base.measured - 5.02).abs() < 0.01);
+        let now = cpu_budget(488.0, 181.0).expect("a budget");
+        assert!(now.met && now.measured < CPU_POOLED_RATIO_LIMIT, "{now:?}");
+        assert!(!cpu_budget(488.0, 130.0).expect("a budget").met, "3.75× the floor is over");
+        assert!(now.note.starts_with("488 ms per 1 000 invokes"), "{}", now.note);
+        // Without a floor there is no ratio to judge, so no budget is claimed.
+        let alone = [Figure::new("cpu_per_1000_invokes_ms", "cpu", "CPU", "ms", Better::Lower).with(&[488.0], None)];
+        assert!(budgets(&alone).iter().all(|b| b.id != "cpu_per_1000_invokes_ratio"));
+    }
 }

@@ -1,5 +1,5 @@
 //! The command line: `run` (make bench), `check` (make bench-check), `table` (print the tables of
-//! a results file).
+//! a results file), `rebudget` (a saved run's budgets evaluated again from its figures).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +14,8 @@ usage: perfmon-bench run   [--mode full|quick|smoke] [--only invoke|heavy|ingest
                            [--cpu-cgroup DIR] [--out DIR] [--perfmon PATH] [--note TEXT]
        perfmon-bench check [--mode quick|full] [--baseline FILE] [--perfmon PATH] [--out DIR]
        perfmon-bench table FILE
+       perfmon-bench rebudget DIR   (DIR/bench.json's budgets evaluated again from its figures, as
+                           this harness states them; rewrites DIR/bench.json, bench.svg, table.md)
        perfmon-bench compare COMMITTED FRESH   (the check's comparison of two results files)
        perfmon-bench soak  [--minutes N] [--sample-s S] [--out DIR] [--perfmon PATH]
        perfmon-bench simulate [--out DIR]
@@ -59,7 +61,7 @@ struct Args {
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut it = args.into_iter();
     let cmd = it.next().ok_or_else(|| USAGE.to_owned())?;
-    if !matches!(cmd.as_str(), "run" | "check" | "table" | "compare" | "soak" | "simulate" | "proxy-hop") {
+    if !matches!(cmd.as_str(), "run" | "check" | "table" | "rebudget" | "compare" | "soak" | "simulate" | "proxy-hop") {
         return Err(USAGE.to_owned());
     }
     let mut a = Args {
@@ -89,7 +91,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--minutes" => a.minutes = Some(number(&flag, value()?)?),
             "--sample-s" => a.sample_s = Some(number(&flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
-            other if a.cmd == "table" && a.file.is_none() && !other.starts_with('-') => {
+            other if matches!(a.cmd.as_str(), "table" | "rebudget") && a.file.is_none() && !other.starts_with('-') => {
                 a.file = Some(PathBuf::from(other))
             }
             other if a.cmd == "compare" && a.baseline.is_none() && !other.starts_with('-') => {
@@ -422,6 +424,14 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "table" => a.file.as_deref().ok_or_else(|| USAGE.to_owned()).and_then(load).map(|r| {
             println!("{}", tables(&r));
             true
+        }),
+        "rebudget" => a.file.as_deref().ok_or_else(|| USAGE.to_owned()).and_then(|dir| {
+            let mut r = load(&dir.join("bench.json"))?;
+            r.budgets = bench::budgets(&r.figures);
+            write_outputs(&r, dir)?;
+            println!("{}", tables(&r));
+            println!("written: {}/bench.json, bench.svg, table.md", dir.display());
+            Ok(true)
         }),
         "compare" => match (a.baseline.as_deref(), a.file.as_deref()) {
             (Some(c), Some(f)) => load(c).and_then(|c| load(f).map(|f| check(&c, &f))),
