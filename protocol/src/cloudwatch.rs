@@ -27,7 +27,9 @@ pub mod read;
 pub mod stats;
 pub mod validate;
 
-pub use query::{datum_query_len, decode_query, encode_query, header_query_len, QueryDecodeError, QueryLen};
+pub use query::{
+    datum_query_len, decode_query, empty_request_query_len, encode_query, header_query_len, QueryDecodeError, QueryLen,
+};
 pub use validate::validate;
 
 /// The awsQuery `Version` of CloudWatch.

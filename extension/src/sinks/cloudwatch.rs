@@ -5,9 +5,9 @@
 //!   thread when a flush is about to send (or a timer flush starts), and the flush waits for it.
 //! * The endpoint comes from `AWS_ENDPOINT_URL_CLOUDWATCH` / `AWS_ENDPOINT_URL` as the SDK reads
 //!   them; the region from the usual chain, else `us-east-1`.
-//! * Requests carry at most 1 000 datums and stay under 1 MB of body ([`batches`], sized with
-//!   [`encode_query`]: the awsQuery form is always larger than the CBOR the SDK sends, 1.5-3x, so it is
-//!   a safe upper bound that needs no CBOR encoder in the extension).
+//! * Requests carry at most 1 000 datums and stay under 1 MB of body ([`batches`], sized by the
+//!   awsQuery encoding of `perfmon_protocol::cloudwatch`: the awsQuery form is always larger than the
+//!   CBOR the SDK sends, 1.5-3x, so it is a safe upper bound that needs no CBOR encoder in the extension).
 //! * Throttling, 5xx and errors while connecting are retried by the SDK's standard retry strategy
 //!   (exponential backoff with jitter, 25 ms to 1 s, 3 attempts); what still fails is handed back
 //!   to the caller to keep for the next flush (or to write as EMF at SHUTDOWN).
@@ -29,8 +29,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{self as cw, StandardUnit};
 use aws_sdk_cloudwatch::Client;
 use perfmon_protocol::cloudwatch::{
-    datum_query_len, encode_query, header_query_len, MetricDatum, PutMetricData, MAX_DATUMS_PER_REQUEST,
-    MAX_REQUEST_BYTES,
+    datum_query_len, empty_request_query_len, header_query_len, MetricDatum, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES,
 };
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
@@ -82,7 +81,7 @@ pub fn batches(namespace: &str, datums: Vec<MetricDatum>) -> Vec<Vec<MetricDatum
         return Vec::new();
     }
     // The body of a request without datums (`&MetricData=` too: a margin).
-    let header = encode_query(&PutMetricData { namespace: namespace.to_owned(), metric_data: Vec::new() }).len();
+    let header = empty_request_query_len(namespace);
     if datums.len() <= MAX_DATUMS_PER_REQUEST && fits_by_bound(header, &datums) {
         return vec![datums];
     }
@@ -408,7 +407,7 @@ fn classify(e: &SdkError<PutMetricDataError, HttpResponse>) -> Failure {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use perfmon_protocol::cloudwatch::{Dimension, StatisticSet};
+    use perfmon_protocol::cloudwatch::{encode_query, Dimension, PutMetricData, StatisticSet};
 
     fn datum(i: usize, values: usize) -> MetricDatum {
         MetricDatum {

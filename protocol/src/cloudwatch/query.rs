@@ -445,7 +445,7 @@ pub fn encode_query(req: &PutMetricData) -> String {
     out.push_str(API_VERSION);
     out.param(format_args!("Namespace"), &req.namespace);
     if req.metric_data.is_empty() {
-        out.push_str("&MetricData=");
+        out.push_str(EMPTY_METRIC_DATA);
     }
     let mut num = String::new();
     for (i, d) in req.metric_data.iter().enumerate() {
@@ -456,6 +456,8 @@ pub fn encode_query(req: &PutMetricData) -> String {
 
 /// What opens every `PutMetricData` body, before the version and the namespace.
 const PUT_METRIC_DATA_ACTION: &str = "Action=PutMetricData&Version=";
+/// What [`encode_query`] writes for a request without datums, after the namespace.
+const EMPTY_METRIC_DATA: &str = "&MetricData=";
 
 /// The bytes [`encode_query`]'s body starts with for `namespace`: the action, the version and the
 /// namespace parameter, before any datum.
@@ -463,6 +465,12 @@ pub fn header_query_len(namespace: &str) -> usize {
     let mut len = QueryLen::default();
     len.param(format_args!("Namespace"), namespace);
     PUT_METRIC_DATA_ACTION.len() + API_VERSION.len() + len.bytes
+}
+
+/// The length of [`encode_query`]'s body for a request to `namespace` without datums, without
+/// building it.
+pub fn empty_request_query_len(namespace: &str) -> usize {
+    header_query_len(namespace) + EMPTY_METRIC_DATA.len()
 }
 
 /// What datum `d` adds to [`encode_query`]'s body as the first datum of a request (its parameters,
@@ -495,6 +503,11 @@ mod tests {
         assert_eq!(header_query_len(""), head);
         let named = encode_query(&PutMetricData { namespace: "Perfmon Test/ns".into(), metric_data: Vec::new() });
         assert_eq!(header_query_len("Perfmon Test/ns"), named.len() - "&MetricData=".len());
+        assert_eq!(empty_request_query_len("Perfmon Test/ns"), named.len());
+        assert_eq!(
+            empty_request_query_len("é"),
+            encode_query(&PutMetricData { namespace: "é".into(), metric_data: Vec::new() }).len()
+        );
         for d in datums {
             let body = encode_query(&PutMetricData { namespace: String::new(), metric_data: vec![d.clone()] });
             let len = datum_query_len(&d);
